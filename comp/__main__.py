@@ -1,0 +1,3 @@
+from comp.cli import entry
+
+entry()

@@ -1,0 +1,133 @@
+"""`comp run stage=... key=value ...` and `comp plugins`: a thin layer over the pipeline."""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+from comp import __version__
+from comp.errors import CompError
+
+DESCRIPTION = """\
+comp: from a competition folder (Kaggle layout) to an honest, validated submission.
+
+  comp run stage=all                      the bundled digits demo, end to end
+  comp run stage=all competition=PATH     your competition
+  comp plugins                            installed models and augmentations
+"""
+
+
+def _run_epilog() -> str:
+    from comp.config import describe_keys
+    from comp.stages import PLANNED, STAGES
+
+    stages = "\n".join(f"  {name:<10} {module.HELP}" for name, module in STAGES.items())
+    return f"""\
+stages (in order; stage=all runs them all, stage=X also runs stale stages X reads from):
+{stages}
+  (planned, not in this version: {', '.join(PLANNED)})
+
+keys (key=value; dotted keys reach into sections; an unknown key names the closest one):
+{describe_keys()}
+
+config groups: experiment=NAME merges configs/experiment/NAME.yaml, model=NAME picks
+configs/model/NAME.yaml or else just the model plugin NAME.
+
+A stage whose config, data and inputs are unchanged is skipped; overwrite=true reruns it.
+Outputs: runs/<run>/ (config.yaml, folds, OOF predictions, fold models, stage.json) and
+submissions/<run>-<stage>-<metric>=<score>.csv (never overwritten).
+Exit codes: 0 ok, 2 a problem with the input or config (the message says what to do),
+1 an internal error."""
+
+
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="comp", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"comp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run a stage (or all) on a competition",
+                         description="Run a stage of the pipeline on one competition.",
+                         epilog=_run_epilog() if argv[:1] == ["run"] else None,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="stage=NAME|all, competition=PATH, run=NAME, budget=15m, any config key")
+    plugins = sub.add_parser("plugins", help="list installed model and augmentation plugins",
+                             description="List plugins from the comp.models and "
+                                         "comp.augmentations entry-point groups.")
+    plugins.add_argument("pattern", nargs="?", default="*", help="wildcard filter on names")
+    plugins.add_argument("--check", action="store_true", help="import every plugin and report failures")
+    return parser
+
+
+def entry() -> None:
+    """The `comp` console script: native TF logs go to a file unless COMP_NATIVE_LOG=stderr."""
+    import os
+
+    if os.environ.get("COMP_NATIVE_LOG", "") != "stderr":
+        from comp.demo import cache_root
+        from comp.native_log import redirect_native_stderr
+
+        redirect_native_stderr(Path(os.environ.get("COMP_NATIVE_LOG") or cache_root() / "native.log"))
+    sys.exit(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `comp` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args.overrides, argv)
+        if args.command == "plugins":
+            return _cmd_plugins(args.pattern, args.check)
+        parser.print_help()
+        return 0
+    except CompError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception:  # an internal bug: show everything, with a distinct exit code
+        traceback.print_exc()
+        return 1
+
+
+def _cmd_run(overrides: list[str], argv: list[str]) -> int:
+    # Keras warns that fit's shuffle=True is ignored for tf.data; ours are shuffled already.
+    warnings.filterwarnings("ignore", message=".*shuffle=True. was passed")
+    from comp.config import load_config
+    from comp.pipeline import run
+
+    cfg = load_config(overrides)  # all validation happens before any work
+    run(cfg, argv)
+    return 0
+
+
+def _cmd_plugins(pattern: str, check: bool) -> int:
+    from comp.registry import REGISTRIES
+
+    failures = 0
+    for kind, registry in REGISTRIES.items():
+        print(f"{kind}:")
+        rows = registry.list(pattern)
+        if not rows:
+            print("  (none)")
+        for info in rows:
+            status = ""
+            if check:
+                try:
+                    registry.load(info.name)
+                    status = "  ok"
+                except CompError as exc:
+                    failures += 1
+                    status = f"  FAILED: {exc}"
+            print(f"  {info.name:<20} {info.distribution:<24} {info.value}{status}")
+    return 2 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Read a competition folder in Kaggle layout into a typed description.
+
+Layout: ``train.csv`` (id + target columns), ``train/`` and ``test/`` holding
+``<id>.<ext>`` images, optional ``test.csv``, ``sample_submission.csv`` (fixes the ids,
+their order and the columns of a submission) and an optional ``comp.yaml``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from comp.errors import DataError
+from comp.tasks import infer_task_kind
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+COMP_YAML_KEYS = {"task", "metric", "id_column", "target_columns"}
+
+
+@dataclass
+class Competition:
+    root: Path
+    train: pd.DataFrame  # every column read as strings, so '07' stays '07'
+    sample: pd.DataFrame
+    id_col: str
+    target_cols: list[str]
+    task_kind: str
+    metric: str | None
+    train_images: list[Path]
+    test_ids: list[str]
+    test_images: list[Path]
+    notes: list[str] = field(default_factory=list)  # what was inferred, for the user
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def fingerprint(self) -> str:
+        """Content hash of the tables and every image: stage caches depend on it."""
+        h = hashlib.sha256()
+        for path in [self.root / "train.csv", self.root / "sample_submission.csv", self.root / "test.csv"]:
+            if path.is_file():
+                h.update(path.name.encode() + path.read_bytes())
+        for path in self.train_images + self.test_images:
+            h.update(path.name.encode() + path.read_bytes())
+        return h.hexdigest()[:16]
+
+
+def load_competition(root: str | Path, task: str | None = None, metric: str | None = None) -> Competition:
+    """Read and check ``root``; ``task``/``metric`` override comp.yaml and inference."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"competition folder {root} does not exist; pass competition=PATH")
+    settings = _read_settings(root / "comp.yaml")
+    sample = _read_csv(root / "sample_submission.csv")
+    train = _read_csv(root / "train.csv")
+    notes: list[str] = []
+
+    id_col = settings.get("id_column") or sample.columns[0]
+    if "id_column" not in settings:
+        notes.append(f"id column '{id_col}' (first column of sample_submission.csv)")
+    targets = settings.get("target_columns") or list(sample.columns.drop(id_col))
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    if "target_columns" not in settings:
+        notes.append(f"target column(s) {', '.join(targets)} (the other columns of sample_submission.csv)")
+    if not targets:
+        raise DataError(f"{root / 'sample_submission.csv'}: no target column after the id column '{id_col}'")
+    for col in [id_col, *targets]:
+        if col not in train.columns:
+            raise DataError(f"{root / 'train.csv'}: missing column '{col}' (columns: {', '.join(train.columns)})")
+        if col not in sample.columns:
+            raise DataError(f"{root / 'sample_submission.csv'}: missing column '{col}'")
+    _check_ids(train, id_col, root / "train.csv")
+    _check_ids(sample, id_col, root / "sample_submission.csv")
+
+    kind = task or settings.get("task")
+    if kind is None:
+        kind = infer_task_kind(train[targets])
+        notes.append(f"task {kind} (from the target values)")
+    metric = metric or settings.get("metric")
+
+    test_ids = list(sample[id_col])
+    if (root / "test.csv").is_file():
+        test = _read_csv(root / "test.csv")
+        if id_col not in test.columns:
+            raise DataError(f"{root / 'test.csv'}: missing id column '{id_col}'")
+        known = set(test[id_col])
+        absent = [i for i in test_ids if i not in known]
+        if absent:
+            raise DataError(
+                f"{root / 'sample_submission.csv'}: id {absent[0]!r} is not in test.csv "
+                f"({len(absent)} such ids); the two files must list the same test ids"
+            )
+    return Competition(
+        root=root,
+        train=train,
+        sample=sample,
+        id_col=id_col,
+        target_cols=targets,
+        task_kind=kind,
+        metric=metric,
+        train_images=_image_paths(root, "train", train[id_col], root / "train.csv"),
+        test_ids=test_ids,
+        test_images=_image_paths(root, "test", pd.Series(test_ids), root / "sample_submission.csv"),
+        notes=notes,
+    )
+
+
+def _read_settings(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid YAML ({type(exc).__name__}); fix the file") from None
+    unknown = sorted(set(data) - COMP_YAML_KEYS)
+    if unknown:
+        raise DataError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(COMP_YAML_KEYS))}")
+    return data
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path} is missing: a competition folder needs train.csv and sample_submission.csv")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty; it needs a header row and at least one data row") from None
+    if frame.empty:
+        raise DataError(f"{path} has a header but no rows")
+    return frame
+
+
+def _check_ids(frame: pd.DataFrame, id_col: str, path: Path) -> None:
+    ids = frame[id_col]
+    if ids.isna().any():
+        row = int(ids.isna().to_numpy().nonzero()[0][0]) + 2
+        raise DataError(f"{path} row {row}: empty id in column '{id_col}'")
+    dup = ids.duplicated(keep="first")
+    if dup.any():
+        row = int(dup.to_numpy().nonzero()[0][0])
+        raise DataError(f"{path} row {row + 2}: duplicate id {ids.iloc[row]!r}; ids must be unique")
+
+
+def _image_paths(root: Path, folder: str, ids: pd.Series, source: Path) -> list[Path]:
+    directory = root / folder
+    if not directory.is_dir():
+        raise DataError(f"{directory} is missing: images go in {folder}/<id>.png or .jpg")
+    by_stem: dict[str, Path] = {}
+    for path in directory.iterdir():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            by_stem.setdefault(path.stem, path)
+    paths = []
+    for row, image_id in enumerate(ids):
+        if "/" in image_id or "\\" in image_id or image_id in (".", "..") or Path(image_id).is_absolute():
+            raise DataError(f"{source} row {row + 2}: id {image_id!r} is not a plain file name; ids may not contain path separators")
+        path = by_stem.get(image_id)
+        if path is None:
+            raise DataError(
+                f"{source} row {row + 2}: no image for id {image_id!r} in {directory} "
+                f"(looked for {image_id}{{{','.join(IMAGE_EXTENSIONS)}}})"
+            )
+        paths.append(path)
+    return paths

@@ -1,0 +1,286 @@
+"""The resolved configuration: configs/default.yaml, config groups and dotted overrides.
+
+Values live in ``configs/*.yaml``; the schema below gives every key its type and help
+text, so a wrong key or type fails before any work starts.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from comp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    type: str  # int | float | str | bool | duration | list | dict, "?" suffix = may be null
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+SCHEMA: dict[str, Key] = {
+    "stage": Key("str", "stage to run, or 'all'; earlier stages run first when stale"),
+    "competition": Key("str?", "competition folder (Kaggle layout); null = bundled digits demo"),
+    "run": Key("str?", "run name: outputs go to <paths.runs>/<run>/; null = competition folder name"),
+    "budget": Key("duration?", "wall-clock limit for the whole command, e.g. 90s, 15m, 2h"),
+    "overwrite": Key("bool", "rerun the requested stage(s) even when inputs and config are unchanged"),
+    "seed": Key("int", "seed for weights, shuffling and augmentation"),
+    "task": Key("str?", "task kind; null = inferred from the target", ("classification",)),
+    "metric": Key("str?", "competition metric; null = the task's default"),
+    "paths.runs": Key("str", "folder holding run directories (relative to the working directory)"),
+    "paths.submissions": Key("str", "folder receiving submission CSVs"),
+    "paths.cache": Key("str?", "cache folder (demo data); null = $COMP_CACHE or ~/.cache/comp"),
+    "data.image_size": Key("list?", "[height, width] images are resized to; null = most common size"),
+    "data.channels": Key("int?", "1 (gray) or 3 (colour); null = most common"),
+    "split.folds": Key("int", "number of stratified folds"),
+    "split.seed": Key("int", "seed of the fold shuffle"),
+    "train.epochs": Key("int", "maximum epochs per fold (early stopping usually ends sooner)"),
+    "train.batch_size": Key("int", "batch size per replica"),
+    "train.lr": Key("float", "learning rate (Adam)"),
+    "train.patience": Key("int", "epochs without improvement of the validation metric before stopping"),
+    "train.strategy": Key(
+        "str", "tf.distribute strategy", ("auto", "default", "one_device", "mirrored")
+    ),
+    "train.augmentations": Key("list", "augmentation plugins applied while training"),
+    "train.verbose": Key("bool", "print one line per epoch"),
+    "model.name": Key("str", "model plugin (see `comp plugins`)"),
+    "model.hp": Key("dict", "fixed values for the model plugin's hyperparameters"),
+    "predict.source": Key("str", "training stage whose fold models predict the test set; auto = latest"),
+    "predict.batch_size": Key("int", "batch size for inference"),
+}
+
+# Command-line words that select a file of a config group instead of setting one key.
+GROUPS = ("experiment", "model")
+
+
+def config_dir() -> Path:
+    """Folder holding default.yaml and the group folders."""
+    env = os.environ.get("COMP_CONFIGS")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
+    if not (path / "default.yaml").is_file():
+        raise ConfigError(
+            f"no default.yaml in {path}: install comp from its source checkout "
+            "(pip install -e .) or point COMP_CONFIGS at a configs folder"
+        )
+    return path
+
+
+class Config:
+    """Read-only nested view of a resolved config: ``cfg.train.epochs``."""
+
+    def __init__(self, data: dict[str, Any]):
+        object.__setattr__(self, "_data", data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Config(value) if isinstance(value, dict) and name != "hp" else value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Config is read-only; pass overrides to load_config")
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self._data
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+    def digest(self, prefixes: Iterable[str]) -> str:
+        """Hash of the keys under ``prefixes``: what a stage's cache depends on."""
+        picked = {
+            k: self.get(k)
+            for k in sorted(SCHEMA)
+            if any(k == p or k.startswith(p + ".") for p in prefixes)
+        }
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(overrides: Iterable[str] = (), base: Path | None = None) -> Config:
+    """Compose default.yaml, the selected group files and ``key=value`` overrides."""
+    root = base or config_dir()
+    data = _read_yaml(root / "default.yaml")
+    flat = {
+        k: _coerce(k, v, str(root / "default.yaml"))
+        for k, v in _flatten(data, str(root / "default.yaml")).items()
+    }
+    _check_schema_covered(flat, root / "default.yaml")
+
+    for word in overrides:
+        key, value = _split_override(word)
+        if key in GROUPS and (key == "experiment" or (root / key / f"{value}.yaml").is_file()):
+            group_file = root / key / f"{value}.yaml"
+            if not group_file.is_file():
+                available = sorted(p.stem for p in (root / key).glob("*.yaml"))
+                raise ConfigError(f"{key}={value}: no {group_file}; available: {', '.join(available)}")
+            for gkey, gvalue in _flatten(_read_yaml(group_file), str(group_file)).items():
+                flat[gkey] = _coerce(gkey, gvalue, str(group_file))
+        elif key == "model":
+            flat["model.name"] = value  # a plugin without a group file of its own
+            flat["model.hp"] = {}
+        elif key.startswith("model.hp."):
+            flat["model.hp"] = {**flat["model.hp"], key[len("model.hp."):]: yaml.safe_load(value)}
+        else:
+            flat[key] = _coerce(key, value, f"override {word!r}")
+    return Config(_unflatten(flat))
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '2h', '1h30m' or a plain number of seconds -> seconds."""
+    text = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(text)
+    scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def describe_keys() -> str:
+    """Every key with its type and help, for ``comp run --help``."""
+    defaults = _flatten(_read_yaml(config_dir() / "default.yaml"), "default.yaml")
+    width = max(map(len, SCHEMA))
+    lines = []
+    for key, spec in SCHEMA.items():
+        choices = f" [{'|'.join(spec.choices)}]" if spec.choices else ""
+        lines.append(f"  {key:<{width}}  {spec.help}{choices} (default: {defaults.get(key)!r})")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}); fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def _flatten(data: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key not in SCHEMA:
+            flat.update(_flatten(v, where, key + "."))
+        else:
+            _check_known(key, where)
+            flat[key] = v
+    return flat
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _check_known(key: str, where: str) -> None:
+    if key in SCHEMA:
+        return
+    close = difflib.get_close_matches(key, list(SCHEMA) + list(GROUPS), n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else "see `comp run --help` for the keys"
+    raise ConfigError(f"unknown config key '{key}' in {where}: {hint}")
+
+
+def _check_schema_covered(flat: dict[str, Any], path: Path) -> None:
+    missing = [k for k in SCHEMA if k not in flat]
+    if missing:
+        raise ConfigError(f"{path} lacks default values for {', '.join(missing)}")
+
+
+def _split_override(word: str) -> tuple[str, str]:
+    if "=" not in word:
+        raise ConfigError(f"argument {word!r} is not key=value; e.g. stage=all or train.epochs=3")
+    key, value = word.split("=", 1)
+    key = key.strip()
+    if not key.startswith("model.hp.") and key not in GROUPS:
+        _check_known(key, f"override {word!r}")
+    return key, value
+
+
+_BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Check ``value`` against the schema type of ``key``; strings from the CLI are parsed."""
+    spec = SCHEMA[key]
+    kind, nullable = spec.type.rstrip("?"), spec.type.endswith("?")
+    text = value.strip() if isinstance(value, str) else None
+    if value is None or (text is not None and text.lower() in ("null", "none", "~") and nullable):
+        if nullable:
+            return None
+        raise ConfigError(f"{key} in {where}: expected {_describe(kind)}, got null")
+    try:
+        if kind == "int":
+            if isinstance(value, bool) or (text is None and not isinstance(value, int)):
+                raise ValueError
+            result: Any = int(text) if text is not None else value
+        elif kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            result = float(text) if text is not None else float(value)
+        elif kind == "bool":
+            if text is not None:
+                result = _BOOL[text.lower()]
+            elif isinstance(value, bool):
+                result = value
+            else:
+                raise ValueError
+        elif kind == "str":
+            if text is None and not isinstance(value, (int, float)):
+                raise ValueError
+            result = text if text is not None else str(value)
+        elif kind == "duration":
+            result = text if text is not None else str(value)
+            parse_duration(result)
+        elif kind == "list":
+            result = yaml.safe_load(text) if text is not None else value
+            if isinstance(result, str):
+                result = [s.strip() for s in result.split(",") if s.strip()]
+            if not isinstance(result, list):
+                raise ValueError
+        elif kind == "dict":
+            result = yaml.safe_load(text) if text is not None else value
+            if not isinstance(result, dict):
+                raise ValueError
+        else:  # pragma: no cover - schema typo
+            raise AssertionError(kind)
+    except (ValueError, KeyError, TypeError, yaml.YAMLError):
+        raise ConfigError(
+            f"{key} in {where}: expected {_describe(kind)}, got {value!r}"
+        ) from None
+    if spec.choices and result not in spec.choices:
+        raise ConfigError(f"{key} in {where}: {result!r} is not one of {', '.join(spec.choices)}")
+    return result
+
+
+def _describe(kind: str) -> str:
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "duration": "a duration such as 90s, 15m or 2h",
+        "list": "a list such as [a, b]",
+        "dict": "a mapping such as {a: 1}",
+    }[kind]

@@ -1,0 +1,26 @@
+"""What a stage receives: the config, the competition, its task and its work folder."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from comp.budget import Budget
+from comp.competition import Competition
+from comp.config import Config
+from comp.rundir import RunDir
+
+
+@dataclass
+class StageContext:
+    name: str
+    cfg: Config
+    competition: Competition
+    task: Any
+    rundir: RunDir
+    work: Path  # the stage writes here; published as runs/<run>/<name>/ on success
+    budget: Budget
+    upstream: dict[str, str]  # stage name -> its published folder name, for this stage's inputs
+
+    def log(self, message: str) -> None:
+        print(f"[{self.name}] {message}", flush=True)

@@ -1,0 +1,19 @@
+"""Errors a user can fix. The CLI prints them as one line and exits non-zero."""
+
+
+class CompError(Exception):
+    """A problem with the user's input, config or environment; message says what to do."""
+
+    exit_code = 2
+
+
+class ConfigError(CompError):
+    """An unknown key, a wrong type or an impossible combination of settings."""
+
+
+class DataError(CompError):
+    """A competition folder that cannot be read as the task needs."""
+
+
+class PluginError(CompError):
+    """A plugin that is missing, ambiguous or fails to import."""

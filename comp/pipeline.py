@@ -1,0 +1,127 @@
+"""Run stages in order: plan, skip what is unchanged, run the rest, publish atomically."""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from comp.budget import Budget
+from comp.competition import load_competition
+from comp.config import Config, parse_duration
+from comp.context import StageContext
+from comp.demo import cache_root, demo_competition
+from comp.errors import ConfigError
+from comp.provenance import git_revision, package_versions
+from comp.rundir import RunDir, write_text
+from comp.stages import PLANNED, STAGES
+from comp.tasks import make_task
+
+
+def run(cfg: Config, argv: list[str] | None = None) -> dict:
+    """Run ``cfg.stage`` (and the stale stages before it); return the last stage's record."""
+    budget = Budget(parse_duration(cfg.budget) if cfg.budget else None)
+    targets = _targets(cfg.stage)
+    root = Path(cfg.competition) if cfg.competition else demo_competition(cache_root(cfg.paths.cache))
+    competition = load_competition(root, task=cfg.task, metric=cfg.metric)
+    task = make_task(competition.task_kind, competition.train[competition.target_cols], competition.metric)
+    rundir = RunDir(Path(cfg.paths.runs) / (cfg.run or competition.name))
+    print(f"competition {competition.name} ({competition.root}) -> run {rundir.path}", flush=True)
+    for note in competition.notes:
+        print(f"inferred: {note}", flush=True)
+    if not cfg.metric and not competition.metric:
+        print(f"inferred: metric {task.metric} (default for {task.kind})", flush=True)
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices when fold models load one by one
+    tf.config.experimental.enable_op_determinism()  # ARCHITECTURE promise 5: same seed, same result
+    _write_provenance(rundir, cfg, argv)
+    fingerprint = competition.fingerprint()
+    record: dict = {}
+    available = {name for name in STAGES if rundir.record(name)}
+    for name in _plan(targets, cfg, available):
+        module = STAGES[name]
+        upstream = module.inputs(cfg, available)
+        key = _stage_key(name, cfg, fingerprint, {role: rundir.record(dep)["output_id"]
+                                                  for role, dep in upstream.items()})
+        previous = rundir.record(name)
+        if previous and previous.get("key") == key and not (cfg.overwrite and name in targets):
+            print(f"[{name}] unchanged since {previous['finished']}, skipped (overwrite=true reruns it)", flush=True)
+            record = previous
+            continue
+        began = time.time()
+        work = rundir.partial(name, key)
+        ctx = StageContext(name, cfg, competition, task, rundir, work, budget, upstream)
+        result = module.run(ctx)
+        record = {
+            **result,
+            "stage": name,
+            "key": key,
+            "output_id": uuid.uuid4().hex,
+            "inputs": upstream,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(began)),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(time.time() - began, 2),
+        }
+        rundir.publish(name, record)
+        available.add(name)
+    if "score" in record:
+        print(f"OOF {record['metric']} = {record['score']:.5f} ({record.get('source', record['stage'])})", flush=True)
+    if "submission" in record:
+        print(f"submission: {record['submission']}", flush=True)
+    return record
+
+
+def _targets(stage: str) -> list[str]:
+    if stage == "all":
+        return list(STAGES)
+    if stage in STAGES:
+        return [stage]
+    if stage in PLANNED:
+        raise ConfigError(f"stage={stage} is not in this version of comp yet; available: all, {', '.join(STAGES)}")
+    close = difflib.get_close_matches(stage, list(STAGES) + ["all"], n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(f"unknown stage={stage!r}; {hint}available: all, {', '.join(STAGES)}")
+
+
+def _plan(targets: list[str], cfg: Config, available: set[str]) -> list[str]:
+    """The targets and every stage they read from, in pipeline order."""
+    needed: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name not in needed:
+            needed.add(name)
+            for dep in STAGES[name].inputs(cfg, available | needed).values():
+                visit(dep)
+
+    for name in targets:
+        visit(name)
+    return [name for name in STAGES if name in needed]
+
+
+def _stage_key(name: str, cfg: Config, fingerprint: str, upstream_outputs: dict[str, str]) -> str:
+    """Changes whenever the stage's config, the competition data or an input stage's output do."""
+    payload = {
+        "stage": name,
+        "config": cfg.digest(STAGES[name].CONFIG),
+        "data": fingerprint,
+        "upstream": upstream_outputs,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_provenance(rundir: RunDir, cfg: Config, argv: list[str] | None) -> None:
+    info = {
+        "command": "comp " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "versions": package_versions(),
+        "git": git_revision(),
+    }
+    write_text(rundir.path / "config.yaml", yaml.safe_dump(info, sort_keys=False))

@@ -1,0 +1,36 @@
+"""Stage `submit`: submissions/<run>-<stage>-<metric>=<score>.csv, validated, never overwritten."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from comp import artifacts
+from comp.context import StageContext
+from comp.submission import build_submission, validate_submission, write_submission
+
+NAME = "submit"
+HELP = "write the test predictions as a validated CSV in the format of sample_submission.csv"
+CONFIG = ("paths.submissions",)
+TRAINS = False
+
+
+def inputs(cfg, available) -> dict[str, str]:
+    return {"predict": "predict"}
+
+
+def run(ctx: StageContext) -> dict:
+    comp = ctx.competition
+    folder = ctx.rundir.output(ctx.upstream["predict"])
+    record = ctx.rundir.record(ctx.upstream["predict"])
+    probs = np.load(folder / artifacts.TEST_PROBS)
+    classes = record["classes"]
+    labels = [classes[i] for i in probs.argmax(axis=1)]
+    (target,) = comp.target_cols
+    frame = build_submission(comp.sample, comp.id_col, target, labels)
+    validate_submission(frame, comp.sample, comp.id_col, {target: set(classes)})
+    stem = f"{ctx.rundir.path.name}-{record['source']}-{record['metric']}={record['score']:.5f}"
+    path, new = write_submission(frame, Path(ctx.cfg.paths.submissions), stem)
+    ctx.log(f"{'wrote' if new else 'identical file already there:'} {path}")
+    return {"submission": str(path), "score": record["score"], "metric": record["metric"],
+            "source": record["source"]}

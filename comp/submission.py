@@ -1,0 +1,62 @@
+"""Build, validate and write a submission in exactly the competition's format."""
+from __future__ import annotations
+
+import filecmp
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from comp.errors import DataError
+
+
+def build_submission(sample: pd.DataFrame, id_col: str, target: str, labels: list[str]) -> pd.DataFrame:
+    """sample_submission.csv with its ``target`` column replaced by ``labels`` (same order)."""
+    frame = sample.copy()
+    frame[target] = labels
+    return frame
+
+
+def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, id_col: str,
+                        allowed: dict[str, set[str]]) -> None:
+    """Raise DataError unless ``frame`` has sample's columns and ids in order and allowed values."""
+    if list(frame.columns) != list(sample.columns):
+        raise DataError(f"submission columns {list(frame.columns)} differ from sample_submission.csv's {list(sample.columns)}")
+    if len(frame) != len(sample) or not frame[id_col].equals(sample[id_col]):
+        raise DataError("submission ids differ from sample_submission.csv's ids or their order")
+    for column, values in allowed.items():
+        bad = ~frame[column].isin(values)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise DataError(
+                f"submission row {row + 2}: {column}={frame[column].iloc[row]!r} is not a label seen in train.csv"
+            )
+
+
+def write_submission(frame: pd.DataFrame, folder: Path, stem: str) -> tuple[Path, bool]:
+    """Write ``<stem>.csv`` in ``folder``, never overwriting a different earlier file.
+
+    Returns the path and whether a new file was written (False: an identical file existed).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        for n in range(1, 1000):
+            path = folder / (f"{stem}.csv" if n == 1 else f"{stem}-{n}.csv")
+            if path.exists():
+                if filecmp.cmp(tmp, path, shallow=False):
+                    return path, False
+                continue
+            try:
+                # A hard link appears complete or not at all, and fails rather than replace a
+                # file that appeared meanwhile: no half-written or overwritten submission.
+                os.link(tmp, path)
+            except FileExistsError:
+                continue
+            return path, True
+    finally:
+        os.unlink(tmp)
+    raise DataError(f"{folder}: 999 submissions named {stem}*.csv already; move some away")

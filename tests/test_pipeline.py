@@ -1,0 +1,106 @@
+"""End to end on the real digits demo, shrunk with experiment=smoke."""
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from comp.demo import cache_root
+from tests.conftest import SMOKE, copy_competition, read_submission
+
+
+def _record(workdir, stage, run="digits"):
+    return json.loads((workdir / "runs" / run / stage / "stage.json").read_text())
+
+
+def test_all_stages_write_a_valid_submission(comp, workdir, demo):
+    code, out, err = comp("run", "stage=all", *SMOKE)
+    assert code == 0, err
+    (path,) = (workdir / "submissions").glob("*.csv")
+    oof = pd.read_csv(workdir / "runs/digits/baseline/oof.csv", dtype=str)
+    oof_accuracy = (oof["label"] == oof["prediction"]).mean()
+    assert path.name == f"digits-baseline-accuracy={oof_accuracy:.5f}.csv"
+    assert f"OOF accuracy = {oof_accuracy:.5f}" in out
+
+    sample = read_submission(demo / "sample_submission.csv")
+    submission = read_submission(path)
+    assert list(submission.columns) == list(sample.columns)
+    assert submission["id"].tolist() == sample["id"].tolist()
+    assert set(submission["label"]) <= {str(d) for d in range(10)}
+    solution = read_submission(cache_root() / "demo/v1/solution.csv")
+    assert (submission["label"] == solution["label"]).mean() > 0.5  # 3 epochs, 2 folds
+
+    info = yaml.safe_load((workdir / "runs/digits/config.yaml").read_text())
+    assert info["seed"] == 42 and info["config"]["split"]["folds"] == 2
+    assert info["versions"]["tensorflow"] and info["versions"]["keras"]
+    assert "revision" in info["git"]
+    folds = pd.read_csv(workdir / "runs/digits/split/folds.csv", dtype=str)
+    assert folds["id"].tolist() == pd.read_csv(demo / "train.csv", dtype=str)["id"].tolist()
+    assert not list((workdir / "runs/digits").glob("*.partial"))
+
+    # Unchanged inputs and config: every stage is skipped, nothing new is written.
+    code, out, _ = comp("run", "stage=all", *SMOKE)
+    assert code == 0 and out.count("skipped (overwrite=true reruns it)") == 4
+    assert [p.name for p in (workdir / "submissions").glob("*.csv")] == [path.name]
+
+    # A training change reruns baseline and what reads it, not split.
+    code, out, _ = comp("run", "stage=all", *SMOKE, "train.epochs=2")
+    assert "[split] unchanged" in out and "[baseline] 2 folds" in out and "[submit] wrote" in out
+
+
+def test_overwrite_reruns_and_same_seed_gives_same_result(comp, workdir):
+    assert comp("run", "stage=baseline", *SMOKE)[0] == 0
+    first = np.load(workdir / "runs/digits/baseline/oof.npy")
+    code, out, _ = comp("run", "stage=baseline", *SMOKE, "overwrite=true")
+    assert code == 0 and "[split] unchanged" in out and "[baseline] 2 folds" in out
+    np.testing.assert_array_equal(first, np.load(workdir / "runs/digits/baseline/oof.npy"))
+
+
+def test_a_stage_alone_runs_the_stages_it_reads(comp, workdir):
+    code, out, _ = comp("run", "stage=predict", *SMOKE, "run=solo")
+    assert code == 0
+    assert "[split]" in out and "[baseline]" in out and "[predict]" in out and "[submit]" not in out
+    assert (workdir / "runs/solo/predict/test_pred.npy").is_file()
+    assert not (workdir / "submissions").exists()
+    assert _record(workdir, "predict", "solo")["inputs"] == {"source": "baseline"}
+
+
+def test_budget_stops_training_and_still_submits(comp, workdir):
+    began = time.monotonic()
+    code, out, err = comp("run", "stage=all", *SMOKE, "budget=25s", "train.epochs=500", "train.patience=500")
+    elapsed = time.monotonic() - began
+    assert code == 0, err
+    assert _record(workdir, "baseline")["stopped_by_budget"] is True
+    assert "cut short by the budget" in out
+    assert list((workdir / "submissions").glob("digits-baseline-accuracy=*.csv"))
+    assert elapsed < 25 + 10  # the budget is for the whole command, prediction included
+
+
+def test_string_labels_keep_leading_zeros(comp, workdir, demo):
+    root = copy_competition(demo, workdir / "zeros")
+    for name in ("train.csv", "sample_submission.csv"):
+        frame = pd.read_csv(root / name, dtype=str)
+        frame["label"] = "0" + frame["label"]
+        frame.to_csv(root / name, index=False)
+    code, _, err = comp("run", "stage=all", *SMOKE, f"competition={root}")
+    assert code == 0, err
+    (path,) = (workdir / "submissions").glob("zeros-baseline-*.csv")
+    labels = set(read_submission(path)["label"])
+    assert labels and all(len(l) == 2 and l.startswith("0") for l in labels)
+
+
+def test_augmentation_plugins_are_in_the_trained_model(comp, workdir):
+    import keras
+
+    code, _, err = comp("run", "stage=baseline", *SMOKE, "train.augmentations=[shift,rotate]")
+    assert code == 0, err
+    assert _record(workdir, "baseline")["model"]["augmentations"] == ["shift", "rotate"]
+    model = keras.saving.load_model(workdir / "runs/digits/baseline/fold_0/model.keras")
+    assert {"aug_shift", "aug_rotate"} <= {layer.name for layer in model.layers}
+
+
+def test_unknown_augmentation_names_closest(comp, workdir):
+    code, _, err = comp("run", "stage=baseline", *SMOKE, "train.augmentations=[shfit]")
+    assert code == 2 and "no augmentation plugin named 'shfit' (closest: shift" in err

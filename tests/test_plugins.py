@@ -1,0 +1,75 @@
+"""Plugins come from entry points; built-ins are registered exactly like a third party's."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from comp.errors import PluginError
+from comp.registry import AUGMENTATIONS, MODELS
+from tests.conftest import SMOKE, comp_subprocess
+
+PACKAGES = Path(__file__).parent / "plugin_packages"
+
+
+def _pip(*args):
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True)
+
+
+def test_builtins_are_discoverable_entry_points():
+    models = {p.name: p for p in MODELS.list()}
+    assert models["small_cnn"].distribution.startswith("comp ")
+    assert models["small_cnn"].value == "comp_plugins.models:small_cnn"
+    augs = {p.name for p in AUGMENTATIONS.list()}
+    assert {"shift", "rotate", "zoom"} <= augs
+    assert "flip" not in augs  # never for digits or text
+
+
+def test_unknown_model_names_closest():
+    with pytest.raises(PluginError, match=r"no model plugin named 'small_cn' \(closest: small_cnn"):
+        MODELS.load("small_cn")
+
+
+def test_unknown_hyperparameter(comp, workdir):
+    code, _, err = comp("run", "stage=baseline", *SMOKE, "model.hp.filterz=8")
+    assert code == 2
+    assert "model.hp.filterz: model plugin 'small_cnn' has no such hyperparameter; did you mean 'filters'?" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_plugin_installed():
+    _pip("install", "--no-deps", "--no-build-isolation", str(PACKAGES / "comp_tiny_plugin"))
+    yield
+    _pip("uninstall", "-y", "comp-tiny-plugin")
+
+
+def test_third_party_plugin_is_listed_and_used(tiny_plugin_installed, workdir):
+    listed = comp_subprocess("plugins", cwd=workdir)
+    assert listed.returncode == 0
+    line = next(l for l in listed.stdout.splitlines() if "tiny_mlp" in l)
+    assert "comp-tiny-plugin 0.1.0" in line and "comp_tiny_plugin:tiny_mlp" in line
+
+    result = comp_subprocess("run", "stage=all", *SMOKE, "model=tiny_mlp", "model.hp.units=16",
+                             "train.lr=0.003", "train.epochs=10", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    import json
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert record["model"] == {"name": "tiny_mlp", "hp": {"units": 16}, "augmentations": []}
+    assert record["score"] > 0.5  # a real model, trained: chance is 0.1
+    assert list((workdir / "submissions").glob("digits-baseline-accuracy=*.csv"))
+
+
+def test_broken_plugin_names_distribution_and_entry_point(tmp_path, workdir):
+    target = tmp_path / "site"
+    _pip("install", "--no-deps", "--no-build-isolation", "--target", str(target),
+         str(PACKAGES / "comp_broken_plugin"))
+    result = comp_subprocess("run", "stage=baseline", *SMOKE, "model=broken", cwd=workdir,
+                             env={"PYTHONPATH": str(target)})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "model plugin 'broken' failed to import (ModuleNotFoundError" in line
+    assert "entry point 'broken = comp_broken_plugin:model'" in line
+    assert "distribution comp-broken-plugin 0.2.0" in line
+
+    check = comp_subprocess("plugins", "--check", cwd=workdir, env={"PYTHONPATH": str(target)})
+    assert check.returncode == 2 and "broken" in check.stdout and "FAILED" in check.stdout
