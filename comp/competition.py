@@ -17,7 +17,7 @@ from comp.errors import DataError
 from comp.tasks import infer_task_kind
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-COMP_YAML_KEYS = {"task", "metric", "id_column", "target_columns"}
+COMP_YAML_KEYS = {"task", "metric", "id_column", "target_columns", "image_column"}
 
 
 @dataclass
@@ -29,10 +29,30 @@ class Competition:
     target_cols: list[str]
     task_kind: str
     metric: str | None
-    train_images: list[Path]
+    train_images: list[Path]  # empty for tabular competitions
     test_ids: list[str]
     test_images: list[Path]
+    test: pd.DataFrame | None = None  # test.csv when present, rows in sample_submission order
     notes: list[str] = field(default_factory=list)  # what was inferred, for the user
+    _digests: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    @property
+    def modality(self) -> str:
+        return "image" if self.train_images else "tabular"
+
+    @property
+    def feature_cols(self) -> list[str]:
+        """Tabular feature columns: train.csv's columns other than the id and targets."""
+        return [c for c in self.train.columns if c != self.id_col and c not in self.target_cols]
+
+    def digests(self, split: str) -> list[str]:
+        """sha256 of each train or test image file, computed once."""
+        if split not in self._digests:
+            from comp.data.cache import file_digest
+
+            paths = self.train_images if split == "train" else self.test_images
+            self._digests[split] = [file_digest(p) for p in paths]
+        return self._digests[split]
 
     @property
     def name(self) -> str:
@@ -44,8 +64,8 @@ class Competition:
         for path in [self.root / "train.csv", self.root / "sample_submission.csv", self.root / "test.csv"]:
             if path.is_file():
                 h.update(path.name.encode() + path.read_bytes())
-        for path in self.train_images + self.test_images:
-            h.update(path.name.encode() + path.read_bytes())
+        for split in ("train", "test"):
+            h.update("".join(self.digests(split)).encode())
         return h.hexdigest()[:16]
 
 
@@ -83,10 +103,12 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
     metric = metric or settings.get("metric")
 
     test_ids = list(sample[id_col])
+    test = None
     if (root / "test.csv").is_file():
         test = _read_csv(root / "test.csv")
         if id_col not in test.columns:
             raise DataError(f"{root / 'test.csv'}: missing id column '{id_col}'")
+        _check_ids(test, id_col, root / "test.csv")
         known = set(test[id_col])
         absent = [i for i in test_ids if i not in known]
         if absent:
@@ -94,6 +116,29 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
                 f"{root / 'sample_submission.csv'}: id {absent[0]!r} is not in test.csv "
                 f"({len(absent)} such ids); the two files must list the same test ids"
             )
+        test = test.set_index(id_col, drop=False).loc[test_ids].reset_index(drop=True)
+
+    image_col = settings.get("image_column")
+    if image_col or (root / "train").is_dir():
+        train_images = _image_paths(root, "train", train, id_col, image_col, root / "train.csv")
+        if image_col and test is None:
+            raise DataError(f"{root}: comp.yaml names image_column '{image_col}', so test.csv must list the test images")
+        test_frame = test if image_col else sample
+        test_images = _image_paths(root, "test", test_frame, id_col, image_col,
+                                   root / ("test.csv" if image_col else "sample_submission.csv"))
+    else:
+        if test is None:
+            raise DataError(f"{root}: no train/ image folder and no test.csv; an image competition needs "
+                            "train/ and test/, a tabular one needs test.csv with the feature columns")
+        features = [c for c in train.columns if c != id_col and c not in targets]
+        missing = [c for c in features if c not in test.columns]
+        if not features:
+            raise DataError(f"{root / 'train.csv'}: no feature columns besides '{id_col}' and the targets, "
+                            "and no train/ image folder")
+        if missing:
+            raise DataError(f"{root / 'test.csv'}: missing feature column '{missing[0]}' that train.csv has")
+        train_images, test_images = [], []
+        notes.append(f"tabular competition with {len(features)} feature columns (no train/ folder)")
     return Competition(
         root=root,
         train=train,
@@ -102,9 +147,10 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
         target_cols=targets,
         task_kind=kind,
         metric=metric,
-        train_images=_image_paths(root, "train", train[id_col], root / "train.csv"),
+        train_images=train_images,
         test_ids=test_ids,
-        test_images=_image_paths(root, "test", pd.Series(test_ids), root / "sample_submission.csv"),
+        test_images=test_images,
+        test=test,
         notes=notes,
     )
 
@@ -147,7 +193,22 @@ def _check_ids(frame: pd.DataFrame, id_col: str, path: Path) -> None:
         raise DataError(f"{path} row {row + 2}: duplicate id {ids.iloc[row]!r}; ids must be unique")
 
 
-def _image_paths(root: Path, folder: str, ids: pd.Series, source: Path) -> list[Path]:
+def _image_paths(root: Path, folder: str, frame: pd.DataFrame, id_col: str, image_col: str | None,
+                 source: Path) -> list[Path]:
+    """Image file of every row: ``<folder>/<id>.<ext>``, or the path in ``image_col``."""
+    if image_col:
+        if image_col not in frame.columns:
+            raise DataError(f"{source}: missing image column '{image_col}' named in comp.yaml")
+        paths = []
+        for row, rel in enumerate(frame[image_col].fillna("")):
+            path = (root / rel).resolve()
+            if not rel or Path(rel).is_absolute() or not path.is_relative_to(root):
+                raise DataError(f"{source} row {row + 2}: image path {rel!r} leaves the competition folder; "
+                                "use a path relative to it")
+            if not path.is_file():
+                raise DataError(f"{source} row {row + 2}: image file {rel!r} does not exist")
+            paths.append(path)
+        return paths
     directory = root / folder
     if not directory.is_dir():
         raise DataError(f"{directory} is missing: images go in {folder}/<id>.png or .jpg")
@@ -156,7 +217,7 @@ def _image_paths(root: Path, folder: str, ids: pd.Series, source: Path) -> list[
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             by_stem.setdefault(path.stem, path)
     paths = []
-    for row, image_id in enumerate(ids):
+    for row, image_id in enumerate(frame[id_col]):
         if "/" in image_id or "\\" in image_id or image_id in (".", "..") or Path(image_id).is_absolute():
             raise DataError(f"{source} row {row + 2}: id {image_id!r} is not a plain file name; ids may not contain path separators")
         path = by_stem.get(image_id)

@@ -22,7 +22,7 @@ from comp.errors import ConfigError
 
 @dataclass(frozen=True)
 class Key:
-    type: str  # int | float | str | bool | duration | list | dict, "?" suffix = may be null
+    type: str  # int | float | lr | str | bool | duration | list | dict, "?" suffix = may be null
     help: str
     choices: tuple[str, ...] = ()
 
@@ -41,19 +41,43 @@ SCHEMA: dict[str, Key] = {
     "paths.cache": Key("str?", "cache folder (demo data); null = $COMP_CACHE or ~/.cache/comp"),
     "data.image_size": Key("list?", "[height, width] images are resized to; null = most common size"),
     "data.channels": Key("int?", "1 (gray) or 3 (colour); null = most common"),
+    "data.on_bad_image": Key(
+        "str", "an image that cannot be decoded: stop with an error, or skip it and list it", ("error", "skip")
+    ),
+    "inspect.near_distance": Key(
+        "float", "near duplicates: RMS pixel distance (0-255) of 16x16 thumbnails aligned within 2 px"
+    ),
+    "inspect.phash_distance": Key(
+        "int", "near duplicates: Hamming distance of 64-bit DCT hashes (images of at least 32 px)"
+    ),
+    "inspect.max_pairwise": Key("int", "compare all image pairs up to this many images; hashes alone above"),
+    "inspect.examples_per_class": Key("int", "images per class in the contact sheet"),
     "split.folds": Key("int", "number of stratified folds"),
     "split.seed": Key("int", "seed of the fold shuffle"),
+    "split.group_column": Key("str?", "train.csv column whose rows must share a fold (e.g. patient id)"),
+    "split.duplicate_aware": Key("bool", "keep duplicates and near duplicates found by inspect in one fold"),
     "train.epochs": Key("int", "maximum epochs per fold (early stopping usually ends sooner)"),
     "train.batch_size": Key("int", "batch size per replica"),
-    "train.lr": Key("float", "learning rate (Adam)"),
+    "train.lr": Key("lr", "learning rate (Adam); auto = the LR suggested by stage check's LR range test"),
     "train.patience": Key("int", "epochs without improvement of the validation metric before stopping"),
     "train.strategy": Key(
-        "str", "tf.distribute strategy", ("auto", "default", "one_device", "mirrored")
+        "str", "tf.distribute strategy; auto picks from TF_CONFIG and the devices",
+        ("auto", "default", "one_device", "mirrored", "multi_worker"),
     ),
+    "train.lr_scaling": Key("str", "how the LR grows with the number of replicas", ("linear", "sqrt", "none")),
+    "train.mixed_precision": Key("str", "mixed_float16 compute; auto = on GPU only", ("auto", "on", "off")),
+    "train.logical_cpus": Key("int?", "split the CPU into this many devices (tests the multi-device path)"),
     "train.augmentations": Key("list", "augmentation plugins applied while training"),
     "train.verbose": Key("bool", "print one line per epoch"),
     "model.name": Key("str", "model plugin (see `comp plugins`)"),
     "model.hp": Key("dict", "fixed values for the model plugin's hyperparameters"),
+    "check.lr": Key("float", "Adam LR of the short check trainings (zero-input baseline, overfit)"),
+    "check.zero_input_epochs": Key("int", "epochs of the real-vs-zeroed-inputs comparison"),
+    "check.overfit_examples": Key("int", "size of the batch the model must overfit"),
+    "check.overfit_steps": Key("int", "maximum steps to overfit that batch"),
+    "check.lr_min": Key("float", "first LR of the LR range test"),
+    "check.lr_max": Key("float", "last LR of the LR range test"),
+    "check.lr_steps": Key("int", "steps of the LR range test (one batch each, LR growing exponentially)"),
     "predict.source": Key("str", "training stage whose fold models predict the test set; auto = latest"),
     "predict.batch_size": Key("int", "batch size for inference"),
 }
@@ -239,6 +263,15 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             result = float(text) if text is not None else float(value)
+        elif kind == "lr":
+            if isinstance(value, bool):
+                raise ValueError
+            if (text or "").lower() == "auto":
+                result = "auto"
+            else:
+                result = float(text) if text is not None else float(value)
+                if not result > 0 or result == float("inf"):
+                    raise ValueError
         elif kind == "bool":
             if text is not None:
                 result = _BOOL[text.lower()]
@@ -266,8 +299,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         else:  # pragma: no cover - schema typo
             raise AssertionError(kind)
     except (ValueError, KeyError, TypeError, yaml.YAMLError):
+        hint = ("; use a positive number such as 3e-4, or auto (the LR suggested by stage check)"
+                if kind == "lr" else "")
         raise ConfigError(
-            f"{key} in {where}: expected {_describe(kind)}, got {value!r}"
+            f"{key} in {where}: expected {_describe(kind)}, got {value!r}{hint}"
         ) from None
     if spec.choices and result not in spec.choices:
         raise ConfigError(f"{key} in {where}: {result!r} is not one of {', '.join(spec.choices)}")
@@ -278,6 +313,7 @@ def _describe(kind: str) -> str:
     return {
         "int": "an integer",
         "float": "a number",
+        "lr": "a number",
         "bool": "true or false",
         "str": "a string",
         "duration": "a duration such as 90s, 15m or 2h",

@@ -30,6 +30,7 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     root = Path(cfg.competition) if cfg.competition else demo_competition(cache_root(cfg.paths.cache))
     competition = load_competition(root, task=cfg.task, metric=cfg.metric)
     task = make_task(competition.task_kind, competition.train[competition.target_cols], competition.metric)
+    task.check_submission_format(competition.sample)
     rundir = RunDir(Path(cfg.paths.runs) / (cfg.run or competition.name))
     print(f"competition {competition.name} ({competition.root}) -> run {rundir.path}", flush=True)
     for note in competition.notes:
@@ -37,15 +38,16 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     if not cfg.metric and not competition.metric:
         print(f"inferred: metric {task.metric} (default for {task.kind})", flush=True)
 
-    import tensorflow as tf
+    plan = _plan(targets, cfg, {name for name in STAGES if rundir.record(name)})
+    for name in plan:  # every input problem is found before anything is written
+        if hasattr(STAGES[name], "validate"):
+            STAGES[name].validate(cfg, competition, task)
 
-    tf.get_logger().setLevel("ERROR")  # retracing notices when fold models load one by one
-    tf.config.experimental.enable_op_determinism()  # ARCHITECTURE promise 5: same seed, same result
     _write_provenance(rundir, cfg, argv)
     fingerprint = competition.fingerprint()
     record: dict = {}
     available = {name for name in STAGES if rundir.record(name)}
-    for name in _plan(targets, cfg, available):
+    for name in plan:
         module = STAGES[name]
         upstream = module.inputs(cfg, available)
         key = _stage_key(name, cfg, fingerprint, {role: rundir.record(dep)["output_id"]

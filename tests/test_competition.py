@@ -23,79 +23,72 @@ def test_comp_yaml_and_overrides(demo, tmp_path):
     assert load_competition(root, metric="accuracy").metric == "accuracy"
 
 
-def _broken(demo, tmp_path, edit):
+def _rewrite(name, change):
+    def edit(root):
+        frame = pd.read_csv(root / name, dtype=str)
+        change(frame).to_csv(root / name, index=False)
+    return edit
+
+
+def _set(frame, row, col, value):
+    frame.loc[row, col] = value
+    return frame
+
+
+def _unlink_first_image(root):
+    first = pd.read_csv(root / "train.csv", dtype=str)["id"].iloc[0]
+    (root / "train" / f"{first}.png").unlink()
+
+
+def _one_rare_class(frame):
+    frame.loc[frame.index[:2], "label"] = "rare"
+    return frame
+
+
+def _sample_not_in_test_csv(root):
+    ids = pd.read_csv(root / "sample_submission.csv", dtype=str)["id"]
+    pd.DataFrame({"id": ids.iloc[1:]}).to_csv(root / "test.csv", index=False)
+
+
+BAD_INPUTS = {
+    "missing train.csv": (lambda r: (r / "train.csv").unlink(), "train.csv is missing"),
+    "missing sample_submission.csv": (lambda r: (r / "sample_submission.csv").unlink(),
+                                      "sample_submission.csv is missing"),
+    "empty csv": (lambda r: (r / "train.csv").write_text(""), "train.csv is empty"),
+    "header only": (lambda r: (r / "train.csv").write_text("id,label\n"), "train.csv has a header but no rows"),
+    "missing target column": (_rewrite("train.csv", lambda f: f.drop(columns="label")),
+                              "train.csv: missing column 'label'"),
+    "extra submission column": (_rewrite("sample_submission.csv", lambda f: f.assign(extra="0")),
+                                "train.csv: missing column 'extra'"),
+    "duplicate id": (_rewrite("train.csv", lambda f: _set(f, 5, "id", f.loc[4, "id"])),
+                     "train.csv row 7: duplicate id"),
+    "missing image": (_unlink_first_image, "train.csv row 2: no image for id"),
+    "id leaving the folder": (_rewrite("train.csv", lambda f: _set(f, 0, "id", "../x")),
+                              "train.csv row 2: id '../x' is not a plain file name"),
+    "absolute id": (_rewrite("train.csv", lambda f: _set(f, 0, "id", "/etc/passwd")),
+                    "train.csv row 2: id '/etc/passwd' is not a plain file name"),
+    "non-UTF-8 csv": (lambda r: (r / "train.csv").write_bytes("id,label\n00001,caf\xe9\n".encode("latin-1")),
+                      "not UTF-8"),
+    "sample id absent from test.csv": (_sample_not_in_test_csv, "is not in test.csv"),
+    "label format the task cannot produce": (
+        _rewrite("sample_submission.csv", lambda f: _set(f, 2, "label", "1 7")),
+        "sample_submission.csv row 4: label='1 7' looks like a label list, which task classification cannot produce"),
+    "single class": (_rewrite("train.csv", lambda f: f.assign(label="3")), "has a single class ('3')"),
+    "fewer examples than folds": (_rewrite("train.csv", _one_rare_class),
+                                  "class 'rare' has 2 example(s), fewer than split.folds=5"),
+    "unknown comp.yaml key": (lambda r: (r / "comp.yaml").write_text("target: label\n"),
+                              "comp.yaml: unknown key 'target'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_writes_nothing(case, demo, tmp_path, comp, monkeypatch):
+    edit, message = BAD_INPUTS[case]
     root = copy_competition(demo, tmp_path / "c")
     edit(root)
-    with pytest.raises(DataError) as err:
-        load_competition(root)
-    assert "\n" not in str(err.value)
-    return str(err.value)
-
-
-def test_missing_train_csv(demo, tmp_path):
-    msg = _broken(demo, tmp_path, lambda r: (r / "train.csv").unlink())
-    assert "train.csv is missing" in msg
-
-
-def test_missing_sample_submission(demo, tmp_path):
-    msg = _broken(demo, tmp_path, lambda r: (r / "sample_submission.csv").unlink())
-    assert "sample_submission.csv is missing" in msg
-
-
-def test_empty_csv(demo, tmp_path):
-    msg = _broken(demo, tmp_path, lambda r: (r / "train.csv").write_text(""))
-    assert "train.csv is empty" in msg
-
-
-def test_missing_target_column(demo, tmp_path):
-    def edit(r):
-        pd.read_csv(r / "train.csv", dtype=str).drop(columns="label").to_csv(r / "train.csv", index=False)
-    assert "train.csv: missing column 'label'" in _broken(demo, tmp_path, edit)
-
-
-def test_duplicate_id(demo, tmp_path):
-    def edit(r):
-        t = pd.read_csv(r / "train.csv", dtype=str)
-        t.loc[5, "id"] = t.loc[4, "id"]
-        t.to_csv(r / "train.csv", index=False)
-    assert "train.csv row 7: duplicate id" in _broken(demo, tmp_path, edit)
-
-
-def test_missing_image(demo, tmp_path):
-    def edit(r):
-        first = pd.read_csv(r / "train.csv", dtype=str)["id"].iloc[0]
-        (r / "train" / f"{first}.png").unlink()
-    assert "train.csv row 2: no image for id" in _broken(demo, tmp_path, edit)
-
-
-@pytest.mark.parametrize("bad_id", ["../x", "/etc/passwd"])
-def test_id_leaving_the_folder(demo, tmp_path, bad_id):
-    def edit(r):
-        t = pd.read_csv(r / "train.csv", dtype=str)
-        t.loc[0, "id"] = bad_id
-        t.to_csv(r / "train.csv", index=False)
-    assert f"train.csv row 2: id {bad_id!r} is not a plain file name" in _broken(demo, tmp_path, edit)
-
-
-def test_non_utf8_csv(demo, tmp_path):
-    def edit(r):
-        (r / "train.csv").write_bytes("id,label\n00001,caf\xe9\n".encode("latin-1"))
-    assert "not UTF-8" in _broken(demo, tmp_path, edit)
-
-
-def test_sample_id_absent_from_test_csv(demo, tmp_path):
-    def edit(r):
-        ids = pd.read_csv(r / "sample_submission.csv", dtype=str)["id"]
-        pd.DataFrame({"id": ids.iloc[1:]}).to_csv(r / "test.csv", index=False)
-    assert "is not in test.csv" in _broken(demo, tmp_path, edit)
-
-
-def test_single_class_target(demo, tmp_path, comp, monkeypatch):
-    root = copy_competition(demo, tmp_path / "c")
-    t = pd.read_csv(root / "train.csv", dtype=str)
-    t["label"] = "3"
-    t.to_csv(root / "train.csv", index=False)
     monkeypatch.chdir(tmp_path)
-    code, _, err = comp("run", f"competition={root}")
-    assert code == 2 and "has a single class ('3')" in err
-    assert not (tmp_path / "runs").exists()
+    code, out, err = comp("run", "stage=all", f"competition={root}")
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "submissions").exists()

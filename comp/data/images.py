@@ -15,7 +15,7 @@ def read_image(path: Path) -> np.ndarray:
     raw = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if image is None:
-        raise DataError(f"{path}: cannot decode the image (corrupt or not an image); replace or remove it")
+        raise DataError(f"{path}: cannot decode the image (corrupt or not an image); replace or remove the file")
     if image.dtype != np.uint8:  # 16-bit PNGs: keep the top 8 bits
         image = (image / 257).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8)
     if image.ndim == 2:
@@ -30,25 +30,48 @@ def common_geometry(images: list[np.ndarray]) -> tuple[int, int, int]:
     return Counter(im.shape for im in images).most_common(1)[0][0]
 
 
-def load_images(
+def decode_all(
     paths: list[Path], size: list[int] | None = None, channels: int | None = None
-) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Decode ``paths`` and resize them to ``size`` x ``channels`` (default: the most common)."""
-    images = [read_image(p) for p in paths]
-    common = common_geometry(images)
+) -> tuple[np.ndarray, tuple[int, int, int], dict[int, str], list[tuple[int, ...]]]:
+    """Decode ``paths`` at ``size`` x ``channels`` (default: the most common geometry).
+
+    Returns the pixels, the geometry, ``{row: reason}`` for files that cannot be decoded
+    (their rows are zeros; callers decide whether that is an error) and each file's own
+    shape (``()`` for bad files).
+    """
+    images: list[np.ndarray | None] = []
+    bad: dict[int, str] = {}
+    for i, path in enumerate(paths):
+        try:
+            images.append(read_image(path))
+        except DataError as exc:
+            images.append(None)
+            bad[i] = str(exc)
+    good = [im for im in images if im is not None]
+    if not good:
+        raise DataError(f"none of the {len(paths)} images could be decoded (first: {paths[0]})")
+    common = common_geometry(good)
     height, width = size or common[:2]
     channels = channels or common[2]
     if channels not in (1, 3):
         raise DataError(f"data.channels={channels}: use 1 (gray) or 3 (colour)")
     geometry = (int(height), int(width), int(channels))
-    out = np.empty((len(images), height, width, channels), dtype=np.uint8)
+    out = np.zeros((len(images), height, width, channels), dtype=np.uint8)
     for i, image in enumerate(images):
-        if image.shape[:2] != (height, width):
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            image = image if image.ndim == 3 else image[..., None]
-        if image.shape[2] != channels:
-            code = cv2.COLOR_GRAY2RGB if channels == 3 else cv2.COLOR_RGB2GRAY
-            image = cv2.cvtColor(image, code)
-            image = image if image.ndim == 3 else image[..., None]
-        out[i] = image
-    return out, geometry
+        if image is not None:
+            out[i] = to_geometry(image, geometry)
+    shapes = [tuple(im.shape) if im is not None else () for im in images]
+    return out, geometry, bad, shapes
+
+
+def to_geometry(image: np.ndarray, geometry: tuple[int, int, int]) -> np.ndarray:
+    """Resize (area interpolation) and convert channels to ``geometry``."""
+    height, width, channels = geometry
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        image = image if image.ndim == 3 else image[..., None]
+    if image.shape[2] != channels:
+        code = cv2.COLOR_GRAY2RGB if channels == 3 else cv2.COLOR_RGB2GRAY
+        image = cv2.cvtColor(image, code)
+        image = image if image.ndim == 3 else image[..., None]
+    return image

@@ -1,19 +1,18 @@
 """Stage `predict`: the fold models of a training stage, averaged on the test images."""
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pandas as pd
 
 from comp import artifacts
 from comp.context import StageContext
-from comp.data.images import load_images
+from comp.data.loading import image_set
 from comp.errors import ConfigError
 from comp.rundir import write_csv, write_npy
 
 NAME = "predict"
 HELP = "average the fold models of the latest training stage on the test set"
-CONFIG = ("predict",)
+CONFIG = ("predict", "data.on_bad_image")
 TRAINS = False
 
 
@@ -31,11 +30,17 @@ def inputs(cfg, available) -> dict[str, str]:
 
 
 def run(ctx: StageContext) -> dict:
+    import keras  # TensorFlow loads only for the stages that need it
+
     source = ctx.upstream["source"]
     folder = ctx.rundir.output(source)
     record = ctx.rundir.record(source)
     height, width, channels = record["input_shape"]
-    x, _ = load_images(ctx.competition.test_images, [height, width], channels)
+    images = image_set(ctx.competition, ctx.cfg, "test", geometry=(height, width, channels))
+    x = np.asarray(images.pixels)
+    if images.bad:  # only with data.on_bad_image=skip: they are predicted from a blank image
+        ids = [ctx.competition.test_ids[i] for i in sorted(images.bad)]
+        ctx.log(f"{len(ids)} undecodable test image(s) predicted from a blank image: {', '.join(ids[:10])}")
     probs = np.zeros((len(x), len(record["classes"])), dtype=np.float64)
     for k in range(record["folds"]):
         model = keras.saving.load_model(folder / artifacts.FOLD_MODEL.format(fold=k))

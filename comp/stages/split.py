@@ -1,45 +1,132 @@
-"""Stage `split`: stratified k-fold assignment of every train row, persisted as folds.csv."""
+"""Stage `split`: k-fold assignment of every train row, persisted as folds.csv (RECIPE.md 2).
+
+Stratified by the task's key (class, label set, target bin or sequence length). Rows that
+share a group - a configured group column, or duplicates found by `inspect` - stay in one
+fold, so a duplicate cannot sit on both sides of a split and inflate the CV score.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from comp import artifacts
 from comp.context import StageContext
+from comp.data.loading import image_set
 from comp.errors import DataError
 from comp.rundir import write_csv
 
 NAME = "split"
-HELP = "stratified k-fold assignment (folds.csv) used by every later stage"
-CONFIG = ("task", "split")
+HELP = "stratified, group- and duplicate-aware k-fold assignment (folds.csv) used by every later stage"
+CONFIG = ("task", "split", "data.on_bad_image")
 TRAINS = False
 
 
 def inputs(cfg, available) -> dict[str, str]:
-    return {}
+    return {"inspect": "inspect"} if cfg.split.duplicate_aware else {}
+
+
+def validate(cfg, competition, task) -> None:
+    n_folds = cfg.split.folds
+    if n_folds < 2:
+        raise DataError(f"split.folds={n_folds}: use at least 2 folds")
+    group_col = cfg.split.group_column
+    if group_col and group_col not in competition.train.columns:
+        raise DataError(f"split.group_column={group_col!r} is not a column of train.csv "
+                        f"(columns: {', '.join(competition.train.columns)})")
+    if competition.modality == "image" and cfg.data.on_bad_image == "error":
+        image_set(competition, cfg, "train")  # an undecodable file stops here, before any writing
+    if task.kind == "classification":
+        counts = competition.train[task.target].value_counts()
+        if counts.min() < n_folds:
+            raise DataError(
+                f"train.csv: class {counts.idxmin()!r} has {counts.min()} example(s), fewer than "
+                f"split.folds={n_folds}; lower split.folds or add examples of that class"
+            )
 
 
 def run(ctx: StageContext) -> dict:
-    comp, task, n_folds = ctx.competition, ctx.task, ctx.cfg.split.folds
-    labels = comp.train[task.target]
-    counts = labels.value_counts()
-    if n_folds < 2:
-        raise DataError(f"split.folds={n_folds}: use at least 2 folds")
-    if counts.min() < n_folds:
-        raise DataError(
-            f"train.csv: class {counts.idxmin()!r} has {counts.min()} example(s), fewer than "
-            f"split.folds={n_folds}; lower split.folds or add examples of that class"
-        )
-    y = task.stratify_labels(task.encode(labels))
-    fold = np.empty(len(y), dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=ctx.cfg.split.seed)
-    for k, (_, val_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        fold[val_idx] = k
+    comp, task, cfg = ctx.competition, ctx.task, ctx.cfg
+    n_folds = cfg.split.folds
+    n = len(comp.train)
+    left_out = _undecodable_rows(ctx)
+    keep = np.setdiff1d(np.arange(n), left_out)
+    groups, notes = _groups(ctx)
+    key = task.stratify_key(comp.train[comp.target_cols])
+
+    fold = np.full(n, -1, dtype=np.int64)
+    for k, (_, val) in enumerate(_splitter(task, key[keep], groups[keep], n_folds, cfg.split.seed)):
+        fold[keep[val]] = k
     write_csv(ctx.work / artifacts.FOLDS, pd.DataFrame({"id": comp.train[comp.id_col], "fold": fold}))
 
-    table = pd.crosstab(pd.Series(fold, name="fold"), labels.rename("class").to_numpy())
-    table.columns.name = task.target
+    shown = comp.train[task.target] if task.kind == "classification" else pd.Series(
+        key if key.ndim == 1 else key.sum(1), name="stratum")
+    table = pd.crosstab(pd.Series(fold[keep], name="fold"), shown.iloc[keep].to_numpy())
+    table.columns.name = task.target if task.kind == "classification" else "stratum"
     write_csv(ctx.work / "fold_distribution.csv", table.reset_index())
-    ctx.log(f"{n_folds} stratified folds of {len(y)} rows; rows per fold and class:\n{table.to_string()}")
-    return {"folds": n_folds, "rows": int(len(y))}
+    for note in notes:
+        ctx.log(note)
+    if len(left_out):
+        ctx.log(f"{len(left_out)} row(s) with undecodable images left out of every fold: "
+                + ", ".join(comp.train[comp.id_col].iloc[left_out][:10]))
+    ctx.log(f"{n_folds} folds of {len(keep)} rows; rows per fold and {table.columns.name}:\n{table.to_string()}")
+    return {"folds": n_folds, "rows": int(len(keep)), "left_out": int(len(left_out)),
+            "grouped_rows": int(n - len(np.unique(groups)))}
+
+
+def _splitter(task, key, groups, n_folds, seed):
+    placeholder = np.zeros(len(key))
+    grouped = len(np.unique(groups)) < len(groups)
+    if task.kind == "multilabel":
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+        splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        if not grouped:
+            return splitter.split(placeholder, key)
+        # Iterative stratification over groups: each group votes with the union of its labels.
+        uniq, inverse = np.unique(groups, return_inverse=True)
+        group_key = np.zeros((len(uniq), key.shape[1]), dtype=int)
+        np.maximum.at(group_key, inverse, key)
+        return ((np.flatnonzero(~np.isin(inverse, g_val)), np.flatnonzero(np.isin(inverse, g_val)))
+                for _, g_val in splitter.split(np.zeros(len(uniq)), group_key))
+    if grouped:
+        return StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(placeholder, key, groups)
+    return StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(placeholder, key)
+
+
+def _groups(ctx: StageContext) -> tuple[np.ndarray, list[str]]:
+    """One group number per train row: the group column and inspect's duplicate groups, merged."""
+    comp, cfg = ctx.competition, ctx.cfg
+    n = len(comp.train)
+    links: list[tuple[int, int]] = []
+    notes = []
+    if cfg.split.group_column:
+        codes = pd.factorize(comp.train[cfg.split.group_column].fillna("<missing>"))[0]
+        first = {}
+        for i, c in enumerate(codes):
+            links.append((first.setdefault(c, i), i))
+        notes.append(f"grouped by column '{cfg.split.group_column}' ({len(first)} groups)")
+    if "inspect" in ctx.upstream:
+        table = pd.read_csv(ctx.rundir.output(ctx.upstream["inspect"]) / artifacts.DUPLICATES, dtype=str)
+        row_of = {i: r for r, i in enumerate(comp.train[comp.id_col])}
+        train_dups = table[table["split"] == "train"]
+        for _, g in train_dups.groupby("group"):
+            rows = [row_of[i] for i in g["id"]]
+            links += [(rows[0], r) for r in rows[1:]]
+        if len(train_dups):
+            notes.append(f"{train_dups['group'].nunique()} duplicate group(s) from inspect kept within one fold "
+                         f"({len(train_dups)} rows)")
+    if not links:
+        return np.arange(n), notes
+    a, b = np.array(links).T
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1], notes
+
+
+def _undecodable_rows(ctx: StageContext) -> np.ndarray:
+    if ctx.competition.modality != "image":
+        return np.array([], dtype=int)
+    bad = image_set(ctx.competition, ctx.cfg, "train").bad  # raises unless data.on_bad_image=skip
+    return np.array(sorted(bad), dtype=int)

@@ -41,6 +41,7 @@ class Classification:
     metric: str
     kind: str = "classification"
     default_metric = "accuracy"
+    trainable = True
 
     @classmethod
     def from_targets(cls, targets: pd.DataFrame, metric: str | None) -> "Classification":
@@ -106,8 +107,19 @@ class Classification:
     def keras_metrics(self) -> list:
         return ["accuracy"]
 
-    def stratify_labels(self, y: np.ndarray) -> np.ndarray:
-        return y
+    def stratify_key(self, targets: pd.DataFrame) -> np.ndarray:
+        return self.encode(targets[self.target])
+
+    def check_submission_format(self, sample: pd.DataFrame) -> None:
+        """A single-label classifier writes one label per row: no lists, no empty cells."""
+        values = sample[self.target].fillna("")
+        bad = values.str.contains(" ") & ~values.isin(self.classes)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise DataError(
+                f"sample_submission.csv row {row + 2}: {self.target}={values.iloc[row]!r} looks like a label "
+                "list, which task classification cannot produce; set task: multilabel in comp.yaml"
+            )
 
 
 def _safe(name: str) -> str:

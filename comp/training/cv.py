@@ -12,9 +12,10 @@ import pandas as pd
 from comp import artifacts
 from comp.api import InputSpec
 from comp.context import StageContext
-from comp.data.images import load_images
+from comp.data.loading import image_set
+from comp.errors import CompError
 from comp.rundir import read_json, write_csv, write_json, write_npy
-from comp.training.fit import save_model, train_fold
+from comp.training.fit import predict, save_model, train_fold
 from comp.training.model import build_model
 
 
@@ -23,6 +24,29 @@ def read_folds(ctx: StageContext) -> np.ndarray:
     path = ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS
     folds = pd.read_csv(path, dtype={"id": str}).set_index("id")["fold"]
     return folds.loc[ctx.competition.train[ctx.competition.id_col]].to_numpy()
+
+
+def load_train(ctx: StageContext) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """Train images (uint8), encoded labels and the image geometry, in train.csv order."""
+    comp, cfg = ctx.competition, ctx.cfg
+    images = image_set(comp, cfg, "train")
+    return np.asarray(images.pixels), ctx.task.encode(comp.train[ctx.task.target]), images.geometry
+
+
+def resolve_lr(ctx: StageContext) -> tuple[float, str]:
+    """(learning rate, where it came from): train.lr, or for ``auto`` the check stage's pick."""
+    lr = ctx.cfg.train.lr
+    if lr != "auto":
+        return float(lr), "train.lr"
+    if "check" not in ctx.upstream:  # a training stage whose inputs() omits check
+        raise CompError(f"train.lr=auto: stage {ctx.name} does not read stage check; set train.lr=NUMBER")
+    suggested = ctx.rundir.record(ctx.upstream["check"]).get("suggested_lr")
+    if not suggested:
+        raise CompError(
+            "train.lr=auto: stage check suggested no LR (its LR range test failed or did not fit the "
+            f"budget; see {ctx.rundir.path / 'check' / 'stage.json'}); set train.lr=NUMBER"
+        )
+    return float(suggested), "check"
 
 
 def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
@@ -34,13 +58,13 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
     comp, task, cfg = ctx.competition, ctx.task, ctx.cfg
     fold_of = read_folds(ctx)
     n_folds = int(fold_of.max()) + 1
-    x, geometry = load_images(comp.train_images, cfg.data.image_size, cfg.data.channels)
-    y = task.encode(comp.train[task.target])
+    x, y, geometry = load_train(ctx)
     spec = InputSpec(geometry)
     oof = np.zeros((len(x), task.num_classes), dtype=np.float32)
     folds, hp_values = [], {}
     train_deadline = ctx.budget.training_deadline()
-    ctx.log(f"{n_folds} folds, {len(x)} images {geometry}, model {model_name}")
+    lr, lr_source = resolve_lr(ctx)
+    ctx.log(f"{n_folds} folds, {len(x)} images {geometry}, model {model_name}, lr {lr:.3g} ({lr_source})")
 
     for k in range(n_folds):
         fold_dir = ctx.work / f"fold_{k}"
@@ -59,9 +83,10 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
                 model, hp_values = build_model(spec, task, model_name, fixed_hp, augmentations)
                 return model
 
-            result = train_fold(build, task, (x[~val], y[~val]), (x[val], y[val]), cfg.train,
-                                seed=cfg.seed * 100 + k, fold_dir=fold_dir, deadline=deadline)
-            pred = result.model.predict(x[val], batch_size=cfg.predict.batch_size, verbose=0)
+            fit_rows = (fold_of >= 0) & ~val  # fold -1: rows split left out (bad images)
+            result = train_fold(build, task, (x[fit_rows], y[fit_rows]), (x[val], y[val]), cfg.train,
+                                seed=cfg.seed * 100 + k, fold_dir=fold_dir, deadline=deadline, lr=lr)
+            pred = predict(result.model, x[val], cfg.predict.batch_size)
             oof[val] = pred
             save_model(result.model, ctx.work / artifacts.FOLD_MODEL.format(fold=k))
             write_npy(fold_dir / "val_pred.npy", pred.astype(np.float32))
@@ -82,7 +107,8 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
             gc.collect()
         folds.append(info)
 
-    score = task.score(y, oof)
+    used = fold_of >= 0
+    score = task.score(y[used], oof[used])
     write_npy(ctx.work / artifacts.OOF_PROBS, oof)
     write_csv(ctx.work / artifacts.OOF_TABLE, pd.DataFrame({
         comp.id_col: comp.train[comp.id_col],
@@ -102,4 +128,6 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
         "input_shape": list(geometry),
         "model": {"name": model_name, "hp": folds[0]["hp"], "augmentations": list(augmentations)},
         "folds": n_folds,
+        "lr": lr,
+        "lr_source": lr_source,
     }

@@ -1,0 +1,44 @@
+"""Images that are probably bugs: undecodable, almost blank, odd size, or far from the rest."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+BLANK_STD = 2.0  # pixel standard deviation (0-255) under which an image is 'almost blank'
+ROBUST_Z = 5.0  # robust z-score of brightness or contrast beyond which an image is unusual
+
+
+def image_outliers(pixels: np.ndarray, shapes: list[tuple[int, ...]], bad: dict[int, str]) -> pd.DataFrame:
+    """Rows worth a look, most unusual first: columns row, score, reasons."""
+    flat = pixels.reshape(len(pixels), -1).astype(np.float32)
+    mean, std = flat.mean(1), flat.std(1)
+    common = Counter(s[:2] for s in shapes if s).most_common(1)[0][0]
+    rows = []
+    for i in range(len(pixels)):
+        if i in bad:
+            rows.append((i, 1000.0, "cannot be decoded"))
+            continue
+        reasons, score = [], 0.0
+        if std[i] < BLANK_STD:
+            reasons.append(f"almost blank (pixel std {std[i]:.2f})")
+            score = max(score, 100.0)
+        if shapes[i][:2] != common:
+            reasons.append(f"size {shapes[i][0]}x{shapes[i][1]} (most are {common[0]}x{common[1]})")
+            score = max(score, 50.0)
+        for name, values in (("brightness", mean), ("contrast", std)):
+            z = _robust_z(values)[i]
+            if abs(z) > ROBUST_Z:
+                reasons.append(f"{name} {values[i]:.1f} (robust z {z:+.1f})")
+                score = max(score, abs(z))
+        if reasons:
+            rows.append((i, score, "; ".join(reasons)))
+    frame = pd.DataFrame(rows, columns=["row", "score", "reasons"])
+    return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _robust_z(values: np.ndarray) -> np.ndarray:
+    median = np.median(values)
+    mad = np.median(np.abs(values - median)) * 1.4826
+    return (values - median) / (mad if mad > 1e-6 else 1e-6)

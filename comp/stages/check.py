@@ -1,0 +1,122 @@
+"""Stage `check`: pre-flight sanity checks before the first fold (RECIPE.md 3).
+
+Four PASS/WARN/FAIL lines on fold 0's training rows: initial loss vs the prior entropy,
+overfitting one small batch, an LR range test whose suggested LR later stages use with
+``train.lr=auto``, and real vs zeroed inputs. A failed check is reported and recorded,
+not raised: the run goes on and the user decides.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from comp.api import InputSpec
+from comp.context import StageContext
+from comp.errors import ConfigError, DataError
+from comp.rundir import write_csv
+from comp.training import sanity
+from comp.training.cv import load_train, read_folds
+from comp.training.model import build_model
+
+NAME = "check"
+HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
+CONFIG = ("seed", "task", "data", "model", "train.batch_size", "check")
+TRAINS = False
+
+
+def inputs(cfg, available) -> dict[str, str]:
+    return {"split": "split"}
+
+
+def validate(cfg, competition, task) -> None:
+    """Problems that would stop the checks from running at all, found before any work."""
+    opts = cfg.check
+    if competition.modality != "image" or task.kind != "classification":
+        raise DataError(f"stage check needs an image classification competition, not {competition.modality} "
+                        f"{task.kind}; stages inspect and split work (comp run stage=split)")
+    if not 0 < opts.lr_min < opts.lr_max:
+        raise ConfigError(f"check.lr_min={opts.lr_min:g}, check.lr_max={opts.lr_max:g}: "
+                          "need 0 < lr_min < lr_max")
+    for key in ("zero_input_epochs", "overfit_examples", "overfit_steps", "lr_steps"):
+        if opts.get(key) < 1:
+            raise ConfigError(f"check.{key}={opts.get(key)}: use at least 1")
+
+
+def run(ctx: StageContext) -> dict:
+    cfg, task, opts = ctx.cfg, ctx.task, ctx.cfg.check
+    x, y, geometry = load_train(ctx)
+    fold_of = read_folds(ctx)
+    train, val = fold_of > 0, fold_of == 0  # fold 0's split, as the first fold of baseline
+    x_train, y_train = x[train], y[train]
+    spec = InputSpec(geometry)
+
+    def build():
+        # No augmentation: the checks look at the model and the data, not at regularisers.
+        return build_model(spec, task, cfg.model.name, cfg.model.hp, [])[0]
+
+    ctx.log(f"model {cfg.model.name} on {len(y_train)} training rows of fold 0, {geometry}")
+
+    def initial_loss():
+        keras.utils.set_random_seed(cfg.seed)
+        result = sanity.check_initial_loss(build(), x_train, y_train, task.priors)
+        keras.backend.clear_session()
+        return result
+
+    def overfit():
+        pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
+        return sanity.check_overfit_batch(build, x_train[pick], y_train[pick], steps=opts.overfit_steps,
+                                          lr=opts.lr, seed=cfg.seed, loss=task.loss())
+
+    def lr_range():
+        result, sweep = sanity.lr_range_test(
+            build, x_train, y_train, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=opts.lr_steps,
+            batch_size=cfg.train.batch_size, seed=cfg.seed, loss=task.loss())
+        write_csv(ctx.work / "lr_range.csv", sweep)
+        sanity.plot_lr_range(sweep, result.numbers["suggested_lr"], ctx.work / "lr_range.png")
+        return result
+
+    def zero_input():
+        return sanity.check_input_independent(
+            build, (x_train, y_train), (x[val], y[val]), epochs=opts.zero_input_epochs, lr=opts.lr,
+            batch_size=cfg.train.batch_size, seed=cfg.seed, loss=task.loss())
+
+    # Cheapest and most useful first (the LR test feeds train.lr=auto; the zero-input
+    # baseline trains twice). Under a budget the checks get 10% of it: they are a
+    # pre-flight, and the training after them is the point. What does not fit is skipped.
+    began = time.monotonic()
+    share = min(0.1 * ctx.budget.seconds, max(ctx.budget.remaining(), 0.0)) if ctx.budget.limited else math.inf
+    results = []
+    checks = [("initial loss", initial_loss), ("overfit one batch", overfit),
+              ("LR range test", lr_range), ("zero-input baseline", zero_input)]
+    for name, check in checks:
+        if results and time.monotonic() - began > share:
+            result = sanity.CheckResult(name, sanity.WARN, f"skipped: the checks' share of budget="
+                                        f"{cfg.budget} (10%, {share:.1f}s) is spent", {"skipped": True})
+        else:
+            result = check()
+        results.append(result)
+        print(result.line(), flush=True)
+    suggested = next(r.numbers.get("suggested_lr") for r in results if r.name == "LR range test")
+
+    failed = [r.name for r in results if r.status == sanity.FAIL]
+    warned = [r.name for r in results if r.status == sanity.WARN]
+    if failed:
+        ctx.log(f"FAILED: {', '.join(failed)}; fix this before trusting any score")
+    else:
+        ctx.log(f"{len(results) - len(warned)} of {len(results)} checks passed"
+                + (f", warnings: {', '.join(warned)}" if warned else ""))
+    if suggested:
+        ctx.log(f"LR range plot: {ctx.rundir.path / NAME / 'lr_range.png'}; "
+                f"train.lr=auto trains with the suggested LR {suggested:.3g}")
+    return {
+        "status": sanity.FAIL if failed else sanity.WARN if warned else sanity.PASS,
+        "failed": failed,
+        "warned": warned,
+        "suggested_lr": suggested,
+        "skipped": [r.name for r in results if r.numbers.get("skipped")],
+        "model": cfg.model.name,
+        "checks": [r.to_dict() for r in results],
+    }

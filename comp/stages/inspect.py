@@ -1,0 +1,184 @@
+"""Stage `inspect`: look at the data before any model (RECIPE.md 1).
+
+Writes report.md, report.json, duplicates.csv (read by `split`), outliers.csv and
+pictures; prints a short summary with the problems first.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from comp import artifacts
+from comp.context import StageContext
+from comp.data.loading import image_set
+from comp.inspection import duplicates as dup
+from comp.inspection.outliers import image_outliers
+from comp.inspection.pictures import class_bars, contact_sheet
+from comp.inspection.report import render_markdown
+from comp.inspection.tabular import duplicate_row_digests, feature_summary
+from comp.rundir import write_csv, write_json, write_text
+
+NAME = "inspect"
+HELP = "class balance, sizes, duplicates, train/test leaks, conflicting labels, corrupt files, outliers"
+CONFIG = ("task", "data", "inspect")
+TRAINS = False
+
+
+def inputs(cfg, available) -> dict[str, str]:
+    return {}
+
+
+def run(ctx: StageContext) -> dict:
+    comp, task = ctx.competition, ctx.task
+    train_ids = comp.train[comp.id_col].tolist()
+    ids = train_ids + comp.test_ids
+    where = ["train"] * len(train_ids) + ["test"] * len(comp.test_ids)
+    labels = _label_strings(comp, task)
+    report: dict = {"competition": str(comp.root), "task": task.kind, "metric": task.metric,
+                    "rows": {"train": len(train_ids), "test": len(comp.test_ids)}}
+    problems: list[str] = []
+
+    if task.kind in ("classification",):
+        counts = comp.train[task.target].value_counts().sort_index()
+        report["classes"] = {str(k): int(v) for k, v in counts.items()}
+        report["imbalance_ratio"] = round(float(counts.max() / counts.min()), 3)
+        class_bars(counts, ctx.work / "class_counts.png", f"{task.target}: {len(counts)} classes")
+        unseen = sorted(set(comp.sample[task.target]) - set(counts.index))
+        if unseen and len(set(comp.sample[task.target])) > 1:
+            problems.append(f"sample_submission.csv uses labels never seen in train.csv: {', '.join(unseen[:10])}")
+        if report["imbalance_ratio"] > 10:
+            problems.append(f"class imbalance: largest/smallest class = {report['imbalance_ratio']}")
+
+    if comp.modality == "image":
+        train_set = image_set(comp, ctx.cfg, "train", strict=False)
+        test_set = image_set(comp, ctx.cfg, "test", geometry=train_set.geometry, strict=False)
+        pixels = np.concatenate([np.asarray(train_set.pixels), np.asarray(test_set.pixels)])
+        shapes = train_set.shapes + test_set.shapes
+        bad = {**train_set.bad, **{len(train_ids) + k: v for k, v in test_set.bad.items()}}
+        report["images"] = _image_stats(pixels, shapes, bad, train_set.geometry)
+        pairs, notes = dup.find_pairs(pixels, ctx.cfg.inspect.near_distance, ctx.cfg.inspect.phash_distance,
+                                      ctx.cfg.inspect.max_pairwise, skip=set(bad))
+        outliers = image_outliers(pixels, shapes, bad)
+        contact_sheet(np.asarray(train_set.pixels), comp.train[task.target] if task.kind == "classification"
+                      else pd.Series(["all"] * len(train_ids)), ctx.work / "contact_sheet.png",
+                      ctx.cfg.inspect.examples_per_class)
+        if bad:
+            problems.append(f"{len(bad)} corrupt image file(s): "
+                            + ", ".join(f"{where[i]} {ids[i]}" for i in sorted(bad)[:10]))
+    else:
+        features = comp.feature_cols
+        summary = feature_summary(comp.train, features)
+        write_csv(ctx.work / "features.csv", summary)
+        report["features"] = summary.to_dict("records")
+        constant = summary.loc[summary["constant"], "feature"].tolist()
+        if constant:
+            problems.append(f"constant feature column(s): {', '.join(constant)}")
+        rows = pd.concat([comp.train[features], comp.test[features]], ignore_index=True)
+        pairs, notes = dup.exact_pairs(duplicate_row_digests(rows, features)), ["exact duplicate feature rows"]
+        outliers = pd.DataFrame(columns=["row", "score", "reasons"])
+        bad = {}
+
+    group_of = dup.groups(len(ids), pairs)
+    table = _duplicate_table(group_of, pairs, ids, where, labels)
+    write_csv(ctx.work / artifacts.DUPLICATES, table)
+    dup_report = _summarise_groups(table)
+    dup_report["detectors"] = notes
+    report["duplicates"] = dup_report
+    if dup_report["leaks"]:
+        problems.append(f"{len(dup_report['leaks'])} train/test leak group(s): " + _fmt_groups(dup_report["leaks"]))
+    if dup_report["conflicts"]:
+        problems.append(f"{len(dup_report['conflicts'])} duplicate group(s) with conflicting labels: "
+                        + _fmt_groups(dup_report["conflicts"]))
+    if dup_report["train_groups"]:
+        problems.append(f"{len(dup_report['train_groups'])} duplicate group(s) inside train "
+                        f"({sum(len(g['ids']) for g in dup_report['train_groups'])} rows; split keeps each in one fold)")
+
+    outliers.insert(0, "split", [where[r] for r in outliers["row"]])
+    outliers.insert(0, "id", [ids[r] for r in outliers["row"]])
+    write_csv(ctx.work / "outliers.csv", outliers.drop(columns="row"))
+    report["outliers"] = outliers.drop(columns="row").head(50).to_dict("records")
+    real_outliers = outliers[outliers["reasons"] != "cannot be decoded"]
+    if len(real_outliers):
+        problems.append(f"{len(real_outliers)} outlier image(s), most unusual first: "
+                        + ", ".join(f"{r.id} ({r.reasons})" for r in real_outliers.head(5).itertuples()))
+    report["problems"] = problems
+
+    write_json(ctx.work / "report.json", report)
+    write_text(ctx.work / "report.md", render_markdown(report))
+    for line in (problems or ["no problems found"]):
+        ctx.log(("PROBLEM: " if problems else "") + line)
+    ctx.log(_overview(report))
+    ctx.log(f"report: {ctx.rundir.path / NAME / 'report.md'}")
+    return {"problems": len(problems), "duplicate_groups": len(dup_report["groups"]),
+            "leak_groups": len(dup_report["leaks"]), "conflict_groups": len(dup_report["conflicts"]),
+            "corrupt": len(bad), "outliers": int(len(real_outliers))}
+
+
+def _label_strings(comp, task) -> list[str]:
+    targets = comp.train[comp.target_cols].fillna("")
+    return targets.apply(lambda r: " ".join(r.astype(str)) if len(r) > 1 else r.iloc[0], axis=1).tolist()
+
+
+def _image_stats(pixels, shapes, bad, geometry) -> dict:
+    sizes = pd.Series([f"{s[0]}x{s[1]}" for s in shapes if s]).value_counts()
+    channels = pd.Series([s[2] for s in shapes if s]).value_counts()
+    good = np.array([i not in bad for i in range(len(pixels))])
+    return {
+        "sizes": {k: int(v) for k, v in sizes.items()},
+        "channels": {int(k): int(v) for k, v in channels.items()},
+        "model_input": list(geometry),
+        "value_range": [int(pixels[good].min()), int(pixels[good].max())],
+        "mean": round(float(pixels[good].mean()), 2),
+    }
+
+
+def _duplicate_table(group_of, pairs, ids, where, labels) -> pd.DataFrame:
+    members = {}
+    kinds: dict[int, str] = {}
+    for p in pairs:
+        g = int(group_of[p.a])
+        members.setdefault(g, set()).update((p.a, p.b))
+        kinds[g] = "exact" if kinds.get(g, "exact") == "exact" and p.kind == "exact" else "near"
+    rows = []
+    for number, g in enumerate(sorted(members, key=lambda g: min(members[g]))):
+        for i in sorted(members[g]):
+            rows.append({"group": number, "id": ids[i], "split": where[i], "kind": kinds[g],
+                         "label": labels[i] if where[i] == "train" else ""})
+    return pd.DataFrame(rows, columns=["group", "id", "split", "kind", "label"])
+
+
+def _summarise_groups(table: pd.DataFrame) -> dict:
+    groups, leaks, conflicts, train_groups = [], [], [], []
+    for number, g in table.groupby("group", sort=True):
+        entry = {"group": int(number), "kind": g["kind"].iloc[0], "ids": g["id"].tolist(),
+                 "splits": g["split"].tolist(), "labels": g["label"].tolist()}
+        groups.append(entry)
+        train_labels = set(g.loc[g["split"] == "train", "label"])
+        if {"train", "test"} <= set(g["split"]):
+            leaks.append(entry)
+        if len(train_labels) > 1:
+            conflicts.append(entry)
+        if (g["split"] == "train").sum() > 1:
+            train_groups.append(entry)
+    return {"groups": groups, "leaks": leaks, "conflicts": conflicts, "train_groups": train_groups}
+
+
+def _fmt_groups(groups: list[dict]) -> str:
+    parts = []
+    for g in groups[:5]:
+        members = [f"{s} {i}" + (f" [{l}]" if l else "") for i, s, l in zip(g["ids"], g["splits"], g["labels"])]
+        parts.append(f"{g['kind']}: " + " = ".join(members))
+    return "; ".join(parts) + (f"; ... {len(groups) - 5} more" if len(groups) > 5 else "")
+
+
+def _overview(report: dict) -> str:
+    parts = [f"{report['rows']['train']} train / {report['rows']['test']} test rows, task {report['task']}"]
+    if "classes" in report:
+        parts.append(f"{len(report['classes'])} classes, imbalance ratio {report['imbalance_ratio']}")
+    if "images" in report:
+        im = report["images"]
+        parts.append("sizes " + ", ".join(f"{k} ({v})" for k, v in list(im["sizes"].items())[:3])
+                     + f", values {im['value_range'][0]}..{im['value_range'][1]}")
+    if "features" in report:
+        parts.append(f"{len(report['features'])} features")
+    return "; ".join(parts)

@@ -1,0 +1,265 @@
+"""Pre-flight sanity checks before the first fold (RECIPE.md 3).
+
+Each check is a pure function of a model factory and arrays; it returns a
+:class:`CheckResult` (PASS / WARN / FAIL with its numbers) and never raises for a
+failed check: a failure is information for the user, not a crash.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+
+Builder = Callable[[], keras.Model]  # a fresh, uncompiled model on uint8 images
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str  # PASS | WARN | FAIL
+    message: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return f"{self.status} {self.name}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prior_entropy(priors) -> float:
+    """Cross-entropy of a model that predicts the class priors: the expected initial loss."""
+    p = np.asarray(priors, dtype=np.float64)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def cross_entropy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Mean softmax cross-entropy of ``model`` (inference mode: no dropout, no augmentation)."""
+    probs = model.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-15, 1.0)).mean())
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    return float((model.predict(x, batch_size=batch_size, verbose=0).argmax(1) == y).mean())
+
+
+def check_initial_loss(model: keras.Model, x: np.ndarray, y: np.ndarray, priors) -> CheckResult:
+    """Untrained loss vs the prior entropy (= -ln(1/C) for balanced classes).
+
+    With the head bias at log priors the untrained model predicts roughly the priors;
+    far off means a bug in the head, the labels or the input scaling.
+    """
+    loss = cross_entropy(model, x, y)
+    expected = prior_entropy(priors)
+    uniform = math.log(len(priors))
+    # Random weights spread the logits around the bias: on the digits small_cnn starts
+    # 3-27% above ln 10 depending on the seed. The bugs this check is for (bias, label
+    # encoding, unscaled 0-255 inputs, missing softmax) give several times the expected
+    # loss. The band scales with max(expected, ln 2) so that a tiny entropy (very
+    # imbalanced classes) does not turn ordinary init noise into a failure.
+    deviation = abs(loss - expected) / max(expected, math.log(2))
+    status = PASS if deviation <= 0.3 else WARN if deviation <= 1.0 else FAIL
+    message = (f"{loss:.3f} vs expected {expected:.3f} (prior entropy; -ln(1/C) = {uniform:.3f} "
+               f"for C={len(priors)}), off by {deviation:.1%}")
+    if status != PASS:
+        message += "; check the head's bias init, the label encoding and the input scaling"
+    return CheckResult("initial loss", status, message,
+                       {"loss": loss, "expected": expected, "uniform": uniform, "deviation": deviation})
+
+
+def _fit(model: keras.Model, x, y, lr: float, epochs: int, batch_size: int, seed: int, loss) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size)
+    model.fit(ds, epochs=epochs, verbose=0, shuffle=False)  # ds is shuffled already
+
+
+def check_input_independent(build: Builder, train: tuple[np.ndarray, np.ndarray],
+                            val: tuple[np.ndarray, np.ndarray], *, epochs: int, lr: float,
+                            batch_size: int, seed: int, loss) -> CheckResult:
+    """Train the same model briefly on real and on zeroed inputs; real must clearly win.
+
+    A model that learns nothing from the pixels ends at the prior entropy; if the real
+    one is no better, the inputs do not reach the model or the labels do not match them.
+    """
+    losses = {}
+    for kind in ("real", "zero"):
+        keras.utils.set_random_seed(seed)  # same init and batch order for both
+        model = build()
+        x_train = train[0] if kind == "real" else np.zeros_like(train[0])
+        x_val = val[0] if kind == "real" else np.zeros_like(val[0])
+        _fit(model, x_train, train[1], lr, epochs, batch_size, seed, loss)
+        losses[kind] = cross_entropy(model, x_val, val[1])
+        losses[f"{kind}_accuracy"] = accuracy(model, x_val, val[1])
+        keras.backend.clear_session()
+    real, zero = losses["real"], losses["zero"]
+    # "Clearly": at least 20% lower validation loss after the same few epochs.
+    status = PASS if real < 0.8 * zero else WARN if real < zero else FAIL
+    message = (f"val loss {real:.3f} on real inputs vs {zero:.3f} on zeroed inputs "
+               f"(accuracy {losses['real_accuracy']:.3f} vs {losses['zero_accuracy']:.3f}) "
+               f"after {epochs} epoch(s)")
+    if status != PASS:
+        message += "; the model barely uses its inputs: check image loading and label alignment"
+    return CheckResult("zero-input baseline", status, message, {**losses, "epochs": epochs})
+
+
+def check_overfit_batch(build: Builder, x: np.ndarray, y: np.ndarray, *, steps: int, lr: float,
+                        seed: int, loss) -> CheckResult:
+    """Fit one small batch to ~zero loss with regularisation off.
+
+    Regularisation off = the forward pass in inference mode (no dropout, no augmentation)
+    and no weight penalties; a model that cannot memorise 20 examples has a bug.
+    """
+    keras.utils.set_random_seed(seed)
+    model = build()
+    optimizer = keras.optimizers.Adam(lr)
+    loss_fn = loss
+    x_t, y_t = tf.constant(x), tf.constant(y)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            value = loss_fn(y_t, model(x_t, training=False))
+        optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables),
+                                      model.trainable_variables))
+        return value
+
+    first = float(loss_fn(y_t, model(x_t, training=False)))
+    done = 0
+    for done in range(1, steps + 1):
+        if float(step()) < 1e-3:  # memorised: no need to spend the remaining steps
+            break
+    final = float(loss_fn(y_t, model(x_t, training=False)))
+    acc = float((np.asarray(model(x_t, training=False)).argmax(1) == y).mean())
+    keras.backend.clear_session()
+    # 0.05 is "near zero" for cross-entropy (initial ~2.3 for 10 classes).
+    status = PASS if final < 0.05 and acc == 1.0 else WARN if final < 0.5 * first else FAIL
+    message = (f"loss {first:.3f} -> {final:.4f} on {len(y)} examples in {done} steps "
+               f"(accuracy {acc:.2f}, regularisation off)")
+    if status != PASS:
+        message += "; the model cannot memorise a tiny batch: check the model, the loss and the LR"
+    return CheckResult("overfit one batch", status, message,
+                       {"initial_loss": first, "loss": final, "accuracy": acc, "steps": done,
+                        "examples": int(len(y))})
+
+
+def lr_range_test(build: Builder, x: np.ndarray, y: np.ndarray, *, lr_min: float, lr_max: float,
+                  steps: int, batch_size: int, seed: int, loss) -> tuple[CheckResult, pd.DataFrame]:
+    """Train with the LR growing exponentially from ``lr_min`` to ``lr_max``, one LR per step.
+
+    Stops early once the running loss exceeds 4x its minimum (diverged). Returns the
+    result (with ``suggested_lr`` in its numbers, None when nothing trained) and the sweep.
+    """
+    keras.utils.set_random_seed(seed)
+    model = build()
+    optimizer = keras.optimizers.Adam(lr_min)
+    loss_fn = loss
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            value = loss_fn(yb, model(xb, training=True))  # real training: dropout on
+        optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables),
+                                      model.trainable_variables))
+        return value
+
+    lrs = lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(steps - 1, 1))
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(x)) for _ in range(steps * batch_size // len(x) + 1)])
+    rows, avg, best = [], 0.0, math.inf
+    for i, lr in enumerate(lrs):
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        optimizer.learning_rate = float(lr)  # assigns the variable: no retracing
+        value = float(step(tf.constant(x[idx]), tf.constant(y[idx])))
+        if not math.isfinite(value):
+            break
+        rows.append((i, float(lr), value))
+        # A bias-corrected running mean decides when to stop: it lags, which only costs steps.
+        avg = 0.9 * avg + 0.1 * value
+        running = avg / (1 - 0.9 ** (i + 1))
+        best = min(best, running)
+        if i > steps // 10 and running > 4 * best:
+            break
+    keras.backend.clear_session()
+    sweep = pd.DataFrame(rows, columns=["step", "lr", "loss"])
+    # A centred moving mean (5% of the sweep) does not shift the curve to higher LRs
+    # the way a running mean does, so the suggestion lands where the loss really falls.
+    window = max(5, steps // 20)
+    sweep["smoothed_loss"] = sweep["loss"].rolling(window, center=True, min_periods=1).mean()
+    suggested = suggest_lr(sweep["lr"].to_numpy(), sweep["smoothed_loss"].to_numpy(), window // 2)
+    start = float(sweep["smoothed_loss"].iloc[0]) if len(sweep) else math.nan
+    low = float(sweep["smoothed_loss"].min()) if len(sweep) else math.nan
+    drop = 1 - low / start if len(sweep) else 0.0
+    # Under 5% the curve is flat: its "steepest" point is noise, so no LR is suggested
+    # (train.lr=auto then refuses). Under 20% the suggestion is kept but doubtful.
+    if suggested is not None and drop >= 0.05:
+        suggested = float(np.clip(suggested, lr_min, lr_max))
+    else:
+        suggested = None
+    numbers = {"suggested_lr": suggested, "lr_min": lr_min, "lr_max": lr_max,
+               "steps": int(len(sweep)), "start_loss": start, "min_loss": low, "drop": drop,
+               "min_loss_lr": float(sweep["lr"].iloc[int(sweep["smoothed_loss"].argmin())]) if len(sweep) else None}
+    if suggested is None:
+        return CheckResult("LR range test", FAIL,
+                           f"the loss did not fall between LR {lr_min:g} and {lr_max:g} "
+                           f"({start:.3f} -> min {low:.3f} in {len(sweep)} steps); no LR to suggest: "
+                           "check the model and the data", numbers), sweep
+    status = PASS if drop >= 0.2 else WARN
+    message = (f"suggested LR {suggested:.2e} (steepest descent of the smoothed loss); "
+               f"loss {start:.3f} -> min {low:.3f} at LR {numbers['min_loss_lr']:.2e}, "
+               f"{len(sweep)} steps from {lr_min:g} to {lr_max:g}")
+    if status == WARN:
+        message += "; the loss fell by less than 20%, so the suggestion is a rough guess"
+    return CheckResult("LR range test", status, message, numbers), sweep
+
+
+def suggest_lr(lrs: np.ndarray, smoothed: np.ndarray, edge: int = 2) -> float | None:
+    """The LR where the smoothed loss falls fastest against log(LR), before its minimum.
+
+    The standard "steepest descent" pick of the LR range test (Smith 2017; fastai's
+    ``steep``). Clamped to [min-loss LR / 100, min-loss LR / 3]: the minimum itself sits
+    at the edge of divergence, and a pick far below it comes from noise on a flat start.
+    ``edge`` points at the start are skipped (the smoothing window is cut there).
+    None when the loss never fell.
+    """
+    if len(lrs) < 2 * edge + 3:
+        return None
+    end = int(np.argmin(smoothed))
+    if end <= edge + 1 or smoothed[end] >= smoothed[edge]:
+        return None
+    slope = np.gradient(smoothed[edge:end + 1], np.log10(lrs[edge:end + 1]))
+    steepest = float(lrs[edge + int(np.argmin(slope))])
+    at_min = float(lrs[end])
+    return float(np.clip(steepest, at_min / 100, at_min / 3))
+
+
+def plot_lr_range(sweep: pd.DataFrame, suggested: float | None, path: Path) -> None:
+    """Loss and smoothed loss vs LR on a log axis, the suggested LR marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; set before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sweep["lr"], sweep["loss"], alpha=0.3, label="loss")
+    ax.plot(sweep["lr"], sweep["smoothed_loss"], label="smoothed")
+    if suggested:
+        ax.axvline(suggested, color="red", linestyle="--", label=f"suggested {suggested:.1e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("LR range test")
+    if len(sweep):
+        ax.set_ylim(top=float(min(sweep["loss"].max(), 2 * sweep["smoothed_loss"].iloc[0])))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

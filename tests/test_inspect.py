@@ -1,0 +1,110 @@
+"""inspect finds planted problems by id, and split keeps every duplicate group in one fold."""
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import copy_competition
+
+
+def _add_train(root, new_id, image_bytes, label):
+    (root / "train" / f"{new_id}.png").write_bytes(image_bytes)
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    pd.concat([train, pd.DataFrame({"id": [new_id], "label": [label]})]).to_csv(root / "train.csv", index=False)
+
+
+def _png(image):
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def _shiftable(root, ids):
+    """An image whose rightmost column is empty, so a 1-px shift right loses nothing."""
+    for i in ids:
+        im = cv2.imread(str(root / "train" / f"{i}.png"), cv2.IMREAD_GRAYSCALE)
+        if im[:, -1].max() == 0:
+            return i, im
+    raise AssertionError("no shiftable image")
+
+
+@pytest.fixture(scope="module")
+def planted(demo, tmp_path_factory):
+    root = copy_competition(demo, tmp_path_factory.mktemp("planted") / "digits")
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    test_ids = pd.read_csv(root / "sample_submission.csv", dtype=str)["id"]
+    a, b = train.iloc[0], train.iloc[1]
+    img = lambda i, d="train": (root / d / f"{i}.png").read_bytes()
+    _add_train(root, "dup_exact", img(a.id), a.label)                     # exact duplicate of a
+    other = str((int(b.label) + 1) % 10)
+    _add_train(root, "dup_conflict", img(b.id), other)                     # same image, other label
+    c_id, c_im = _shiftable(root, train.id.iloc[2:200])
+    c_label = train.set_index("id").loc[c_id, "label"]
+    _add_train(root, "dup_shifted", _png(np.roll(c_im, 1, axis=1)), c_label)  # near: 1-px shift
+    d = train.iloc[3]
+    jpg = cv2.imdecode(cv2.imencode(".jpg", cv2.imread(str(root / "train" / f"{d.id}.png"), 0),
+                                    [cv2.IMWRITE_JPEG_QUALITY, 90])[1], 0)
+    _add_train(root, "dup_reencoded", _png(jpg), d.label)                  # near: JPEG re-encoded
+    _add_train(root, "leak", img(test_ids.iloc[0], "test"), "3")           # a test image in train
+    _add_train(root, "corrupt", b"\x89PNG\r\n\x1a\nthis is not an image", "4")
+    _add_train(root, "blank", _png(np.zeros((8, 8), np.uint8)), "5")
+    ids = {"a": a.id, "b": b.id, "c": c_id, "d": d.id, "test": test_ids.iloc[0]}
+    return root, ids
+
+
+def _groups_with(report, member):
+    return [g for g in report["duplicates"]["groups"] if member in g["ids"]]
+
+
+def test_inspect_reports_each_planted_problem(planted, comp, workdir):
+    root, ids = planted
+    code, out, err = comp("run", "stage=inspect", f"competition={root}")
+    assert code == 0, err
+    report = json.loads((workdir / "runs/digits/inspect/report.json").read_text())
+
+    (exact,) = _groups_with(report, "dup_exact")
+    assert exact["kind"] == "exact" and set(exact["ids"]) == {ids["a"], "dup_exact"}
+    (shifted,) = _groups_with(report, "dup_shifted")
+    assert shifted["kind"] == "near" and ids["c"] in shifted["ids"]
+    (reencoded,) = _groups_with(report, "dup_reencoded")
+    assert reencoded["kind"] == "near" and ids["d"] in reencoded["ids"]
+    (leak,) = report["duplicates"]["leaks"]
+    assert set(leak["ids"]) == {"leak", ids["test"]}
+    (conflict,) = report["duplicates"]["conflicts"]
+    assert set(conflict["ids"]) == {ids["b"], "dup_conflict"}
+    outliers = {o["id"]: o["reasons"] for o in report["outliers"]}
+    assert outliers["corrupt"] == "cannot be decoded"
+    assert outliers["blank"].startswith("almost blank")
+    assert list(outliers)[:2] == ["corrupt", "blank"]  # most unusual first
+
+    # The printed summary puts problems first and names the ids.
+    lines = [l for l in out.splitlines() if l.startswith("[inspect]")]
+    assert lines[0].startswith("[inspect] PROBLEM:")
+    assert "corrupt image file(s): train corrupt" in out
+    assert f"test {ids['test']}" in out and "dup_conflict" in out
+    md = (workdir / "runs/digits/inspect/report.md").read_text()
+    assert md.startswith("# Inspection of") and "## Problems" in md and "dup_shifted" in md
+    for picture in ("class_counts.png", "contact_sheet.png"):
+        assert cv2.imread(str(workdir / "runs/digits/inspect" / picture)) is not None
+
+
+def test_split_keeps_duplicate_groups_in_one_fold(planted, comp, workdir):
+    root, ids = planted
+    code, out, err = comp("run", "stage=split", f"competition={root}", "data.on_bad_image=skip")
+    assert code == 0, err
+    folds = pd.read_csv(workdir / "runs/digits/split/folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    for a, b in [(ids["a"], "dup_exact"), (ids["b"], "dup_conflict"), (ids["c"], "dup_shifted"),
+                 (ids["d"], "dup_reencoded")]:
+        assert folds[a] == folds[b] >= 0
+    assert folds["corrupt"] == -1
+    assert "left out of every fold: corrupt" in out
+    assert "duplicate group(s) from inspect kept within one fold" in out
+
+
+def test_corrupt_image_stops_split_before_writing(planted, comp, workdir):
+    root, _ = planted
+    code, _, err = comp("run", "stage=split", f"competition={root}", "split.duplicate_aware=false")
+    assert code == 2
+    assert f"{root / 'train' / 'corrupt.png'}: cannot decode the image" in err
+    assert "data.on_bad_image=skip" in err
+    assert not (workdir / "runs").exists()

@@ -1,0 +1,167 @@
+"""Reading every competition shape issue 3 names, on real scikit-learn data."""
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from comp.competition import load_competition
+from comp.data.cache import load_image_set
+from tests.conftest import copy_competition
+
+
+def _tabular(root, frame, target, n_test=40):
+    root.mkdir(parents=True)
+    frame.insert(0, "id", [f"r{i:04d}" for i in range(len(frame))])
+    train, test = frame.iloc[n_test:], frame.iloc[:n_test]
+    train.to_csv(root / "train.csv", index=False)
+    test.drop(columns=[target]).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"id": test["id"], target: train[target].iloc[0]}).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+@pytest.fixture
+def wine(tmp_path):
+    from sklearn.datasets import load_wine
+
+    data = load_wine(as_frame=True).frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    data["target"] = data["target"].map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    data["colour"] = np.where(data["color_intensity"] > 5, "deep", "pale")  # a categorical column
+    data.loc[::7, "magnesium"] = np.nan  # missing values
+    data["constant"] = 1.0
+    return _tabular(tmp_path / "wine", data, "target")
+
+
+def test_tabular_competition_inspect_and_split(wine, comp, workdir):
+    c = load_competition(wine)
+    assert c.modality == "tabular" and c.task_kind == "classification"
+    assert "colour" in c.feature_cols and "target" not in c.feature_cols
+    code, out, err = comp("run", "stage=split", f"competition={wine}")
+    assert code == 0, err
+    summary = pd.read_csv(workdir / "runs/wine/inspect/features.csv").set_index("feature")
+    assert summary.loc["colour", "dtype"] == "categorical"
+    assert summary.loc["magnesium", "missing_rate"] == pytest.approx(20 / 138, abs=1e-3)
+    assert bool(summary.loc["constant", "constant"]) is True
+    assert "PROBLEM: constant feature column(s): constant" in out
+    folds = pd.read_csv(workdir / "runs/wine/split/folds.csv")
+    assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
+    code, _, err = comp("run", "stage=baseline", f"competition={wine}")
+    assert code == 2 and "training on tabular data is not in this version yet" in err
+
+
+def test_regression_target_bins_for_stratification(tmp_path, comp, workdir):
+    from sklearn.datasets import load_diabetes
+
+    root = _tabular(tmp_path / "diabetes", load_diabetes(as_frame=True).frame, "target")
+    assert load_competition(root).task_kind == "regression"
+    code, out, err = comp("run", "stage=split", f"competition={root}")
+    assert code == 0, err
+    folds = pd.read_csv(workdir / "runs/diabetes/split/folds.csv", dtype={"id": str})
+    train = pd.read_csv(root / "train.csv", dtype={"id": str}).merge(folds, on="id")
+    means = train.groupby("fold")["target"].mean()
+    assert means.max() - means.min() < 0.1 * train["target"].std()  # every fold sees the whole range
+
+
+def _digit_images(demo, tmp_path, name, label_of, n=300):
+    """An image competition over the first n demo digits with labels made by label_of(digit)."""
+    root = copy_competition(demo, tmp_path / name)
+    train = pd.read_csv(root / "train.csv", dtype=str).iloc[:n]
+    for extra in set(pd.read_csv(demo / "train.csv", dtype=str)["id"]) - set(train["id"]):
+        (root / "train" / f"{extra}.png").unlink()
+    train["label"] = [label_of(int(d)) for d in train["label"]]
+    train.to_csv(root / "train.csv", index=False)
+    sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
+    sample["label"] = label_of(0)
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    return root, train
+
+
+def test_multilabel_lists_use_iterative_stratification(demo, tmp_path, comp, workdir):
+    tags = lambda d: " ".join(t for t, ok in (("even", d % 2 == 0), ("prime", d in (2, 3, 5, 7)),
+                                              ("round", d in (0, 6, 8, 9))) if ok) or "none"
+    root, train = _digit_images(demo, tmp_path, "tags", tags)
+    assert load_competition(root).task_kind == "multilabel"
+    code, _, err = comp("run", "stage=split", f"competition={root}")
+    assert code == 0, err
+    folds = pd.read_csv(workdir / "runs/tags/split/folds.csv", dtype={"id": str}).merge(train, on="id")
+    for tag in ("even", "prime", "round"):
+        share = folds.groupby("fold")["label"].apply(lambda s: s.str.contains(tag).mean())
+        assert share.max() - share.min() < 0.08
+
+
+def test_sequence_target_and_its_length_strata(demo, tmp_path, comp, workdir):
+    rng = np.random.default_rng(0)
+    root, train = _digit_images(demo, tmp_path, "numbers",
+                                lambda d: str(d) + "".join(map(str, rng.integers(0, 10, rng.integers(0, 3)))))
+    (root / "comp.yaml").write_text("task: sequence\n")  # digit strings may pass for numbers: say it
+    c = load_competition(root)
+    assert c.task_kind == "sequence" and not any("task" in n for n in c.notes)
+    code, out, err = comp("run", "stage=split", f"competition={root}")
+    assert code == 0, err
+    dist = pd.read_csv(workdir / "runs/numbers/split/fold_distribution.csv").set_index("fold")
+    assert list(dist.columns) == ["1", "2", "3"]  # strata are the lengths
+    assert (dist.max() - dist.min()).max() <= 1
+
+
+def test_image_column_and_mixed_sizes_and_colour(tmp_path, comp, workdir):
+    from sklearn.datasets import load_sample_images
+
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    photos = load_sample_images().images  # two real colour photos
+    rows = []
+    for i in range(24):
+        crop = photos[i % 2][i * 5:i * 5 + 96, i * 7:i * 7 + 128]
+        if i == 5:
+            crop = cv2.resize(crop, (64, 48))  # an odd size
+        path = f"images/p{i}.{'jpg' if i % 3 else 'png'}"
+        cv2.imwrite(str(root / path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        rows.append({"id": f"p{i}", "file": path, "label": "china" if i % 2 == 0 else "flower"})
+    frame = pd.DataFrame(rows)
+    frame.iloc[:18].to_csv(root / "train.csv", index=False)
+    frame.iloc[18:][["id", "file"]].to_csv(root / "test.csv", index=False)
+    frame.iloc[18:][["id", "label"]].assign(label="china").to_csv(root / "sample_submission.csv", index=False)
+    (root / "comp.yaml").write_text("image_column: file\n")
+    code, out, err = comp("run", "stage=inspect", f"competition={root}")
+    assert code == 0, err
+    report = json.loads((workdir / "runs/photos/inspect/report.json").read_text())
+    assert report["images"]["sizes"] == {"96x128": 23, "48x64": 1}
+    assert report["images"]["model_input"] == [96, 128, 3]
+    assert any(o["id"] == "p5" and "size 48x64" in o["reasons"] for o in report["outliers"])
+    assert "images/p0.png" in str(load_competition(root).train_images[0])
+
+
+def test_decoded_images_are_cached_and_invalidated(demo, tmp_path, monkeypatch):
+    root = copy_competition(demo, tmp_path / "c")
+    paths = sorted((root / "train").glob("*.png"))[:50]
+    digests = lambda: [__import__("comp.data.cache", fromlist=["x"]).file_digest(p) for p in paths]
+    first = load_image_set(paths, digests(), tmp_path / "cache")
+    assert not first.from_cache
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr("comp.data.cache.decode_all", no_decoding)
+    second = load_image_set(paths, digests(), tmp_path / "cache")
+    assert second.from_cache
+    np.testing.assert_array_equal(first.pixels, second.pixels)
+
+    cv2.imwrite(str(paths[0]), np.full((8, 8), 255, np.uint8))  # the file changes
+    monkeypatch.undo()
+    third = load_image_set(paths, digests(), tmp_path / "cache")
+    assert not third.from_cache and third.pixels[0].min() == 255
+
+
+@pytest.mark.parametrize("values, kind", [
+    (["3", "7", "3", "1"], "classification"),
+    (["07", "10", "3", "07"] * 5, "classification"),
+    ([str(v) for v in range(100)], "regression"),
+    (["0" + str(v) for v in range(100, 200)], "sequence"),  # leading zeros: strings, not numbers
+    (["1.5", "2.25", "3.0", "1.5"], "regression"),
+    (["cat dog", "dog", "", "cat"], "multilabel"),
+])
+def test_task_inference(values, kind):
+    from comp.tasks import infer_task_kind
+
+    assert infer_task_kind(pd.DataFrame({"y": values}).replace("", None)) == kind
