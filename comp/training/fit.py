@@ -1,35 +1,22 @@
-"""Train one fold: early stopping on the competition metric, best-weights checkpoint, deadline."""
+"""Train one fold with the distributed loop: strategy, precision, LR scaling, resume state."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import keras
 import numpy as np
+import pandas as pd
+import tensorflow as tf
 
-from comp.data.pipeline import make_dataset
-from comp.training.strategy import get_strategy
+from comp.rundir import write_csv
+from comp.training.loop import EpochCallbacks, Trainer
+from comp.training.strategy import get_strategy, scaled_lr, set_precision, worker_role
 
-
-class DeadlineStop(keras.callbacks.Callback):
-    """Stop before an epoch that would end after ``deadline`` (a time.monotonic() value)."""
-
-    def __init__(self, deadline: float):
-        super().__init__()
-        self.deadline = deadline
-        self.stopped = False
-        self._began = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._began = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() + (time.monotonic() - self._began) > self.deadline:
-            self.model.stop_training = True
-            self.stopped = True
+tf.get_logger().setLevel("ERROR")  # retracing notices when fold models load one by one
+tf.config.experimental.enable_op_determinism()  # ARCHITECTURE promise 5: same seed, same result
 
 
 @dataclass
@@ -39,50 +26,47 @@ class FoldResult:
     best_epoch: int
     stopped_by_budget: bool
     seconds: float
+    resumed_from: int = 0
+    lr: float = 0.0
+    replicas: int = 1
 
 
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[np.ndarray, np.ndarray],
                val: tuple[np.ndarray, np.ndarray], settings: Any, seed: int, fold_dir: Path,
-               deadline: float) -> FoldResult:
+               deadline: float, lr: float | None = None,
+               callbacks: EpochCallbacks | None = None) -> FoldResult:
     """Fit a fresh model from ``build`` on ``train``; returns it with its best weights loaded.
 
-    ``settings`` is the ``train`` config section (epochs, batch_size, lr, patience,
-    strategy, verbose).
+    ``settings`` is the ``train`` config section. ``lr`` overrides ``settings.lr``, which
+    may be the word ``auto`` that only the caller can resolve (see ``cv.resolve_lr``).
+    An interrupted earlier attempt at this fold resumes from its last finished epoch.
     """
-    began = time.monotonic()
+    lr = settings.lr if lr is None else lr
+    if not isinstance(lr, (int, float)):
+        raise TypeError(f"train_fold needs a numeric lr, got {lr!r}: resolve train.lr=auto first")
     fold_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
+    set_precision(settings.mixed_precision)
     strategy = get_strategy(settings.strategy)
     replicas = strategy.num_replicas_in_sync
-    with strategy.scope():
-        model = build()
-        model.compile(
-            optimizer=keras.optimizers.Adam(settings.lr * replicas),  # linear scaling rule
-            loss=task.loss(),
-            metrics=task.keras_metrics(),
-        )
-    batch = settings.batch_size * replicas
+    fold_lr = scaled_lr(lr, replicas, settings.lr_scaling)
+    trainer = Trainer(strategy, build, task, fold_lr)
     monitor, mode = task.monitor
-    best_path = fold_dir / "best.weights.h5"
-    deadline_stop = DeadlineStop(deadline)
-    history = model.fit(
-        make_dataset(*train, batch, shuffle=True, seed=seed),
-        validation_data=make_dataset(*val, batch),
-        epochs=settings.epochs,
-        verbose=2 if settings.verbose else 0,
-        callbacks=[
-            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=settings.patience),
-            keras.callbacks.ModelCheckpoint(
-                best_path, monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True
-            ),
-            keras.callbacks.CSVLogger(str(fold_dir / "history.csv")),
-            deadline_stop,
-        ],
-    )
-    model.load_weights(best_path)
-    scores = history.history[monitor]
-    best = int(np.argmax(scores) if mode == "max" else np.argmin(scores))
-    return FoldResult(model, len(scores), best + 1, deadline_stop.stopped, time.monotonic() - began)
+    result = trainer.fit(
+        train, val, epochs=settings.epochs, global_batch=settings.batch_size * replicas, seed=seed,
+        monitor=monitor, mode=mode, patience=settings.patience, deadline=deadline,
+        state_dir=fold_dir / "resume", is_chief=worker_role()[0] == 0, callbacks=callbacks)
+    write_csv(fold_dir / "history.csv", pd.DataFrame(result.history).rename_axis("epoch").reset_index())
+    return FoldResult(trainer.model, result.epochs_run, result.best_epoch, result.stopped_by_budget,
+                      result.seconds, result.resumed_from, fold_lr, replicas)
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Forward passes in batches; works for a model built under any strategy."""
+    if os.environ.get("TF_CONFIG"):  # model.predict shares model.fit's multi-worker failure
+        return np.concatenate([keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+                               for i in range(0, len(x), batch_size)])
+    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 def save_model(model: keras.Model, path: Path) -> None:
