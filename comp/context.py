@@ -21,6 +21,8 @@ class StageContext:
     work: Path  # the stage writes here; published as runs/<run>/<name>/ on success
     budget: Budget
     upstream: dict[str, str]  # stage name -> its published folder name, for this stage's inputs
+    submissions: Path = Path("submissions")  # where `submit` writes (a worker's scratch folder on non-chief workers)
+    run_name: str = ""  # the run's name, as in runs/<run>/ and submission file names
 
     def log(self, message: str) -> None:
         print(f"[{self.name}] {message}", flush=True)

@@ -31,7 +31,7 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     competition = load_competition(root, task=cfg.task, metric=cfg.metric)
     task = make_task(competition.task_kind, competition.train[competition.target_cols], competition.metric)
     task.check_submission_format(competition.sample)
-    rundir = RunDir(Path(cfg.paths.runs) / (cfg.run or competition.name))
+    rundir, submissions = _run_location(cfg, competition.name)
     print(f"competition {competition.name} ({competition.root}) -> run {rundir.path}", flush=True)
     for note in competition.notes:
         print(f"inferred: {note}", flush=True)
@@ -43,6 +43,7 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
         if hasattr(STAGES[name], "validate"):
             STAGES[name].validate(cfg, competition, task)
 
+    _start_devices(cfg)
     _write_provenance(rundir, cfg, argv)
     fingerprint = competition.fingerprint()
     record: dict = {}
@@ -59,7 +60,8 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
             continue
         began = time.time()
         work = rundir.partial(name, key)
-        ctx = StageContext(name, cfg, competition, task, rundir, work, budget, upstream)
+        ctx = StageContext(name, cfg, competition, task, rundir, work, budget, upstream, submissions,
+                           cfg.run or competition.name)
         result = module.run(ctx)
         record = {
             **result,
@@ -78,6 +80,31 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     if "submission" in record:
         print(f"submission: {record['submission']}", flush=True)
     return record
+
+
+def _run_location(cfg: Config, competition_name: str) -> tuple[RunDir, Path]:
+    """runs/<run>/ and submissions/; a non-chief worker of a multi-worker run gets scratch
+    folders inside the run directory instead, so only the chief publishes results."""
+    from comp.training.strategy import worker_role
+
+    run_path = Path(cfg.paths.runs) / (cfg.run or competition_name)
+    index, count = worker_role()
+    if index == 0:
+        return RunDir(run_path), Path(cfg.paths.submissions)
+    scratch = run_path / f".worker-{index}"
+    print(f"worker {index} of {count}: writing scratch results to {scratch}", flush=True)
+    return RunDir(scratch), scratch / "submissions"
+
+
+def _start_devices(cfg: Config) -> None:
+    """Device set-up TensorFlow only accepts before its first operation."""
+    import os
+
+    from comp.training.strategy import configure_devices, get_strategy
+
+    configure_devices(cfg.train.logical_cpus)
+    if os.environ.get("TF_CONFIG") and cfg.train.strategy in ("auto", "multi_worker"):
+        get_strategy("multi_worker")  # collectives must be set up at program start
 
 
 def _targets(stage: str) -> list[str]:

@@ -10,16 +10,12 @@ from __future__ import annotations
 import math
 import time
 
-import keras
 import numpy as np
 
 from comp.api import InputSpec
 from comp.context import StageContext
 from comp.errors import ConfigError, DataError
 from comp.rundir import write_csv
-from comp.training import sanity
-from comp.training.cv import load_train, read_folds
-from comp.training.model import build_model
 
 NAME = "check"
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
@@ -46,6 +42,12 @@ def validate(cfg, competition, task) -> None:
 
 
 def run(ctx: StageContext) -> dict:
+    import keras  # TensorFlow loads only when a stage needs it: `inspect` alone stays fast
+
+    from comp.training import sanity
+    from comp.training.cv import load_train, read_folds
+    from comp.training.model import build_model
+
     cfg, task, opts = ctx.cfg, ctx.task, ctx.cfg.check
     x, y, geometry = load_train(ctx)
     fold_of = read_folds(ctx)

@@ -1,8 +1,6 @@
 """Stage `submit`: submissions/<run>-<stage>-<metric>=<score>.csv, validated, never overwritten."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from comp import artifacts
@@ -29,8 +27,8 @@ def run(ctx: StageContext) -> dict:
     (target,) = comp.target_cols
     frame = build_submission(comp.sample, comp.id_col, target, labels)
     validate_submission(frame, comp.sample, comp.id_col, {target: set(classes)})
-    stem = f"{ctx.rundir.path.name}-{record['source']}-{record['metric']}={record['score']:.5f}"
-    path, new = write_submission(frame, Path(ctx.cfg.paths.submissions), stem)
+    stem = f"{ctx.run_name}-{record['source']}-{record['metric']}={record['score']:.5f}"
+    path, new = write_submission(frame, ctx.submissions, stem)
     ctx.log(f"{'wrote' if new else 'identical file already there:'} {path}")
     return {"submission": str(path), "score": record["score"], "metric": record["metric"],
             "source": record["source"]}

@@ -46,12 +46,16 @@ def get_strategy(name: str = "auto"):
     MirroredStrategy, one GPU -> OneDeviceStrategy, else the default strategy."""
     import tensorflow as tf
 
+    if name == "auto" and os.environ.get("TF_CONFIG"):
+        name = "multi_worker"
+    if name == "multi_worker":  # before anything lists devices: that would start TensorFlow
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("train.strategy=multi_worker needs TF_CONFIG; see the README's multi-worker section")
+        return _multi_worker()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
-        if os.environ.get("TF_CONFIG"):
-            name = "multi_worker"
-        elif len(gpus) > 1 or len(cpus) > 1:
+        if len(gpus) > 1 or len(cpus) > 1:
             name = "mirrored"
         else:
             name = "one_device" if gpus else "default"
@@ -62,10 +66,6 @@ def get_strategy(name: str = "auto"):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in cpus]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ConfigError("train.strategy=multi_worker needs TF_CONFIG; see the README's multi-worker section")
-        return _multi_worker()
     raise ConfigError(f"train.strategy={name!r}: use auto, default, one_device, mirrored or multi_worker")
 
 

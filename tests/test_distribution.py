@@ -1,0 +1,76 @@
+"""tf.distribute on CPU: two logical devices, and two localhost workers."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import SMOKE, comp_subprocess
+
+FAST = (*SMOKE, "split.duplicate_aware=false", "train.epochs=2")
+
+
+def _record(workdir, run, stage="baseline"):
+    return json.loads((workdir / "runs" / run / stage / "stage.json").read_text())
+
+
+def test_mirrored_over_two_logical_cpus_matches_one_device(workdir):
+    one = comp_subprocess("run", "stage=baseline", *FAST, "run=one", cwd=workdir)
+    # Same global batch (2 x 32 = 64) and LR: the two runs compute the same training.
+    two = comp_subprocess("run", "stage=baseline", *FAST, "run=two", "train.logical_cpus=2",
+                          "train.batch_size=32", "train.lr_scaling=none", cwd=workdir)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    assert "2 replica(s)" in two.stdout and "1 replica(s)" in one.stdout
+    a, b = _record(workdir, "one"), _record(workdir, "two")
+    # Per-example losses averaged over the global batch: only float summation order differs.
+    assert abs(a["score"] - b["score"]) <= 0.01
+    assert a["replicas"] == 1 and b["replicas"] == 2 and a["lr"] == b["lr"]
+
+
+def test_lr_follows_the_replicas():
+    from comp.training.strategy import scaled_lr
+
+    assert scaled_lr(3e-4, 4, "linear") == 3e-4 * 4
+    assert scaled_lr(3e-4, 4, "sqrt") == 3e-4 * 2
+    assert scaled_lr(3e-4, 4, "none") == 3e-4
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_localhost_workers_train_identical_weights(workdir):
+    import keras
+
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    exe = str(Path(sys.executable).with_name("comp"))
+    args = [exe, "run", "stage=baseline", *FAST, "split.folds=2", "run=mw"]
+    procs = [subprocess.Popen(args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                                         "task": {"type": "worker", "index": i}})})
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    assert "2 replica(s)" in outs[0][0]
+    assert "worker 1 of 2: writing scratch results to" in outs[1][0]
+
+    chief = workdir / "runs/mw/baseline/fold_0/model.keras"
+    worker = workdir / "runs/mw/.worker-1/baseline/fold_0/model.keras"
+    w0 = keras.saving.load_model(chief).get_weights()
+    w1 = keras.saving.load_model(worker).get_weights()
+    assert len(w0) == len(w1) > 0
+    for a, b in zip(w0, w1):
+        np.testing.assert_array_equal(a, b)
+    assert not (workdir / "submissions").exists()  # stage=baseline: nothing submitted by anyone

@@ -1,0 +1,71 @@
+"""Kill a real run (SIGKILL) at several points; the same command resumes to the same result."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ARGS = ("run", "stage=all", "experiment=smoke", "split.duplicate_aware=false", "train.epochs=6",
+        "train.patience=6", "check.lr_steps=40", "check.zero_input_epochs=1")
+
+
+def _start(cwd):
+    exe = str(Path(sys.executable).with_name("comp"))
+    return subprocess.Popen([exe, *ARGS], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _epoch(state):
+    try:
+        return json.loads(state.read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+def _kill_when(proc, condition, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before the kill point: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("kill point never reached")
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    reference.mkdir()
+    interrupted.mkdir()
+    done = subprocess.run([str(Path(sys.executable).with_name("comp")), *ARGS], cwd=reference,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+
+    work = interrupted / "runs/digits/baseline.partial"
+    kill_points = [
+        lambda: _epoch(work / "fold_0/resume/state.json") >= 3,  # in the middle of fold 1
+        lambda: _epoch(work / "fold_1/resume/state.json") >= 2,  # fold 1 done, fold 2 half way
+        lambda: (interrupted / "runs/digits/baseline/stage.json").exists(),  # after training
+    ]
+    for condition in kill_points:
+        _kill_when(_start(interrupted), condition)
+    resumed = _start(interrupted)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert "[baseline] unchanged" in out or "finished earlier" in out
+
+    for name in ("baseline/oof.npy", "predict/test_pred.npy"):
+        np.testing.assert_array_equal(np.load(reference / "runs/digits" / name),
+                                      np.load(interrupted / "runs/digits" / name))
+    (ref_sub,) = (reference / "submissions").glob("*.csv")
+    (int_sub,) = (interrupted / "submissions").glob("*.csv")
+    assert ref_sub.name == int_sub.name and ref_sub.read_bytes() == int_sub.read_bytes()
+    leftovers = [p for p in (interrupted / "runs").rglob("*") if p.name.endswith(".tmp") or ".tmp." in p.name]
+    assert not leftovers  # no half-written file survives
+    assert not list((interrupted / "runs/digits").glob("*.partial"))
