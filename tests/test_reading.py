@@ -61,6 +61,37 @@ def test_regression_target_bins_for_stratification(tmp_path, comp, workdir):
     train = pd.read_csv(root / "train.csv", dtype={"id": str}).merge(folds, on="id")
     means = train.groupby("fold")["target"].mean()
     assert means.max() - means.min() < 0.1 * train["target"].std()  # every fold sees the whole range
+    report = json.loads((workdir / "runs/diabetes/inspect/report.json").read_text())
+    assert report["target"]["quantiles"]["0.50"] == float(train["target"].median())
+
+
+def test_group_column_keeps_groups_in_one_fold_and_seed_fixes_folds(wine, comp, workdir):
+    frame = pd.read_csv(wine / "train.csv", dtype=str)
+    frame["vineyard"] = [f"v{i % 23}" for i in range(len(frame))]
+    frame.to_csv(wine / "train.csv", index=False)
+    test = pd.read_csv(wine / "test.csv", dtype=str).assign(vineyard="v0")
+    test.to_csv(wine / "test.csv", index=False)
+    for run in ("a", "b"):
+        code, out, err = comp("run", "stage=split", f"competition={wine}", f"run={run}",
+                              "split.group_column=vineyard")
+        assert code == 0, err
+    folds = pd.read_csv(workdir / "runs/a/split/folds.csv", dtype=str)
+    assert (workdir / "runs/a/split/folds.csv").read_bytes() == (workdir / "runs/b/split/folds.csv").read_bytes()
+    merged = folds.merge(frame, on="id")
+    assert (merged.groupby("vineyard")["fold"].nunique() == 1).all()
+    assert "grouped by column 'vineyard' (23 groups)" in out
+    code, _, err = comp("run", "stage=split", f"competition={wine}", "split.group_column=farm")
+    assert code == 2 and "split.group_column='farm' is not a column of train.csv" in err
+
+
+def test_multilabel_indicator_columns():
+    from comp.tasks import infer_task_kind, make_task
+
+    targets = pd.DataFrame({"cat": ["1", "0", "1"], "dog": ["0", "1", "1"]})
+    assert infer_task_kind(targets) == "multilabel"
+    task = make_task("multilabel", targets, None)
+    assert task.labels == ("cat", "dog")
+    assert task.stratify_key(targets).tolist() == [[1, 0], [0, 1], [1, 1]]
 
 
 def _digit_images(demo, tmp_path, name, label_of, n=300):

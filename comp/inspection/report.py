@@ -14,6 +14,8 @@ def render_markdown(report: dict) -> str:
                   "", "| class | train images |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in report["classes"].items()]
         lines += ["", "![class counts](class_counts.png)"]
+    if "target" in report:
+        lines += ["", "## Target", ""] + [f"- {k}: {v}" for k, v in report["target"].items()]
     if "images" in report:
         im = report["images"]
         lines += ["", "## Images", "",

@@ -49,6 +49,9 @@ def run(ctx: StageContext) -> dict:
         if report["imbalance_ratio"] > 10:
             problems.append(f"class imbalance: largest/smallest class = {report['imbalance_ratio']}")
 
+    else:
+        report["target"] = _target_distribution(comp, task)
+
     if comp.modality == "image":
         train_set = image_set(comp, ctx.cfg, "train", strict=False)
         test_set = image_set(comp, ctx.cfg, "test", geometry=train_set.geometry, strict=False)
@@ -112,6 +115,22 @@ def run(ctx: StageContext) -> dict:
     return {"problems": len(problems), "duplicate_groups": len(dup_report["groups"]),
             "leak_groups": len(dup_report["leaks"]), "conflict_groups": len(dup_report["conflicts"]),
             "corrupt": len(bad), "outliers": int(len(real_outliers))}
+
+
+def _target_distribution(comp, task) -> dict:
+    """What the target looks like for the task kinds that have no class counts."""
+    targets = comp.train[comp.target_cols]
+    if task.kind == "regression":
+        values = pd.to_numeric(targets.iloc[:, 0])
+        quantiles = values.quantile([0, 0.05, 0.25, 0.5, 0.75, 0.95, 1]).round(4)
+        return {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),
+                "quantiles": {f"{q:.2f}": float(v) for q, v in quantiles.items()}}
+    if task.kind == "multilabel":
+        counts = task.indicators(targets).sum(0)
+        return {"label_counts": {label: int(c) for label, c in zip(task.labels, counts)},
+                "labels_per_row": round(float(task.indicators(targets).sum(1).mean()), 3)}
+    lengths = targets.iloc[:, 0].str.len().value_counts().sort_index()
+    return {"lengths": {int(k): int(v) for k, v in lengths.items()}, "alphabet": "".join(task.alphabet)}
 
 
 def _label_strings(comp, task) -> list[str]:

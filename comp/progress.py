@@ -1,0 +1,59 @@
+"""A live one-line progress display on a terminal; silent in CI or when not a TTY."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Callable, TextIO
+
+from comp.budget import Budget
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """Rewrites one status line with '\\r'; ``enabled`` defaults to a TTY outside CI."""
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None):
+        self.stream = stream or sys.stderr
+        if enabled is None:
+            in_ci = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+            enabled = not in_ci and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.enabled = enabled
+        self._width = 0
+
+    def epoch_hook(self, stage: str, fold: int, folds: int, epochs: int, budget: Budget,
+                   monitor: str) -> Callable[[int, dict], None]:
+        """A loop hook showing stage, fold k/K, epoch, metrics, elapsed time and the budget's ETA."""
+        began = time.monotonic()
+
+        def hook(epoch: int, logs: dict) -> None:
+            if not self.enabled:
+                return
+            per_epoch = (time.monotonic() - began) / (epoch + 1)
+            if budget.limited:
+                eta = f"budget left {_duration(budget.remaining())}"
+            else:
+                eta = f"fold ends within {_duration(per_epoch * (epochs - epoch - 1))}"
+            self.show(f"[{stage}] fold {fold + 1}/{folds} epoch {epoch + 1}/{epochs} "
+                      f"loss {logs['loss']:.4f} {monitor} {logs[monitor]:.4f} | {eta}")
+
+        return hook
+
+    def show(self, text: str) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        text = text[:width]
+        self.stream.write("\r" + text.ljust(self._width))
+        self.stream.flush()
+        self._width = len(text)
+
+    def clear(self) -> None:
+        """Erase the status line before a normal log line is printed."""
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0

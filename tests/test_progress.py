@@ -1,0 +1,36 @@
+"""The live progress line: shown on a terminal, silent in CI and in pipes."""
+import io
+
+from comp.budget import Budget
+from comp.progress import Progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_on_a_terminal(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    term = Terminal()
+    progress = Progress(term)
+    hook = progress.epoch_hook("baseline", fold=1, folds=5, epochs=60, budget=Budget(600),
+                               monitor="val_accuracy")
+    hook(0, {"loss": 0.5, "val_accuracy": 0.9})
+    hook(1, {"loss": 0.25, "val_accuracy": 0.95})
+    progress.clear()
+    text = term.getvalue()
+    assert "\r[baseline] fold 2/5 epoch 1/60 loss 0.5000 val_accuracy 0.9000 | budget left 9m5" in text
+    assert "epoch 2/60 loss 0.2500 val_accuracy 0.9500" in text
+    assert text.endswith("\r")  # cleared, ready for the next log line
+
+
+def test_quiet_in_ci_and_in_pipes(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    term = Terminal()
+    Progress(term).epoch_hook("baseline", 0, 2, 3, Budget(None), "val_loss")(0, {"loss": 1.0, "val_loss": 1.0})
+    assert term.getvalue() == ""
+    monkeypatch.delenv("CI")
+    pipe = io.StringIO()  # not a TTY
+    Progress(pipe).epoch_hook("baseline", 0, 2, 3, Budget(None), "val_loss")(0, {"loss": 1.0, "val_loss": 1.0})
+    assert pipe.getvalue() == ""
