@@ -104,9 +104,6 @@ class Classification:
 
         return keras.losses.SparseCategoricalCrossentropy()
 
-    def keras_metrics(self) -> list:
-        return ["accuracy"]
-
     def stratify_key(self, targets: pd.DataFrame) -> np.ndarray:
         return self.encode(targets[self.target])
 
