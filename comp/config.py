@@ -22,7 +22,7 @@ from comp.errors import ConfigError
 
 @dataclass(frozen=True)
 class Key:
-    type: str  # int | float | lr | str | bool | duration | list | dict, "?" suffix = may be null
+    type: str  # int | float | lr | momentum | str | bool | duration | list | dict, "?" suffix = may be null
     help: str
     choices: tuple[str, ...] = ()
 
@@ -69,6 +69,12 @@ SCHEMA: dict[str, Key] = {
     "train.logical_cpus": Key("int?", "split the CPU into this many devices (tests the multi-device path)"),
     "train.augmentations": Key("list", "augmentation plugins applied while training"),
     "train.verbose": Key("bool", "print one line per epoch"),
+    "train.bn_momentum": Key(
+        "momentum", "BatchNorm moving-statistics momentum; auto = min(0.99, max(0.5, 1 - 4/steps per epoch))"
+    ),
+    "train.diagnostics": Key(
+        "bool", "per-epoch diagnostics (diagnostics.csv, TensorBoard, learning curve) and verdicts per fold"
+    ),
     "model.name": Key("str", "model plugin (see `comp plugins`)"),
     "model.hp": Key("dict", "fixed values for the model plugin's hyperparameters"),
     "check.lr": Key("float", "Adam LR of the short check trainings (zero-input baseline, overfit)"),
@@ -80,6 +86,12 @@ SCHEMA: dict[str, Key] = {
     "check.lr_steps": Key("int", "steps of the LR range test (one batch each, LR growing exponentially)"),
     "predict.source": Key("str", "training stage whose fold models predict the test set; auto = latest"),
     "predict.batch_size": Key("int", "batch size for inference"),
+}
+
+# Types that take a number or the word auto, with the range the number must lie in.
+AUTO_NUMBERS = {
+    "lr": lambda v: 0 < v < float("inf"),
+    "momentum": lambda v: 0 <= v < 1,
 }
 
 # Command-line words that select a file of a config group instead of setting one key.
@@ -263,14 +275,14 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             result = float(text) if text is not None else float(value)
-        elif kind == "lr":
+        elif kind in AUTO_NUMBERS:  # a number in the kind's range, or the word auto
             if isinstance(value, bool):
                 raise ValueError
             if (text or "").lower() == "auto":
                 result = "auto"
             else:
                 result = float(text) if text is not None else float(value)
-                if not result > 0 or result == float("inf"):
+                if not AUTO_NUMBERS[kind](result):
                     raise ValueError
         elif kind == "bool":
             if text is not None:
@@ -299,8 +311,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         else:  # pragma: no cover - schema typo
             raise AssertionError(kind)
     except (ValueError, KeyError, TypeError, yaml.YAMLError):
-        hint = ("; use a positive number such as 3e-4, or auto (the LR suggested by stage check)"
-                if kind == "lr" else "")
+        hint = {
+            "lr": "; use a positive number such as 3e-4, or auto (the LR suggested by stage check)",
+            "momentum": "; use a number in [0, 1) such as 0.9, or auto (from the steps per epoch)",
+        }.get(kind, "")
         raise ConfigError(
             f"{key} in {where}: expected {_describe(kind)}, got {value!r}{hint}"
         ) from None
@@ -314,6 +328,7 @@ def _describe(kind: str) -> str:
         "int": "an integer",
         "float": "a number",
         "lr": "a number",
+        "momentum": "a number",
         "bool": "true or false",
         "str": "a string",
         "duration": "a duration such as 90s, 15m or 2h",

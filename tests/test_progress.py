@@ -12,6 +12,7 @@ class Terminal(io.StringIO):
 
 def test_progress_line_on_a_terminal(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")  # the line is cut to the terminal's width
     term = Terminal()
     progress = Progress(term)
     hook = progress.epoch_hook("baseline", fold=1, folds=5, epochs=60, budget=Budget(600),
@@ -34,3 +35,10 @@ def test_quiet_in_ci_and_in_pipes(monkeypatch):
     pipe = io.StringIO()  # not a TTY
     Progress(pipe).epoch_hook("baseline", 0, 2, 3, Budget(None), "val_loss")(0, {"loss": 1.0, "val_loss": 1.0})
     assert pipe.getvalue() == ""
+
+
+def test_line_is_cut_to_the_terminal_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    term = Terminal()
+    Progress(term).show("x" * 100)
+    assert term.getvalue() == "\r" + "x" * 39

@@ -12,9 +12,13 @@ import pandas as pd
 from comp import artifacts
 from comp.api import InputSpec
 from comp.context import StageContext
+from comp.progress import Progress, resident_mb
 from comp.data.loading import image_set
 from comp.errors import CompError
 from comp.rundir import read_json, write_csv, write_json, write_npy
+from comp.training.batchnorm import resolve_momentum, steps_per_epoch
+from comp.training.diagnostics import Diagnostics, probe_batch
+from comp.training.loop import EpochCallbacks
 from comp.training.fit import predict, save_model, train_fold
 from comp.training.model import build_model
 
@@ -64,6 +68,7 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
     folds, hp_values = [], {}
     train_deadline = ctx.budget.training_deadline()
     lr, lr_source = resolve_lr(ctx)
+    progress = Progress()
     ctx.log(f"{n_folds} folds, {len(x)} images {geometry}, model {model_name}, lr {lr:.3g} ({lr_source})")
 
     for k in range(n_folds):
@@ -78,14 +83,28 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
             now = time.monotonic()
             deadline = now + (train_deadline - now) / (n_folds - k)
 
+            fit_rows = (fold_of >= 0) & ~val  # fold -1: rows split left out (bad images)
+
             def build():
                 nonlocal hp_values
-                model, hp_values = build_model(spec, task, model_name, fixed_hp, augmentations)
+                # Called under the strategy's scope: the steps per epoch count its replicas.
+                steps = steps_per_epoch(int(fit_rows.sum()), cfg.train.batch_size)
+                model, hp_values = build_model(spec, task, model_name, fixed_hp, augmentations,
+                                               bn_momentum=resolve_momentum(cfg.train.bn_momentum, steps))
                 return model
 
-            fit_rows = (fold_of >= 0) & ~val  # fold -1: rows split left out (bad images)
+            diagnostics = Diagnostics(
+                fold_dir, task, probe_batch(x[fit_rows], y[fit_rows], seed=cfg.seed * 100 + k),
+                batch_size=cfg.train.batch_size, bn_setting=cfg.train.bn_momentum,
+                title=f"{ctx.name} fold {k + 1}/{n_folds}") if cfg.train.diagnostics else None
+            hooks = diagnostics.callbacks() if diagnostics else EpochCallbacks()
+            hooks.on_epoch_end.append(progress.epoch_hook(ctx.name, k, n_folds, cfg.train.epochs, ctx.budget,
+                                                          task.monitor[0]))
             result = train_fold(build, task, (x[fit_rows], y[fit_rows]), (x[val], y[val]), cfg.train,
-                                seed=cfg.seed * 100 + k, fold_dir=fold_dir, deadline=deadline, lr=lr)
+                                seed=cfg.seed * 100 + k, fold_dir=fold_dir, deadline=deadline, lr=lr,
+                                callbacks=hooks)
+            progress.clear()
+            diagnosis = diagnostics.finish(result.best_epoch) if diagnostics else []
             pred = predict(result.model, x[val], cfg.predict.batch_size)
             oof[val] = pred
             save_model(result.model, ctx.work / artifacts.FOLD_MODEL.format(fold=k))
@@ -97,14 +116,24 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
                 "stopped_by_budget": result.stopped_by_budget,
                 "seconds": round(result.seconds, 2),
                 "hp": hp_values,
+                "lr": result.lr,  # after scaling for the replicas
+                "replicas": result.replicas,
+                "resumed_from_epoch": result.resumed_from,
+                "diagnosis": diagnosis,
             }
-            write_json(done, info)
             budget_note = ", cut short by the budget" if result.stopped_by_budget else ""
+            resume_note = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
             ctx.log(f"fold {k + 1}/{n_folds}: {task.metric}={info['score']:.4f} "
-                    f"(best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f}s{budget_note})")
+                    f"(best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.0f}s, "
+                    f"{result.replicas} replica(s){resume_note}{budget_note})")
+            for verdict in diagnosis:  # RECIPE.md 4; details in fold_k/diagnostics.json
+                ctx.log(f"fold {k + 1}/{n_folds} diagnosis: {verdict}")
             del result
             keras.backend.clear_session()
             gc.collect()
+            # Memory after the fold's models are freed; a growth across folds is a leak.
+            info["rss_mb_after"] = resident_mb()
+            write_json(done, info)  # last: it marks the fold finished for a resumed run
         folds.append(info)
 
     used = fold_of >= 0
@@ -128,6 +157,7 @@ def cross_validate(ctx: StageContext, model_name: str, fixed_hp: dict[str, Any],
         "input_shape": list(geometry),
         "model": {"name": model_name, "hp": folds[0]["hp"], "augmentations": list(augmentations)},
         "folds": n_folds,
-        "lr": lr,
+        "lr": folds[0].get("lr", lr),  # what the optimizer used: train.lr or check's, scaled to the replicas
+        "replicas": folds[0].get("replicas", 1),
         "lr_source": lr_source,
     }

@@ -41,9 +41,12 @@ class LoopResult:
 
 @dataclass
 class EpochCallbacks:
-    """Hooks the loop calls; each receives (epoch, logs)."""
+    """Hooks the loop calls: ``on_epoch_end`` ones receive (epoch, logs); ``on_train_begin``
+    ones (model, steps per epoch), once the model exists (restored when resuming) and
+    before its first step."""
 
     on_epoch_end: list[Callable[[int, dict], None]] = field(default_factory=list)
+    on_train_begin: list[Callable[[keras.Model, int], None]] = field(default_factory=list)
 
 
 class Trainer:
@@ -126,6 +129,8 @@ class Trainer:
         best_weights = self._best_weights if state else None
         better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
         stopped_by_budget = False
+        for hook in callbacks.on_train_begin:
+            hook(self.model, math.ceil(len(train[0]) / global_batch))
 
         for epoch in range(start, epochs):
             if state and state.get("stopped"):

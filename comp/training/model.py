@@ -10,11 +10,17 @@ import keras_tuner as kt
 from comp.api import InputSpec
 from comp.errors import ConfigError, PluginError
 from comp.registry import AUGMENTATIONS, MODELS
+from comp.training.batchnorm import set_momentum
 
 
 def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dict[str, Any],
-                augmentations: list[str] = ()) -> tuple[keras.Model, dict[str, Any]]:
-    """Return the model and the hyperparameter values it was built with."""
+                augmentations: list[str] = (), bn_momentum: float | None = None,
+                ) -> tuple[keras.Model, dict[str, Any]]:
+    """Return the model and the hyperparameter values it was built with.
+
+    ``bn_momentum`` (see ``comp.training.batchnorm``) replaces the momentum of every
+    BatchNormalization layer, nested ones included; None keeps the plugin's own.
+    """
     plugin = MODELS.load(model_name)
     if fixed_hp:
         # A probe build with defaults lists the plugin's knobs (public keras-tuner API only).
@@ -46,4 +52,7 @@ def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dic
             f"{MODELS.info(model_name).where}"
         )
     outputs = body(x)
-    return keras.Model(inputs, outputs, name=model_name), dict(hp.values)
+    model = keras.Model(inputs, outputs, name=model_name)
+    if bn_momentum is not None:
+        set_momentum(model, bn_momentum)  # before the first step traces the model
+    return model, dict(hp.values)

@@ -1,0 +1,63 @@
+"""BatchNorm momentum suited to the number of steps per epoch (RECIPE.md 4).
+
+Keras starts every BatchNormalization layer's moving mean at 0 and moving variance at 1
+and updates them with momentum 0.99, so they need a few hundred steps to forget those
+starting values. A small competition has a few dozen steps per epoch: for the first
+epochs validation (which uses the moving statistics) sits near chance while training
+(which uses the batch statistics) is fine, and "best epoch" selection is misled.
+
+``train.bn_momentum=auto`` (the default) sets every BatchNormalization layer of the
+built model, nested models included, to ``min(0.99, max(0.5, 1 - 4 / steps_per_epoch))``:
+the starting values weigh ``momentum ** (steps / 4) ~ e^-1`` after a quarter of an epoch
+and ~ e^-4 after one epoch, while the moving statistics still average over several
+batches. It must be set before the first training step traces the model.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import keras
+
+
+def auto_momentum(steps_per_epoch: int) -> float:
+    """Momentum whose starting values fade within about a quarter of an epoch."""
+    return float(min(0.99, max(0.5, 1.0 - 4.0 / max(int(steps_per_epoch), 1))))
+
+
+def resolve_momentum(setting: Any, steps_per_epoch: int) -> float:
+    """``train.bn_momentum`` (``auto`` or a number) -> the momentum to use."""
+    return auto_momentum(steps_per_epoch) if setting == "auto" else float(setting)
+
+
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    """Training steps per epoch under the current tf.distribute strategy (global batch)."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return max(1, math.ceil(rows / (batch_size * replicas)))
+
+
+def batchnorm_layers(model: keras.layers.Layer) -> Iterator[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of ``model``, nested models and layers included."""
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+        stack.extend(reversed(getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []))
+
+
+def set_momentum(model: keras.Model, momentum: float) -> int:
+    """Set the momentum of every BatchNormalization layer; returns how many there are."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"BatchNorm momentum must be in [0, 1), got {momentum}")
+    count = 0
+    for layer in batchnorm_layers(model):
+        layer.momentum = float(momentum)
+        count += 1
+    return count

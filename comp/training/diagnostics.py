@@ -1,0 +1,551 @@
+"""Watch training, not just the final number (RECIPE.md 4).
+
+``Diagnostics`` hooks into the training loop of one fold. After every epoch it records
+the loop's numbers (train/val loss and accuracy, LR) and, on one fixed probe batch of
+training rows (256), the global gradient norm, the update/weight ratio of every kernel,
+the activation variance and dead-ReLU fraction of every ReLU layer (nested models
+included) and the probe's own loss and accuracy in inference mode.
+The rows go to ``diagnostics.csv`` (rewritten after each epoch, so a resumed fold keeps
+its earlier epochs) and to TensorBoard event files in ``tensorboard/``; after training,
+``finish`` draws ``learning_curve.png``, turns the rows into verdicts (``diagnose``) and
+writes them with the BatchNorm momentum used to ``diagnostics.json``. Only the chief
+writes; other workers do nothing.
+
+Choices:
+- The probe pass runs with ``training=False``, in its own tf.function outside the
+  distributed step: in training mode BatchNorm would update its moving statistics and
+  Dropout would advance its RNG state, so the diagnostics would change the training
+  they watch (they do not: the same run with ``train.diagnostics=false`` gives the same
+  numbers). Gradients are those of the data loss (no weight penalties), no dropout.
+- BatchNorm lag is told apart from a preprocessing mismatch by the probe: its rows are
+  training rows, so in inference mode they should score at least the epoch's running
+  training accuracy; far less means the inference path itself is off (moving
+  statistics), while a good probe with validation at chance points at the data.
+- Update/weight ratio of a kernel: ``||W_end - W_start|| / ||W_start||`` over the epoch,
+  divided by the steps per epoch: the mean per-step ratio when the steps point the same
+  way, a lower bound of it otherwise. Healthy: ~1e-3. Biases and BatchNorm's
+  gamma/beta are left out (a bias starts at zero).
+- A ReLU unit (a channel: the last axis) is dead when it is zero for every probe row
+  and position. Activation variance is over all elements of the layer's output.
+- When nothing is wrong the verdict list is ``["no problems seen"]``, printed like any
+  other verdict, so the log shows that the diagnostics ran.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from comp.rundir import atomic_path, write_csv, write_json
+from comp.training.batchnorm import auto_momentum, batchnorm_layers
+from comp.training.loop import EpochCallbacks
+from comp.training.strategy import worker_role
+
+CSV = "diagnostics.csv"
+JSON = "diagnostics.json"
+CURVE = "learning_curve.png"
+TENSORBOARD = "tensorboard"
+PROBE_ROWS = 256
+NO_PROBLEMS = "no problems seen"
+
+# Verdict thresholds (RECIPE.md 4).
+RATIO_HIGH = 1e-2  # update/weight ratio per step above this in several layers: LR too high
+RATIO_LOW = 1e-5  # median update/weight ratio below this: LR too low
+GRAD_HUGE = 1e3  # global gradient norm above this, or grown 100x: exploding
+GRAD_GROWTH = 100.0
+GRAD_TINY = 1e-6  # global gradient norm below this while train accuracy is poor: vanishing
+DEPTH_GRAD_RATIO = 1e-4  # first kernel's gradient norm / largest kernel's: vanishing through depth
+GAP = 0.1  # train - val accuracy above this for GAP_EPOCHS epochs in a row: overfitting
+GAP_EPOCHS = 3
+INFERENCE_GAP = 0.15  # train accuracy - inference-mode accuracy on the probe's training rows
+DEAD = 0.5  # fraction of dead units in a ReLU layer
+COLLAPSE = 1e-2  # activation variance of a deeper ReLU layer / the first one's
+
+LOG_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "lr")
+
+
+def probe_batch(x: np.ndarray, y: np.ndarray, rows: int = PROBE_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random sample of ``rows`` training rows, in their original order."""
+    pick = np.sort(np.random.default_rng(seed).choice(len(x), size=min(rows, len(x)), replace=False))
+    return x[pick], y[pick]
+
+
+# -- activations of ReLU layers, nested models included ---------------------------------------
+def _is_relu(layer: keras.layers.Layer) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        return True
+    return getattr(getattr(layer, "activation", None), "__name__", None) == "relu"
+
+
+class _Taps:
+    """A sub-model of one functional model returning its ReLU layers' outputs and the
+    inputs of the functional models nested in it, which get taps of their own."""
+
+    def __init__(self, model: keras.Model):
+        outputs, self.entries = [], []  # entries: ("relu", name) or ("nested", _Taps)
+        for layer in model.layers:
+            if _is_relu(layer):
+                outputs.append(layer.output)
+                self.entries.append(("relu", layer.name))
+            elif isinstance(layer, keras.Model) and getattr(layer, "inputs", None):
+                # The tensor(s) feeding the nested model in this model's graph; Keras has no
+                # public accessor (``layer.input`` is the nested model's own Input).
+                feed = layer._inbound_nodes[0].input_tensors
+                child = _Taps(layer)
+                if child.entries:
+                    outputs.append(feed[0] if len(feed) == 1 else list(feed))
+                    self.entries.append(("nested", child))
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with a tensor
+        self.fn = keras.Model(inputs, outputs) if outputs else None
+
+    def names(self) -> list[str]:
+        out = []
+        for kind, item in self.entries:
+            out.extend([item] if kind == "relu" else item.names())
+        return out
+
+    def run(self, x) -> Iterable[tuple[str, np.ndarray]]:
+        if self.fn is None:
+            return
+        values = self.fn(x, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        for (kind, item), value in zip(self.entries, values):
+            if kind == "relu":
+                yield item, value
+            else:
+                yield from item.run(value)
+
+
+class _ActivationStats:
+    """Running sum, sum of squares, count and ever-active channels of each ReLU layer."""
+
+    def __init__(self):
+        self.sum, self.sumsq, self.count, self.alive = {}, {}, {}, {}
+
+    def add(self, name: str, total: float, total_sq: float, count: float, fires: np.ndarray) -> None:
+        self.sum[name] = self.sum.get(name, 0.0) + total
+        self.sumsq[name] = self.sumsq.get(name, 0.0) + total_sq
+        self.count[name] = self.count.get(name, 0.0) + count
+        self.alive[name] = fires | self.alive[name] if name in self.alive else fires
+
+    def variance(self, name: str) -> float:
+        mean = self.sum[name] / self.count[name]
+        return float(max(self.sumsq[name] / self.count[name] - mean * mean, 0.0))
+
+    def dead(self, name: str) -> float:
+        return float(1.0 - self.alive[name].mean())
+
+
+def _summarise(a) -> list:
+    """(sum, sum of squares, count, channel fired anywhere) of one activation tensor."""
+    a = tf.cast(a, tf.float32)
+    return [tf.reduce_sum(a), tf.reduce_sum(tf.square(a)), tf.cast(tf.size(a), tf.float32),
+            tf.reduce_any(tf.reshape(a > 0, [-1, tf.shape(a)[-1]]), axis=0)]
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+# -- the hook --------------------------------------------------------------------------------
+class Diagnostics:
+    """Per-epoch diagnostics of one fold; ``callbacks()`` goes to ``train_fold``."""
+
+    def __init__(self, fold_dir: Path, task: Any, probe: tuple[np.ndarray, np.ndarray], *,
+                 batch_size: int = 256, bn_setting: Any = None, title: str = "",
+                 is_chief: bool | None = None):
+        self.fold_dir = Path(fold_dir)
+        self.task = task
+        self.probe = probe
+        self.batch_size = max(1, int(batch_size))
+        self.bn_setting = bn_setting
+        self.title = title
+        self.active = worker_role()[0] == 0 if is_chief is None else is_chief
+        self.rows: dict[int, dict[str, float]] = {}
+        self.model: keras.Model | None = None
+        self.steps_per_epoch = 0
+        self.kernels: list[tf.Variable] = []
+        self.kernel_names: list[str] = []
+        self.taps: _Taps | None = None
+        self.taps_error: str | None = None
+        self.relu_names: list[str] = []
+        self.batchnorm: dict[str, Any] = {}
+        self._previous: list[np.ndarray] = []
+        self._probe_step = None
+        self._writer = None
+
+    def callbacks(self) -> EpochCallbacks:
+        return EpochCallbacks(on_epoch_end=[self.on_epoch_end], on_train_begin=[self.on_train_begin])
+
+    # hooks ------------------------------------------------------------------------------------
+    def on_train_begin(self, model: keras.Model, steps_per_epoch: int) -> None:
+        if not self.active:
+            return
+        self.model, self.steps_per_epoch = model, int(steps_per_epoch)
+        self.kernels = [v for v in model.trainable_variables if len(v.shape) >= 2]
+        self.kernel_names = _unique([_layer_name(v) for v in self.kernels])
+        self._previous = [v.numpy() for v in self.kernels]
+        try:
+            self.taps = _Taps(model)
+        except Exception as exc:  # an exotic model: the other diagnostics still run
+            self.taps, self.taps_error = None, f"{type(exc).__name__}: {exc}"
+        self.relu_names = _unique(self.taps.names()) if self.taps is not None else []
+        self._probe_step = self._make_probe_step()
+        momenta = sorted({float(layer.momentum) for layer in batchnorm_layers(model)})
+        self.batchnorm = {"layers": len(list(batchnorm_layers(model))), "momentum": momenta,
+                          "setting": self.bn_setting, "auto_momentum": auto_momentum(steps_per_epoch)}
+        csv = self.fold_dir / CSV
+        if csv.is_file():  # a resumed fold: keep the epochs recorded before the interruption
+            for row in pd.read_csv(csv).to_dict("records"):
+                self.rows[int(row["epoch"])] = row
+        self.fold_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = tf.summary.create_file_writer(str(self.fold_dir / TENSORBOARD))
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        if not self.active or self.model is None:
+            return
+        row: dict[str, float] = {"epoch": epoch + 1}
+        row.update({k: float(logs[k]) for k in LOG_KEYS if k in logs})
+        row.update({k: float(v) for k, v in logs.items() if k not in row and isinstance(v, (int, float))})
+        row.update(self._measure())
+        self.rows = {e: r for e, r in self.rows.items() if e < epoch + 1}
+        self.rows[epoch + 1] = row
+        write_csv(self.fold_dir / CSV, self.frame())
+        with self._writer.as_default(step=epoch + 1):
+            for key, value in row.items():
+                if key != "epoch":
+                    tf.summary.scalar(_tb_name(key), value)
+        self._writer.flush()
+
+    def _make_probe_step(self):
+        """One probe chunk -> loss sum, correct count, gradients, ReLU summaries (traced once)."""
+        model, taps, variables = self.model, self.taps, self.model.trainable_variables
+        loss_fn = self.task.loss()
+        loss_fn.reduction = "none"
+
+        @tf.function(reduce_retracing=True)
+        def step(xb, yb):
+            # Inference mode on purpose: see the module docstring.
+            with tf.GradientTape() as tape:
+                p = model(xb, training=False)
+                loss = tf.reduce_sum(tf.cast(loss_fn(yb, p), tf.float32))
+            grads = tape.gradient(loss, variables)
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+            if yb.shape.rank == 1:  # class indices
+                hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(p, axis=-1, output_type=tf.int32),
+                                                      tf.cast(yb, tf.int32)), tf.float32))
+            else:
+                hits = tf.constant(float("nan"))
+            acts = [_summarise(a) for _, a in taps.run(xb)] if taps is not None else []
+            return loss, hits, grads, acts
+
+        return step
+
+    def _measure(self) -> dict[str, float]:
+        x, y = self.probe
+        all_vars = self.model.trainable_variables
+        acts = _ActivationStats()
+        names = self.relu_names
+        full = [np.zeros(v.shape, np.float64) for v in all_vars]
+        loss_sum = hits = 0.0
+        for i in range(0, len(x), self.batch_size):  # chunks bound the memory
+            loss, correct, grads, summaries = self._probe_step(x[i:i + self.batch_size], y[i:i + self.batch_size])
+            loss_sum, hits = loss_sum + float(loss), hits + float(correct)
+            for j, g in enumerate(grads):
+                full[j] += g.numpy().astype(np.float64)
+            for name, (total, total_sq, count, fires) in zip(names, summaries):
+                acts.add(name, float(total), float(total_sq), float(count), fires.numpy())
+        full = [g / len(x) for g in full]
+        total_sq = sum(float(np.sum(np.square(g))) for g in full)
+        kernel_ids = {id(v): j for j, v in enumerate(all_vars)}
+        grads = [full[kernel_ids[id(v)]] for v in self.kernels]
+
+        # The probe's rows are training rows: in inference mode they should score at least as
+        # well as the epoch's running (training-mode) accuracy; far worse means inference mode
+        # is broken, e.g. BatchNorm moving statistics lagging the weights.
+        out: dict[str, float] = {
+            "probe_loss": loss_sum / len(x),
+            "probe_accuracy": hits / len(x),
+            "grad_norm": math.sqrt(total_sq),
+        }
+        ratios = []
+        current = [v.numpy() for v in self.kernels]
+        for name, before, now in zip(self.kernel_names, self._previous, current):
+            norm = float(np.linalg.norm(before))
+            ratios.append(float(np.linalg.norm(now - before)) / norm / max(self.steps_per_epoch, 1)
+                          if norm > 0 else float("nan"))
+        self._previous = current
+        finite = [r for r in ratios if np.isfinite(r)]
+        out["update_ratio_median"] = float(np.median(finite)) if finite else float("nan")
+        out["update_ratio_min"] = float(min(finite)) if finite else float("nan")
+        out["update_ratio_max"] = float(max(finite)) if finite else float("nan")
+        variances = [acts.variance(n) for n in names if n in acts.count]
+        deads = [acts.dead(n) for n in names if n in acts.count]
+        out["act_var_first"] = variances[0] if variances else float("nan")
+        out["act_var_last"] = variances[-1] if variances else float("nan")
+        out["act_var_min"] = min(variances) if variances else float("nan")
+        out["dead_relu_max"] = max(deads) if deads else float("nan")
+        out["dead_relu_mean"] = float(np.mean(deads)) if deads else float("nan")
+        for name, ratio, g in zip(self.kernel_names, ratios, grads):
+            out[f"update_ratio/{name}"] = ratio
+            out[f"grad_norm/{name}"] = float(np.linalg.norm(g))
+        for name in names:
+            if name in acts.count:
+                out[f"act_var/{name}"] = acts.variance(name)
+                out[f"dead_relu/{name}"] = acts.dead(name)
+        return out
+
+    # after training --------------------------------------------------------------------------
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.rows[e] for e in sorted(self.rows)])
+
+    def finish(self, best_epoch: int | None = None) -> list[str]:
+        """Verdicts for this fold; writes diagnostics.json and learning_curve.png (chief only)."""
+        if not self.active or self.model is None:
+            return []
+        if self._writer is not None:
+            self._writer.close()
+        frame = self.frame()
+        momentum = self.batchnorm["momentum"][0] if len(self.batchnorm.get("momentum", [])) == 1 else None
+        found = diagnose(frame, num_classes=getattr(self.task, "num_classes", None),
+                         chance=_chance(self.task), bn_layers=self.batchnorm.get("layers", 0),
+                         bn_momentum=momentum, steps_per_epoch=self.steps_per_epoch)
+        if len(frame):
+            plot_learning_curve(frame, best_epoch, self.fold_dir / CURVE, self.title)
+        write_json(self.fold_dir / JSON, {
+            "verdicts": found,
+            "best_epoch": best_epoch,
+            "epochs": len(frame),
+            "steps_per_epoch": self.steps_per_epoch,
+            "probe_rows": int(len(self.probe[0])),
+            "batchnorm": self.batchnorm,
+            "kernels": self.kernel_names,
+            "relu_layers": self.relu_names,
+            "activations_unavailable": self.taps_error,
+            "update_ratio": "||W_end - W_start|| / ||W_start|| over the epoch / steps per epoch (kernels only)",
+            "probe_mode": "outside the training step, training=False (no dropout; BatchNorm moving statistics)",
+            "thresholds": {"ratio_high": RATIO_HIGH, "ratio_low": RATIO_LOW, "grad_huge": GRAD_HUGE,
+                           "grad_growth": GRAD_GROWTH, "grad_tiny": GRAD_TINY, "gap": GAP,
+                           "gap_epochs": GAP_EPOCHS, "inference_gap": INFERENCE_GAP, "dead": DEAD,
+                           "collapse": COLLAPSE},
+        })
+        self.model, self.taps, self.kernels, self._previous = None, None, [], []  # let the model go
+        self._probe_step = None
+        return found
+
+
+def _layer_name(v) -> str:
+    path = getattr(v, "path", None) or v.name
+    return path.rsplit("/", 1)[0] if "/" in path else path
+
+
+def _tb_name(key: str) -> str:
+    if key in ("loss", "accuracy"):
+        return f"{key}/train"
+    if key.startswith("val_") and "/" not in key:
+        return f"{key[4:]}/val"
+    return key
+
+
+def _chance(task: Any) -> float | None:
+    priors = getattr(task, "priors", None)
+    n = getattr(task, "num_classes", None)
+    if priors is not None and len(priors):
+        return float(max(np.max(priors), 1.0 / len(priors)))
+    return 1.0 / n if n else None
+
+
+# -- verdicts --------------------------------------------------------------------------------
+def _epochs(epochs: Sequence[int]) -> str:
+    epochs = list(epochs)
+    if len(epochs) == 1:
+        return f"epoch {epochs[0]}"
+    if epochs == list(range(epochs[0], epochs[-1] + 1)):
+        return f"epochs {epochs[0]}-{epochs[-1]}"
+    return "epochs " + ", ".join(map(str, epochs))
+
+
+def _columns(frame: pd.DataFrame, prefix: str) -> list[str]:
+    return [c for c in frame.columns if c.startswith(prefix + "/")]
+
+
+def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = None,
+             chance: float | None = None, bn_layers: int = 0, bn_momentum: float | None = None,
+             steps_per_epoch: int | None = None) -> list[str]:
+    """Findings from per-epoch records (the rows of diagnostics.csv), each one line.
+
+    Returns ``["no problems seen"]`` when no rule fires.
+    """
+    f = pd.DataFrame(records).reset_index(drop=True)
+    if not len(f):
+        return [NO_PROBLEMS]
+    if "epoch" not in f:
+        f["epoch"] = np.arange(1, len(f) + 1)
+    epoch = f["epoch"].astype(int).to_numpy()
+    found: list[str] = []
+    col = lambda name: f[name].astype(float).to_numpy() if name in f else None  # noqa: E731
+
+    # Learning rate: update/weight ratio per step (~1e-3 is healthy).
+    ratio_cols = _columns(f, "update_ratio")
+    if ratio_cols:
+        ratios = f[ratio_cols].astype(float)
+        high = (ratios > RATIO_HIGH).sum(axis=1).to_numpy()
+        need = min(2, len(ratio_cols))
+        if high.max() >= need:
+            i = int(np.argmax(high))
+            found.append(
+                f"LR likely too high: update ratio {np.nanmax(ratios.iloc[i]):.0e} (median "
+                f"{np.nanmedian(ratios.iloc[i]):.0e}, expected ~1e-3) in {high[i]} of {len(ratio_cols)} layers "
+                f"at epoch {epoch[i]}; lower train.lr (e.g. 10x)")
+        values = ratios.to_numpy().ravel()
+        values = values[np.isfinite(values)]
+        if len(values) and np.median(values) < RATIO_LOW:
+            found.append(f"LR likely too low: median update ratio {np.median(values):.0e} "
+                         f"(expected ~1e-3); raise train.lr")
+
+    # Gradients.
+    grad, loss, acc = col("grad_norm"), col("loss"), col("accuracy")
+    if grad is not None:
+        bad = ~np.isfinite(grad) | (~np.isfinite(loss) if loss is not None else False)
+        first_finite = grad[np.isfinite(grad)]
+        if bad.any():
+            found.append(f"exploding gradients: loss or gradient norm not finite from epoch {epoch[bad.argmax()]}; "
+                         "lower train.lr")
+        elif len(first_finite):
+            start = max(grad[0], 1e-12)
+            peak = int(np.argmax(grad))
+            if grad[peak] > GRAD_HUGE or (peak > 0 and grad[peak] / start > GRAD_GROWTH):
+                found.append(f"exploding gradients: gradient norm {grad[0]:.3g} at epoch {epoch[0]} -> "
+                             f"{grad[peak]:.3g} at epoch {epoch[peak]}; lower train.lr or clip gradients")
+        unconverged = acc < 0.9 if acc is not None else (loss > 0.1 if loss is not None else np.ones(len(f), bool))
+        tiny = np.isfinite(grad) & (grad < GRAD_TINY) & unconverged
+        if tiny.any():
+            found.append(f"vanishing gradients: gradient norm {np.nanmin(grad[tiny]):.1e} in "
+                         f"{_epochs(epoch[tiny])} while training has not converged")
+        else:
+            gcols = _columns(f, "grad_norm")
+            if len(gcols) >= 2:
+                g0 = f[gcols].iloc[0].astype(float)
+                if np.isfinite(g0).all() and g0.max() > 0 and g0.iloc[0] / g0.max() < DEPTH_GRAD_RATIO:
+                    found.append(f"vanishing gradients through depth: gradient norm {g0.iloc[0]:.1e} in "
+                                 f"{gcols[0].split('/', 1)[1]} vs {g0.max():.1e} in {g0.idxmax().split('/', 1)[1]} "
+                                 f"at epoch {epoch[0]}")
+
+    # Inference mode broken (training rows score far worse with training=False than while
+    # training), or validation at chance while training is good: BatchNorm statistics or a
+    # preprocessing mismatch. Validation and best-epoch selection are misled while it lasts.
+    val_acc, probe_acc = col("val_accuracy"), col("probe_accuracy")
+    if chance is None and num_classes:
+        chance = 1.0 / num_classes
+    lag = np.zeros(len(f), bool)
+    stuck = np.zeros(len(f), bool)
+    if acc is not None and probe_acc is not None:
+        lag = np.isfinite(probe_acc) & (acc - probe_acc > INFERENCE_GAP)
+    if acc is not None and val_acc is not None and chance:
+        stuck = (val_acc <= chance + min(0.5 * chance, 0.1)) & (acc >= chance + 0.5 * (1 - chance))
+    if lag.any() or stuck.any():
+        which = lag | stuck
+        i = int(np.argmax(np.where(which, acc - (val_acc if val_acc is not None else probe_acc), -np.inf)))
+        msg = f"val accuracy {val_acc[i]:.2f} while train is {acc[i]:.2f} at epoch {epoch[i]}" if val_acc is not None \
+            else f"train accuracy {acc[i]:.2f} at epoch {epoch[i]}"
+        if stuck.any():
+            msg += f" (at chance {chance:.2f} in {_epochs(epoch[stuck])})"
+        if lag.any():
+            msg += (f", and training rows score only {probe_acc[i]:.2f} in inference mode ({_epochs(epoch[lag])}): "
+                    "BatchNorm statistics lag the weights or inference-mode preprocessing differs")
+        else:
+            msg += ": BatchNorm statistics or preprocessing mismatch"
+            if probe_acc is not None and np.all(probe_acc[stuck] >= chance + 0.5 * (1 - chance)):
+                msg += (f" (training rows score {np.min(probe_acc[stuck]):.2f} in inference mode: "
+                        "the validation images likely differ in preprocessing or labels)")
+        if bn_layers:
+            detail = f"{bn_layers} BatchNorm layer(s)"
+            if bn_momentum is not None:
+                detail += f", momentum {bn_momentum:g} (an average over ~{1 / max(1 - bn_momentum, 1e-9):.0f} steps"
+                detail += f", {steps_per_epoch} steps per epoch)" if steps_per_epoch else ")"
+                if steps_per_epoch and bn_momentum > auto_momentum(steps_per_epoch) + 1e-9:
+                    detail += f"; use train.bn_momentum=auto ({auto_momentum(steps_per_epoch):.2f})"
+            msg += f"; {detail}"
+        else:
+            msg += "; the model has no BatchNorm"
+        found.append(msg + "; validation and best-epoch selection are misled while it lasts")
+
+    # Overfitting: a train-val accuracy gap above GAP for GAP_EPOCHS epochs in a row (epochs
+    # explained by the rule above are left out).
+    if acc is not None and val_acc is not None:
+        gap = np.where(lag | stuck, 0.0, acc - val_acc)
+        runs, start = [], None
+        for i, wide in enumerate(list(gap > GAP) + [False]):
+            if wide and start is None:
+                start = i
+            elif not wide and start is not None:
+                if i - start >= GAP_EPOCHS:
+                    runs.append((start, i - 1))
+                start = None
+        if runs:
+            s, e = runs[-1]
+            peak = s + int(np.argmax(gap[s:e + 1]))
+            when = f"since epoch {epoch[s]}" if e == len(f) - 1 else f"in {_epochs(epoch[s:e + 1])}"
+            found.append(f"overfitting: train/val accuracy gap {gap[e]:.2f} {when} (largest {gap[peak]:.2f} at "
+                         f"epoch {epoch[peak]}); regularise (dropout, augmentation, weight decay)")
+
+    # Dead ReLUs at the last epoch.
+    dead_cols = _columns(f, "dead_relu")
+    if dead_cols:
+        last = f[dead_cols].iloc[-1].astype(float)
+        many = last[last > DEAD]
+        if len(many):
+            layers = ", ".join(f"{c.split('/', 1)[1]} {v:.0%}" for c, v in many.items())
+            found.append(f"many dead ReLUs at epoch {epoch[-1]} (units never active on the probe batch): {layers}; "
+                         "lower the LR or check the initialisation")
+
+    # Activation variance collapsing through depth (first epoch: the initialisation's doing).
+    var_cols = _columns(f, "act_var")
+    if len(var_cols) >= 2:
+        v = f[var_cols].iloc[0].astype(float)
+        if v.iloc[0] > 0 and np.isfinite(v).all():
+            low = v.iloc[1:].idxmin()
+            dead_col = "dead_relu/" + low.split("/", 1)[1]
+            dead_low = float(f[dead_col].iloc[0]) if dead_col in f else 0.0
+            if v[low] / v.iloc[0] < COLLAPSE and not dead_low > DEAD:  # dead units: reported above
+                found.append(f"activation variance collapses through depth: {v.iloc[0]:.1e} in "
+                             f"{var_cols[0].split('/', 1)[1]} -> {v[low]:.1e} in {low.split('/', 1)[1]} at epoch "
+                             f"{epoch[0]}; check the initialisation (He-normal for ReLU)")
+    return found or [NO_PROBLEMS]
+
+
+# -- learning curve --------------------------------------------------------------------------
+def plot_learning_curve(frame: pd.DataFrame, best_epoch: int | None, path: Path, title: str = "") -> None:
+    """Loss and accuracy per epoch, train vs val, the best epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; set before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    panels = [(k, f"val_{k}") for k in ("loss", "accuracy") if k in frame]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6), squeeze=False)
+    for ax, (train_key, val_key) in zip(axes[0], panels):
+        ax.plot(frame["epoch"], frame[train_key], marker="o", label="train")
+        if val_key in frame:
+            ax.plot(frame["epoch"], frame[val_key], marker="o", label="val")
+        if best_epoch:
+            ax.axvline(best_epoch, color="red", linestyle="--", label=f"best epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(train_key)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
