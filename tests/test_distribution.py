@@ -55,7 +55,7 @@ def test_two_localhost_workers_train_identical_weights(workdir):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     exe = str(Path(sys.executable).with_name("comp"))
-    args = [exe, "run", "stage=baseline", *FAST, "split.folds=2", "run=mw"]
+    args = [exe, "run", "stage=all", *FAST, "split.folds=2", "run=mw"]
     procs = [subprocess.Popen(args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
                                                                          "task": {"type": "worker", "index": i}})})
@@ -73,4 +73,8 @@ def test_two_localhost_workers_train_identical_weights(workdir):
     assert len(w0) == len(w1) > 0
     for a, b in zip(w0, w1):
         np.testing.assert_array_equal(a, b)
-    assert not (workdir / "submissions").exists()  # stage=baseline: nothing submitted by anyone
+    # Only the chief publishes; the worker's identical submission stays in its scratch folder.
+    (chief_sub,) = (workdir / "submissions").glob("mw-baseline-accuracy=*.csv")
+    (worker_sub,) = (workdir / "runs/mw/.worker-1/submissions").glob("mw-baseline-accuracy=*.csv")
+    assert chief_sub.read_bytes() == worker_sub.read_bytes()
+    assert "skipped in a multi-worker run" in outs[0][0]
