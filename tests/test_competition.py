@@ -3,7 +3,6 @@ import pandas as pd
 import pytest
 
 from comp.competition import load_competition
-from comp.errors import DataError
 from tests.conftest import copy_competition
 
 

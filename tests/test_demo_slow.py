@@ -1,7 +1,6 @@
 """README command 1 as a user runs it: the full default demo. Slow: `pytest -m slow`."""
 import time
 
-import pandas as pd
 import pytest
 
 from comp.demo import cache_root

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from comp.training.batchnorm import auto_momentum, resolve_momentum, set_momentum
-from comp.training.diagnostics import NO_PROBLEMS, diagnose
+from comp.training.verdicts import NO_PROBLEMS, diagnose
 from tests.conftest import SMOKE
 
 BASELINE = "runs/digits/baseline"

@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
 from comp.demo import cache_root

@@ -1,6 +1,5 @@
 """Kill a real run (SIGKILL) at several points; the same command resumes to the same result."""
 import json
-import os
 import signal
 import subprocess
 import sys
