@@ -38,7 +38,8 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     if not cfg.metric and not competition.metric:
         print(f"inferred: metric {task.metric} (default for {task.kind})", flush=True)
 
-    plan = _plan(targets, cfg, {name for name in STAGES if rundir.record(name)})
+    available = {name for name in STAGES if rundir.record(name)}
+    plan = _plan(targets, cfg, available)
     for name in plan:  # every input problem is found before anything is written
         if hasattr(STAGES[name], "validate"):
             STAGES[name].validate(cfg, competition, task)
@@ -47,7 +48,6 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     _write_provenance(rundir, cfg, argv)
     fingerprint = competition.fingerprint()
     record: dict = {}
-    available = {name for name in STAGES if rundir.record(name)}
     for name in plan:
         module = STAGES[name]
         upstream = module.inputs(cfg, available)

@@ -144,13 +144,12 @@ def find_pairs(pixels: np.ndarray, near_distance: float, phash_distance: int, ma
     return _dedupe(pairs), notes
 
 
-def groups(n: int, pairs: list[Pair]) -> np.ndarray:
-    """Connected components over the pairs: one group number per item."""
-    if not pairs:
+def groups(n: int, links: list[tuple[int, int]] | list[Pair]) -> np.ndarray:
+    """Connected components over linked items (index pairs or Pairs): one group number per item."""
+    if not links:
         return np.arange(n)
-    a = np.array([p.a for p in pairs])
-    b = np.array([p.b for p in pairs])
-    graph = coo_matrix((np.ones(len(pairs)), (a, b)), shape=(n, n))
+    a, b = np.array([(p.a, p.b) if isinstance(p, Pair) else p for p in links]).T
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 

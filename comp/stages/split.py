@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from comp import artifacts
 from comp.context import StageContext
 from comp.data.loading import image_set
 from comp.errors import DataError
+from comp.inspection.duplicates import groups as connected_groups
 from comp.rundir import write_csv
 
 NAME = "split"
@@ -118,11 +117,7 @@ def _groups(ctx: StageContext) -> tuple[np.ndarray, list[str]]:
         if len(train_dups):
             notes.append(f"{train_dups['group'].nunique()} duplicate group(s) from inspect kept within one fold "
                          f"({len(train_dups)} rows)")
-    if not links:
-        return np.arange(n), notes
-    a, b = np.array(links).T
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
-    return connected_components(graph, directed=False)[1], notes
+    return connected_groups(n, links), notes
 
 
 def _undecodable_rows(ctx: StageContext) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Stage `submit`: submissions/<run>-<stage>-<metric>=<score>.csv, validated, never overwritten."""
 from __future__ import annotations
 
-import numpy as np
+import pandas as pd
 
 from comp import artifacts
 from comp.context import StageContext
@@ -21,9 +21,9 @@ def run(ctx: StageContext) -> dict:
     comp = ctx.competition
     folder = ctx.rundir.output(ctx.upstream["predict"])
     record = ctx.rundir.record(ctx.upstream["predict"])
-    probs = np.load(folder / artifacts.TEST_PROBS)
     classes = record["classes"]
-    labels = [classes[i] for i in probs.argmax(axis=1)]
+    # predict already decoded the labels; keep_default_na keeps a label such as 'NA' a string
+    labels = pd.read_csv(folder / artifacts.TEST_TABLE, dtype=str, keep_default_na=False)["prediction"].tolist()
     (target,) = comp.target_cols
     frame = build_submission(comp.sample, comp.id_col, target, labels)
     validate_submission(frame, comp.sample, comp.id_col, {target: set(classes)})
