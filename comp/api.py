@@ -1,21 +1,87 @@
-"""What plugin authors import: the types a model or augmentation plugin receives or returns.
+"""What plugin authors import: the types a plugin receives or returns.
 
-A model plugin is a function ``(input_spec, task, hp) -> keras.Model`` that maps float
-images in [0, 1] of ``input_spec.shape`` to ``task.head(features)``; ``hp`` is a
-keras-tuner ``HyperParameters`` so `tune` can search the plugin's own knobs.
-An augmentation plugin is an :class:`Augmentation` instance.
+Plugin kinds (entry-point groups):
+
+- ``comp.models``: a Keras model plugin is a function ``(input_spec, task, hp) -> keras.Model``
+  ending in ``task.head(features)``; ``hp`` is a keras-tuner ``HyperParameters`` so `tune`
+  can search the plugin's own knobs. It declares the input modalities it accepts with the
+  :func:`modalities` decorator (default: images only). A model that is not a Keras model
+  (gradient boosting, say) is an :class:`EstimatorModel`.
+- ``comp.augmentations``: an :class:`Augmentation`.
+- ``comp.metrics``: a :class:`Metric`.
+- ``comp.tasks``: a task kind, a subclass of ``comp.tasks.base.Task``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
+IMAGE, TABULAR = "image", "tabular"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One raw input column of a tabular competition, with statistics of the rows it was fit on.
+
+    ``kind`` is ``numeric`` (float32, NaN = missing) or ``categorical`` (strings, "" =
+    missing). ``key`` is the model input's name (a sanitised column name).
+    """
+
+    name: str
+    key: str
+    kind: str
+    mean: float = 0.0
+    variance: float = 1.0
+    missing: bool = False  # the fit rows have missing values: add an indicator
+    vocabulary: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Shape of one example as the model sees it: (height, width, channels)."""
+    """What one example looks like to the model.
+
+    Images: ``shape`` is (height, width, channels) of float images in [0, 1].
+    Tables: ``columns`` lists the raw columns (``shape`` is ``(len(columns),)``); the model
+    receives a dict ``{column.key: tensor of shape (1,)}`` and does its own preprocessing.
+    """
 
     shape: tuple[int, ...]
+    modality: str = IMAGE
+    columns: tuple[Column, ...] = ()
+
+
+def modalities(*names: str) -> Callable[[Callable], Callable]:
+    """Declare the input modalities a Keras model plugin accepts: ``@modalities("image", "tabular")``."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.modalities = tuple(names)
+        return fn
+
+    return mark
+
+
+def plugin_modalities(plugin: Any) -> tuple[str, ...]:
+    """The modalities a model plugin accepts (undeclared Keras plugins: images only)."""
+    return tuple(getattr(plugin, "modalities", (IMAGE,)))
+
+
+@dataclass(frozen=True)
+class EstimatorModel:
+    """A model plugin that is not a Keras model: a scikit-learn style estimator factory.
+
+    ``build(input_spec, task, hp)`` returns an unfitted estimator with ``fit(X, y)`` and
+    ``predict`` (and ``predict_proba`` for classifiers), where ``X`` is a pandas DataFrame
+    of the raw columns (numbers as float with NaN, categories as pandas ``category``) and
+    ``y`` the task's encoded target. The task fits it (several copies for multi-output
+    targets) and turns its predictions into the same arrays a Keras head gives, so OOF
+    and test predictions, ensembles and submissions treat both alike.
+    ``tasks`` lists the task kinds it can learn.
+    """
+
+    build: Callable[[InputSpec, Any, Any], Any]
+    modalities: tuple[str, ...] = (TABULAR,)
+    tasks: tuple[str, ...] = ("classification", "regression", "multilabel")
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -24,10 +90,37 @@ class Augmentation:
 
     ``build(input_spec)`` returns a layer that changes inputs only when ``training=True``.
     ``tasks`` lists the task kinds whose labels it preserves; ``tta_safe`` says whether
-    it may be used for test-time augmentation.
+    it may be used for test-time augmentation; ``modalities`` what inputs it works on.
     """
 
     build: Callable[[InputSpec], Any]
     tasks: tuple[str, ...]
     tta_safe: bool
     description: str
+    modalities: tuple[str, ...] = (IMAGE,)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A competition metric ``fn(truth, prediction) -> float`` over all rows at once.
+
+    What ``fn`` receives depends on the task kind and on ``needs``:
+
+    ============== ============================ ====================================== =========================
+    kind           truth                        needs="labels"                         needs="scores"
+    ============== ============================ ====================================== =========================
+    classification class index (n,)             predicted class index (n,)             probabilities (n, classes)
+    multilabel     0/1 (n, labels)              0/1 after the thresholds (n, labels)   probabilities (n, labels)
+    regression     target value (n,)            predicted value (n,)                   predicted value (n,)
+    sequence       string (n,)                  predicted string (n,)                  probabilities (n, len, chars+1)
+    ============== ============================ ====================================== =========================
+
+    Class indices follow ``task.classes``; labels follow ``task.labels``.
+    A metric with ``needs="scores"`` makes the submission hold probabilities.
+    """
+
+    fn: Callable[[Any, Any], float]
+    higher_is_better: bool
+    kinds: tuple[str, ...]
+    needs: str = "labels"  # labels | scores
+    description: str = ""

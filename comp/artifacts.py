@@ -2,8 +2,9 @@
 
 FOLDS = "folds.csv"  # split: id, fold (-1: left out, e.g. an undecodable image)
 DUPLICATES = "duplicates.csv"  # inspect: group, id, split (train/test), kind, label
-OOF_PROBS = "oof.npy"  # training stages: float32 (n_train, n_outputs) in train.csv order
-OOF_TABLE = "oof.csv"  # training stages: id, fold, target, prediction
-FOLD_MODEL = "fold_{fold}/model.keras"  # training stages: best weights of fold k
-TEST_PROBS = "test_pred.npy"  # predict: float32 (n_test, n_outputs) in sample_submission order
-TEST_TABLE = "test_pred.csv"  # predict: id, prediction
+OOF_PROBS = "oof.npy"  # training stages: float32 task predictions (n_train, ...) in train.csv order
+OOF_TABLE = "oof.csv"  # training stages: id, fold, target, prediction (decoded strings)
+DECODING = "decoding.json"  # training stages: decoding parameters fit on OOF (e.g. thresholds)
+FOLD_DIR = "fold_{fold}"  # training stages: the fold model (model.keras or model.pkl), history, diagnostics
+TEST_PROBS = "test_pred.npy"  # predict: float32 task predictions (n_test, ...) in sample_submission order
+TEST_TABLE = "test_pred.csv"  # predict: id, prediction (decoded strings)

@@ -15,7 +15,7 @@ comp: from a competition folder (Kaggle layout) to an honest, validated submissi
 
   comp run stage=all                      the bundled digits demo, end to end
   comp run stage=all competition=PATH     your competition
-  comp plugins                            installed models and augmentations
+  comp plugins                            installed models, augmentations, metrics and task kinds
   comp check-plugin model=NAME            gradient check of a model plugin
 """
 
@@ -63,9 +63,9 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("overrides", nargs="*", metavar="key=value",
                      help="stage=NAME|all, competition=PATH, run=NAME, budget=15m, any config key")
-    plugins = sub.add_parser("plugins", help="list installed model and augmentation plugins",
-                             description="List plugins from the comp.models and "
-                                         "comp.augmentations entry-point groups.")
+    plugins = sub.add_parser("plugins", help="list installed models, augmentations, metrics and task kinds",
+                             description="List plugins from the comp.models, comp.augmentations, comp.metrics "
+                                         "and comp.tasks entry-point groups.")
     plugins.add_argument("pattern", nargs="?", default="*", help="wildcard filter on names")
     plugins.add_argument("--check", action="store_true", help="import every plugin and report failures")
     check = sub.add_parser("check-plugin", help="gradient check of a model plugin (float64)",
@@ -162,8 +162,9 @@ def _cmd_check_plugin(overrides: list[str], weights: int, examples: int) -> int:
     from comp.training.gradcheck import check_plugin
     from comp.training.sanity import FAIL
 
-    result = check_plugin(cfg.model.name, cfg.model.hp, examples=examples, entries=weights, seed=cfg.seed)
-    print(f"model plugin '{cfg.model.name}' (hp: {cfg.model.hp or 'defaults'}), {examples} random "
+    name = "small_cnn" if cfg.model.name == "auto" else cfg.model.name  # auto: the image classifier's default
+    result = check_plugin(name, cfg.model.hp, examples=examples, entries=weights, seed=cfg.seed)
+    print(f"model plugin '{name}' (hp: {cfg.model.hp or 'defaults'}), {examples} random "
           f"8x8x1 images, 3 classes", flush=True)
     print(result.line(), flush=True)
     return 3 if result.status == FAIL else 0

@@ -17,7 +17,8 @@ from comp.errors import DataError
 from comp.tasks import infer_task_kind
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-COMP_YAML_KEYS = {"task", "metric", "id_column", "target_columns", "image_column"}
+COMP_YAML_KEYS = {"task", "metric", "id_column", "target_columns", "image_column",
+                  "positive_class", "labels", "max_len"}  # the last three are read by the task kinds
 
 
 @dataclass
@@ -26,7 +27,8 @@ class Competition:
     train: pd.DataFrame  # every column read as strings, so '07' stays '07'
     sample: pd.DataFrame
     id_col: str
-    target_cols: list[str]
+    target_cols: list[str]  # train.csv's target columns
+    submission_cols: list[str]  # sample_submission's columns after the id (class names for per-class probabilities)
     task_kind: str
     metric: str | None
     train_images: list[Path]  # empty for tabular competitions
@@ -34,6 +36,7 @@ class Competition:
     test_images: list[Path]
     test: pd.DataFrame | None = None  # test.csv when present, rows in sample_submission order
     notes: list[str] = field(default_factory=list)  # what was inferred, for the user
+    settings: dict = field(default_factory=dict)  # comp.yaml
     _digests: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
@@ -42,8 +45,16 @@ class Competition:
 
     @property
     def feature_cols(self) -> list[str]:
-        """Tabular feature columns: train.csv's columns other than the id and targets."""
-        return [c for c in self.train.columns if c != self.id_col and c not in self.target_cols]
+        """Tabular feature columns: train.csv's columns other than the id, targets and image paths."""
+        skip = {self.id_col, *self.target_cols, self.settings.get("image_column")}
+        return [c for c in self.train.columns if c not in skip]
+
+    def task_source(self):
+        """What a task kind is built from (see ``comp.tasks.make_task``)."""
+        from comp.tasks.base import TaskSource
+
+        return TaskSource(self.train[self.target_cols], self.sample, self.id_col, tuple(self.submission_cols),
+                          self.settings)
 
     def digests(self, split: str) -> list[str]:
         """sha256 of each train or test image file, computed once."""
@@ -82,15 +93,26 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
     id_col = settings.get("id_column") or sample.columns[0]
     if "id_column" not in settings:
         notes.append(f"id column '{id_col}' (first column of sample_submission.csv)")
-    targets = settings.get("target_columns") or list(sample.columns.drop(id_col))
-    targets = [targets] if isinstance(targets, str) else list(targets)
-    if "target_columns" not in settings:
-        notes.append(f"target column(s) {', '.join(targets)} (the other columns of sample_submission.csv)")
-    if not targets:
+    for name, frame in (("sample_submission.csv", sample), ("train.csv", train)):
+        if id_col not in frame.columns:
+            raise DataError(f"{root / name}: missing id column '{id_col}' (columns: {', '.join(frame.columns)})")
+    submission_cols = [c for c in sample.columns if c != id_col]
+    if not submission_cols:
         raise DataError(f"{root / 'sample_submission.csv'}: no target column after the id column '{id_col}'")
-    for col in [id_col, *targets]:
+    targets = settings.get("target_columns")
+    if targets is None:
+        targets = _class_column(train, submission_cols, id_col)
+        if targets:
+            notes.append(f"target column {targets[0]} (sample_submission.csv has one column per class of it)")
+        else:
+            targets = submission_cols
+            notes.append(f"target column(s) {', '.join(targets)} (the other columns of sample_submission.csv)")
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    for col in targets:
         if col not in train.columns:
             raise DataError(f"{root / 'train.csv'}: missing column '{col}' (columns: {', '.join(train.columns)})")
+    per_class = set(targets).isdisjoint(submission_cols)
+    for col in ([] if per_class else targets):
         if col not in sample.columns:
             raise DataError(f"{root / 'sample_submission.csv'}: missing column '{col}'")
     _check_ids(train, id_col, root / "train.csv")
@@ -145,6 +167,7 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
         sample=sample,
         id_col=id_col,
         target_cols=targets,
+        submission_cols=submission_cols,
         task_kind=kind,
         metric=metric,
         train_images=train_images,
@@ -152,7 +175,19 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
         test_images=test_images,
         test=test,
         notes=notes,
+        settings=settings,
     )
+
+
+def _class_column(train: pd.DataFrame, submission_cols: list[str], id_col: str) -> list[str] | None:
+    """The train column whose classes are sample_submission's columns (per-class probabilities)."""
+    if len(submission_cols) < 2 or not set(submission_cols).isdisjoint(train.columns):
+        return None
+    wanted = set(submission_cols)
+    for col in train.columns:
+        if col != id_col and train[col].nunique() == len(wanted) and set(train[col].dropna()) == wanted:
+            return [col]
+    return None
 
 
 def _read_settings(path: Path) -> dict:
@@ -162,10 +197,38 @@ def _read_settings(path: Path) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid YAML ({type(exc).__name__}); fix the file") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping of keys (task, metric, id_column, ...), "
+                        f"got {type(data).__name__}")
     unknown = sorted(set(data) - COMP_YAML_KEYS)
     if unknown:
         raise DataError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(COMP_YAML_KEYS))}")
+    for key, value in data.items():
+        if not _SETTING_TYPES[key](value):
+            raise DataError(f"{path}: {key}={value!r} is not {_SETTING_HELP[key]}")
+    for key in ("id_column", "image_column", "positive_class"):  # column names and labels are strings
+        if key in data:
+            data[key] = str(data[key])
+    if "target_columns" in data:
+        value = data["target_columns"]
+        data["target_columns"] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return data
+
+
+_text = lambda v: isinstance(v, (str, int)) and not isinstance(v, bool)  # noqa: E731
+_SETTING_TYPES = {
+    "task": lambda v: isinstance(v, str), "metric": lambda v: isinstance(v, str),
+    "id_column": _text, "image_column": _text, "positive_class": _text,
+    "target_columns": lambda v: _text(v) or (isinstance(v, list) and v and all(_text(x) for x in v)),
+    "labels": lambda v: isinstance(v, list) and v and all(_text(x) for x in v),
+    "max_len": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+}
+_SETTING_HELP = {
+    "task": "a task kind name", "metric": "a metric name", "id_column": "a column name",
+    "image_column": "a column name", "positive_class": "a class label",
+    "target_columns": "a column name or a list of column names", "labels": "a list of labels",
+    "max_len": "a positive whole number",
+}
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -29,13 +29,16 @@ class Key:
 
 SCHEMA: dict[str, Key] = {
     "stage": Key("str", "stage to run, or 'all'; earlier stages run first when stale"),
-    "competition": Key("str?", "competition folder (Kaggle layout); null = bundled digits demo"),
+    "competition": Key("str?", "competition folder (Kaggle layout), or demo:NAME for a bundled demo (digits, "
+                               "street, digit-tags, digit-value, wine, breast-cancer, diabetes); null = demo:digits"),
     "run": Key("str?", "run name: outputs go to <paths.runs>/<run>/; null = competition folder name"),
     "budget": Key("duration?", "wall-clock limit for the whole command, e.g. 90s, 15m, 2h"),
     "overwrite": Key("bool", "rerun the requested stage(s) even when inputs and config are unchanged"),
     "seed": Key("int", "seed for weights, shuffling and augmentation"),
-    "task": Key("str?", "task kind; null = inferred from the target", ("classification",)),
-    "metric": Key("str?", "competition metric; null = the task's default"),
+    "task": Key("str?", "task kind (classification, multilabel, regression, sequence or a comp.tasks plugin); "
+                        "null = inferred from the target"),
+    "metric": Key("str?", "competition metric (a comp.metrics plugin, see `comp plugins`); null = named in a "
+                          "description file, implied by sample_submission, or the task's default"),
     "paths.runs": Key("str", "folder holding run directories (relative to the working directory)"),
     "paths.submissions": Key("str", "folder receiving submission CSVs"),
     "paths.cache": Key("str?", "cache folder (demo data); null = $COMP_CACHE or ~/.cache/comp"),
@@ -58,6 +61,8 @@ SCHEMA: dict[str, Key] = {
     "split.duplicate_aware": Key("bool", "keep duplicates and near duplicates found by inspect in one fold"),
     "train.epochs": Key("int", "maximum epochs per fold (early stopping usually ends sooner)"),
     "train.batch_size": Key("int", "batch size per replica"),
+    "train.loss": Key("str", "loss: auto (the task's choice for its metric) or one the task kind takes "
+                             "(regression: mse, mae, huber)"),
     "train.lr": Key("lr", "learning rate (Adam); auto = the LR suggested by stage check's LR range test"),
     "train.patience": Key("int", "epochs without improvement of the validation metric before stopping"),
     "train.strategy": Key(
@@ -75,7 +80,8 @@ SCHEMA: dict[str, Key] = {
     "train.diagnostics": Key(
         "bool", "per-epoch diagnostics (diagnostics.csv, TensorBoard, learning curve) and verdicts per fold"
     ),
-    "model.name": Key("str", "model plugin (see `comp plugins`)"),
+    "model.name": Key("str", "model plugin (see `comp plugins`); auto = the task kind's default for the inputs "
+                             "(images: small_cnn, street numbers: seq_cnn, tables: hgb)"),
     "model.hp": Key("dict", "fixed values for the model plugin's hyperparameters"),
     "check.lr": Key("float", "Adam LR of the short check trainings (zero-input baseline, overfit)"),
     "check.zero_input_epochs": Key("int", "epochs of the real-vs-zeroed-inputs comparison"),

@@ -15,7 +15,8 @@ from comp.budget import Budget
 from comp.competition import load_competition
 from comp.config import Config, parse_duration
 from comp.context import StageContext
-from comp.demo import cache_root, demo_competition
+from comp.demo import cache_root
+from comp.demo import resolve as resolve_competition
 from comp.errors import ConfigError
 from comp.provenance import git_revision, package_versions
 from comp.rundir import RunDir, write_text
@@ -27,16 +28,16 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     """Run ``cfg.stage`` (and the stale stages before it); return the last stage's record."""
     budget = Budget(parse_duration(cfg.budget) if cfg.budget else None)
     targets = _targets(cfg.stage)
-    root = Path(cfg.competition) if cfg.competition else demo_competition(cache_root(cfg.paths.cache))
+    root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
     competition = load_competition(root, task=cfg.task, metric=cfg.metric)
-    task = make_task(competition.task_kind, competition.train[competition.target_cols], competition.metric)
+    notes = list(competition.notes)
+    task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, notes)
     task.check_submission_format(competition.sample)
     rundir, submissions = _run_location(cfg, competition.name)
     print(f"competition {competition.name} ({competition.root}) -> run {rundir.path}", flush=True)
-    for note in competition.notes:
+    for note in notes:
         print(f"inferred: {note}", flush=True)
-    if not cfg.metric and not competition.metric:
-        print(f"inferred: metric {task.metric} (default for {task.kind})", flush=True)
+    print(f"submission: {task.submission_format()}", flush=True)
 
     available = {name for name in STAGES if rundir.record(name)}
     plan = _plan(targets, cfg, available)

@@ -27,8 +27,8 @@ class Progress:
         self._width = 0
 
     def epoch_hook(self, stage: str, fold: int, folds: int, epochs: int, budget: Budget,
-                   monitor: str) -> Callable[[int, dict], None]:
-        """A loop hook showing stage, fold k/K, epoch, metrics, elapsed time and the budget's ETA."""
+                   metric: str) -> Callable[[int, dict], None]:
+        """A loop hook showing stage, fold k/K, epoch, loss, the validation metric and the budget's ETA."""
         began = time.monotonic()
 
         def hook(epoch: int, logs: dict) -> None:
@@ -40,7 +40,7 @@ class Progress:
             else:
                 eta = f"fold ends within {_duration(per_epoch * (epochs - epoch - 1))}"
             self.show(f"[{stage}] fold {fold + 1}/{folds} epoch {epoch + 1}/{epochs} "
-                      f"loss {logs['loss']:.4f} {monitor} {logs[monitor]:.4f} | {eta}")
+                      f"loss {logs['loss']:.4f} val {metric} {logs['val_score']:.4f} | {eta}")
 
         return hook
 

@@ -1,4 +1,5 @@
-"""Plugin discovery over entry-point groups ``comp.models`` and ``comp.augmentations``.
+"""Plugin discovery over the entry-point groups ``comp.models``, ``comp.augmentations``,
+``comp.metrics`` and ``comp.tasks``.
 
 Built-in plugins (under ``plugins/``) are declared in pyproject.toml like anyone else's,
 so this module never imports them directly. Listing reads metadata only; a plugin is
@@ -85,4 +86,6 @@ def _dist(ep: EntryPoint) -> str:
 
 MODELS = Registry("comp.models", "model")
 AUGMENTATIONS = Registry("comp.augmentations", "augmentation")
-REGISTRIES = {"models": MODELS, "augmentations": AUGMENTATIONS}
+METRICS = Registry("comp.metrics", "metric")
+TASKS = Registry("comp.tasks", "task")
+REGISTRIES = {"models": MODELS, "augmentations": AUGMENTATIONS, "metrics": METRICS, "tasks": TASKS}

@@ -5,33 +5,25 @@ import filecmp
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from comp.errors import DataError
 
 
-def build_submission(sample: pd.DataFrame, id_col: str, target: str, labels: list[str]) -> pd.DataFrame:
-    """sample_submission.csv with its ``target`` column replaced by ``labels`` (same order)."""
-    frame = sample.copy()
-    frame[target] = labels
-    return frame
-
-
-def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, id_col: str,
-                        allowed: dict[str, set[str]]) -> None:
-    """Raise DataError unless ``frame`` has sample's columns and ids in order and allowed values."""
+def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, id_col: str, task: Any) -> None:
+    """Raise DataError unless ``frame`` has sample's columns and ids in order, no empty
+    cell, and values the task could have meant (``task.check_submission_values``)."""
     if list(frame.columns) != list(sample.columns):
         raise DataError(f"submission columns {list(frame.columns)} differ from sample_submission.csv's {list(sample.columns)}")
     if len(frame) != len(sample) or not frame[id_col].equals(sample[id_col]):
         raise DataError("submission ids differ from sample_submission.csv's ids or their order")
-    for column, values in allowed.items():
-        bad = ~frame[column].isin(values)
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise DataError(
-                f"submission row {row + 2}: {column}={frame[column].iloc[row]!r} is not a label seen in train.csv"
-            )
+    empty = frame.isna().any(axis=1)
+    if empty.any():
+        row = int(empty.to_numpy().nonzero()[0][0])
+        raise DataError(f"submission row {row + 2}: an empty cell; every column needs a value")
+    task.check_submission_values(frame)
 
 
 def write_submission(frame: pd.DataFrame, folder: Path, stem: str) -> tuple[Path, bool]:

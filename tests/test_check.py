@@ -12,6 +12,7 @@ from comp.api import InputSpec
 from comp.config import load_config
 from comp.errors import ConfigError
 from comp.tasks import make_task
+from comp.tasks.base import TaskSource
 from comp.training import gradcheck, sanity
 from comp.training.model import build_model
 from tests.conftest import SMOKE
@@ -53,7 +54,11 @@ def test_check_stage_then_baseline_with_auto_lr(comp, workdir):
     assert baseline["inputs"] == {"split": "split", "check": "check"}
 
 
-def test_a_tight_budget_skips_checks_but_still_reports_them(comp, workdir):
+def test_a_tight_budget_skips_checks_but_still_reports_them(comp, workdir, monkeypatch):
+    from comp.budget import Budget
+
+    ticks = iter(range(0, 10**6, 1))  # a clock that advances 1 s per reading, whatever the machine's speed
+    monkeypatch.setattr(Budget, "clock", staticmethod(lambda: float(next(ticks))))
     code, out, err = comp("run", "stage=check", "budget=5s", *SMOKE)
     assert code == 0, err
     lines = {m.group(2): m.group(1) for m in LINE.finditer(out)}
@@ -94,8 +99,9 @@ def digits():
 
     data = load_digits()
     x = np.round(data.images * (255 / 16)).astype(np.uint8)[..., None]
-    task = make_task("classification", pd.DataFrame({"label": data.target.astype(str)}), None)
-    return x, task.encode(pd.Series(data.target.astype(str))), task
+    labels = pd.DataFrame({"label": data.target.astype(str)})
+    task = make_task("classification", TaskSource(labels, labels.assign(id="x")[["id", "label"]], "id", ("label",)))
+    return x, task.encode(labels), task
 
 
 def _builder(task):
@@ -108,11 +114,11 @@ def test_badly_initialised_head_bias_fails_initial_loss(digits):
     model = _builder(task)()
     head = model.layers[-1].layers[-1]
     assert head.name.startswith("head")
-    good = sanity.check_initial_loss(model, x[:500], y[:500], task.priors)
+    (good,) = sanity.check_initial_loss(model, x[:500], y[:500], task)
     bias = np.zeros(10, dtype="float32")
     bias[3] = 8.0  # as if the bias came from a one-class prior: every image confidently "3"
     head.bias.assign(bias)
-    bad = sanity.check_initial_loss(model, x[:500], y[:500], task.priors)
+    (bad,) = sanity.check_initial_loss(model, x[:500], y[:500], task)
     keras.backend.clear_session()
     assert good.status == "PASS"
     assert bad.status == "FAIL" and bad.numbers["loss"] > 5 and "bias" in bad.message
@@ -123,8 +129,8 @@ def test_shuffled_labels_fail_the_zero_input_baseline(digits):
     x, y, task = digits
     shuffled = np.random.default_rng(0).permutation(y)  # labels no longer match the images
     result = sanity.check_input_independent(
-        _builder(task), (x[:600], shuffled[:600]), (x[600:900], shuffled[600:900]), epochs=2, lr=1e-3,
-        batch_size=64, seed=0, loss=task.loss())
+        _builder(task), (x[:600], shuffled[:600]), (x[600:900], shuffled[600:900]), np.zeros_like, task=task,
+        epochs=2, lr=1e-3, batch_size=64, seed=0)
     assert result.status in ("WARN", "FAIL"), result.line()
     assert result.numbers["real"] > 0.8 * result.numbers["zero"]
 
@@ -132,14 +138,14 @@ def test_shuffled_labels_fail_the_zero_input_baseline(digits):
 def test_inputs_that_never_reach_the_model_fail_overfit(digits):
     x, y, task = digits
     blank = np.zeros_like(x[:20])  # e.g. a loader that returns empty images
-    bad = sanity.check_overfit_batch(_builder(task), blank, y[:20], steps=100, lr=1e-3, seed=0, loss=task.loss())
+    bad = sanity.check_overfit_batch(_builder(task), blank, y[:20], task=task, steps=100, lr=1e-3, seed=0)
     assert bad.status == "FAIL" and bad.numbers["loss"] > 1.5, bad.line()
 
 
 def test_lr_range_test_on_blank_inputs_suggests_nothing(digits):
     x, y, task = digits
-    result, sweep = sanity.lr_range_test(_builder(task), np.zeros_like(x[:600]), y[:600], lr_min=1e-5,
-                                         lr_max=1.0, steps=100, batch_size=64, seed=0, loss=task.loss())
+    result, sweep = sanity.lr_range_test(_builder(task), np.zeros_like(x[:600]), y[:600], task=task, lr_min=1e-5,
+                                         lr_max=1.0, steps=100, batch_size=64, seed=0)
     assert result.status == "FAIL" and result.numbers["suggested_lr"] is None, result.line()
     assert len(sweep) > 10
 
@@ -149,7 +155,7 @@ def test_auto_lr_refuses_when_check_suggested_nothing(tmp_path):
 
     from comp.errors import CompError
     from comp.rundir import RunDir, write_json
-    from comp.training.cv import resolve_lr
+    from comp.stages.training import resolve_lr
 
     rundir = RunDir(tmp_path)
     write_json(tmp_path / "check/stage.json", {"suggested_lr": None})

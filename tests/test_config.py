@@ -11,7 +11,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def test_defaults_cover_every_key():
     cfg = load_config([])
-    assert cfg.split.folds == 5 and cfg.train.lr == 3e-4 and cfg.model.name == "small_cnn"
+    assert cfg.split.folds == 5 and cfg.train.lr == 3e-4 and cfg.model.name == "auto"
     assert set(SCHEMA) <= {k for k in SCHEMA if cfg.get(k) is not None or SCHEMA[k].type.endswith("?")}
 
 

@@ -15,25 +15,24 @@ def test_progress_line_on_a_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # the line is cut to the terminal's width
     term = Terminal()
     progress = Progress(term)
-    hook = progress.epoch_hook("baseline", fold=1, folds=5, epochs=60, budget=Budget(600),
-                               monitor="val_accuracy")
-    hook(0, {"loss": 0.5, "val_accuracy": 0.9})
-    hook(1, {"loss": 0.25, "val_accuracy": 0.95})
+    hook = progress.epoch_hook("baseline", fold=1, folds=5, epochs=60, budget=Budget(600), metric="accuracy")
+    hook(0, {"loss": 0.5, "val_score": 0.9})
+    hook(1, {"loss": 0.25, "val_score": 0.95})
     progress.clear()
     text = term.getvalue()
-    assert "\r[baseline] fold 2/5 epoch 1/60 loss 0.5000 val_accuracy 0.9000 | budget left 9m5" in text
-    assert "epoch 2/60 loss 0.2500 val_accuracy 0.9500" in text
+    assert "\r[baseline] fold 2/5 epoch 1/60 loss 0.5000 val accuracy 0.9000 | budget left 9m5" in text
+    assert "epoch 2/60 loss 0.2500 val accuracy 0.9500" in text
     assert text.endswith("\r")  # cleared, ready for the next log line
 
 
 def test_quiet_in_ci_and_in_pipes(monkeypatch):
     monkeypatch.setenv("CI", "true")
     term = Terminal()
-    Progress(term).epoch_hook("baseline", 0, 2, 3, Budget(None), "val_loss")(0, {"loss": 1.0, "val_loss": 1.0})
+    Progress(term).epoch_hook("baseline", 0, 2, 3, Budget(None), "rmse")(0, {"loss": 1.0, "val_score": 1.0})
     assert term.getvalue() == ""
     monkeypatch.delenv("CI")
     pipe = io.StringIO()  # not a TTY
-    Progress(pipe).epoch_hook("baseline", 0, 2, 3, Budget(None), "val_loss")(0, {"loss": 1.0, "val_loss": 1.0})
+    Progress(pipe).epoch_hook("baseline", 0, 2, 3, Budget(None), "rmse")(0, {"loss": 1.0, "val_score": 1.0})
     assert pipe.getvalue() == ""
 
 

@@ -46,8 +46,9 @@ def test_tabular_competition_inspect_and_split(wine, comp, workdir):
     assert "PROBLEM: constant feature column(s): constant" in out
     folds = pd.read_csv(workdir / "runs/wine/split/folds.csv")
     assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
-    code, _, err = comp("run", "stage=baseline", f"competition={wine}")
-    assert code == 2 and "training on tabular data is not in this version yet" in err
+    code, out, err = comp("run", "stage=baseline", f"competition={wine}", "experiment=smoke")
+    assert code == 0, err  # tables train (end-to-end scores: tests/test_task_kinds.py)
+    assert "model hgb" in out
 
 
 def test_regression_target_bins_for_stratification(tmp_path, comp, workdir):
@@ -86,12 +87,14 @@ def test_group_column_keeps_groups_in_one_fold_and_seed_fixes_folds(wine, comp, 
 
 def test_multilabel_indicator_columns():
     from comp.tasks import infer_task_kind, make_task
+    from comp.tasks.base import TaskSource
 
     targets = pd.DataFrame({"cat": ["1", "0", "1"], "dog": ["0", "1", "1"]})
     assert infer_task_kind(targets) == "multilabel"
-    task = make_task("multilabel", targets, None)
+    sample = pd.DataFrame({"id": ["t"], "cat": ["0"], "dog": ["0"]})
+    task = make_task("multilabel", TaskSource(targets, sample, "id", ("cat", "dog")))
     assert task.labels == ("cat", "dog")
-    assert task.stratify_key(targets).tolist() == [[1, 0], [0, 1], [1, 1]]
+    assert task.strata(targets).tolist() == [[1, 0], [0, 1], [1, 1]]
 
 
 def _digit_images(demo, tmp_path, name, label_of, n=300):

@@ -3,28 +3,38 @@ import pandas as pd
 import pytest
 
 from comp.errors import DataError
-from comp.submission import build_submission, validate_submission, write_submission
+from comp.submission import validate_submission, write_submission
+from comp.tasks import make_task
 
 SAMPLE = pd.DataFrame({"id": ["b", "a", "c"], "label": ["0", "0", "0"]})
 
 
+def _task():
+    train = pd.DataFrame({"id": ["x", "y", "z", "w"], "label": ["07", "10", "3", "07"]})
+    from comp.tasks.base import TaskSource
+
+    return make_task("classification", TaskSource(train[["label"]], SAMPLE, "id", ("label",)))
+
+
 def test_keeps_sample_order_and_columns():
-    frame = build_submission(SAMPLE, "id", "label", ["07", "10", "3"])
-    validate_submission(frame, SAMPLE, "id", {"label": {"07", "10", "3"}})
+    frame = SAMPLE.assign(label=["07", "10", "3"])
+    validate_submission(frame, SAMPLE, "id", _task())
     assert frame.to_dict("list") == {"id": ["b", "a", "c"], "label": ["07", "10", "3"]}
 
 
-def test_rejects_reordered_ids_and_unknown_labels():
-    frame = build_submission(SAMPLE, "id", "label", ["1", "1", "1"])
+def test_rejects_reordered_ids_unknown_labels_and_empty_cells():
+    frame = SAMPLE.assign(label=["3", "3", "3"])
     with pytest.raises(DataError, match="ids differ"):
-        validate_submission(frame.iloc[[1, 0, 2]].reset_index(drop=True), SAMPLE, "id", {"label": {"1"}})
-    with pytest.raises(DataError, match=r"row 2: label='1' is not a label seen in train.csv"):
-        validate_submission(frame, SAMPLE, "id", {"label": {"0"}})
+        validate_submission(frame.iloc[[1, 0, 2]].reset_index(drop=True), SAMPLE, "id", _task())
+    with pytest.raises(DataError, match=r"row 3: label='7' is not a label seen in train.csv"):
+        validate_submission(frame.assign(label=["3", "7", "3"]), SAMPLE, "id", _task())
+    with pytest.raises(DataError, match=r"row 4: an empty cell"):
+        validate_submission(frame.assign(label=["3", "3", None]), SAMPLE, "id", _task())
 
 
 def test_never_overwrites(tmp_path):
-    first = build_submission(SAMPLE, "id", "label", ["1", "2", "3"])
-    second = build_submission(SAMPLE, "id", "label", ["3", "2", "1"])
+    first = SAMPLE.assign(label=["1", "2", "3"])
+    second = SAMPLE.assign(label=["3", "2", "1"])
     path1, new1 = write_submission(first, tmp_path, "run-baseline-accuracy=0.5")
     path1b, new1b = write_submission(first, tmp_path, "run-baseline-accuracy=0.5")
     path2, new2 = write_submission(second, tmp_path, "run-baseline-accuracy=0.5")

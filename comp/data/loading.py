@@ -1,9 +1,11 @@
-"""The competition's images as arrays, through the decode cache, with the bad-image policy."""
+"""The competition's inputs (images through the decode cache, or typed table columns)."""
 from __future__ import annotations
 
+from comp.api import IMAGE
 from comp.competition import Competition
 from comp.config import Config
 from comp.data.cache import ImageSet, load_image_set
+from comp.data.inputs import ImageInputs, Inputs
 from comp.demo import cache_root
 from comp.errors import DataError
 
@@ -27,3 +29,21 @@ def image_set(competition: Competition, cfg: Config, split: str,
         raise DataError(f"{reason} ({len(images.bad)} bad {split} image(s); "
                         "data.on_bad_image=skip skips and lists them)")
     return images
+
+
+def load_inputs(competition: Competition, cfg: Config, split: str,
+                geometry: tuple[int, int, int] | None = None) -> tuple[Inputs, list[str]]:
+    """Train or test inputs and notes on how they were read.
+
+    Images: at ``geometry`` (test images at the geometry the models were trained on).
+    Tables: the feature columns of train.csv (less ``split.group_column``), typed on train
+    and test together.
+    """
+    if competition.modality == IMAGE:
+        images = image_set(competition, cfg, split, geometry=geometry)
+        return ImageInputs(images.pixels), []
+    from comp.data.tabular import read_table
+
+    features = [c for c in competition.feature_cols if c != cfg.split.group_column]
+    train, test, notes = read_table(competition.train, competition.test, features)
+    return (train if split == "train" else test), notes

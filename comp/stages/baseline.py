@@ -1,16 +1,17 @@
-"""Stage `baseline`: the configured model (default: small CNN) trained on every fold.
+"""Stage `baseline`: the configured model trained on every fold.
 
 RECIPE.md 3: safe defaults (Adam 3e-4, He init, no augmentation), early stopping on the
-validation metric, best weights kept; scored on out-of-fold predictions.
+competition metric, best weights kept; scored on out-of-fold predictions. The model is
+``model.name``, or for ``auto`` the task kind's default for the competition's inputs.
 """
 from __future__ import annotations
 
 from comp.context import StageContext
-from comp.errors import DataError
+from comp.stages.training import validate_model
 
 NAME = "baseline"
 HELP = "train the model on each fold with early stopping; OOF predictions and fold models"
-CONFIG = ("seed", "task", "metric", "data", "train", "model", "predict.batch_size")
+CONFIG = ("seed", "task", "metric", "data", "train", "model", "predict.batch_size", "split.group_column")
 TRAINS = True
 
 
@@ -20,16 +21,10 @@ def inputs(cfg, available) -> dict[str, str]:
 
 
 def validate(cfg, competition, task) -> None:
-    if competition.modality != "image":
-        raise DataError(f"{competition.root}: training on tabular data is not in this version yet; "
-                        "stages inspect and split work (comp run stage=split)")
-    if not task.trainable:
-        raise DataError(f"task {task.kind}: training is not in this version yet; "
-                        "stages inspect and split work (comp run stage=split)")
+    validate_model(cfg, competition, task)
 
 
 def run(ctx: StageContext) -> dict:
-    from comp.training.cv import cross_validate  # imports TensorFlow: only when training
+    from comp.stages.training import cross_validate_stage  # imports TensorFlow: only when training
 
-    model = ctx.cfg.model
-    return cross_validate(ctx, model.name, model.hp, ctx.cfg.train.augmentations)
+    return cross_validate_stage(ctx)

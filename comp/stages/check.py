@@ -8,13 +8,11 @@ not raised: the run goes on and the user decides.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
-from comp.api import InputSpec
 from comp.context import StageContext
-from comp.errors import ConfigError, DataError
+from comp.errors import ConfigError
 from comp.rundir import write_csv
 
 NAME = "check"
@@ -29,10 +27,10 @@ def inputs(cfg, available) -> dict[str, str]:
 
 def validate(cfg, competition, task) -> None:
     """Problems that would stop the checks from running at all, found before any work."""
+    from comp.stages.training import validate_model
+
     opts = cfg.check
-    if competition.modality != "image" or task.kind != "classification":
-        raise DataError(f"stage check needs an image classification competition, not {competition.modality} "
-                        f"{task.kind}; stages inspect and split work (comp run stage=split)")
+    validate_model(cfg, competition, task)
     if not 0 < opts.lr_min < opts.lr_max:
         raise ConfigError(f"check.lr_min={opts.lr_min:g}, check.lr_max={opts.lr_max:g}: "
                           "need 0 < lr_min < lr_max")
@@ -44,51 +42,54 @@ def validate(cfg, competition, task) -> None:
 def run(ctx: StageContext) -> dict:
     import keras  # TensorFlow loads only when a stage needs it: `inspect` alone stays fast
 
+    from comp.stages.training import load_train, model_name, read_folds
     from comp.training import sanity
-    from comp.training.cv import load_train, read_folds
-    from comp.training.model import build_model
+    from comp.training.model import build_model, is_estimator
 
     cfg, task, opts = ctx.cfg, ctx.task, ctx.cfg.check
-    x, y, geometry = load_train(ctx)
+    name = model_name(cfg, ctx.competition, task)
+    if is_estimator(name):
+        return _skip_all(ctx, f"model {name} is not a Keras model: the checks are for networks")
+    inputs, y = load_train(ctx)
     fold_of = read_folds(ctx)
-    train, val = fold_of > 0, fold_of == 0  # fold 0's split, as the first fold of baseline
-    x_train, y_train = x[train], y[train]
-    spec = InputSpec(geometry)
+    train_rows, val_rows = np.flatnonzero(fold_of > 0), np.flatnonzero(fold_of == 0)  # fold 0, as baseline
+    x_train, y_train = inputs.take(train_rows), y[train_rows]
+    spec = inputs.spec(train_rows)
 
     def build():
         # No augmentation: the checks look at the model and the data, not at regularisers.
-        return build_model(spec, task, cfg.model.name, cfg.model.hp, [])[0]
+        return build_model(spec, task, name, cfg.model.hp, [])[0]
 
-    ctx.log(f"model {cfg.model.name} on {len(y_train)} training rows of fold 0, {geometry}")
+    ctx.log(f"model {name} on {len(y_train)} training rows of fold 0")
 
     def initial_loss():
         keras.utils.set_random_seed(cfg.seed)
-        result = sanity.check_initial_loss(build(), x_train, y_train, task.priors)
+        results = sanity.check_initial_loss(build(), x_train, y_train, task)
         keras.backend.clear_session()
-        return result
+        return results
 
     def overfit():
         pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
-        return sanity.check_overfit_batch(build, x_train[pick], y_train[pick], steps=opts.overfit_steps,
-                                          lr=opts.lr, seed=cfg.seed, loss=task.loss())
+        return sanity.check_overfit_batch(build, inputs.take(train_rows[pick]), y_train[pick], task=task,
+                                          steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed)
 
     def lr_range():
         result, sweep = sanity.lr_range_test(
-            build, x_train, y_train, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=opts.lr_steps,
-            batch_size=cfg.train.batch_size, seed=cfg.seed, loss=task.loss())
+            build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=opts.lr_steps,
+            batch_size=cfg.train.batch_size, seed=cfg.seed)
         write_csv(ctx.work / "lr_range.csv", sweep)
         sanity.plot_lr_range(sweep, result.numbers["suggested_lr"], ctx.work / "lr_range.png")
         return result
 
     def zero_input():
         return sanity.check_input_independent(
-            build, (x_train, y_train), (x[val], y[val]), epochs=opts.zero_input_epochs, lr=opts.lr,
-            batch_size=cfg.train.batch_size, seed=cfg.seed, loss=task.loss())
+            build, (x_train, y_train), (inputs.take(val_rows), y[val_rows]), inputs.blank, task=task,
+            epochs=opts.zero_input_epochs, lr=opts.lr, batch_size=cfg.train.batch_size, seed=cfg.seed)
 
     # Cheapest and most useful first (the LR test feeds train.lr=auto; the zero-input
     # baseline trains twice). Under a budget the checks get 10% of it: they are a
     # pre-flight, and the training after them is the point. What does not fit is skipped.
-    began = time.monotonic()
+    began = ctx.budget.clock()
     share = min(0.1 * ctx.budget.seconds, max(ctx.budget.remaining(), 0.0)) if ctx.budget.limited else math.inf
     results = []
     checks = [("initial loss", initial_loss), ("overfit one batch", overfit),
@@ -96,19 +97,21 @@ def run(ctx: StageContext) -> dict:
     from comp.training.strategy import worker_role
 
     multi_worker = worker_role()[1] > 1
-    for name, check in checks:
+    for check_name, check in checks:
         if multi_worker:
             # The checks' short trainings use model.fit, which multi-worker runs cannot
             # share; they belong on one machine before the cluster run.
-            result = sanity.CheckResult(name, sanity.WARN, "skipped in a multi-worker run: run "
-                                        "`comp run stage=check` on one machine first", {"skipped": True})
-        elif results and time.monotonic() - began > share:
-            result = sanity.CheckResult(name, sanity.WARN, f"skipped: the checks' share of budget="
-                                        f"{cfg.budget} (10%, {share:.1f}s) is spent", {"skipped": True})
+            found = [_skipped(check_name, "skipped in a multi-worker run: run `comp run stage=check` on one "
+                                          "machine first")]
+        elif results and ctx.budget.clock() - began > share:
+            found = [_skipped(check_name, f"skipped: the checks' share of budget={cfg.budget} (10%, "
+                                          f"{share:.1f}s) is spent")]
         else:
-            result = check()
-        results.append(result)
-        print(result.line(), flush=True)
+            found = check()
+            found = found if isinstance(found, list) else [found]
+        for result in found:
+            results.append(result)
+            print(result.line(), flush=True)
     suggested = next(r.numbers.get("suggested_lr") for r in results if r.name == "LR range test")
 
     failed = [r.name for r in results if r.status == sanity.FAIL]
@@ -121,12 +124,34 @@ def run(ctx: StageContext) -> dict:
     if suggested:
         ctx.log(f"LR range plot: {ctx.rundir.path / NAME / 'lr_range.png'}; "
                 f"train.lr=auto trains with the suggested LR {suggested:.3g}")
+    return _record(results, suggested, name)
+
+
+def _skipped(name: str, why: str):
+    from comp.training.sanity import WARN, CheckResult
+
+    return CheckResult(name, WARN, why, {"skipped": True})
+
+
+def _record(results, suggested, model: str) -> dict:
+    from comp.training import sanity
+
+    failed = [r.name for r in results if r.status == sanity.FAIL]
+    warned = [r.name for r in results if r.status == sanity.WARN]
     return {
         "status": sanity.FAIL if failed else sanity.WARN if warned else sanity.PASS,
         "failed": failed,
         "warned": warned,
         "suggested_lr": suggested,
         "skipped": [r.name for r in results if r.numbers.get("skipped")],
-        "model": cfg.model.name,
+        "model": model,
         "checks": [r.to_dict() for r in results],
     }
+
+
+def _skip_all(ctx: StageContext, why: str) -> dict:
+    results = [_skipped(n, f"skipped: {why}") for n in ("initial loss", "overfit one batch", "LR range test",
+                                                          "zero-input baseline")]
+    for result in results:
+        print(result.line(), flush=True)
+    return _record(results, None, ctx.cfg.model.name)

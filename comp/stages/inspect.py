@@ -33,24 +33,15 @@ def run(ctx: StageContext) -> dict:
     train_ids = comp.train[comp.id_col].tolist()
     ids = train_ids + comp.test_ids
     where = ["train"] * len(train_ids) + ["test"] * len(comp.test_ids)
-    labels = _label_strings(comp, task)
-    report: dict = {"competition": str(comp.root), "task": task.kind, "metric": task.metric,
+    labels = task.truth_strings(comp.train[comp.target_cols])
+    report: dict = {"competition": str(comp.root), "task": task.kind, "metric": task.metric_name,
                     "rows": {"train": len(train_ids), "test": len(comp.test_ids)}}
-    problems: list[str] = []
-
-    if task.kind in ("classification",):
-        counts = comp.train[task.target].value_counts().sort_index()
-        report["classes"] = {str(k): int(v) for k, v in counts.items()}
-        report["imbalance_ratio"] = round(float(counts.max() / counts.min()), 3)
-        class_bars(counts, ctx.work / "class_counts.png", f"{task.target}: {len(counts)} classes")
-        unseen = sorted(set(comp.sample[task.target]) - set(counts.index))
-        if unseen and len(set(comp.sample[task.target])) > 1:
-            problems.append(f"sample_submission.csv uses labels never seen in train.csv: {', '.join(unseen[:10])}")
-        if report["imbalance_ratio"] > 10:
-            problems.append(f"class imbalance: largest/smallest class = {report['imbalance_ratio']}")
-
-    else:
-        report["target"] = _target_distribution(comp, task)
+    summary = task.summary(comp.train[comp.target_cols], comp.sample)
+    report.update(summary.report)
+    problems: list[str] = list(summary.problems)
+    if summary.counts is not None:
+        name = comp.target_cols[0] if len(comp.target_cols) == 1 else "labels"
+        class_bars(summary.counts, ctx.work / "class_counts.png", f"{name}: {len(summary.counts)} values")
 
     if comp.modality == "image":
         train_set = image_set(comp, ctx.cfg, "train", strict=False)
@@ -62,8 +53,8 @@ def run(ctx: StageContext) -> dict:
         pairs, notes = dup.find_pairs(pixels, ctx.cfg.inspect.near_distance, ctx.cfg.inspect.phash_distance,
                                       ctx.cfg.inspect.max_pairwise, skip=set(bad))
         outliers = image_outliers(pixels, shapes, bad)
-        contact_sheet(np.asarray(train_set.pixels), comp.train[task.target] if task.kind == "classification"
-                      else pd.Series(["all"] * len(train_ids)), ctx.work / "contact_sheet.png",
+        groups = summary.groups if summary.groups is not None else pd.Series(["all"] * len(train_ids))
+        contact_sheet(np.asarray(train_set.pixels), groups.reset_index(drop=True), ctx.work / "contact_sheet.png",
                       ctx.cfg.inspect.examples_per_class)
         if bad:
             problems.append(f"{len(bad)} corrupt image file(s): "
@@ -115,27 +106,6 @@ def run(ctx: StageContext) -> dict:
     return {"problems": len(problems), "duplicate_groups": len(dup_report["groups"]),
             "leak_groups": len(dup_report["leaks"]), "conflict_groups": len(dup_report["conflicts"]),
             "corrupt": len(bad), "outliers": int(len(real_outliers))}
-
-
-def _target_distribution(comp, task) -> dict:
-    """What the target looks like for the task kinds that have no class counts."""
-    targets = comp.train[comp.target_cols]
-    if task.kind == "regression":
-        values = pd.to_numeric(targets.iloc[:, 0])
-        quantiles = values.quantile([0, 0.05, 0.25, 0.5, 0.75, 0.95, 1]).round(4)
-        return {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),
-                "quantiles": {f"{q:.2f}": float(v) for q, v in quantiles.items()}}
-    if task.kind == "multilabel":
-        counts = task.indicators(targets).sum(0)
-        return {"label_counts": {label: int(c) for label, c in zip(task.labels, counts)},
-                "labels_per_row": round(float(task.indicators(targets).sum(1).mean()), 3)}
-    lengths = targets.iloc[:, 0].str.len().value_counts().sort_index()
-    return {"lengths": {int(k): int(v) for k, v in lengths.items()}, "alphabet": "".join(task.alphabet)}
-
-
-def _label_strings(comp, task) -> list[str]:
-    targets = comp.train[comp.target_cols].fillna("")
-    return targets.apply(lambda r: " ".join(r.astype(str)) if len(r) > 1 else r.iloc[0], axis=1).tolist()
 
 
 def _image_stats(pixels, shapes, bad, geometry) -> dict:

@@ -1,4 +1,4 @@
-"""Stage `predict`: the fold models of a training stage, averaged on the test images."""
+"""Stage `predict`: the fold models of a training stage, averaged on the test set."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,13 +6,12 @@ import pandas as pd
 
 from comp import artifacts
 from comp.context import StageContext
-from comp.data.loading import image_set
 from comp.errors import ConfigError
 from comp.rundir import write_csv, write_npy
 
 NAME = "predict"
 HELP = "average the fold models of the latest training stage on the test set"
-CONFIG = ("predict", "data.on_bad_image")
+CONFIG = ("predict", "data.on_bad_image", "split.group_column")
 TRAINS = False
 
 
@@ -30,33 +29,43 @@ def inputs(cfg, available) -> dict[str, str]:
 
 
 def run(ctx: StageContext) -> dict:
-    import keras  # TensorFlow loads only for the stages that need it
+    from comp.data.loading import load_inputs
+    from comp.training.fold_model import load_fold_model
 
     source = ctx.upstream["source"]
     folder = ctx.rundir.output(source)
     record = ctx.rundir.record(source)
-    height, width, channels = record["input_shape"]
-    images = image_set(ctx.competition, ctx.cfg, "test", geometry=(height, width, channels))
-    x = np.asarray(images.pixels)
-    if images.bad:  # only with data.on_bad_image=skip: they are predicted from a blank image
-        ids = [ctx.competition.test_ids[i] for i in sorted(images.bad)]
-        ctx.log(f"{len(ids)} undecodable test image(s) predicted from a blank image: {', '.join(ids[:10])}")
-    probs = np.zeros((len(x), len(record["classes"])), dtype=np.float64)
+    task, comp = ctx.task, ctx.competition
+    geometry = tuple(record["input_shape"]) if "input_shape" in record else None
+    x, _ = load_inputs(comp, ctx.cfg, "test", geometry=geometry)
+    if comp.modality == "image":
+        from comp.data.loading import image_set
+
+        bad = image_set(comp, ctx.cfg, "test", geometry=geometry).bad
+        if bad:  # only with data.on_bad_image=skip: they are predicted from a blank image
+            ids = [comp.test_ids[i] for i in sorted(bad)]
+            ctx.log(f"{len(ids)} undecodable test image(s) predicted from a blank image: {', '.join(ids[:10])}")
+    rows = np.arange(len(x))
+    total = None
     for k in range(record["folds"]):
-        model = keras.saving.load_model(folder / artifacts.FOLD_MODEL.format(fold=k))
-        probs += model.predict(x, batch_size=ctx.cfg.predict.batch_size, verbose=0)
-        keras.backend.clear_session()
-    probs /= record["folds"]
-    classes = record["classes"]
-    write_npy(ctx.work / artifacts.TEST_PROBS, probs.astype(np.float32))
+        model = load_fold_model(folder / artifacts.FOLD_DIR.format(fold=k))
+        pred = task.predictions(model.outputs(x, rows, task, ctx.cfg.predict.batch_size)).astype(np.float64)
+        total = pred if total is None else total + pred
+        if model.is_keras:
+            import keras
+
+            keras.backend.clear_session()
+    predictions = (total / record["folds"]).astype(np.float32)
+    decoding = record.get("decoding", {})
+    write_npy(ctx.work / artifacts.TEST_PROBS, predictions)
     write_csv(ctx.work / artifacts.TEST_TABLE, pd.DataFrame({
-        ctx.competition.id_col: ctx.competition.test_ids,
-        "prediction": [classes[i] for i in probs.argmax(1)],
+        comp.id_col: comp.test_ids,
+        "prediction": task.decode(predictions, decoding),
     }))
-    ctx.log(f"{len(x)} test images, mean of {record['folds']} fold models from {source}")
+    ctx.log(f"{len(x)} test rows, mean of {record['folds']} fold models from {source}")
     return {
         "source": source,
         "score": record["score"],
         "metric": record["metric"],
-        "classes": classes,
+        "decoding": decoding,
     }

@@ -1,6 +1,6 @@
 """Stage `split`: k-fold assignment of every train row, persisted as folds.csv (RECIPE.md 2).
 
-Stratified by the task's key (class, label set, target bin or sequence length). Rows that
+Stratified by the task's strata (class, label set, target bin or sequence length). Rows that
 share a group - a configured group column, or duplicates found by `inspect` - stay in one
 fold, so a duplicate cannot sit on both sides of a split and inflate the CV score.
 """
@@ -37,13 +37,7 @@ def validate(cfg, competition, task) -> None:
                         f"(columns: {', '.join(competition.train.columns)})")
     if competition.modality == "image" and cfg.data.on_bad_image == "error":
         image_set(competition, cfg, "train")  # an undecodable file stops here, before any writing
-    if task.kind == "classification":
-        counts = competition.train[task.target].value_counts()
-        if counts.min() < n_folds:
-            raise DataError(
-                f"train.csv: class {counts.idxmin()!r} has {counts.min()} example(s), fewer than "
-                f"split.folds={n_folds}; lower split.folds or add examples of that class"
-            )
+    task.check_folds(competition.train[competition.target_cols], n_folds)
 
 
 def run(ctx: StageContext) -> dict:
@@ -53,17 +47,17 @@ def run(ctx: StageContext) -> dict:
     left_out = _undecodable_rows(ctx)
     keep = np.setdiff1d(np.arange(n), left_out)
     groups, notes = _groups(ctx)
-    key = task.stratify_key(comp.train[comp.target_cols])
+    key = task.strata(comp.train[comp.target_cols])
 
     fold = np.full(n, -1, dtype=np.int64)
-    for k, (_, val) in enumerate(_splitter(task, key[keep], groups[keep], n_folds, cfg.split.seed)):
+    for k, (_, val) in enumerate(_splitter(key[keep], groups[keep], n_folds, cfg.split.seed)):
         fold[keep[val]] = k
     write_csv(ctx.work / artifacts.FOLDS, pd.DataFrame({"id": comp.train[comp.id_col], "fold": fold}))
 
-    shown = comp.train[task.target] if task.kind == "classification" else pd.Series(
-        key if key.ndim == 1 else key.sum(1), name="stratum")
-    table = pd.crosstab(pd.Series(fold[keep], name="fold"), shown.iloc[keep].to_numpy())
-    table.columns.name = task.target if task.kind == "classification" else "stratum"
+    # Multilabel strata are 0/1 rows: show the number of labels per row.
+    shown = key if key.ndim == 1 else key.sum(axis=1)
+    table = pd.crosstab(pd.Series(fold[keep], name="fold"), shown[keep])
+    table.columns.name = "stratum"
     write_csv(ctx.work / "fold_distribution.csv", table.reset_index())
     for note in notes:
         ctx.log(note)
@@ -75,10 +69,10 @@ def run(ctx: StageContext) -> dict:
             "grouped_rows": int(n - len(np.unique(groups)))}
 
 
-def _splitter(task, key, groups, n_folds, seed):
+def _splitter(key, groups, n_folds, seed):
     placeholder = np.zeros(len(key))
     grouped = len(np.unique(groups)) < len(groups)
-    if task.kind == "multilabel":
+    if key.ndim == 2:  # several 0/1 targets per row
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
         splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

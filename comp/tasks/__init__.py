@@ -1,14 +1,13 @@
-"""Task kinds: how targets are read and encoded, which head and loss a model gets, how it is scored."""
+"""Task kinds (entry-point group ``comp.tasks``) and the choice of the competition metric."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
 from comp.errors import ConfigError, DataError
-from comp.tasks.classification import Classification
-from comp.tasks.readonly import Multilabel, Regression, Sequence
-
-TASKS = {"classification": Classification, "multilabel": Multilabel, "regression": Regression,
-         "sequence": Sequence}
+from comp.tasks.base import Task, TaskSource
+from comp.tasks.evidence import metrics_named
 
 # Up to this many distinct integer values a target is read as class labels, not a number.
 MAX_INTEGER_CLASSES = 50
@@ -42,8 +41,51 @@ def infer_task_kind(targets: pd.DataFrame) -> str:
     return "classification"
 
 
-def make_task(kind: str, targets: pd.DataFrame, metric: str | None):
-    """Build the task object for ``kind`` from the train targets."""
-    if kind not in TASKS:
-        raise ConfigError(f"task={kind!r} is not supported; available: {', '.join(TASKS)}")
-    return TASKS[kind].from_targets(targets, metric)
+def task_class(kind: str) -> type[Task]:
+    """The task kind's class from the ``comp.tasks`` entry points."""
+    from comp.registry import TASKS
+
+    if kind not in {p.name for p in TASKS.list()}:
+        raise ConfigError(f"task={kind!r} is not a known task kind; available: "
+                          f"{', '.join(p.name for p in TASKS.list())} (see `comp plugins`)")
+    cls = TASKS.load(kind)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        from comp.errors import PluginError
+
+        raise PluginError(f"task plugin '{kind}' is not a subclass of comp.tasks.base.Task; {TASKS.info(kind).where}")
+    return cls
+
+
+def make_task(kind: str, source: TaskSource, metric: str | None = None, root: Path | None = None,
+              notes: list[str] | None = None) -> Task:
+    """Build the task of ``kind`` and settle its metric.
+
+    The metric is, in order: ``metric`` (comp.yaml or metric=), a metric named in a
+    description file in ``root``, what sample_submission implies (probabilities), the
+    kind's default. What was inferred, with its evidence, is appended to ``notes``.
+    """
+    from comp.registry import METRICS
+
+    task = task_class(kind).create(source)
+    notes = notes if notes is not None else []
+    probability = task.probability_evidence()
+    if metric:
+        name, evidence = metric, "set"
+    else:
+        named = [e for e in (metrics_named(root) if root else []) if kind in _kinds(e.metric)]
+        if named:
+            name, evidence = named[0].metric, str(named[0])
+        elif task.suggested_metric():
+            name, evidence = task.suggested_metric(), probability
+        else:
+            name, evidence = task.default_metric, f"default for {kind}"
+        reasons = [evidence] + ([probability] if probability and probability != evidence else [])
+        notes.append(f"metric {name} ({'; '.join(reasons)})")
+    task.use_metric(name, METRICS.load(name), evidence)
+    return task
+
+
+def _kinds(name: str) -> tuple[str, ...]:
+    from comp.registry import METRICS
+
+    return METRICS.load(name).kinds

@@ -1,123 +1,218 @@
-"""Single-label classification: one target column, one softmax head."""
-from __future__ import annotations
+"""Single-label classification: one target column, one softmax head.
 
-from dataclasses import dataclass
-from typing import Callable
+Submissions hold the label, the probability of the positive class (binary, when the
+metric needs probabilities or sample_submission holds them) or one probability column
+per class (when sample_submission's columns are the class names).
+"""
+from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
-from comp.errors import ConfigError, DataError
+from comp.errors import DataError
+from comp.tasks.base import (Task, TargetSummary, TaskSource, check_probabilities, first_row, is_fractional,
+                             safe_name)
 
+# Values whose second member is the positive class, whatever their case.
+POSITIVE_PAIRS = ({"0", "1"}, {"false", "true"}, {"no", "yes"}, {"n", "y"}, {"f", "t"},
+                  {"negative", "positive"}, {"neg", "pos"})
 
-@dataclass(frozen=True)
-class Metric:
-    fn: Callable[[np.ndarray, np.ndarray], float]  # (int labels, probabilities) -> score
-    higher_is_better: bool
-    keras_name: str  # what early stopping monitors (prefixed with val_)
-
-
-METRICS = {
-    "accuracy": Metric(lambda y, p: skm.accuracy_score(y, p.argmax(1)), True, "accuracy"),
-    "logloss": Metric(
-        lambda y, p: skm.log_loss(y, np.clip(p, 1e-15, 1), labels=np.arange(p.shape[1])),
-        False,
-        "loss",
-    ),
-    "f1_macro": Metric(
-        lambda y, p: skm.f1_score(y, p.argmax(1), average="macro"), True, "accuracy"
-    ),
-}
+LABEL, PROBABILITY, CLASS_COLUMNS = "label", "probability", "class_columns"
 
 
-@dataclass(frozen=True)
-class Classification:
-    """Labels are kept as the competition's strings; ``classes`` fixes their order."""
+class Classification(Task):
+    """Labels are kept as the competition's strings; ``classes`` fixes their order (the
+    positive class last for two classes)."""
 
-    target: str
-    classes: tuple[str, ...]
-    priors: tuple[float, ...]
-    metric: str
-    kind: str = "classification"
+    kind = "classification"
     default_metric = "accuracy"
-    trainable = True
+    report_metrics = ("accuracy", "logloss", "f1_macro", "roc_auc")
+    losses = ("auto", "crossentropy")
 
-    @classmethod
-    def from_targets(cls, targets: pd.DataFrame, metric: str | None) -> "Classification":
-        column = targets.columns[0]
-        labels = targets[column]
+    def __init__(self, source: TaskSource):
+        super().__init__(source)
+        column = self.targets[0]
+        labels = source.train_targets[column]
         if labels.isna().any():
-            row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-            raise DataError(f"train.csv row {row + 2}: empty label in column '{column}'; fill or drop it")
-        counts = labels.value_counts().sort_index()
+            raise DataError(f"train.csv row {first_row(labels.isna())}: empty label in column '{column}'; "
+                            "fill or drop it")
+        counts = labels.value_counts()
         if len(counts) < 2:
-            raise DataError(
-                f"train.csv column '{column}' has a single class ({counts.index[0]!r}); "
-                "a classifier needs at least two"
-            )
-        metric = metric or cls.default_metric
-        if metric not in METRICS:
-            raise ConfigError(f"metric={metric!r} is not known for classification; use one of {', '.join(METRICS)}")
-        priors = (counts / counts.sum()).to_numpy()
-        return cls(column, tuple(counts.index), tuple(float(p) for p in priors), metric)
+            raise DataError(f"train.csv column '{column}' has a single class ({counts.index[0]!r}); "
+                            "a classifier needs at least two")
+        classes = sorted(counts.index)
+        positive = source.settings.get("positive_class")
+        if positive is not None:
+            positive = str(positive)
+            if positive not in classes or len(classes) != 2:
+                raise DataError(f"comp.yaml: positive_class {positive!r} is not one of the two classes "
+                                f"({', '.join(classes)})")
+        elif len(classes) == 2:
+            lowered = {c.lower() for c in classes}
+            pair = next((p for p in POSITIVE_PAIRS if p == lowered), None)
+            if pair:
+                positive = next(c for c in classes if c.lower() == sorted(pair, key=_positive_rank)[1])
+        if len(classes) == 2 and positive is not None:
+            classes = [c for c in classes if c != positive] + [positive]
+        self.classes = tuple(classes)
+        self.priors = tuple(float(counts[c] / counts.sum()) for c in self.classes)
+        self.format = LABEL
+        self._sample = source.sample
+        self._fractional = len(self.submission_cols) == 1 and is_fractional(source.sample[self.submission_cols[0]])
+        self._class_columns = (set(self.submission_cols) == set(self.classes)
+                               and self.targets[0] not in self.submission_cols)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def encode(self, labels: pd.Series) -> np.ndarray:
+    # -- metric and submission format -----------------------------------------------------------
+    def probability_evidence(self) -> str | None:
+        if self._class_columns:
+            return "sample_submission has one column per class"
+        if self._fractional:
+            return "sample_submission holds probabilities"
+        return None
+
+    def suggested_metric(self) -> str | None:
+        if self.probability_evidence():
+            return "roc_auc" if self.num_classes == 2 and not self._class_columns else "logloss"
+        return None
+
+    def after_metric(self) -> None:
+        wants_scores = self.metric.needs == "scores"
+        if self._class_columns:
+            self.format = CLASS_COLUMNS
+        elif self._fractional or (wants_scores and self.num_classes == 2):
+            if self.num_classes != 2:
+                raise DataError(f"sample_submission.csv: column '{self.submission_cols[0]}' holds probabilities, "
+                                f"but there are {self.num_classes} classes; give sample_submission one column "
+                                "per class (named after the classes)")
+            self.format = PROBABILITY
+        else:
+            self.format = LABEL
+
+    def submission_format(self) -> str:
+        if self.format == PROBABILITY:
+            return (f"column {self.submission_cols[0]} holds P({self.target}={self.classes[1]!r}) "
+                    "(set positive_class in comp.yaml to change)")
+        if self.format == CLASS_COLUMNS:
+            return f"one probability column per class ({len(self.classes)})"
+        return f"column {self.target} holds the predicted label"
+
+    # -- targets --------------------------------------------------------------------------------
+    def encode(self, targets: pd.DataFrame) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
-        return labels.map(index).to_numpy(dtype=np.int32)
+        return targets[self.target].map(index).to_numpy(dtype=np.int32)
 
-    def decode(self, probabilities: np.ndarray) -> list[str]:
-        return [self.classes[i] for i in probabilities.argmax(axis=1)]
+    def strata(self, targets: pd.DataFrame) -> np.ndarray:
+        return targets[self.target].to_numpy()
 
-    def score(self, y: np.ndarray, probabilities: np.ndarray) -> float:
-        return float(METRICS[self.metric].fn(y, probabilities))
+    def check_folds(self, targets: pd.DataFrame, folds: int) -> None:
+        counts = targets[self.target].value_counts()
+        if counts.min() < folds:
+            raise DataError(f"train.csv: class {counts.idxmin()!r} has {counts.min()} example(s), fewer than "
+                            f"split.folds={folds}; lower split.folds or add examples of that class")
 
-    @property
-    def higher_is_better(self) -> bool:
-        return METRICS[self.metric].higher_is_better
+    def summary(self, targets: pd.DataFrame, sample: pd.DataFrame) -> TargetSummary:
+        counts = targets[self.target].value_counts().reindex(self.classes)
+        ratio = round(float(counts.max() / counts.min()), 3)
+        report = {"classes": {str(k): int(v) for k, v in counts.items()}, "imbalance_ratio": ratio}
+        problems = []
+        if self.format == LABEL:
+            shown = set(sample[self.target])
+            unseen = sorted(shown - set(self.classes))
+            if unseen and len(shown) > 1:
+                problems.append(f"sample_submission.csv uses labels never seen in train.csv: {', '.join(unseen[:10])}")
+        if ratio > 10:
+            problems.append(f"class imbalance: largest/smallest class = {ratio}")
+        return TargetSummary(report, problems, counts, targets[self.target])
 
-    @property
-    def monitor(self) -> tuple[str, str]:
-        """(Keras log key, mode) for early stopping on the competition metric."""
-        m = METRICS[self.metric]
-        return f"val_{m.keras_name}", "max" if m.keras_name != "loss" else "min"
+    def truth_strings(self, targets: pd.DataFrame) -> list[str]:
+        return targets[self.target].tolist()
 
+    # -- the model ------------------------------------------------------------------------------
     def head(self, features):
         """Softmax layer whose bias starts at log class priors (RECIPE.md 3: initial loss)."""
         import keras
 
-        bias = np.log(np.asarray(self.priors, dtype="float32"))
         return keras.layers.Dense(
-            self.num_classes,
-            activation="softmax",
-            bias_initializer=keras.initializers.Constant(bias),
+            self.num_classes, activation="softmax",
+            bias_initializer=keras.initializers.Constant(np.log(np.asarray(self.priors, dtype="float32"))),
             dtype="float32",  # softmax in float32 even under mixed precision
-            name=f"head_{_safe(self.target)}",
-        )(features)
+            name=f"head_{safe_name(self.target)}")(features)
 
-    def loss(self):
+    def loss(self, name: str = "auto"):
         import keras
 
-        return keras.losses.SparseCategoricalCrossentropy()
+        return keras.losses.SparseCategoricalCrossentropy(reduction="none")
 
-    def stratify_key(self, targets: pd.DataFrame) -> np.ndarray:
-        return self.encode(targets[self.target])
+    def batch_metric(self, y, outputs):
+        import tensorflow as tf
 
+        return tf.cast(tf.equal(tf.argmax(outputs, axis=-1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.float32)
+
+    def chance(self) -> float:
+        return float(max(max(self.priors), 1.0 / self.num_classes))
+
+    def prior_outputs(self, rows: int) -> np.ndarray:
+        return np.tile(np.asarray(self.priors, dtype=np.float32), (rows, 1))
+
+    def head_losses(self, y, outputs) -> dict[str, float]:
+        p = np.clip(np.asarray(outputs, dtype=np.float64)[np.arange(len(y)), y], 1e-15, 1.0)
+        return {"loss": float(-np.log(p).mean())}
+
+    # -- predictions ----------------------------------------------------------------------------
+    def metric_inputs(self, y, predictions, decoding, needs):
+        predictions = np.asarray(predictions)
+        return y, predictions if needs == "scores" else predictions.argmax(axis=1)
+
+    def decode(self, predictions, decoding=None) -> list[str]:
+        return [self.classes[i] for i in np.asarray(predictions).argmax(axis=1)]
+
+    # -- submission -----------------------------------------------------------------------------
     def check_submission_format(self, sample: pd.DataFrame) -> None:
-        """A single-label classifier writes one label per row: no lists, no empty cells."""
+        """A single-label classifier writes one label per row: no lists."""
+        if self.format != LABEL:
+            return
         values = sample[self.target].fillna("")
         bad = values.str.contains(" ") & ~values.isin(self.classes)
         if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise DataError(
-                f"sample_submission.csv row {row + 2}: {self.target}={values.iloc[row]!r} looks like a label "
-                "list, which task classification cannot produce; set task: multilabel in comp.yaml"
-            )
+            row = first_row(bad)
+            raise DataError(f"sample_submission.csv row {row}: {self.target}={values.iloc[row - 2]!r} looks like a "
+                            "label list, which task classification cannot produce; set task: multilabel in comp.yaml")
+
+    def submission(self, sample, predictions, decoding) -> pd.DataFrame:
+        frame = sample.copy()
+        predictions = np.asarray(predictions, dtype=np.float64)
+        if self.format == CLASS_COLUMNS:
+            for j, cls in enumerate(self.classes):
+                frame[cls] = predictions[:, j]
+        elif self.format == PROBABILITY:
+            frame[self.target] = predictions[:, 1] / predictions.sum(axis=1)
+        else:
+            frame[self.target] = self.decode(predictions)
+        return frame
+
+    def check_submission_values(self, frame: pd.DataFrame) -> None:
+        if self.format == CLASS_COLUMNS:
+            check_probabilities(frame, self.classes)
+        elif self.format == PROBABILITY:
+            check_probabilities(frame, [self.target])
+        else:
+            bad = ~frame[self.target].isin(self.classes)
+            if bad.any():
+                row = first_row(bad)
+                raise DataError(f"submission row {row}: {self.target}={frame[self.target].iloc[row - 2]!r} "
+                                "is not a label seen in train.csv")
+
+    # -- non-Keras models -----------------------------------------------------------------------
+    def estimator_outputs(self, fitted, x) -> np.ndarray:
+        proba = np.asarray(fitted.predict_proba(x), dtype=np.float32)
+        out = np.zeros((len(x), self.num_classes), dtype=np.float32)
+        out[:, np.asarray(fitted.classes_, dtype=int)] = proba  # a class absent from a fold stays at 0
+        return out
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name)
+def _positive_rank(value: str) -> int:
+    return 1 if value in ("1", "true", "yes", "y", "t", "positive", "pos") else 0

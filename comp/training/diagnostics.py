@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from comp.rundir import atomic_path, write_csv, write_json
 from comp.training.batchnorm import auto_momentum, batchnorm_layers
-from comp.training.loop import EpochCallbacks
+from comp.training.loop import EpochCallbacks, select
 from comp.training.strategy import worker_role
 from comp.training.verdicts import (COLLAPSE, DEAD, GAP, GAP_EPOCHS, GRAD_GROWTH, GRAD_HUGE, GRAD_TINY,
                                     INFERENCE_GAP, RATIO_HIGH, RATIO_LOW, diagnose)
@@ -55,13 +55,12 @@ TENSORBOARD = "tensorboard"
 PROBE_ROWS = 256
 
 
-LOG_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "lr")
+LOG_KEYS = ("loss", "val_loss", "val_score", "lr")
 
 
-def probe_batch(x: np.ndarray, y: np.ndarray, rows: int = PROBE_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed random sample of ``rows`` training rows, in their original order."""
-    pick = np.sort(np.random.default_rng(seed).choice(len(x), size=min(rows, len(x)), replace=False))
-    return x[pick], y[pick]
+def probe_rows(rows: np.ndarray, size: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
+    """A fixed random sample of ``size`` of ``rows`` (training rows), in their original order."""
+    return np.sort(np.random.default_rng(seed).choice(rows, size=min(size, len(rows)), replace=False))
 
 
 # -- activations of ReLU layers, nested models included ---------------------------------------
@@ -84,13 +83,13 @@ class _Taps:
             elif isinstance(layer, keras.Model) and getattr(layer, "inputs", None):
                 # The tensor(s) feeding the nested model in this model's graph; Keras has no
                 # public accessor (``layer.input`` is the nested model's own Input).
-                feed = layer._inbound_nodes[0].input_tensors
+                # The call's first argument keeps its structure (a tensor, a list or a dict).
+                feed = layer._inbound_nodes[0].arguments.args[0]
                 child = _Taps(layer)
                 if child.entries:
-                    outputs.append(feed[0] if len(feed) == 1 else list(feed))
+                    outputs.append(feed)
                     self.entries.append(("nested", child))
-        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with a tensor
-        self.fn = keras.Model(inputs, outputs) if outputs else None
+        self.fn = keras.Model(model.input, outputs) if outputs else None  # model.input: the input structure
 
     def names(self) -> list[str]:
         out = []
@@ -213,14 +212,13 @@ class Diagnostics:
         with self._writer.as_default(step=epoch + 1):
             for key, value in row.items():
                 if key != "epoch":
-                    tf.summary.scalar(_tb_name(key), value)
+                    tf.summary.scalar(_tb_name(key, self.task.progress_metric), value)
         self._writer.flush()
 
     def _make_probe_step(self):
         """One probe chunk -> loss sum, correct count, gradients, ReLU summaries (traced once)."""
-        model, taps, variables = self.model, self.taps, self.model.trainable_variables
-        loss_fn = self.task.loss()
-        loss_fn.reduction = "none"
+        model, taps, variables, task = self.model, self.taps, self.model.trainable_variables, self.task
+        loss_fn = task.loss()
 
         @tf.function(reduce_retracing=True)
         def step(xb, yb):
@@ -230,11 +228,7 @@ class Diagnostics:
                 loss = tf.reduce_sum(tf.cast(loss_fn(yb, p), tf.float32))
             grads = tape.gradient(loss, variables)
             grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
-            if yb.shape.rank == 1:  # class indices
-                hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(p, axis=-1, output_type=tf.int32),
-                                                      tf.cast(yb, tf.int32)), tf.float32))
-            else:
-                hits = tf.constant(float("nan"))
+            hits = tf.reduce_sum(task.batch_metric(yb, p))
             acts = [_summarise(a) for _, a in taps.run(xb)] if taps is not None else []
             return loss, hits, grads, acts
 
@@ -247,14 +241,15 @@ class Diagnostics:
         names = self.relu_names
         full = [np.zeros(v.shape, np.float64) for v in all_vars]
         loss_sum = hits = 0.0
-        for i in range(0, len(x), self.batch_size):  # chunks bound the memory
-            loss, correct, grads, summaries = self._probe_step(x[i:i + self.batch_size], y[i:i + self.batch_size])
+        for i in range(0, len(y), self.batch_size):  # chunks bound the memory
+            loss, correct, grads, summaries = self._probe_step(select(x, slice(i, i + self.batch_size)),
+                                                               y[i:i + self.batch_size])
             loss_sum, hits = loss_sum + float(loss), hits + float(correct)
             for j, g in enumerate(grads):
                 full[j] += g.numpy().astype(np.float64)
             for name, (total, total_sq, count, fires) in zip(names, summaries):
                 acts.add(name, float(total), float(total_sq), float(count), fires.numpy())
-        full = [g / len(x) for g in full]
+        full = [g / len(y) for g in full]
         total_sq = sum(float(np.sum(np.square(g))) for g in full)
         kernel_ids = {id(v): j for j, v in enumerate(all_vars)}
         grads = [full[kernel_ids[id(v)]] for v in self.kernels]
@@ -263,8 +258,8 @@ class Diagnostics:
         # well as the epoch's running (training-mode) accuracy; far worse means inference mode
         # is broken, e.g. BatchNorm moving statistics lagging the weights.
         out: dict[str, float] = {
-            "probe_loss": loss_sum / len(x),
-            "probe_accuracy": hits / len(x),
+            "probe_loss": loss_sum / len(y),
+            f"probe_{self.task.progress_metric}": hits / len(y),
             "grad_norm": math.sqrt(total_sq),
         }
         ratios = []
@@ -306,11 +301,11 @@ class Diagnostics:
             self._writer.close()
         frame = self.frame()
         momentum = self.batchnorm["momentum"][0] if len(self.batchnorm.get("momentum", [])) == 1 else None
-        found = diagnose(frame, num_classes=getattr(self.task, "num_classes", None),
-                         chance=_chance(self.task), bn_layers=self.batchnorm.get("layers", 0),
-                         bn_momentum=momentum, steps_per_epoch=self.steps_per_epoch)
+        found = diagnose(frame, chance=self.task.chance(), bn_layers=self.batchnorm.get("layers", 0),
+                         bn_momentum=momentum, steps_per_epoch=self.steps_per_epoch,
+                         accuracy=self.task.progress_metric if self.task.progress_is_accuracy else None)
         if len(frame):
-            plot_learning_curve(frame, best_epoch, self.fold_dir / CURVE, self.title)
+            plot_learning_curve(frame, best_epoch, self.fold_dir / CURVE, self.title, self.task.progress_metric)
         write_json(self.fold_dir / JSON, {
             "verdicts": found,
             "best_epoch": best_epoch,
@@ -338,30 +333,23 @@ def _layer_name(v) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else path
 
 
-def _tb_name(key: str) -> str:
-    if key in ("loss", "accuracy"):
+def _tb_name(key: str, metric: str) -> str:
+    if key in ("loss", metric):
         return f"{key}/train"
     if key.startswith("val_") and "/" not in key:
         return f"{key[4:]}/val"
     return key
 
 
-def _chance(task: Any) -> float | None:
-    priors = getattr(task, "priors", None)
-    n = getattr(task, "num_classes", None)
-    if priors is not None and len(priors):
-        return float(max(np.max(priors), 1.0 / len(priors)))
-    return 1.0 / n if n else None
-
-
-def plot_learning_curve(frame: pd.DataFrame, best_epoch: int | None, path: Path, title: str = "") -> None:
-    """Loss and accuracy per epoch, train vs val, the best epoch marked."""
+def plot_learning_curve(frame: pd.DataFrame, best_epoch: int | None, path: Path, title: str = "",
+                        metric: str = "accuracy") -> None:
+    """Loss and the device metric per epoch, train vs val, the best epoch marked."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; set before pyplot is imported
     import matplotlib.pyplot as plt
 
-    panels = [(k, f"val_{k}") for k in ("loss", "accuracy") if k in frame]
+    panels = [(k, f"val_{k}") for k in ("loss", metric) if k in frame]
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6), squeeze=False)
     for ax, (train_key, val_key) in zip(axes[0], panels):
         ax.plot(frame["epoch"], frame[train_key], marker="o", label="train")

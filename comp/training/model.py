@@ -1,4 +1,10 @@
-"""Assemble a trainable model: uint8 input -> scaling -> augmentation -> plugin -> task head."""
+"""Assemble a model from a plugin: inputs -> (scaling, augmentation) -> plugin -> task head.
+
+Images enter as uint8, are scaled to [0, 1] and augmented inside the graph; table columns
+enter raw (one named input per column) and the plugin does its own preprocessing with
+Keras layers (see ``comp.layers``). A non-Keras plugin (``comp.api.EstimatorModel``) gets
+an unfitted estimator built here instead.
+"""
 from __future__ import annotations
 
 import difflib
@@ -7,25 +13,36 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from comp.api import InputSpec
+from comp.api import IMAGE, EstimatorModel, InputSpec, plugin_modalities
 from comp.errors import ConfigError, PluginError
 from comp.registry import AUGMENTATIONS, MODELS
 from comp.training.batchnorm import set_momentum
 
 
-def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dict[str, Any],
-                augmentations: list[str] = (), bn_momentum: float | None = None,
-                ) -> tuple[keras.Model, dict[str, Any]]:
-    """Return the model and the hyperparameter values it was built with.
-
-    ``bn_momentum`` (see ``comp.training.batchnorm``) replaces the momentum of every
-    BatchNormalization layer, nested ones included; None keeps the plugin's own.
-    """
+def load_plugin(model_name: str, input_spec: InputSpec, task: Any) -> Any:
+    """The model plugin, checked against the input modality and the task kind."""
     plugin = MODELS.load(model_name)
+    supported = plugin.modalities if isinstance(plugin, EstimatorModel) else plugin_modalities(plugin)
+    if input_spec.modality not in supported:
+        raise ConfigError(f"model={model_name} takes {' or '.join(supported)} inputs, but this competition is "
+                          f"{input_spec.modality}; pick another model (e.g. model={task.default_models.get(input_spec.modality, 'mlp')})")
+    if isinstance(plugin, EstimatorModel) and task.kind not in plugin.tasks:
+        raise ConfigError(f"model={model_name} cannot learn task {task.kind} (it learns {', '.join(plugin.tasks)}); "
+                          "pick a Keras model")
+    return plugin
+
+
+def is_estimator(model_name: str) -> bool:
+    return isinstance(MODELS.load(model_name), EstimatorModel)
+
+
+def _hyperparameters(plugin: Any, model_name: str, input_spec: InputSpec, task: Any,
+                     fixed_hp: dict[str, Any]) -> kt.HyperParameters:
+    """A HyperParameters with ``fixed_hp`` fixed; unknown names are a ConfigError."""
     if fixed_hp:
         # A probe build with defaults lists the plugin's knobs (public keras-tuner API only).
         probe = kt.HyperParameters()
-        plugin(InputSpec(input_spec.shape), task, probe)
+        (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(input_spec, task, probe)
         knobs = [p.name for p in probe.space]
         for name in sorted(fixed_hp):
             if name not in knobs:
@@ -35,10 +52,42 @@ def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dic
     hp = kt.HyperParameters()
     for name, value in fixed_hp.items():
         hp.Fixed(name, value)
-    inputs = keras.Input(shape=input_spec.shape, dtype="uint8", name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    return hp
+
+
+def build_estimator(input_spec: InputSpec, task: Any, model_name: str,
+                    fixed_hp: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A factory of unfitted estimators from a non-Keras plugin, and its hyperparameter values."""
+    plugin = load_plugin(model_name, input_spec, task)
+    hp = _hyperparameters(plugin, model_name, input_spec, task, fixed_hp)
+    plugin.build(input_spec, task, hp)  # fills hp with the defaults of every knob
+    return (lambda: plugin.build(input_spec, task, hp)), dict(hp.values)
+
+
+def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dict[str, Any],
+                augmentations: list[str] | tuple[str, ...] = (), bn_momentum: float | None = None,
+                ) -> tuple[keras.Model, dict[str, Any]]:
+    """Return the Keras model and the hyperparameter values it was built with.
+
+    ``bn_momentum`` (see ``comp.training.batchnorm``) replaces the momentum of every
+    BatchNormalization layer, nested ones included; None keeps the plugin's own.
+    """
+    plugin = load_plugin(model_name, input_spec, task)
+    if isinstance(plugin, EstimatorModel):
+        raise ConfigError(f"model={model_name} is not a Keras model; this step needs one")
+    hp = _hyperparameters(plugin, model_name, input_spec, task, fixed_hp)
+    if input_spec.modality == IMAGE:
+        inputs = keras.Input(shape=input_spec.shape, dtype="uint8", name="image")
+        x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    else:
+        from comp.layers import table_inputs
+
+        inputs = x = table_inputs(input_spec)
     for aug_name in augmentations:
         aug = AUGMENTATIONS.load(aug_name)
+        if input_spec.modality not in aug.modalities:
+            raise ConfigError(f"augmentation '{aug_name}' works on {' or '.join(aug.modalities)} inputs, not "
+                              f"{input_spec.modality}; remove it from train.augmentations")
         if task.kind not in aug.tasks:
             raise ConfigError(
                 f"augmentation '{aug_name}' does not preserve {task.kind} labels "

@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from comp.training.loop import select
+
+tf.get_logger().setLevel("ERROR")  # model.predict on each fresh model of a check reports retracing
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
-Builder = Callable[[], keras.Model]  # a fresh, uncompiled model on uint8 images
+Builder = Callable[[], keras.Model]  # a fresh, uncompiled model on the competition's inputs
 
 
 @dataclass
@@ -35,84 +38,84 @@ class CheckResult:
         return asdict(self)
 
 
-def prior_entropy(priors) -> float:
-    """Cross-entropy of a model that predicts the class priors: the expected initial loss."""
-    p = np.asarray(priors, dtype=np.float64)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
+def mean_loss(model: keras.Model, x: Any, y: np.ndarray, task: Any, batch_size: int = 256) -> float:
+    """Mean task loss of ``model`` (inference mode: no dropout, no augmentation)."""
+    outputs = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.asarray(task.loss()(y, outputs))))
 
 
-def cross_entropy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
-    """Mean softmax cross-entropy of ``model`` (inference mode: no dropout, no augmentation)."""
-    probs = model.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-15, 1.0)).mean())
+def mean_metric(model: keras.Model, x: Any, y: np.ndarray, task: Any, batch_size: int = 256) -> float:
+    """Mean of the task's device metric (accuracy, exact match, MAE, ...)."""
+    outputs = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.asarray(task.batch_metric(y, outputs))))
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
-    return float((model.predict(x, batch_size=batch_size, verbose=0).argmax(1) == y).mean())
+def check_initial_loss(model: keras.Model, x: Any, y: np.ndarray, task: Any) -> list[CheckResult]:
+    """Untrained loss of each output head vs the loss of a model that predicts the priors.
 
-
-def check_initial_loss(model: keras.Model, x: np.ndarray, y: np.ndarray, priors) -> CheckResult:
-    """Untrained loss vs the prior entropy (= -ln(1/C) for balanced classes).
-
-    With the head bias at log priors the untrained model predicts roughly the priors;
-    far off means a bug in the head, the labels or the input scaling.
+    The heads start at the priors (class log-priors, label frequencies, the target mean),
+    so the untrained model should score near that loss: -ln(1/C) for C balanced classes.
+    Far off means a bug in the head, the labels or the input scaling.
     """
-    loss = cross_entropy(model, x, y)
-    expected = prior_entropy(priors)
-    uniform = math.log(len(priors))
-    # Random weights spread the logits around the bias: on the digits small_cnn starts
-    # 3-27% above ln 10 depending on the seed. The bugs this check is for (bias, label
-    # encoding, unscaled 0-255 inputs, missing softmax) give several times the expected
-    # loss. The band scales with max(expected, ln 2) so that a tiny entropy (very
-    # imbalanced classes) does not turn ordinary init noise into a failure.
-    deviation = abs(loss - expected) / max(expected, math.log(2))
-    status = PASS if deviation <= 0.3 else WARN if deviation <= 1.0 else FAIL
-    message = (f"{loss:.3f} vs expected {expected:.3f} (prior entropy; -ln(1/C) = {uniform:.3f} "
-               f"for C={len(priors)}), off by {deviation:.1%}")
-    if status != PASS:
-        message += "; check the head's bias init, the label encoding and the input scaling"
-    return CheckResult("initial loss", status, message,
-                       {"loss": loss, "expected": expected, "uniform": uniform, "deviation": deviation})
+    actual = task.head_losses(y, model.predict(x, batch_size=256, verbose=0))
+    expected = task.head_losses(y, task.prior_outputs(len(y)))
+    results = []
+    for head, loss in actual.items():
+        reference = expected[head]
+        # Random weights spread the outputs around the bias: on the digits small_cnn starts
+        # 3-27% above ln 10 depending on the seed. The bugs this check is for (bias, label
+        # encoding, unscaled 0-255 inputs, missing softmax) give several times the expected
+        # loss. The band scales with max(expected, ln 2) so that a tiny expected loss (very
+        # imbalanced classes) does not turn ordinary init noise into a failure.
+        deviation = abs(loss - reference) / max(reference, math.log(2))
+        status = PASS if deviation <= 0.3 else WARN if deviation <= 1.0 else FAIL
+        name = "initial loss" if len(actual) == 1 else f"initial loss ({head})"
+        message = f"{loss:.3f} vs expected {reference:.3f} (a model predicting the priors), off by {deviation:.1%}"
+        if status != PASS:
+            message += "; check the head's bias init, the label encoding and the input scaling"
+        results.append(CheckResult(name, status, message, {"loss": loss, "expected": reference,
+                                                            "deviation": deviation, "head": head}))
+    return results
 
 
 def _fit(model: keras.Model, x, y, lr: float, epochs: int, batch_size: int, seed: int, loss) -> None:
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed).batch(batch_size)
     model.fit(ds, epochs=epochs, verbose=0, shuffle=False)  # ds is shuffled already
 
 
-def check_input_independent(build: Builder, train: tuple[np.ndarray, np.ndarray],
-                            val: tuple[np.ndarray, np.ndarray], *, epochs: int, lr: float,
-                            batch_size: int, seed: int, loss) -> CheckResult:
-    """Train the same model briefly on real and on zeroed inputs; real must clearly win.
+def check_input_independent(build: Builder, train: tuple[Any, np.ndarray], val: tuple[Any, np.ndarray],
+                            blank: Callable[[Any], Any], *, task: Any, epochs: int, lr: float,
+                            batch_size: int, seed: int) -> CheckResult:
+    """Train the same model briefly on real and on blanked inputs; real must clearly win.
 
-    A model that learns nothing from the pixels ends at the prior entropy; if the real
+    A model that learns nothing from its inputs ends at the prior loss; if the real
     one is no better, the inputs do not reach the model or the labels do not match them.
+    ``blank`` empties inputs (zero images, missing table values).
     """
     losses = {}
     for kind in ("real", "zero"):
         keras.utils.set_random_seed(seed)  # same init and batch order for both
         model = build()
-        x_train = train[0] if kind == "real" else np.zeros_like(train[0])
-        x_val = val[0] if kind == "real" else np.zeros_like(val[0])
-        _fit(model, x_train, train[1], lr, epochs, batch_size, seed, loss)
-        losses[kind] = cross_entropy(model, x_val, val[1])
-        losses[f"{kind}_accuracy"] = accuracy(model, x_val, val[1])
+        x_train = train[0] if kind == "real" else blank(train[0])
+        x_val = val[0] if kind == "real" else blank(val[0])
+        _fit(model, x_train, train[1], lr, epochs, batch_size, seed, task.loss())
+        losses[kind] = mean_loss(model, x_val, val[1], task)
+        losses[f"{kind}_{task.progress_metric}"] = mean_metric(model, x_val, val[1], task)
         keras.backend.clear_session()
     real, zero = losses["real"], losses["zero"]
     # "Clearly": at least 20% lower validation loss after the same few epochs.
     status = PASS if real < 0.8 * zero else WARN if real < zero else FAIL
-    message = (f"val loss {real:.3f} on real inputs vs {zero:.3f} on zeroed inputs "
-               f"(accuracy {losses['real_accuracy']:.3f} vs {losses['zero_accuracy']:.3f}) "
-               f"after {epochs} epoch(s)")
+    m = task.progress_metric
+    message = (f"val loss {real:.3f} on real inputs vs {zero:.3f} on blanked inputs "
+               f"({m} {losses['real_' + m]:.3f} vs {losses['zero_' + m]:.3f}) after {epochs} epoch(s)")
     if status != PASS:
-        message += "; the model barely uses its inputs: check image loading and label alignment"
+        message += "; the model barely uses its inputs: check input loading and label alignment"
     return CheckResult("zero-input baseline", status, message, {**losses, "epochs": epochs})
 
 
-def check_overfit_batch(build: Builder, x: np.ndarray, y: np.ndarray, *, steps: int, lr: float,
-                        seed: int, loss) -> CheckResult:
+def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, steps: int, lr: float,
+                        seed: int) -> CheckResult:
     """Fit one small batch to ~zero loss with regularisation off.
 
     Regularisation off = the forward pass in inference mode (no dropout, no augmentation)
@@ -121,38 +124,43 @@ def check_overfit_batch(build: Builder, x: np.ndarray, y: np.ndarray, *, steps: 
     keras.utils.set_random_seed(seed)
     model = build()
     optimizer = keras.optimizers.Adam(lr)
-    loss_fn = loss
-    x_t, y_t = tf.constant(x), tf.constant(y)
+    loss_fn = task.loss()
+    x_t, y_t = tf.nest.map_structure(tf.constant, x), tf.constant(y)
+
+    def value():
+        return tf.reduce_mean(loss_fn(y_t, model(x_t, training=False)))
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            value = loss_fn(y_t, model(x_t, training=False))
-        optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables),
+            loss = value()
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
                                       model.trainable_variables))
-        return value
+        return loss
 
-    first = float(loss_fn(y_t, model(x_t, training=False)))
+    first = float(value())
     done = 0
     for done in range(1, steps + 1):
         if float(step()) < 1e-3:  # memorised: no need to spend the remaining steps
             break
-    final = float(loss_fn(y_t, model(x_t, training=False)))
-    acc = float((np.asarray(model(x_t, training=False)).argmax(1) == y).mean())
+    final = float(value())
+    metric = float(np.mean(np.asarray(task.batch_metric(y_t, model(x_t, training=False)))))
     keras.backend.clear_session()
-    # 0.05 is "near zero" for cross-entropy (initial ~2.3 for 10 classes).
-    status = PASS if final < 0.05 and acc == 1.0 else WARN if final < 0.5 * first else FAIL
+    # 0.05 is "near zero" for cross-entropy (initial ~2.3 for 10 classes) and for the
+    # standardised regression losses (initial ~1).
+    memorised = final < 0.05 and (metric == 1.0 if task.progress_is_accuracy else True)
+    status = PASS if memorised else WARN if final < 0.5 * first else FAIL
     message = (f"loss {first:.3f} -> {final:.4f} on {len(y)} examples in {done} steps "
-               f"(accuracy {acc:.2f}, regularisation off)")
+               f"({task.progress_metric} {metric:.2f}, regularisation off)")
     if status != PASS:
         message += "; the model cannot memorise a tiny batch: check the model, the loss and the LR"
     return CheckResult("overfit one batch", status, message,
-                       {"initial_loss": first, "loss": final, "accuracy": acc, "steps": done,
+                       {"initial_loss": first, "loss": final, task.progress_metric: metric, "steps": done,
                         "examples": int(len(y))})
 
 
-def lr_range_test(build: Builder, x: np.ndarray, y: np.ndarray, *, lr_min: float, lr_max: float,
-                  steps: int, batch_size: int, seed: int, loss) -> tuple[CheckResult, pd.DataFrame]:
+def lr_range_test(build: Builder, x: Any, y: np.ndarray, *, task: Any, lr_min: float, lr_max: float,
+                  steps: int, batch_size: int, seed: int) -> tuple[CheckResult, pd.DataFrame]:
     """Train with the LR growing exponentially from ``lr_min`` to ``lr_max``, one LR per step.
 
     Stops early once the running loss exceeds 4x its minimum (diverged). Returns the
@@ -161,24 +169,24 @@ def lr_range_test(build: Builder, x: np.ndarray, y: np.ndarray, *, lr_min: float
     keras.utils.set_random_seed(seed)
     model = build()
     optimizer = keras.optimizers.Adam(lr_min)
-    loss_fn = loss
+    loss_fn = task.loss()
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def step(xb, yb):
         with tf.GradientTape() as tape:
-            value = loss_fn(yb, model(xb, training=True))  # real training: dropout on
+            value = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))  # real training: dropout on
         optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables),
                                       model.trainable_variables))
         return value
 
     lrs = lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(steps - 1, 1))
     rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(len(x)) for _ in range(steps * batch_size // len(x) + 1)])
+    order = np.concatenate([rng.permutation(len(y)) for _ in range(steps * batch_size // len(y) + 1)])
     rows, avg, best = [], 0.0, math.inf
     for i, lr in enumerate(lrs):
         idx = order[i * batch_size:(i + 1) * batch_size]
         optimizer.learning_rate = float(lr)  # assigns the variable: no retracing
-        value = float(step(tf.constant(x[idx]), tf.constant(y[idx])))
+        value = float(step(tf.nest.map_structure(tf.constant, select(x, idx)), tf.constant(y[idx])))
         if not math.isfinite(value):
             break
         rows.append((i, float(lr), value))

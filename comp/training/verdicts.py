@@ -40,10 +40,12 @@ def _columns(frame: pd.DataFrame, prefix: str) -> list[str]:
 
 def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = None,
              chance: float | None = None, bn_layers: int = 0, bn_momentum: float | None = None,
-             steps_per_epoch: int | None = None) -> list[str]:
+             steps_per_epoch: int | None = None, accuracy: str | None = "accuracy") -> list[str]:
     """Findings from per-epoch records (the rows of diagnostics.csv), each one line.
 
-    Returns ``["no problems seen"]`` when no rule fires.
+    ``accuracy`` names the task's accuracy-like metric (a share in [0, 1]; its columns are
+    ``<name>``, ``val_<name>`` and ``probe_<name>``); None turns off the rules that need one
+    (chance level, train/val gap). Returns ``["no problems seen"]`` when no rule fires.
     """
     f = pd.DataFrame(records).reset_index(drop=True)
     if not len(f):
@@ -73,7 +75,8 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
                          f"(expected ~1e-3); raise train.lr")
 
     # Gradients.
-    grad, loss, acc = col("grad_norm"), col("loss"), col("accuracy")
+    grad, loss = col("grad_norm"), col("loss")
+    acc = col(accuracy) if accuracy else None
     if grad is not None:
         bad = ~np.isfinite(grad) | (~np.isfinite(loss) if loss is not None else False)
         first_finite = grad[np.isfinite(grad)]
@@ -103,7 +106,8 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
     # Inference mode broken (training rows score far worse with training=False than while
     # training), or validation at chance while training is good: BatchNorm statistics or a
     # preprocessing mismatch. Validation and best-epoch selection are misled while it lasts.
-    val_acc, probe_acc = col("val_accuracy"), col("probe_accuracy")
+    val_acc = col(f"val_{accuracy}") if accuracy else None
+    probe_acc = col(f"probe_{accuracy}") if accuracy else None
     if chance is None and num_classes:
         chance = 1.0 / num_classes
     lag = np.zeros(len(f), bool)
@@ -115,8 +119,8 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
     if lag.any() or stuck.any():
         which = lag | stuck
         i = int(np.argmax(np.where(which, acc - (val_acc if val_acc is not None else probe_acc), -np.inf)))
-        msg = f"val accuracy {val_acc[i]:.2f} while train is {acc[i]:.2f} at epoch {epoch[i]}" if val_acc is not None \
-            else f"train accuracy {acc[i]:.2f} at epoch {epoch[i]}"
+        msg = f"val {accuracy} {val_acc[i]:.2f} while train is {acc[i]:.2f} at epoch {epoch[i]}" if val_acc is not None \
+            else f"train {accuracy} {acc[i]:.2f} at epoch {epoch[i]}"
         if stuck.any():
             msg += f" (at chance {chance:.2f} in {_epochs(epoch[stuck])})"
         if lag.any():
@@ -155,7 +159,7 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
             s, e = runs[-1]
             peak = s + int(np.argmax(gap[s:e + 1]))
             when = f"since epoch {epoch[s]}" if e == len(f) - 1 else f"in {_epochs(epoch[s:e + 1])}"
-            found.append(f"overfitting: train/val accuracy gap {gap[e]:.2f} {when} (largest {gap[peak]:.2f} at "
+            found.append(f"overfitting: train/val {accuracy} gap {gap[e]:.2f} {when} (largest {gap[peak]:.2f} at "
                          f"epoch {epoch[peak]}); regularise (dropout, augmentation, weight decay)")
 
     # Dead ReLUs at the last epoch.

@@ -8,7 +8,9 @@ from keras import layers
 
 from comp.api import Augmentation
 
-IMAGE_TASKS = ("classification",)
+# Small shifts, rotations, zooms and contrast changes keep what an image shows: its class,
+# its labels, a value read from it, the characters written in it.
+IMAGE_TASKS = ("classification", "multilabel", "regression", "sequence")
 
 shift = Augmentation(
     build=lambda spec: layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="aug_shift"),

@@ -1,12 +1,34 @@
-"""Built-in model plugins: ``(input_spec, task, hp) -> keras.Model`` ending in ``task.head``."""
+"""Built-in Keras model plugins: ``(input_spec, task, hp) -> keras.Model`` ending in ``task.head``."""
 from __future__ import annotations
 
 import keras
 from keras import layers
 
+from comp.api import IMAGE, TABULAR, modalities
+from comp.layers import encode_table, table_inputs
 
+
+def _conv_blocks(x, filters: int, blocks: int, batchnorm: bool):
+    """VGG-style blocks of two 3x3 convs (He-normal) and a 2x2 max pool, filters doubling."""
+    for b in range(blocks):
+        for _ in range(2):
+            if batchnorm:  # the conv's bias would duplicate BatchNorm's beta
+                x = layers.Conv2D(filters * 2**b, 3, padding="same", use_bias=False,
+                                  kernel_initializer="he_normal")(x)
+                x = layers.BatchNormalization()(x)
+                x = layers.ReLU()(x)
+            else:
+                x = layers.Conv2D(filters * 2**b, 3, padding="same", activation="relu",
+                                  kernel_initializer="he_normal")(x)
+        if min(x.shape[1], x.shape[2]) >= 4:  # keep at least 2x2 for the last block
+            x = layers.MaxPooling2D()(x)
+    return x
+
+
+@modalities(IMAGE)
 def small_cnn(input_spec, task, hp) -> keras.Model:
-    """A VGG-style CNN for small images: blocks of two 3x3 convs (He-normal) and max pooling.
+    """A VGG-style CNN for small images: blocks of two 3x3 convs and max pooling, global
+    average pooling, dropout, the task's head.
 
     Knobs: ``filters`` (first block; doubles each block), ``blocks``, ``dropout``,
     ``batchnorm`` (BatchNorm after each conv, before its ReLU; off by default). With
@@ -20,33 +42,58 @@ def small_cnn(input_spec, task, hp) -> keras.Model:
     batchnorm = hp.Boolean("batchnorm", default=False)
 
     inputs = keras.Input(shape=input_spec.shape)
-    x = inputs
-    for b in range(blocks):
-        for _ in range(2):
-            if batchnorm:  # the conv's bias would duplicate BatchNorm's beta
-                x = layers.Conv2D(filters * 2**b, 3, padding="same", use_bias=False,
-                                  kernel_initializer="he_normal")(x)
-                x = layers.BatchNormalization()(x)
-                x = layers.ReLU()(x)
-            else:
-                x = layers.Conv2D(filters * 2**b, 3, padding="same", activation="relu",
-                                  kernel_initializer="he_normal")(x)
-        if min(x.shape[1], x.shape[2]) >= 4:  # keep at least 2x2 for the last block
-            x = layers.MaxPooling2D()(x)
+    x = _conv_blocks(inputs, filters, blocks, batchnorm)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, task.head(x), name="small_cnn")
 
 
+@modalities(IMAGE)
+def seq_cnn(input_spec, task, hp) -> keras.Model:
+    """A shared conv backbone for reading strings (street numbers): the same conv blocks as
+    ``small_cnn``, then the feature map flattened (so each position of the string keeps
+    its place) into a dense layer feeding the task's heads, one per character position.
+
+    Knobs: ``filters``, ``blocks``, ``units`` (the shared dense layer), ``dropout``, ``batchnorm``.
+    """
+    filters = hp.Int("filters", 16, 128, step=16, default=32)
+    blocks = hp.Int("blocks", 1, 4, default=2)
+    units = hp.Int("units", 64, 1024, sampling="log", default=256)
+    dropout = hp.Float("dropout", 0.0, 0.6, step=0.05, default=0.25)
+    batchnorm = hp.Boolean("batchnorm", default=False)
+
+    inputs = keras.Input(shape=input_spec.shape)
+    x = _conv_blocks(inputs, filters, blocks, batchnorm)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(units, activation="relu", kernel_initializer="he_normal")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, task.head(x), name="seq_cnn")
+
+
+@modalities(IMAGE, TABULAR)
 def mlp(input_spec, task, hp) -> keras.Model:
-    """A fully connected network on the flattened image: the simplest honest baseline."""
+    """A fully connected network: on flattened images, or on table columns encoded inside
+    the model (standardised numbers with missing-value indicators, embedded categories;
+    see ``comp.layers.encode_table``), so the saved model takes the raw columns.
+
+    Knobs: ``units``, ``depth``, ``dropout``, ``batchnorm`` (after each dense layer).
+    """
     units = hp.Int("units", 32, 1024, sampling="log", default=256)
     depth = hp.Int("depth", 1, 4, default=2)
     dropout = hp.Float("dropout", 0.0, 0.6, step=0.05, default=0.2)
+    batchnorm = hp.Boolean("batchnorm", default=False)
 
-    inputs = keras.Input(shape=input_spec.shape)
-    x = layers.Flatten()(inputs)
+    if input_spec.modality == TABULAR:
+        inputs = table_inputs(input_spec)
+        x = encode_table(inputs, input_spec)
+    else:
+        inputs = keras.Input(shape=input_spec.shape)
+        x = layers.Flatten()(inputs)
     for _ in range(depth):
-        x = layers.Dense(units, activation="relu", kernel_initializer="he_normal")(x)
+        x = layers.Dense(units, use_bias=not batchnorm, kernel_initializer="he_normal")(x)
+        if batchnorm:
+            x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
         x = layers.Dropout(dropout)(x)
     return keras.Model(inputs, task.head(x), name="mlp")

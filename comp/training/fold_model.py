@@ -1,0 +1,71 @@
+"""A trained fold model on disk: a ``.keras`` file, or a pickled estimator with its input spec.
+
+Both load into a :class:`FoldModel` whose ``outputs`` are what the task's head gives,
+so prediction treats Keras and non-Keras models alike.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from comp.api import InputSpec
+
+KERAS_FILE = "model.keras"
+ESTIMATOR_FILE = "model.pkl"
+
+
+@dataclass
+class FoldModel:
+    model: Any  # keras.Model, or a fitted estimator (a list of them for multi-output tasks)
+    spec: InputSpec | None = None  # estimators only: the columns as fit on the fold's rows
+
+    @property
+    def is_keras(self) -> bool:
+        return self.spec is None
+
+    def outputs(self, inputs, rows: np.ndarray, task: Any, batch_size: int = 256) -> np.ndarray:
+        """The head's outputs on ``rows`` of ``inputs`` (an ``Inputs``), in inference mode."""
+        if not self.is_keras:
+            return task.estimator_outputs(self.model, inputs.frame(rows, self.spec))
+        import keras
+
+        from comp.training.loop import batches
+
+        x = inputs.take(rows)
+        return np.concatenate([keras.ops.convert_to_numpy(self.model(b, training=False))
+                               for b in batches(x, batch_size)])
+
+
+def save_fold_model(model: Any, folder: Path, spec: InputSpec | None = None) -> Path:
+    """Write atomically: ``model.keras`` for a Keras model, else ``model.pkl`` (estimator + spec)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec is None:
+        path = folder / KERAS_FILE
+        tmp = folder / f".{path.stem}.tmp.keras"  # Keras insists on the .keras suffix
+        model.save(tmp)
+    else:
+        path = folder / ESTIMATOR_FILE
+        tmp = folder / f".{path.name}.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump({"estimator": model, "spec": spec}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return path
+
+
+def load_fold_model(folder: Path) -> FoldModel:
+    """The fold model saved in ``folder``; Keras models load with ``safe_mode=True``."""
+    if (folder / ESTIMATOR_FILE).is_file():
+        # Our own file, written by save_fold_model in this run directory.
+        with open(folder / ESTIMATOR_FILE, "rb") as fh:
+            saved = pickle.load(fh)
+        return FoldModel(saved["estimator"], saved["spec"])
+    import keras
+
+    import comp.layers  # noqa: F401  registers comp's layers for deserialisation
+
+    return FoldModel(keras.saving.load_model(folder / KERAS_FILE, safe_mode=True))
