@@ -54,7 +54,8 @@ def test_third_party_plugin_is_listed_and_used(tiny_plugin_installed, workdir):
     assert result.returncode == 0, result.stderr
     import json
     record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
-    assert record["model"] == {"name": "tiny_mlp", "hp": {"units": 16}, "augmentations": []}
+    # train.augmentations=auto: the default light augmentations, in front of any image model.
+    assert record["model"] == {"name": "tiny_mlp", "hp": {"units": 16}, "augmentations": ["rotate", "shift", "zoom"]}
     assert record["score"] > 0.5  # a real model, trained: chance is 0.1
     assert list((workdir / "submissions").glob("digits-baseline-accuracy=*.csv"))
 
@@ -73,3 +74,34 @@ def test_broken_plugin_names_distribution_and_entry_point(tmp_path, workdir):
 
     check = comp_subprocess("plugins", "--check", cwd=workdir, env={"PYTHONPATH": str(target)})
     assert check.returncode == 2 and "broken" in check.stdout and "FAILED" in check.stdout
+
+
+@pytest.fixture(scope="module")
+def metric_plugin_installed():
+    _pip("install", "--no-deps", "--no-build-isolation", str(PACKAGES / "comp_metric_plugin"))
+    yield
+    _pip("uninstall", "-y", "comp-metric-plugin")
+
+
+def test_a_competition_plugs_in_its_own_metric(metric_plugin_installed, workdir):
+    listed = comp_subprocess("plugins", "q*", cwd=workdir)
+    assert "qwk" in listed.stdout and "comp-metric-plugin 0.1.0" in listed.stdout
+
+    result = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import cohen_kappa_score
+
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert record["metric"] == "qwk" and record["higher_is_better"] is True
+    oof = pd.read_csv(workdir / "runs/digits/baseline/oof.csv", dtype=str)
+    expected = cohen_kappa_score(oof["label"].astype(int), oof["prediction"].astype(int), weights="quadratic")
+    assert np.isclose(record["score"], expected)
+    history = pd.read_csv(workdir / "runs/digits/baseline/fold_0/history.csv")
+    assert history["val_score"].between(-1, 1).all()  # early stopping watched the kappa
+    assert list((workdir / "submissions").glob("digits-baseline-qwk=*.csv"))
+    wrong = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", "competition=demo:diabetes", cwd=workdir)
+    assert wrong.returncode == 2 and "metric=qwk does not fit task regression" in wrong.stderr

@@ -1,0 +1,131 @@
+"""Each task kind's round trip: train strings -> encoded targets -> predictions -> decoded
+strings and the submission file's exact content."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from comp.errors import DataError
+from comp.submission import validate_submission, write_submission
+from comp.tasks import make_task
+from comp.tasks.base import TaskSource
+
+
+def _task(kind, train: dict, sample: dict, metric=None, settings=None):
+    train, sample = pd.DataFrame(train), pd.DataFrame(sample)
+    targets = train.drop(columns="id")
+    source = TaskSource(targets, sample, "id", tuple(c for c in sample.columns if c != "id"), settings or {})
+    return make_task(kind, source, metric), targets, sample
+
+
+def _one_hot(codes, width):
+    out = np.zeros((len(codes), width), np.float32)
+    out[np.arange(len(codes)), codes] = 1
+    return out
+
+
+def _written(frame, sample, task, tmp_path) -> str:
+    validate_submission(frame, sample, "id", task)
+    path, _ = write_submission(frame, tmp_path, "s")
+    return path.read_text()
+
+
+def test_classification_keeps_leading_zeros_and_spaces(tmp_path):
+    task, targets, sample = _task("classification", {"id": ["a", "b", "c", "d"], "city": ["007", "New York", "007", "10"]},
+                                  {"id": ["x", "y", "z"], "city": ["007", "007", "007"]})
+    y = task.encode(targets)
+    assert task.decode(_one_hot(y, task.num_classes)) == ["007", "New York", "007", "10"]
+    pred = _one_hot(np.array([1, 2, 0]), task.num_classes)  # classes sorted: 007, 10, New York
+    frame = task.submission(sample, pred, {})
+    assert _written(frame, sample, task, tmp_path) == "id,city\nx,10\ny,New York\nz,007\n"
+
+
+def test_binary_probability_of_the_positive_class(tmp_path):
+    task, targets, sample = _task("classification", {"id": list("abcd"), "sick": ["no", "yes", "no", "no"]},
+                                  {"id": ["x", "y"], "sick": ["0.5", "0.5"]})
+    assert task.classes == ("no", "yes") and task.metric_name == "roc_auc"
+    frame = task.submission(sample, np.array([[0.75, 0.25], [0.1, 0.9]]), {})
+    assert _written(frame, sample, task, tmp_path) == "id,sick\nx,0.25\ny,0.9\n"
+    y = task.encode(targets)
+    assert task.score(y, np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])) == 1.0
+
+
+def test_positive_class_is_last_for_yes_and_set_by_comp_yaml():
+    task, _, _ = _task("classification", {"id": list("abc"), "y": ["yes", "no", "no"]}, {"id": ["x"], "y": ["no"]})
+    assert task.classes == ("no", "yes")
+    task, _, _ = _task("classification", {"id": list("abc"), "y": ["B", "M", "B"]}, {"id": ["x"], "y": ["B"]},
+                       settings={"positive_class": "B"})
+    assert task.classes == ("M", "B")
+
+
+def test_multilabel_lists_round_trip(tmp_path):
+    task, targets, sample = _task("multilabel", {"id": list("abcd"), "tags": ["cat dog", "dog", "", "New_York"]},
+                                  {"id": ["x", "y"], "tags": ["cat", "cat"]})
+    y = task.encode(targets)
+    assert task.labels == ("New_York", "cat", "dog")
+    assert task.decode(y) == ["cat dog", "dog", "", "New_York"]
+    decoding = {"thresholds": {"New_York": 0.5, "cat": 0.3, "dog": 0.7}}
+    frame = task.submission(sample, np.array([[0.1, 0.35, 0.65], [0.6, 0.2, 0.8]]), decoding)
+    assert _written(frame, sample, task, tmp_path) == "id,tags\nx,cat\ny,New_York dog\n"
+
+
+def test_multilabel_indicator_and_probability_columns(tmp_path):
+    train = {"id": list("abcd"), "cat": ["1", "0", "1", "0"], "dog": ["0", "1", "1", "0"]}
+    task, _, sample = _task("multilabel", train, {"id": ["x", "y"], "cat": ["0", "0"], "dog": ["0", "0"]})
+    assert task.metric_name == "f1_micro"
+    frame = task.submission(sample, np.array([[0.9, 0.2], [0.4, 0.6]]), {})
+    assert _written(frame, sample, task, tmp_path) == "id,cat,dog\nx,1,0\ny,0,1\n"
+    task, _, sample = _task("multilabel", train, {"id": ["x", "y"], "cat": ["0.5", "0.5"], "dog": ["0.5", "0.5"]})
+    assert task.metric_name == "roc_auc"
+    frame = task.submission(sample, np.array([[0.9, 0.2], [0.4, 0.6]]), {})
+    assert _written(frame, sample, tmp_path=tmp_path / "p", task=task) == "id,cat,dog\nx,0.9,0.2\ny,0.4,0.6\n"
+
+
+def test_multilabel_thresholds_beat_one_half_on_skewed_scores():
+    task, targets, _ = _task("multilabel", {"id": list("abcdef"), "t": ["a", "a", "", "", "a", ""]},
+                             {"id": ["x"], "t": ["a"]})
+    y = task.encode(targets)
+    p = np.array([[0.4], [0.35], [0.1], [0.12], [0.45], [0.05]], np.float32)  # positives all below 0.5
+    folds = np.array([0, 1, 0, 1, 0, 1])
+    decoding, honest = task.fit_decoding(y, p, folds)  # each fold's threshold comes from the other fold
+    assert 0.12 < decoding["thresholds"]["a"] <= 0.35 and honest == 1.0
+    assert task.score(y, p) == 0.0  # at 0.5 nothing is predicted
+
+
+def test_regression_round_trip_in_the_target_units(tmp_path):
+    task, targets, sample = _task("regression", {"id": list("abcd"), "price": ["10", "20", "30", "40.5"]},
+                                  {"id": ["x", "y"], "price": ["0", "0"]})
+    y = task.encode(targets)
+    assert abs(float(y.mean())) < 1e-6 and abs(float(y.std()) - 1) < 1e-6  # standardised for training
+    np.testing.assert_allclose(task.predictions(y).ravel(), [10, 20, 30, 40.5], rtol=1e-6)
+    frame = task.submission(sample, np.array([[12.5], [33.25]], np.float32), {})
+    assert _written(frame, sample, task, tmp_path) == "id,price\nx,12.5\ny,33.25\n"
+    assert task.score(y, task.predictions(y)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_rmsle_learns_log_targets_and_refuses_negatives():
+    task, targets, _ = _task("regression", {"id": list("abc"), "n": ["1", "10", "100"]}, {"id": ["x"], "n": ["0"]},
+                             metric="rmsle")
+    np.testing.assert_allclose(task.predictions(task.encode(targets)).ravel(), [1, 10, 100], rtol=1e-5)
+    from comp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="metric=rmsle needs targets >= 0"):
+        _task("regression", {"id": list("ab"), "n": ["-1", "3"]}, {"id": ["x"], "n": ["0"]}, metric="rmsle")
+
+
+def test_sequence_round_trip_with_leading_zeros(tmp_path):
+    task, targets, sample = _task("sequence", {"id": list("abcd"), "number": ["007", "12", "5", "0430"]},
+                                  {"id": ["x", "y"], "number": ["1", "1"]})
+    assert task.max_len == 4 and task.alphabet == ("0", "1", "2", "3", "4", "5", "7")
+    y = task.encode(targets)
+    assert y[0].tolist() == [0, 0, 6, task.blank]
+    probs = np.stack([_one_hot(row, task.blank + 1) for row in y])
+    assert task.decode(probs) == ["007", "12", "5", "0430"]
+    assert task.score(y, probs) == 1.0
+    frame = task.submission(sample, probs[[3, 0]], {})
+    assert _written(frame, sample, task, tmp_path) == "id,number\nx,0430\ny,007\n"
+
+
+def test_a_submission_value_the_task_cannot_mean_is_refused():
+    task, _, sample = _task("sequence", {"id": list("ab"), "n": ["12", "3"]}, {"id": ["x"], "n": ["1"]})
+    with pytest.raises(DataError, match="row 2: n='19' is not a string of 1-2 characters seen in train.csv"):
+        validate_submission(sample.assign(n=["19"]), sample, "id", task)
