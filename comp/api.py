@@ -90,7 +90,8 @@ class Augmentation:
 
     ``build(input_spec)`` returns a layer that changes inputs only when ``training=True``.
     ``tasks`` lists the task kinds whose labels it preserves; ``tta_safe`` says whether
-    it may be used for test-time augmentation; ``modalities`` what inputs it works on.
+    it may be used for test-time augmentation; ``modalities`` what inputs it works on;
+    ``default`` whether ``train.augmentations=auto`` includes it (light, label-preserving).
     """
 
     build: Callable[[InputSpec], Any]
@@ -98,6 +99,7 @@ class Augmentation:
     tta_safe: bool
     description: str
     modalities: tuple[str, ...] = (IMAGE,)
+    default: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import traceback
 import warnings
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from comp import __version__
 from comp.errors import CompError
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 DESCRIPTION = """\
 comp: from a competition folder (Kaggle layout) to an honest, validated submission.
@@ -22,7 +25,7 @@ comp: from a competition folder (Kaggle layout) to an honest, validated submissi
 CHECK_PLUGIN_EPILOG = """\
 Builds the plugin for 8x8x1 images and 3 classes in float64, with dropout and
 augmentation off, and compares the loss gradient from tf.GradientTape with central
-differences on a sample of weight entries (RECIPE.md 4). Relative error
+differences on a sample of weight entries (docs/recipe.md 4). Relative error
 |a - n| / max(|a|, |n|): PASS < 1e-7 (safe); WARN 1e-7..1e-2, where 1e-4..1e-2 is
 suspicious (a ReLU or max-pool kink crossed by the finite difference can cause it);
 FAIL > 1e-2 (a wrong gradient).
@@ -63,6 +66,8 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("overrides", nargs="*", metavar="key=value",
                      help="stage=NAME|all, competition=PATH, run=NAME, budget=15m, any config key")
+    run.add_argument("--wait", action="store_true",
+                     help="if another comp command is using the run directory, wait for it instead of stopping")
     plugins = sub.add_parser("plugins", help="list installed models, augmentations, metrics and task kinds",
                              description="List plugins from the comp.models, comp.augmentations, comp.metrics "
                                          "and comp.tasks entry-point groups.")
@@ -86,7 +91,10 @@ def entry() -> None:
         from comp.demo import cache_root
         from comp.native_log import redirect_native_stderr
 
-        redirect_native_stderr(Path(os.environ.get("COMP_NATIVE_LOG") or cache_root() / "native.log"))
+        try:
+            redirect_native_stderr(Path(os.environ.get("COMP_NATIVE_LOG") or cache_root() / "native.log"))
+        except (OSError, CompError) as exc:  # the log is a convenience: never a reason to fail
+            print(f"notice: TensorFlow's native log stays on stderr ({exc})", file=sys.stderr)
     sys.exit(main())
 
 
@@ -97,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return _cmd_run(args.overrides, argv)
+            return _cmd_run(args.overrides, argv, args.wait)
         if args.command == "plugins":
             return _cmd_plugins(args.pattern, args.check)
         if args.command == "check-plugin":
@@ -110,19 +118,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        # Everything is written to a temporary name and renamed, so finished stages and
+        # submissions are untouched; rerunning resumes.
+        where = exc.filename or "a file"
+        print(f"error: cannot write {where}: {exc.strerror}; free space or fix permissions, then rerun the same "
+              "command (finished stages are kept)", file=sys.stderr, flush=True)
+        return 2
     except Exception:  # an internal bug: show everything, with a distinct exit code
         traceback.print_exc()
         return 1
 
 
-def _cmd_run(overrides: list[str], argv: list[str]) -> int:
+def _cmd_run(overrides: list[str], argv: list[str], wait: bool = False) -> int:
     # Keras warns that fit's shuffle=True is ignored for tf.data; ours are shuffled already.
     warnings.filterwarnings("ignore", message=".*shuffle=True. was passed")
     from comp.config import load_config
     from comp.pipeline import run
 
     cfg = load_config(overrides)  # all validation happens before any work
-    run(cfg, argv)
+    run(cfg, argv, wait)
     return 0
 
 

@@ -93,6 +93,11 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
     id_col = settings.get("id_column") or sample.columns[0]
     if "id_column" not in settings:
         notes.append(f"id column '{id_col}' (first column of sample_submission.csv)")
+        first = train.columns[0]
+        if id_col != first and first in sample.columns and id_col in train.columns:
+            raise DataError(f"{root / 'sample_submission.csv'}: its first column is '{id_col}', but train.csv's "
+                            f"first (id) column '{first}' comes later; put the id column first in "
+                            "sample_submission.csv, or set id_column in comp.yaml")
     for name, frame in (("sample_submission.csv", sample), ("train.csv", train)):
         if id_col not in frame.columns:
             raise DataError(f"{root / name}: missing id column '{id_col}' (columns: {', '.join(frame.columns)})")
@@ -240,9 +245,28 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty; it needs a header row and at least one data row") from None
+    except pd.errors.ParserError:
+        frame = None  # a ragged row: _check_ragged names it
+    if frame is None:
+        _check_ragged(path, len(pd.read_csv(path, nrows=0, dtype=str).columns))
+        raise DataError(f"{path}: not a readable CSV table; check its quoting")
     if frame.empty:
         raise DataError(f"{path} has a header but no rows")
+    _check_ragged(path, len(frame.columns))
     return frame
+
+
+def _check_ragged(path: Path, width: int) -> None:
+    """Every row has as many fields as the header (pandas would pad short rows with blanks)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for row in reader:
+            if row and len(row) != width:
+                raise DataError(f"{path} line {reader.line_num}: {len(row)} fields where the header has {width}; "
+                                "fix that row (a stray comma, a missing value, an unquoted text)")
 
 
 def _check_ids(frame: pd.DataFrame, id_col: str, path: Path) -> None:
@@ -275,19 +299,26 @@ def _image_paths(root: Path, folder: str, frame: pd.DataFrame, id_col: str, imag
     directory = root / folder
     if not directory.is_dir():
         raise DataError(f"{directory} is missing: images go in {folder}/<id>.png or .jpg")
-    by_stem: dict[str, Path] = {}
+    by_stem: dict[str, list[Path]] = {}
     for path in directory.iterdir():
         if path.suffix.lower() in IMAGE_EXTENSIONS:
-            by_stem.setdefault(path.stem, path)
+            by_stem.setdefault(path.stem, []).append(path)
     paths = []
     for row, image_id in enumerate(frame[id_col]):
         if "/" in image_id or "\\" in image_id or image_id in (".", "..") or Path(image_id).is_absolute():
             raise DataError(f"{source} row {row + 2}: id {image_id!r} is not a plain file name; ids may not contain path separators")
-        path = by_stem.get(image_id)
-        if path is None:
+        found = sorted(by_stem.get(image_id, []))
+        if not found:
             raise DataError(
                 f"{source} row {row + 2}: no image for id {image_id!r} in {directory} "
                 f"(looked for {image_id}{{{','.join(IMAGE_EXTENSIONS)}}})"
             )
+        if len(found) > 1:
+            raise DataError(f"{source} row {row + 2}: id {image_id!r} has {len(found)} images "
+                            f"({', '.join(p.name for p in found)}) in {directory}; keep one of them")
+        path = found[0]
+        if not path.resolve().is_relative_to(root):
+            raise DataError(f"{path} is a link to {path.resolve()}, outside the competition folder; "
+                            "copy the image into the folder instead")
         paths.append(path)
     return paths

@@ -25,16 +25,19 @@ class Key:
     type: str  # int | float | lr | momentum | str | bool | duration | list | dict, "?" suffix = may be null
     help: str
     choices: tuple[str, ...] = ()
+    low: float | None = None  # numbers: the smallest value allowed
+    high: float | None = None  # numbers: the largest value allowed
+    open_low: bool = False  # low itself is not allowed (e.g. a learning rate > 0)
 
 
 SCHEMA: dict[str, Key] = {
     "stage": Key("str", "stage to run, or 'all'; earlier stages run first when stale"),
     "competition": Key("str?", "competition folder (Kaggle layout), or demo:NAME for a bundled demo (digits, "
                                "street, digit-tags, digit-value, wine, breast-cancer, diabetes); null = demo:digits"),
-    "run": Key("str?", "run name: outputs go to <paths.runs>/<run>/; null = competition folder name"),
+    "run": Key("name?", "run name: outputs go to <paths.runs>/<run>/; null = competition folder name"),
     "budget": Key("duration?", "wall-clock limit for the whole command, e.g. 90s, 15m, 2h"),
     "overwrite": Key("bool", "rerun the requested stage(s) even when inputs and config are unchanged"),
-    "seed": Key("int", "seed for weights, shuffling and augmentation"),
+    "seed": Key("int", "seed for weights, shuffling and augmentation", low=0),
     "task": Key("str?", "task kind (classification, multilabel, regression, sequence or a comp.tasks plugin); "
                         "null = inferred from the target"),
     "metric": Key("str?", "competition metric (a comp.metrics plugin, see `comp plugins`); null = named in a "
@@ -42,37 +45,57 @@ SCHEMA: dict[str, Key] = {
     "paths.runs": Key("str", "folder holding run directories (relative to the working directory)"),
     "paths.submissions": Key("str", "folder receiving submission CSVs"),
     "paths.cache": Key("str?", "cache folder (demo data); null = $COMP_CACHE or ~/.cache/comp"),
-    "data.image_size": Key("list?", "[height, width] images are resized to; null = most common size"),
-    "data.channels": Key("int?", "1 (gray) or 3 (colour); null = most common"),
+    "data.image_size": Key("size?", "[height, width] images are resized to; null = most common size"),
+    "data.channels": Key("int?", "1 (gray) or 3 (colour); null = most common", ("1", "3")),
+    "data.max_pixels": Key("int", "an image whose header claims more pixels is a bad image, refused before "
+                                  "decoding", low=1),
     "data.on_bad_image": Key(
         "str", "an image that cannot be decoded: stop with an error, or skip it and list it", ("error", "skip")
     ),
     "inspect.near_distance": Key(
-        "float", "near duplicates: RMS pixel distance (0-255) of 16x16 thumbnails aligned within 2 px"
+        "float", "near duplicates: RMS pixel distance (0-255) of 16x16 thumbnails aligned within 2 px", low=0
     ),
     "inspect.phash_distance": Key(
-        "int", "near duplicates: Hamming distance of 64-bit DCT hashes (images of at least 32 px)"
+        "int", "near duplicates: Hamming distance of 64-bit DCT hashes (images of at least 32 px)", low=0, high=64
     ),
-    "inspect.max_pairwise": Key("int", "compare all image pairs up to this many images; hashes alone above"),
-    "inspect.examples_per_class": Key("int", "images per class in the contact sheet"),
-    "split.folds": Key("int", "number of stratified folds"),
-    "split.seed": Key("int", "seed of the fold shuffle"),
+    "inspect.max_pairwise": Key("int", "compare all image pairs up to this many images; hashes alone above", low=0),
+    "inspect.examples_per_class": Key("int", "images per class in the contact sheet", low=1),
+    "split.folds": Key("int", "number of stratified folds", low=2),
+    "split.seed": Key("int", "seed of the fold shuffle", low=0),
     "split.group_column": Key("str?", "train.csv column whose rows must share a fold (e.g. patient id)"),
     "split.duplicate_aware": Key("bool", "keep duplicates and near duplicates found by inspect in one fold"),
-    "train.epochs": Key("int", "maximum epochs per fold (early stopping usually ends sooner)"),
-    "train.batch_size": Key("int", "batch size per replica"),
+    "train.epochs": Key("int", "most epochs per fold: the schedule's length without a budget (early stopping may end sooner); under budget= the plan fits the schedule into the fold's time, up to this", low=1),
+    "train.batch_size": Key("int", "batch size per replica", low=1),
     "train.loss": Key("str", "loss: auto (the task's choice for its metric) or one the task kind takes "
                              "(regression: mse, mae, huber)"),
-    "train.lr": Key("lr", "learning rate (Adam); auto = the LR suggested by stage check's LR range test"),
-    "train.patience": Key("int", "epochs without improvement of the validation metric before stopping"),
+    "train.optimizer": Key("str", "adam, adamw (decoupled weight decay) or sgd (Nesterov momentum 0.9)",
+                           ("adam", "adamw", "sgd")),
+    "train.weight_decay": Key("float", "decoupled weight decay (adamw, sgd); biases and BatchNorm are not decayed",
+                              low=0),
+    "train.schedule": Key("str", "LR schedule after the warmup: constant, cosine (to 1% of the peak), onecycle, "
+                                 "step (10x down at 50% and 75%), plateau (halve after 3 epochs without improvement)",
+                          ("constant", "cosine", "onecycle", "step", "plateau")),
+    "train.warmup": Key("float", "epochs of linear LR warmup", low=0),
+    "train.label_smoothing": Key("float", "label smoothing of the cross-entropy (classification kinds)", low=0,
+                                 high=0.5),
+    "train.clip": Key("float", "clip the global gradient norm to this; 0 = off", low=0),
+    "train.ema": Key("float", "momentum of an EMA of the weights, evaluated each epoch and kept when best; 0 = off",
+                     low=0, high=0.9999),
+    "train.lr": Key("lr", "peak learning rate; auto = the LR suggested by stage check's LR range test "
+                          "(1e-3 when it suggests none)"),
+    "train.patience": Key("int", "epochs without improvement of the competition metric before stopping, for the "
+                                 "constant and plateau schedules without a budget (a decaying schedule runs to its "
+                                 "end; the best epoch's weights are kept either way)", low=1),
     "train.strategy": Key(
         "str", "tf.distribute strategy; auto picks from TF_CONFIG and the devices",
         ("auto", "default", "one_device", "mirrored", "multi_worker"),
     ),
     "train.lr_scaling": Key("str", "how the LR grows with the number of replicas", ("linear", "sqrt", "none")),
     "train.mixed_precision": Key("str", "mixed_float16 compute; auto = on GPU only", ("auto", "on", "off")),
-    "train.logical_cpus": Key("int?", "split the CPU into this many devices (tests the multi-device path)"),
-    "train.augmentations": Key("list", "augmentation plugins applied while training"),
+    "train.logical_cpus": Key("int?", "split the CPU into this many devices (tests the multi-device path)", low=1),
+    "train.augmentations": Key("augmentations", "augmentation plugins applied while training; auto = the "
+                                                "light label-preserving ones that fit the inputs and the task "
+                                                "(images: shift, rotate, zoom)"),
     "train.verbose": Key("bool", "print one line per epoch"),
     "train.bn_momentum": Key(
         "momentum", "BatchNorm moving-statistics momentum; auto = min(0.99, max(0.5, 1 - 4/steps per epoch))"
@@ -83,15 +106,16 @@ SCHEMA: dict[str, Key] = {
     "model.name": Key("str", "model plugin (see `comp plugins`); auto = the task kind's default for the inputs "
                              "(images: small_cnn, street numbers: seq_cnn, tables: hgb)"),
     "model.hp": Key("dict", "fixed values for the model plugin's hyperparameters"),
-    "check.lr": Key("float", "Adam LR of the short check trainings (zero-input baseline, overfit)"),
-    "check.zero_input_epochs": Key("int", "epochs of the real-vs-zeroed-inputs comparison"),
-    "check.overfit_examples": Key("int", "size of the batch the model must overfit"),
-    "check.overfit_steps": Key("int", "maximum steps to overfit that batch"),
-    "check.lr_min": Key("float", "first LR of the LR range test"),
-    "check.lr_max": Key("float", "last LR of the LR range test"),
-    "check.lr_steps": Key("int", "steps of the LR range test (one batch each, LR growing exponentially)"),
+    "check.lr": Key("float", "Adam LR of the short check trainings (zero-input baseline, overfit)", low=0,
+                    open_low=True),
+    "check.zero_input_epochs": Key("int", "epochs of the real-vs-zeroed-inputs comparison", low=1),
+    "check.overfit_examples": Key("int", "size of the batch the model must overfit", low=1),
+    "check.overfit_steps": Key("int", "maximum steps to overfit that batch", low=1),
+    "check.lr_min": Key("float", "first LR of the LR range test", low=0, open_low=True),
+    "check.lr_max": Key("float", "last LR of the LR range test", low=0, open_low=True),
+    "check.lr_steps": Key("int", "steps of the LR range test (one batch each, LR growing exponentially)", low=10),
     "predict.source": Key("str", "training stage whose fold models predict the test set; auto = latest"),
-    "predict.batch_size": Key("int", "batch size for inference"),
+    "predict.batch_size": Key("int", "batch size for inference", low=1),
 }
 
 # Types that take a number or the word auto, with the range the number must lie in.
@@ -303,8 +327,20 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             result = text if text is not None else str(value)
         elif kind == "duration":
             result = text if text is not None else str(value)
-            parse_duration(result)
-        elif kind == "list":
+            if parse_duration(result) <= 0:
+                raise ValueError
+        elif kind == "name":
+            result = text if text is not None else str(value)
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.=-]*", result) or result in (".", ".."):
+                raise ValueError
+        elif kind == "size":
+            result = yaml.safe_load(text) if text is not None else value
+            if (not isinstance(result, list) or len(result) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in result)):
+                raise ValueError
+        elif kind == "augmentations" and (text or "").lower() == "auto":
+            result = "auto"
+        elif kind in ("list", "augmentations"):
             result = yaml.safe_load(text) if text is not None else value
             if isinstance(result, str):
                 result = [s.strip() for s in result.split(",") if s.strip()]
@@ -324,8 +360,16 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         raise ConfigError(
             f"{key} in {where}: expected {_describe(kind)}, got {value!r}{hint}"
         ) from None
-    if spec.choices and result not in spec.choices:
+    if spec.choices and str(result) not in spec.choices:
         raise ConfigError(f"{key} in {where}: {result!r} is not one of {', '.join(spec.choices)}")
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
+        too_low = spec.low is not None and (result <= spec.low if spec.open_low else result < spec.low)
+        too_high = spec.high is not None and result > spec.high
+        if too_low or too_high:
+            bounds = (f"{'>' if spec.open_low else '>='} {spec.low:g}" if spec.low is not None else "")
+            bounds += (" and " if bounds and spec.high is not None else "") + (
+                f"<= {spec.high:g}" if spec.high is not None else "")
+            raise ConfigError(f"{key} in {where}: {result!r} is out of range; use a number {bounds}")
     return result
 
 
@@ -337,7 +381,10 @@ def _describe(kind: str) -> str:
         "momentum": "a number",
         "bool": "true or false",
         "str": "a string",
-        "duration": "a duration such as 90s, 15m or 2h",
+        "duration": "a duration above zero such as 90s, 15m or 2h",
+        "name": "a plain folder name (letters, digits, _ . = -; no path)",
+        "size": "[height, width] in whole pixels of at least 1, such as [32, 32]",
         "list": "a list such as [a, b]",
+        "augmentations": "a list such as [shift, rotate], or auto",
         "dict": "a mapping such as {a: 1}",
     }[kind]

@@ -17,8 +17,10 @@ checked honestly.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -30,17 +32,47 @@ import pandas as pd
 from comp.errors import ConfigError
 
 DEMO_NAME = "digits"
-DEMO_VERSION = "1"  # bump when a demo's layout changes so caches are rebuilt
+DEMO_VERSION = "2"  # bump when a demo's layout changes so caches are rebuilt
+MANIFEST = ".manifest.json"  # every file of a built demo and its size: a damaged demo is rebuilt
 TEST_SHARE = 0.2
 PREFIX = "demo:"
 
 
 def cache_root(configured: str | None = None) -> Path:
-    """Where comp keeps data it builds: paths.cache, $COMP_CACHE or ~/.cache/comp."""
+    """Where comp keeps data it builds: paths.cache, $COMP_CACHE, or the first writable of
+    ~/.cache/comp, $XDG_CACHE_HOME/comp and a folder in the system's temp dir (with a
+    one-line notice: a HOME that cannot be written must not stop comp)."""
     if configured:
         return Path(configured).expanduser()
     env = os.environ.get("COMP_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "comp"
+    if env:
+        return Path(env).expanduser()
+    global _FALLBACK
+    if _FALLBACK is not None:
+        return _FALLBACK
+    candidates = [Path.home() / ".cache" / "comp"]
+    if os.environ.get("XDG_CACHE_HOME"):
+        candidates.append(Path(os.environ["XDG_CACHE_HOME"]) / "comp")
+    candidates.append(Path(tempfile.gettempdir()) / f"comp-cache-{os.getuid()}")
+    for place in candidates:
+        if _writable(place):
+            if place != candidates[0]:
+                print(f"notice: {candidates[0]} cannot be written; caching in {place} (set COMP_CACHE to choose)",
+                      file=sys.stderr, flush=True)
+            _FALLBACK = place
+            return place
+    raise ConfigError(f"no writable cache folder ({', '.join(map(str, candidates))}); set COMP_CACHE=FOLDER")
+
+
+_FALLBACK: Path | None = None
+
+
+def _writable(place: Path) -> bool:
+    try:
+        place.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(place, os.W_OK | os.X_OK)
 
 
 def demo_competition(cache: Path, name: str = DEMO_NAME) -> Path:
@@ -50,12 +82,18 @@ def demo_competition(cache: Path, name: str = DEMO_NAME) -> Path:
                           f"{', '.join(PREFIX + n for n in DEMOS)}")
     home = cache / "demo" / f"v{DEMO_VERSION}"
     folder = home / name
-    if (folder / "sample_submission.csv").is_file():
-        return folder
+    if folder.exists():
+        if _complete(folder):
+            return folder
+        print(f"notice: the demo {folder} is incomplete or damaged; building it again", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=home))
     try:
         DEMOS[name](staging / name, staging / "solution.csv")
+        files = sorted(p for p in (staging / name).rglob("*") if p.is_file())
+        (staging / name / MANIFEST).write_text(json.dumps(
+            {p.relative_to(staging / name).as_posix(): p.stat().st_size for p in files}))
         os.replace(staging / "solution.csv", solution_path(cache, name))
         os.replace(staging / name, folder)  # atomic: a half-built demo is never seen
     except OSError:
@@ -64,6 +102,15 @@ def demo_competition(cache: Path, name: str = DEMO_NAME) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _complete(folder: Path) -> bool:
+    """Every file the demo was built with is there, at its size."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        return all((folder / rel).stat().st_size == size for rel, size in manifest.items())
+    except (OSError, ValueError):
+        return False
 
 
 def solution_path(cache: Path, name: str = DEMO_NAME) -> Path:
@@ -119,14 +166,22 @@ def _write_tables(folder: Path, solution: Path, ids: np.ndarray, targets: pd.Dat
               axis=1).to_csv(solution, index=False)
 
 
-def _write_digits(folder: Path, solution: Path) -> None:
+def _digit_competition(folder: Path, solution: Path, column: str, values_of, placeholder: str,
+                       comp_yaml: str | None = None) -> None:
+    """The 8x8 digits as an image competition whose target is ``values_of(digit)``."""
     images, target = _digits()
     ids = np.array([f"{i:05d}" for i in range(len(images))])
     train_idx, test_idx = _split(target)
     _write_images(folder, "train", ids[train_idx], images[train_idx])
     _write_images(folder, "test", ids[test_idx], images[test_idx])
-    _write_tables(folder, solution, ids, pd.DataFrame({"label": target.astype(str)}), train_idx, test_idx,
-                  {"label": "0"})
+    _write_tables(folder, solution, ids, pd.DataFrame({column: [values_of(d) for d in target]}), train_idx, test_idx,
+                  {column: placeholder})
+    if comp_yaml:
+        (folder / "comp.yaml").write_text(comp_yaml)
+
+
+def _write_digits(folder: Path, solution: Path) -> None:
+    _digit_competition(folder, solution, "label", str, "0")
 
 
 def _write_street(folder: Path, solution: Path, count: int = 2500, slots: int = 4) -> None:
@@ -164,24 +219,13 @@ TAGS = {"even": {0, 2, 4, 6, 8}, "prime": {2, 3, 5, 7}, "loop": {0, 6, 8, 9}, "l
 
 def _write_digit_tags(folder: Path, solution: Path) -> None:
     """Each digit's tags as a space-separated list (a 1 has none)."""
-    images, target = _digits()
-    ids = np.array([f"{i:05d}" for i in range(len(images))])
-    tags = [" ".join(t for t, members in TAGS.items() if d in members) for d in target]
-    train_idx, test_idx = _split(target)
-    _write_images(folder, "train", ids[train_idx], images[train_idx])
-    _write_images(folder, "test", ids[test_idx], images[test_idx])
-    _write_tables(folder, solution, ids, pd.DataFrame({"tags": tags}), train_idx, test_idx, {"tags": "even"})
+    _digit_competition(folder, solution, "tags",
+                       lambda d: " ".join(t for t, members in TAGS.items() if d in members), "even")
 
 
 def _write_digit_value(folder: Path, solution: Path) -> None:
-    images, target = _digits()
-    ids = np.array([f"{i:05d}" for i in range(len(images))])
-    train_idx, test_idx = _split(target)
-    _write_images(folder, "train", ids[train_idx], images[train_idx])
-    _write_images(folder, "test", ids[test_idx], images[test_idx])
-    _write_tables(folder, solution, ids, pd.DataFrame({"value": target.astype(str)}), train_idx, test_idx,
-                  {"value": "4.5"})
-    (folder / "comp.yaml").write_text("task: regression\n")  # ten integers would read as classes
+    # comp.yaml: ten integers would read as classes.
+    _digit_competition(folder, solution, "value", str, "4.5", comp_yaml="task: regression\n")
 
 
 def _write_wine(folder: Path, solution: Path) -> None:
@@ -230,6 +274,47 @@ def _write_diabetes(folder: Path, solution: Path) -> None:
     train_idx, test_idx = _split(bins)
     _write_tables(folder, solution, ids, pd.DataFrame({"progression": target.astype(str)}), train_idx, test_idx,
                   {"progression": 150.0}, data)
+
+
+# -- scoring a submission against the hidden labels ----------------------------------------------
+def _tag_f1(truth: pd.Series, got: pd.Series) -> float:
+    from sklearn.metrics import f1_score
+
+    labels = sorted(TAGS)
+    matrix = lambda s: np.array([[t in v.split() for t in labels] for v in s.fillna("")])  # noqa: E731
+    return float(f1_score(matrix(truth), matrix(got), average="micro"))
+
+
+def _rmse(truth: pd.Series, got: pd.Series) -> float:
+    return float(np.sqrt(np.mean((truth.astype(float) - got.astype(float)) ** 2)))
+
+
+def _auc(truth: pd.Series, got: pd.Series) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(truth.astype(int), got.astype(float)))
+
+
+def _same(truth: pd.Series, got: pd.Series) -> float:
+    return float((truth == got).mean())
+
+
+HOLDOUT: dict[str, tuple[str, Callable[[pd.Series, pd.Series], float]]] = {
+    "digits": ("accuracy", _same), "street": ("exact_match", _same), "digit-tags": ("f1_micro", _tag_f1),
+    "digit-value": ("rmse", _rmse), "wine": ("accuracy", _same), "breast-cancer": ("roc_auc", _auc),
+    "diabetes": ("rmse", _rmse),
+}
+
+
+def holdout_score(cache: Path, name: str, submission: Path) -> tuple[str, float]:
+    """(metric, score) of a submission file for demo ``name`` against its hidden labels."""
+    truth = pd.read_csv(solution_path(cache, name), dtype=str, keep_default_na=False)
+    got = pd.read_csv(submission, dtype=str, keep_default_na=False)
+    if got["id"].tolist() != truth["id"].tolist():
+        raise ValueError(f"{submission}: ids differ from the demo's test ids")
+    column = truth.columns[1]
+    metric, fn = HOLDOUT[name]
+    return metric, fn(truth[column], got[column])
 
 
 DEMOS: dict[str, Callable[[Path, Path], None]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import sys
 import time
 import uuid
@@ -19,13 +20,18 @@ from comp.demo import cache_root
 from comp.demo import resolve as resolve_competition
 from comp.errors import ConfigError
 from comp.provenance import git_revision, package_versions
-from comp.rundir import RunDir, write_text
+from comp.rundir import RunDir, RunLock, write_text
 from comp.stages import PLANNED, STAGES
 from comp.tasks import make_task
 
+PROVENANCE = "config.yaml"  # the command, resolved config, seed, versions and git revision
 
-def run(cfg: Config, argv: list[str] | None = None) -> dict:
-    """Run ``cfg.stage`` (and the stale stages before it); return the last stage's record."""
+
+def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
+    """Run ``cfg.stage`` (and the stale stages before it); return the last stage's record.
+
+    Everything that can be checked is checked before anything is written; then the run
+    directory is locked (``wait``: queue behind a command holding it)."""
     budget = Budget(parse_duration(cfg.budget) if cfg.budget else None)
     targets = _targets(cfg.stage)
     root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
@@ -34,6 +40,7 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
     task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, notes)
     task.check_submission_format(competition.sample)
     rundir, submissions = _run_location(cfg, competition.name)
+    _check_writable(rundir.path, submissions, cfg)
     print(f"competition {competition.name} ({competition.root}) -> run {rundir.path}", flush=True)
     for note in notes:
         print(f"inferred: {note}", flush=True)
@@ -41,12 +48,24 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
 
     available = {name for name in STAGES if rundir.record(name)}
     plan = _plan(targets, cfg, available)
+    _start_devices(cfg)  # before validation: checking a model plugin's knobs builds layers, which starts TensorFlow
     for name in plan:  # every input problem is found before anything is written
         if hasattr(STAGES[name], "validate"):
             STAGES[name].validate(cfg, competition, task)
 
-    _start_devices(cfg)
-    _write_provenance(rundir, cfg, argv)
+    command = "comp " + " ".join(argv if argv is not None else sys.argv[1:])
+    lock = RunLock(rundir.path / ".lock", command)
+    lock.acquire(wait)
+    try:
+        return _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command)
+    finally:
+        lock.release()
+
+
+def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command) -> dict:
+    available = {name for name in STAGES if rundir.record(name)}  # again: under the lock
+    for notice in rundir.notices:
+        print(f"notice: {notice}", flush=True)
     fingerprint = competition.fingerprint()
     record: dict = {}
     for name in plan:
@@ -59,6 +78,8 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
             print(f"[{name}] unchanged since {previous['finished']}, skipped (overwrite=true reruns it)", flush=True)
             record = previous
             continue
+        for dep in upstream.values():  # what this stage reads is what was published
+            rundir.verify(dep)
         began = time.time()
         work = rundir.partial(name, key)
         ctx = StageContext(name, cfg, competition, task, rundir, work, budget, upstream, submissions,
@@ -74,7 +95,11 @@ def run(cfg: Config, argv: list[str] | None = None) -> dict:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": round(time.time() - began, 2),
         }
+        # Provenance belongs to what it produced: written with the stage, published with it.
+        provenance = _provenance(cfg, command)
+        write_text(work / PROVENANCE, provenance)
         rundir.publish(name, record)
+        write_text(rundir.path / PROVENANCE, provenance)  # the command behind the latest published stage
         available.add(name)
     if "score" in record:
         print(f"OOF {record['metric']} = {record['score']:.5f} ({record.get('source', record['stage'])})", flush=True)
@@ -146,12 +171,22 @@ def _stage_key(name: str, cfg: Config, fingerprint: str, upstream_outputs: dict[
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_provenance(rundir: RunDir, cfg: Config, argv: list[str] | None) -> None:
+def _provenance(cfg: Config, command: str) -> str:
     info = {
-        "command": "comp " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
         "versions": package_versions(),
         "git": git_revision(),
     }
-    write_text(rundir.path / "config.yaml", yaml.safe_dump(info, sort_keys=False))
+    return yaml.safe_dump(info, sort_keys=False)
+
+
+def _check_writable(run_path: Path, submissions: Path, cfg: Config) -> None:
+    """runs/ and submissions/ must be (or become) writable folders: checked before any work."""
+    for path, key in ((run_path.parent, "paths.runs"), (submissions, "paths.submissions")):
+        existing = next((p for p in [path, *path.parents] if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ConfigError(f"{existing} is a file, not a folder; move it away or set {key}=ANOTHER_FOLDER")
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{existing} is not writable; fix its permissions or set {key}=ANOTHER_FOLDER")

@@ -6,10 +6,12 @@ after its ``stage.json`` is written, so a later stage never reads half a result.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,11 +62,71 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file below ``folder`` (paths relative to it), the stage record excepted."""
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != STAGE_RECORD}
+
+
+class RunLock:
+    """One command at a time on a run directory: an exclusive ``flock`` on ``<run>/.lock``.
+
+    The kernel drops the lock when its holder dies, however it dies, so a crashed run never
+    leaves it stuck; the file's content (pid, host, start time, command) is only for the
+    message a second command gets. (``flock`` is local to one machine: runs sharing a
+    network file system from several hosts need one host per run name.)
+    """
+
+    def __init__(self, path: Path, command: str):
+        self.path, self.command = Path(path), command
+        self._fd: int | None = None
+
+    def acquire(self, wait: bool = False) -> None:
+        import fcntl
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            try:
+                info = json.loads(holder)
+                who = (f"pid {info['pid']} on {info['host']}, running since {info['started']}: "
+                       f"{info['command']}")
+            except (ValueError, KeyError):
+                who = "another comp command"
+            raise CompError(f"run {self.path.parent} is in use by {who}; wait for it to finish, "
+                            "or add --wait to queue behind it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                 "command": self.command}).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
 class RunDir:
     """One run's folder; stage outputs are reached only through ``output(stage)``."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.notices: list[str] = []  # damage found and repaired, for the log
 
     def output(self, stage: str) -> Path:
         """Finished output folder of ``stage``; a clear error if that stage has not run."""
@@ -76,9 +138,32 @@ class RunDir:
         return out
 
     def record(self, stage: str) -> dict[str, Any] | None:
-        """The finished stage's ``stage.json``, or None when it has not finished."""
+        """The finished stage's ``stage.json``, or None when it has not finished.
+
+        A damaged record (not valid JSON, e.g. truncated) counts as unfinished: the stage
+        runs again and says so."""
         path = self.path / stage / STAGE_RECORD
-        return read_json(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return read_json(path)
+        except (ValueError, UnicodeDecodeError):
+            notice = f"{path} is damaged (not valid JSON): stage {stage} will run again"
+            if notice not in self.notices:
+                self.notices.append(notice)
+            return None
+
+    def verify(self, stage: str) -> None:
+        """Refuse with one line when a file of the finished stage differs from its checksum
+        recorded at publication (truncated, edited, deleted)."""
+        record = self.record(stage)
+        folder = self.path / stage
+        for name, digest in (record or {}).get("files", {}).items():
+            path = folder / name
+            if not path.is_file() or file_sha256(path) != digest:
+                what = "is missing" if not path.is_file() else "is damaged (its checksum differs from the one " \
+                                                               "recorded when the stage finished)"
+                raise CompError(f"{path} {what}; rerun the stage with `comp run stage={stage} overwrite=true`")
 
     def partial(self, stage: str, key: str) -> Path:
         """Work folder for ``stage``; kept across interruptions while ``key`` is unchanged."""
@@ -92,10 +177,11 @@ class RunDir:
         return work
 
     def publish(self, stage: str, record: dict[str, Any]) -> Path:
-        """Write ``stage.json`` into the work folder and swap it in as the stage's output."""
+        """Write ``stage.json`` (with every file's checksum) into the work folder and swap it
+        in as the stage's output."""
         work = self.path / f"{stage}.partial"
         (work / ".key").unlink(missing_ok=True)
-        write_json(work / STAGE_RECORD, record)
+        write_json(work / STAGE_RECORD, {**record, "files": checksums(work)})
         final = self.path / stage
         trash = self.path / f".{stage}.old"
         if trash.exists():

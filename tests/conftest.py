@@ -16,6 +16,9 @@ os.environ.setdefault("COMP_CACHE", tempfile.mkdtemp(prefix="comp-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ("experiment=smoke",)
+# The textbook recipe (Adam at a constant LR, no BatchNorm, no augmentation), shrunk: for
+# tests about one mechanism whose numbers the default recipe's parts would blur.
+TEXTBOOK = ("experiment=textbook", "experiment=smoke")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Stage `check` (RECIPE.md 3), train.lr=auto, and `comp check-plugin` (RECIPE.md 4)."""
+"""Stage `check` (docs/recipe.md 3), train.lr=auto, and `comp check-plugin` (docs/recipe.md 4)."""
 import json
 import re
 
@@ -42,11 +42,11 @@ def test_check_stage_then_baseline_with_auto_lr(comp, workdir):
     assert sweep["loss"].min() < 0.5 * sweep["loss"].iloc[0]  # real data: the loss does fall
     record = _record(workdir, "check")
     suggested = record["suggested_lr"]
-    assert 1e-4 <= suggested <= 3e-2
+    assert 1e-4 <= suggested <= 3e-2 and record["checks"][2]["numbers"]["steepest_lr"] > 0
     assert [c["status"] for c in record["checks"]][:3] == ["PASS"] * 3 and record["failed"] == []
 
     # train.lr=auto: baseline reads the check stage (unchanged, so skipped) and trains with its LR.
-    code, out, err = comp("run", "stage=baseline", "train.lr=auto", *SMOKE)
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "train.lr=auto")
     assert code == 0, err
     assert "[check] unchanged" in out
     baseline = _record(workdir, "baseline")
@@ -72,7 +72,7 @@ def test_a_tight_budget_skips_checks_but_still_reports_them(comp, workdir, monke
 def test_numeric_lr_does_not_need_the_check_stage():
     from comp.stages import STAGES, baseline
 
-    assert baseline.inputs(load_config([]), set()) == {"split": "split"}
+    assert baseline.inputs(load_config(["train.lr=3e-4"]), set()) == {"split": "split"}
     assert baseline.inputs(load_config(["train.lr=auto"]), set()) == {"split": "split", "check": "check"}
     order = list(STAGES)
     assert order.index("split") < order.index("check") < order.index("baseline")
@@ -150,29 +150,30 @@ def test_lr_range_test_on_blank_inputs_suggests_nothing(digits):
     assert len(sweep) > 10
 
 
-def test_auto_lr_refuses_when_check_suggested_nothing(tmp_path):
+def test_auto_lr_falls_back_when_check_suggested_nothing(tmp_path):
     from types import SimpleNamespace
 
-    from comp.errors import CompError
     from comp.rundir import RunDir, write_json
     from comp.stages.training import resolve_lr
 
     rundir = RunDir(tmp_path)
     write_json(tmp_path / "check/stage.json", {"suggested_lr": None})
+    logged = []
     ctx = SimpleNamespace(cfg=load_config(["train.lr=auto"]), upstream={"check": "check"}, rundir=rundir,
-                          name="baseline")
-    with pytest.raises(CompError, match="stage check suggested no LR.*set train.lr=NUMBER"):
-        resolve_lr(ctx)
+                          name="baseline", log=logged.append)
+    assert resolve_lr(ctx) == (1e-3, "fallback")
+    assert "stage check suggested no LR" in logged[0] and "training with 0.001" in logged[0]
     write_json(tmp_path / "check/stage.json", {"suggested_lr": 0.002})
     assert resolve_lr(ctx) == (0.002, "check")
-    assert resolve_lr(SimpleNamespace(cfg=load_config([]), upstream={})) == (3e-4, "train.lr")
+    assert resolve_lr(SimpleNamespace(cfg=load_config(["train.lr=3e-4"]), upstream={})) == (3e-4, "train.lr")
 
 
-def test_suggest_lr_picks_the_steepest_descent():
+def test_suggest_lr_picks_a_tenth_of_the_minimum():
     lrs = np.logspace(-5, 0, 200)
     falling = 2.3 - 2.0 / (1 + np.exp(-(np.log10(lrs) + 3) * 3))  # steepest at 1e-3
     curve = np.where(lrs < 1e-1, falling, falling + (np.log10(lrs) + 1) * 20)  # diverges above 0.1
-    assert sanity.suggest_lr(lrs, curve) == pytest.approx(1e-3, rel=0.1)
+    assert sanity.suggest_lr(lrs, curve) == pytest.approx(1e-2, rel=0.1)  # the minimum is at 0.1
+    assert sanity.steepest_lr(lrs, curve) == pytest.approx(1e-3, rel=0.1)
     assert sanity.suggest_lr(lrs, np.linspace(2.3, 3.0, 200)) is None  # never falls: nothing to suggest
 
 

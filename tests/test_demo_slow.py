@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from comp.demo import cache_root
+from comp.demo import cache_root, solution_path
 from tests.conftest import comp_subprocess, read_submission
 
 
@@ -16,6 +16,6 @@ def test_default_demo_reaches_095_within_5_minutes(workdir, demo):
     (path,) = (workdir / "submissions").glob("digits-baseline-accuracy=*.csv")
     oof_accuracy = float(path.stem.split("=")[1])
     assert oof_accuracy >= 0.95
-    solution = read_submission(cache_root() / "demo/v1/solution.csv")
+    solution = read_submission(solution_path(cache_root()))
     assert (read_submission(path)["label"] == solution["label"]).mean() >= 0.95
     assert elapsed < 300

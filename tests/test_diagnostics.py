@@ -1,4 +1,4 @@
-"""Diagnostics while training (RECIPE.md 4): per-epoch logs, verdicts and the BatchNorm fix."""
+"""Diagnostics while training (docs/recipe.md 4): per-epoch logs, verdicts and the BatchNorm fix."""
 import json
 import re
 
@@ -10,7 +10,7 @@ import pytest
 
 from comp.training.batchnorm import auto_momentum, resolve_momentum, set_momentum
 from comp.training.verdicts import NO_PROBLEMS, diagnose
-from tests.conftest import SMOKE
+from tests.conftest import TEXTBOOK
 
 BASELINE = "runs/digits/baseline"
 
@@ -20,12 +20,12 @@ def _diagnosis(out: str, fold: int = 1) -> list[str]:
 
 
 def test_smoke_run_writes_csv_tensorboard_and_learning_curve(comp, workdir):
-    code, out, err = comp("run", "stage=baseline", *SMOKE)
+    code, out, err = comp("run", "stage=baseline", *TEXTBOOK, "train.lr=3e-4")
     assert code == 0, err
     fold = workdir / BASELINE / "fold_0"
     frame = pd.read_csv(fold / "diagnostics.csv")
     assert list(frame["epoch"]) == [1, 2, 3]  # smoke: 3 epochs, no early stop on digits
-    for column in ("loss", "val_loss", "accuracy", "val_accuracy", "lr", "grad_norm", "update_ratio_median",
+    for column in ("loss", "val_loss", "accuracy", "val_accuracy", "val_score", "lr", "grad_norm", "update_ratio_median",
                    "update_ratio_max", "act_var_first", "act_var_last", "dead_relu_max", "probe_accuracy"):
         assert column in frame and np.isfinite(frame[column]).all(), column
     assert {"update_ratio/conv2d", "act_var/conv2d_3", "dead_relu/conv2d_3", "grad_norm/conv2d"} <= set(frame)
@@ -52,7 +52,7 @@ def test_smoke_run_writes_csv_tensorboard_and_learning_curve(comp, workdir):
 
 @pytest.mark.parametrize("lr, verdict", [("0.5", "LR likely too high"), ("1e-7", "LR likely too low")])
 def test_a_bad_learning_rate_is_named(comp, workdir, lr, verdict):
-    code, out, err = comp("run", "stage=baseline", f"train.lr={lr}", "train.epochs=2", *SMOKE)
+    code, out, err = comp("run", "stage=baseline", *TEXTBOOK, f"train.lr={lr}", "train.epochs=2")
     assert code == 0, err
     for fold in (1, 2):
         found = _diagnosis(out, fold)
@@ -68,13 +68,13 @@ def test_batchnorm_momentum_fix_lets_validation_track_training(comp, workdir):
     """small_cnn with BatchNorm on digits (12 steps per epoch): with Keras's momentum 0.99
     the moving statistics lag, validation stays near chance while training is good;
     train.bn_momentum=auto (the default, 0.67 here) makes validation track training."""
-    args = ("stage=baseline", "model.hp.batchnorm=true", "train.lr=3e-3", *SMOKE)
+    args = ("stage=baseline", *TEXTBOOK, "model.hp.batchnorm=true", "train.lr=3e-3")
 
     code, out, err = comp("run", *args, "train.bn_momentum=0.99")
     assert code == 0, err
     lagging = pd.read_csv(workdir / BASELINE / "fold_0/diagnostics.csv")
     assert lagging["val_accuracy"].iloc[0] < 0.3  # chance: 0.1
-    assert lagging["accuracy"].iloc[1] > 0.85
+    assert lagging["accuracy"].iloc[1] > 0.8
     assert lagging["val_accuracy"].iloc[1] < lagging["accuracy"].iloc[1] - 0.3
     # Inference mode on the very training rows is as bad: the moving statistics, not the data.
     assert lagging["probe_accuracy"].iloc[1] < lagging["accuracy"].iloc[1] - 0.3

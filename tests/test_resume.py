@@ -7,14 +7,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ARGS = ("run", "stage=all", "experiment=smoke", "split.duplicate_aware=false", "train.epochs=6",
         "train.patience=6", "check.lr_steps=40", "check.zero_input_epochs=1")
+# Every stateful part of training at once: Nesterov SGD with weight decay, warmup, a
+# plateau schedule that lowers the LR, label smoothing, clipping, the EMA of the weights,
+# BatchNorm and dropout (whose RNG state must resume too), augmentation in the graph.
+RECIPES = {
+    "adamw-cosine-ema": ("train.optimizer=adamw", "train.weight_decay=0.05", "train.schedule=cosine",
+                         "train.warmup=1", "train.ema=0.9", "model.hp.batchnorm=true", "train.augmentations=auto"),
+    "sgd-plateau-smoothing": ("train.optimizer=sgd", "train.lr=0.05", "train.schedule=plateau",
+                              "train.label_smoothing=0.1", "train.clip=1.0", "train.warmup=0.5"),
+}
 
 
-def _start(cwd):
+def _start(cwd, recipe):
     exe = str(Path(sys.executable).with_name("comp"))
-    return subprocess.Popen([exe, *ARGS], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([exe, *ARGS, *recipe], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def _epoch(state):
@@ -38,11 +49,13 @@ def _kill_when(proc, condition, timeout=240):
     raise AssertionError("kill point never reached")
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, recipe):
+    recipe = RECIPES[recipe]
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     reference.mkdir()
     interrupted.mkdir()
-    done = subprocess.run([str(Path(sys.executable).with_name("comp")), *ARGS], cwd=reference,
+    done = subprocess.run([str(Path(sys.executable).with_name("comp")), *ARGS, *recipe], cwd=reference,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
 
@@ -53,8 +66,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
         lambda: (interrupted / "runs/digits/baseline/stage.json").exists(),  # after training
     ]
     for condition in kill_points:
-        _kill_when(_start(interrupted), condition)
-    resumed = _start(interrupted)
+        _kill_when(_start(interrupted, recipe), condition)
+    resumed = _start(interrupted, recipe)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert "[baseline] unchanged" in out or "finished earlier" in out

@@ -8,15 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from comp.data.images import decode_all
+from comp.data.images import MAX_PIXELS, decode_all
 
-DECODER_VERSION = "1"  # bump when decoding or resizing changes, so old entries are ignored
+DECODER_VERSION = "2"  # bump when decoding or resizing changes, so old entries are ignored
 MMAP_BYTES = 256 * 2**20  # above this an entry is memory-mapped instead of read into RAM
 
 
@@ -30,26 +31,34 @@ class ImageSet:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """sha256 of a file's bytes; something that is not a readable file gets a digest of what
+    it is, and the decoder reports it as a bad image."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        return hashlib.sha256(f"unreadable {path.name}: {type(exc).__name__}".encode()).hexdigest()
 
 
 def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
-                   size: list[int] | None = None, channels: int | None = None) -> ImageSet:
+                   size: list[int] | None = None, channels: int | None = None,
+                   max_pixels: int = MAX_PIXELS) -> ImageSet:
     """Decode ``paths`` (or reuse the cached decode of identical files) at the given geometry."""
-    key = hashlib.sha256(json.dumps([DECODER_VERSION, digests, size, channels]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([DECODER_VERSION, digests, size, channels, max_pixels]).encode()).hexdigest()[:24]
     entry = cache_dir / key
     if (entry / "meta.json").is_file():
-        meta = json.loads((entry / "meta.json").read_text())
-        big = (entry / "pixels.npy").stat().st_size > MMAP_BYTES
-        pixels = np.load(entry / "pixels.npy", mmap_mode="r" if big else None)
-        return ImageSet(pixels, tuple(meta["geometry"]), {int(k): v for k, v in meta["bad"].items()},
-                        [tuple(s) for s in meta["shapes"]], True)
+        cached = _read_entry(entry)
+        if cached is not None:
+            return cached
+        print(f"notice: the decoded-image cache entry {entry} is damaged; decoding the images again", flush=True)
+        shutil.rmtree(entry, ignore_errors=True)
 
-    pixels, geometry, bad, shapes = decode_all(paths, size, channels)
+    pixels, geometry, bad, shapes = decode_all(paths, size, channels, max_pixels)
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir))
     np.save(staging / "pixels.npy", pixels)
-    (staging / "meta.json").write_text(json.dumps({"geometry": geometry, "bad": bad, "shapes": shapes}))
+    (staging / "meta.json").write_text(json.dumps({"geometry": geometry, "bad": bad, "shapes": shapes,
+                                                   "bytes": (staging / "pixels.npy").stat().st_size,
+                                                   "sha256": hashlib.sha256(pixels.tobytes()).hexdigest()}))
     try:
         os.replace(staging, entry)  # atomic: a reader sees a whole entry or none
     except OSError:  # another process published the same entry first
@@ -57,3 +66,21 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
             f.unlink()
         staging.rmdir()
     return ImageSet(pixels, tuple(geometry), bad, shapes, False)
+
+
+def _read_entry(entry: Path) -> ImageSet | None:
+    """A cache entry, or None when it is damaged: unreadable metadata, a file of the wrong
+    size, or (below the memory-mapping size, where reading it all is cheap) other bytes
+    than were written."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        size = (entry / "pixels.npy").stat().st_size
+        if size != meta["bytes"]:
+            return None
+        pixels = np.load(entry / "pixels.npy", mmap_mode="r" if size > MMAP_BYTES else None)
+        if size <= MMAP_BYTES and hashlib.sha256(pixels.tobytes()).hexdigest() != meta["sha256"]:
+            return None
+        return ImageSet(pixels, tuple(meta["geometry"]), {int(k): v for k, v in meta["bad"].items()},
+                        [tuple(s) for s in meta["shapes"]], True)
+    except (OSError, ValueError, KeyError, EOFError):
+        return None

@@ -1,6 +1,7 @@
 """Decode image files with OpenCV into one uint8 array of a common geometry."""
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -10,9 +11,36 @@ import numpy as np
 from comp.errors import DataError
 
 
-def read_image(path: Path) -> np.ndarray:
-    """One image as uint8 (H, W, C) with C in {1, 3}, colour in RGB order."""
-    raw = np.fromfile(path, dtype=np.uint8)
+MAX_PIXELS = 64_000_000  # data.max_pixels' default: 8000x8000; a decoded image of this size takes 192 MB
+
+
+def header_size(raw: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from the file's header, without decoding the pixels (Pillow reads
+    only the header); None when Pillow does not know the format."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # the limit is ours (data.max_pixels), checked by the caller
+    try:
+        with Image.open(io.BytesIO(raw.tobytes())) as image:
+            return image.size
+    except Exception:  # not an image Pillow reads: OpenCV may still decode it, or say it cannot
+        return None
+
+
+def read_image(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One image as uint8 (H, W, C) with C in {1, 3}, colour in RGB order.
+
+    An image whose header claims more than ``max_pixels`` pixels is refused before any
+    pixel is decoded (a decompression bomb would take gigabytes)."""
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:  # a directory named like an image, an unreadable file
+        raise DataError(f"{path}: cannot read it as an image file ({exc.strerror or type(exc).__name__}); "
+                        "replace or remove it") from None
+    size = header_size(raw) if raw.size else None
+    if size and size[0] * size[1] > max_pixels:
+        raise DataError(f"{path}: {size[0]}x{size[1]} pixels, over data.max_pixels={max_pixels}; "
+                        "resize the image or raise data.max_pixels")
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if image is None:
         raise DataError(f"{path}: cannot decode the image (corrupt or not an image); replace or remove the file")
@@ -31,7 +59,7 @@ def common_geometry(images: list[np.ndarray]) -> tuple[int, int, int]:
 
 
 def decode_all(
-    paths: list[Path], size: list[int] | None = None, channels: int | None = None
+    paths: list[Path], size: list[int] | None = None, channels: int | None = None, max_pixels: int = MAX_PIXELS
 ) -> tuple[np.ndarray, tuple[int, int, int], dict[int, str], list[tuple[int, ...]]]:
     """Decode ``paths`` at ``size`` x ``channels`` (default: the most common geometry).
 
@@ -43,7 +71,7 @@ def decode_all(
     bad: dict[int, str] = {}
     for i, path in enumerate(paths):
         try:
-            images.append(read_image(path))
+            images.append(read_image(path, max_pixels))
         except DataError as exc:
             images.append(None)
             bad[i] = str(exc)

@@ -33,7 +33,7 @@ class Inputs(ABC):
         """The input description, statistics fit on ``rows`` (default: all)."""
 
     def blank(self, x: Any) -> Any:
-        """``x`` with its content removed, for the input-independent baseline (RECIPE.md 3)."""
+        """``x`` with its content removed, for the input-independent baseline (docs/recipe.md 3)."""
         return np.zeros_like(x)
 
     def frame(self, rows: np.ndarray, spec: InputSpec) -> pd.DataFrame:
@@ -109,5 +109,6 @@ class TableInputs(Inputs):
                 data[column.key] = self.numeric[column.key][rows].astype(np.float64)
             else:
                 kept = [v for v in column.vocabulary if v != ""][:MAX_TREE_CATEGORIES]
-                data[column.key] = pd.Categorical(self.categorical[column.key][rows], categories=kept)
+                values = self.categorical[column.key][rows]
+                data[column.key] = pd.Categorical(np.where(np.isin(values, kept), values, None), categories=kept)
         return pd.DataFrame(data)

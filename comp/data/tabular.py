@@ -59,7 +59,7 @@ def read_table(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> 
             dates = pd.to_datetime(values.where(present), errors="coerce", format="mixed",
                                    dayfirst=_day_first(values[present]))
             parts = {"days": (dates - pd.Timestamp("1970-01-01")).dt.days, "month": dates.dt.month,
-                     "weekday": dates.dt.weekday}
+                     "weekday": dates.dt.day_of_week}
             for part, series in parts.items():
                 key = key_for(f"{col}_{part}")
                 numeric[key], names[key] = series.to_numpy(dtype=np.float32), f"{col} ({part})"

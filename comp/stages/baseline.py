@@ -1,8 +1,9 @@
 """Stage `baseline`: the configured model trained on every fold.
 
-RECIPE.md 3: safe defaults (Adam 3e-4, He init, no augmentation), early stopping on the
-competition metric, best weights kept; scored on out-of-fold predictions. The model is
-``model.name``, or for ``auto`` the task kind's default for the competition's inputs.
+docs/recipe.md 3 and 5: the recipe's defaults (AdamW, the LR from stage check, warmup then
+cosine decay planned to fit the budget, light augmentation), the best epoch's weights kept by
+the competition metric; scored on out-of-fold predictions. The model is ``model.name``, or
+for ``auto`` the task kind's default for the competition's inputs.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from comp.context import StageContext
 from comp.stages.training import validate_model
 
 NAME = "baseline"
-HELP = "train the model on each fold with early stopping; OOF predictions and fold models"
+HELP = "train the model on each fold with the recipe (planned to fit budget=); OOF predictions and fold models"
 CONFIG = ("seed", "task", "metric", "data", "train", "model", "predict.batch_size", "split.group_column")
 TRAINS = True
 

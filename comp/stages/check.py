@@ -1,4 +1,4 @@
-"""Stage `check`: pre-flight sanity checks before the first fold (RECIPE.md 3).
+"""Stage `check`: pre-flight sanity checks before the first fold (docs/recipe.md 3).
 
 Four PASS/WARN/FAIL lines on fold 0's training rows: initial loss vs the prior entropy,
 overfitting one small batch, an LR range test whose suggested LR later stages use with
@@ -44,6 +44,7 @@ def run(ctx: StageContext) -> dict:
 
     from comp.stages.training import load_train, model_name, read_folds
     from comp.training import sanity
+    from comp.training.batchnorm import resolve_momentum, steps_per_epoch
     from comp.training.model import build_model, is_estimator
 
     cfg, task, opts = ctx.cfg, ctx.task, ctx.cfg.check
@@ -56,9 +57,13 @@ def run(ctx: StageContext) -> dict:
     x_train, y_train = inputs.take(train_rows), y[train_rows]
     spec = inputs.spec(train_rows)
 
+    steps = steps_per_epoch(len(train_rows), cfg.train.batch_size)
+
     def build():
         # No augmentation: the checks look at the model and the data, not at regularisers.
-        return build_model(spec, task, name, cfg.model.hp, [])[0]
+        # BatchNorm gets the momentum training uses, so its short trainings are not misled.
+        return build_model(spec, task, name, cfg.model.hp, [],
+                           bn_momentum=resolve_momentum(cfg.train.bn_momentum, steps))[0]
 
     ctx.log(f"model {name} on {len(y_train)} training rows of fold 0")
 
@@ -152,6 +157,5 @@ def _record(results, suggested, model: str) -> dict:
 def _skip_all(ctx: StageContext, why: str) -> dict:
     results = [_skipped(n, f"skipped: {why}") for n in ("initial loss", "overfit one batch", "LR range test",
                                                           "zero-input baseline")]
-    for result in results:
-        print(result.line(), flush=True)
+    ctx.log(f"all checks skipped: {why}")
     return _record(results, None, ctx.cfg.model.name)

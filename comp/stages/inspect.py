@@ -1,4 +1,4 @@
-"""Stage `inspect`: look at the data before any model (RECIPE.md 1).
+"""Stage `inspect`: look at the data before any model (docs/recipe.md 1).
 
 Writes report.md, report.json, duplicates.csv (read by `split`), outliers.csv and
 pictures; prints a short summary with the problems first.

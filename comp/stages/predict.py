@@ -28,6 +28,15 @@ def inputs(cfg, available) -> dict[str, str]:
     return {"source": source}
 
 
+def validate(cfg, competition, task) -> None:
+    """An undecodable test image stops the run here, before any training (unless
+    data.on_bad_image=skip, which predicts it from a blank image)."""
+    if competition.modality == "image" and cfg.data.on_bad_image == "error":
+        from comp.data.loading import image_set
+
+        image_set(competition, cfg, "test")
+
+
 def run(ctx: StageContext) -> dict:
     from comp.data.loading import load_inputs
     from comp.training.fold_model import load_fold_model

@@ -1,4 +1,4 @@
-"""Stage `split`: k-fold assignment of every train row, persisted as folds.csv (RECIPE.md 2).
+"""Stage `split`: k-fold assignment of every train row, persisted as folds.csv (docs/recipe.md 2).
 
 Stratified by the task's strata (class, label set, target bin or sequence length). Rows that
 share a group - a configured group column, or duplicates found by `inspect` - stay in one

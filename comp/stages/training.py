@@ -44,14 +44,35 @@ def model_name(cfg, competition, task) -> str:
                           "set model=NAME (see `comp plugins`)") from None
 
 
+FALLBACK_LR = 1e-3  # train.lr=auto when the LR range test suggests nothing: Adam's own default
+
+
+def augmentations(cfg, competition, task) -> tuple[str, ...]:
+    """``train.augmentations``, or for ``auto`` every installed augmentation marked as a
+    default that works on the inputs and preserves the task's labels."""
+    from comp.registry import AUGMENTATIONS
+
+    chosen = cfg.train.augmentations
+    if chosen != "auto":
+        return tuple(chosen)
+    picked = []
+    for info in AUGMENTATIONS.list():
+        aug = AUGMENTATIONS.load(info.name)
+        if aug.default and competition.modality in aug.modalities and task.kind in aug.tasks:
+            picked.append(info.name)
+    return tuple(picked)
+
+
 def validate_model(cfg, competition, task) -> None:
     """The model plugin, its modality and task, the augmentations and the loss, checked before any work."""
     from comp.api import InputSpec
     from comp.registry import AUGMENTATIONS
-    from comp.training.model import load_plugin
+    from comp.training.model import check_hyperparameters, load_plugin
 
-    load_plugin(model_name(cfg, competition, task), InputSpec((0,), competition.modality), task)
-    for name in cfg.train.augmentations:
+    name = model_name(cfg, competition, task)
+    load_plugin(name, InputSpec((0,), competition.modality), task)
+    check_hyperparameters(name, competition.modality, task, dict(cfg.model.hp))
+    for name in augmentations(cfg, competition, task):
         aug = AUGMENTATIONS.load(name)
         if competition.modality not in aug.modalities or task.kind not in aug.tasks:
             raise ConfigError(f"augmentation '{name}' is for {'/'.join(aug.modalities)} inputs and "
@@ -59,6 +80,9 @@ def validate_model(cfg, competition, task) -> None:
                               "remove it from train.augmentations")
     if cfg.train.loss not in task.losses:
         raise ConfigError(f"train.loss={cfg.train.loss}: task {task.kind} takes {', '.join(task.losses)}")
+    if cfg.train.label_smoothing and not task.smoothable:
+        raise ConfigError(f"train.label_smoothing={cfg.train.label_smoothing:g}: task {task.kind} has no labels "
+                          "to smooth; set it to 0")
 
 
 def resolve_lr(ctx: StageContext) -> tuple[float, str]:
@@ -70,10 +94,9 @@ def resolve_lr(ctx: StageContext) -> tuple[float, str]:
         raise CompError(f"train.lr=auto: stage {ctx.name} does not read stage check; set train.lr=NUMBER")
     suggested = ctx.rundir.record(ctx.upstream["check"]).get("suggested_lr")
     if not suggested:
-        raise CompError(
-            "train.lr=auto: stage check suggested no LR (its LR range test failed or did not fit the "
-            f"budget; see {ctx.rundir.path / 'check' / 'stage.json'}); set train.lr=NUMBER"
-        )
+        ctx.log(f"train.lr=auto: stage check suggested no LR (its LR range test failed, was skipped or did not fit "
+                f"the budget; see {ctx.rundir.path / 'check' / 'stage.json'}); training with {FALLBACK_LR:g}")
+        return FALLBACK_LR, "fallback"
     return float(suggested), "check"
 
 
@@ -82,6 +105,8 @@ def train_spec(cfg, lr: float):
 
     t = cfg.train
     return TrainSpec(lr=lr, epochs=t.epochs, batch_size=t.batch_size, patience=t.patience, loss=t.loss,
+                     optimizer=t.optimizer, weight_decay=t.weight_decay, schedule=t.schedule, warmup=t.warmup,
+                     label_smoothing=t.label_smoothing, clip=t.clip, ema=t.ema,
                      strategy=t.strategy, lr_scaling=t.lr_scaling, mixed_precision=t.mixed_precision,
                      bn_momentum=t.bn_momentum, diagnostics=t.diagnostics,
                      predict_batch_size=cfg.predict.batch_size)
@@ -99,25 +124,44 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     fold_of = read_folds(ctx)
     inputs, y = load_train(ctx)
     name = model_name(cfg, comp, task)
-    model = ModelSpec(name, dict(cfg.model.hp), tuple(cfg.train.augmentations))
-    lr, lr_source = resolve_lr(ctx)
+    model = ModelSpec(name, dict(cfg.model.hp), augmentations(cfg, comp, task))
+    from comp.training.model import is_estimator
+
+    keras_model = not is_estimator(name)
+    lr, lr_source = resolve_lr(ctx) if keras_model else (0.0, "none")
     spec = train_spec(cfg, lr)
     n_folds = int(fold_of.max()) + 1
     shape = inputs.spec().shape
     what = f"{len(inputs)} images {shape}" if comp.modality == "image" else f"{len(inputs)} rows, {shape[0]} columns"
-    ctx.log(f"{n_folds} folds, {what}, task {task.kind}, model {name}, metric {task.metric_name}, "
-            f"lr {lr:.3g} ({lr_source})")
+    recipe = ""
+    if keras_model:
+        recipe = (f", {spec.optimizer} lr {lr:.3g} ({lr_source}) {spec.schedule}"
+                  + (f", augmentations {', '.join(model.augmentations)}" if model.augmentations else ""))
+    ctx.log(f"{n_folds} folds, {what}, task {task.kind}, model {name}, metric {task.metric_name}{recipe}")
     progress = Progress()
 
     def hooks(k: int, folds: int):
-        return progress.epoch_hook(ctx.name, k, folds, cfg.train.epochs, ctx.budget, task.metric_name)
+        live = progress.epoch_hook(ctx.name, k, folds, cfg.train.epochs, ctx.budget, task.metric_name)
+        if not cfg.train.verbose:
+            return live
+
+        def both(epoch: int, logs: dict) -> None:
+            live(epoch, logs)
+            log(f"fold {k + 1}/{folds} epoch {epoch + 1}: loss {logs['loss']:.4f}, val loss {logs['val_loss']:.4f}, "
+                f"val {task.metric_name} {logs['val_score']:.4f}, lr {logs['lr']:.3g}")
+
+        return both
 
     def log(message: str) -> None:
         progress.clear()
         ctx.log(message)
 
-    result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed,
-                            deadline=ctx.budget.training_deadline(), log=log, epoch_hooks=hooks, title=ctx.name)
+    deadline = ctx.budget.training_deadline()
+    if ctx.budget.limited:
+        ctx.log(f"budget: training gets {max(deadline - ctx.budget.clock(), 0):.0f}s of budget={cfg.budget} "
+                f"(the rest is kept for prediction), shared equally by the {n_folds} folds")
+    result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed, deadline=deadline, log=log,
+                            epoch_hooks=hooks, title=ctx.name)
     write_npy(out / artifacts.OOF_PROBS, result.oof)
     write_json(out / artifacts.DECODING, result.decoding)
     write_csv(out / artifacts.OOF_TABLE, pd.DataFrame({
@@ -143,6 +187,9 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
         "lr": result.folds[0].get("lr", lr),  # what the optimizer used: scaled to the replicas
         "replicas": result.folds[0].get("replicas", 1),
         "lr_source": lr_source,
+        "recipe": {k: getattr(spec, k) for k in ("optimizer", "weight_decay", "schedule", "warmup",
+                                                 "label_smoothing", "clip", "ema", "epochs", "batch_size")},
+        "plan": [f.get("plan") for f in result.folds],
     }
     if comp.modality == "image":
         record["input_shape"] = list(shape)

@@ -11,13 +11,15 @@ from comp.tasks.evidence import metrics_named
 
 # Up to this many distinct integer values a target is read as class labels, not a number.
 MAX_INTEGER_CLASSES = 50
+NUMERIC_SHARE = 0.95  # a target whose values are at least this share numbers is numeric
 
 
 def infer_task_kind(targets: pd.DataFrame) -> str:
     """Guess the task kind from the train target column(s), read as strings.
 
     Several 0/1 columns or space-separated lists: multilabel. Fractional numbers, or
-    integers with more than 50 distinct values (and no leading zeros): regression. Strings
+    integers with more than 50 distinct values (and no leading zeros; at least 95% of the
+    values numbers, so that a typo is reported by row instead of changing the kind): regression. Strings
     with more distinct values than a classifier can learn (over 50 and over half the rows):
     sequence.
     Otherwise classification. comp.yaml's ``task`` settles any case this gets wrong.
@@ -30,7 +32,9 @@ def infer_task_kind(targets: pd.DataFrame) -> str:
     values = targets.iloc[:, 0].dropna()
     numbers = pd.to_numeric(values, errors="coerce")
     leading_zero = values.str.match(r"^0\d").any()  # '07' is a code or a string, not seven
-    if numbers.notna().all() and not leading_zero:
+    # A few non-numbers among numbers are typos in a numeric target: the task names their rows.
+    if numbers.notna().mean() >= NUMERIC_SHARE and not leading_zero:
+        numbers = numbers.dropna()
         if (numbers != numbers.round()).any() or numbers.nunique() > MAX_INTEGER_CLASSES:
             return "regression"
         return "classification"

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
-from comp.tasks.base import (Task, TargetSummary, TaskSource, check_probabilities, first_row, is_fractional,
-                             safe_name)
+from comp.tasks.base import (TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
+                             is_fractional, safe_name)
 
 # Values whose second member is the positive class, whatever their case.
 POSITIVE_PAIRS = ({"0", "1"}, {"false", "true"}, {"no", "yes"}, {"n", "y"}, {"f", "t"},
@@ -133,19 +133,23 @@ class Classification(Task):
 
     # -- the model ------------------------------------------------------------------------------
     def head(self, features):
-        """Softmax layer whose bias starts at log class priors (RECIPE.md 3: initial loss)."""
+        """Softmax layer whose bias starts at log class priors (docs/recipe.md 3: initial loss)."""
         import keras
 
         return keras.layers.Dense(
-            self.num_classes, activation="softmax",
+            self.num_classes, activation="softmax", kernel_initializer=head_kernel(),
             bias_initializer=keras.initializers.Constant(np.log(np.asarray(self.priors, dtype="float32"))),
             dtype="float32",  # softmax in float32 even under mixed precision
             name=f"head_{safe_name(self.target)}")(features)
 
-    def loss(self, name: str = "auto"):
+    def loss(self, name: str = "auto", label_smoothing: float = 0.0):
         import keras
 
-        return keras.losses.SparseCategoricalCrossentropy(reduction="none")
+        if not label_smoothing:
+            return keras.losses.SparseCategoricalCrossentropy(reduction="none")
+        # Keras's sparse cross-entropy has no label smoothing; the dense one does.
+        dense = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction="none")
+        return lambda y, p: dense(keras.ops.one_hot(keras.ops.cast(y, "int32"), self.num_classes), p)
 
     def batch_metric(self, y, outputs):
         import tensorflow as tf

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
-from comp.tasks.base import Task, TargetSummary, TaskSource, check_probabilities, first_row, is_fractional, safe_name
+from comp.tasks.base import (TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
+                             is_fractional, safe_name)
 
 LIST, INDICATORS, PROBABILITIES = "list", "indicators", "probabilities"
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate thresholds
@@ -128,14 +129,14 @@ class Multilabel(Task):
 
         p = np.clip(np.asarray(self.priors, dtype=np.float64), 1e-4, 1 - 1e-4)
         return keras.layers.Dense(
-            self.num_labels, activation="sigmoid",
+            self.num_labels, activation="sigmoid", kernel_initializer=head_kernel(),
             bias_initializer=keras.initializers.Constant(np.log(p / (1 - p)).astype("float32")),
             dtype="float32", name=f"head_{safe_name(self.target)}")(features)
 
-    def loss(self, name: str = "auto"):
+    def loss(self, name: str = "auto", label_smoothing: float = 0.0):
         import keras
 
-        return keras.losses.BinaryCrossentropy(reduction="none")
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing, reduction="none")
 
     def batch_metric(self, y, outputs):
         import tensorflow as tf

@@ -1,7 +1,7 @@
 """Regression: one numeric target, one linear output.
 
 The model learns the target standardised (zero mean, unit variance; after log1p when the
-metric is RMSLE), so its last-layer bias starts at the target mean (RECIPE.md 3) and the
+metric is RMSLE), so its last-layer bias starts at the target mean (docs/recipe.md 3) and the
 loss has the same scale on every competition. Predictions are turned back into the
 target's own units before they are scored, averaged or submitted.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import ConfigError, DataError
-from comp.tasks.base import Task, TargetSummary, TaskSource, first_row, safe_name
+from comp.tasks.base import TargetSummary, Task, TaskSource, first_row, head_kernel, safe_name
 
 BINS = 10  # quantile bins of the target for stratified folds
 
@@ -23,6 +23,7 @@ class Regression(Task):
     progress_metric = "mae"
     progress_is_accuracy = False
     losses = ("auto", "mse", "mae", "huber")
+    smoothable = False
     estimator_role = "regressor"
 
     def __init__(self, source: TaskSource):
@@ -92,14 +93,13 @@ class Regression(Task):
     # -- the model ------------------------------------------------------------------------------
     def head(self, features):
         """A linear output starting at the target mean: zero bias (the target is standardised)
-        and a small kernel, so the untrained model predicts about the mean (RECIPE.md 3)
-        instead of adding the variance of random weights to the initial loss."""
+        and a small kernel (``head_kernel``)."""
         import keras
 
         return keras.layers.Dense(1, dtype="float32", name=f"head_{safe_name(self.target)}",
-                                  kernel_initializer=keras.initializers.VarianceScaling(0.01, "fan_in"))(features)
+                                  kernel_initializer=head_kernel())(features)
 
-    def loss(self, name: str = "auto"):
+    def loss(self, name: str = "auto", label_smoothing: float = 0.0):
         import keras
 
         if name == "auto":

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
-from comp.tasks.base import Task, TargetSummary, TaskSource, first_row, safe_name
+from comp.tasks.base import TargetSummary, Task, TaskSource, first_row, head_kernel, safe_name
 
 
 class Sequence(Task):
@@ -92,21 +92,23 @@ class Sequence(Task):
         heads = []
         for position in range(self.max_len):
             heads.append(keras.layers.Dense(
-                self.blank + 1, bias_initializer=keras.initializers.Constant(np.log(self.priors[position])),
+                self.blank + 1, kernel_initializer=head_kernel(), bias_initializer=keras.initializers.Constant(np.log(self.priors[position])),
                 dtype="float32", name=f"head_{safe_name(self.target)}_{position}")(features))
         stacked = keras.layers.Concatenate(dtype="float32")(heads) if len(heads) > 1 else heads[0]
         stacked = keras.layers.Reshape((self.max_len, self.blank + 1), dtype="float32")(stacked)
         return keras.layers.Softmax(axis=-1, dtype="float32", name=f"head_{safe_name(self.target)}")(stacked)
 
-    def loss(self, name: str = "auto"):
+    def loss(self, name: str = "auto", label_smoothing: float = 0.0):
         import keras
 
-        crossentropy = keras.losses.SparseCategoricalCrossentropy(reduction="none")
+        if label_smoothing:
+            dense = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction="none")
+            crossentropy = lambda y, p: dense(keras.ops.one_hot(keras.ops.cast(y, "int32"), self.blank + 1), p)  # noqa: E731
+        else:
+            crossentropy = keras.losses.SparseCategoricalCrossentropy(reduction="none")
 
         def per_example(y, outputs):  # (batch, max_len) -> mean over positions
-            import tensorflow as tf
-
-            return tf.reduce_mean(crossentropy(y, outputs), axis=-1)
+            return keras.ops.mean(crossentropy(y, outputs), axis=-1)
 
         return per_example
 

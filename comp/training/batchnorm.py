@@ -1,4 +1,4 @@
-"""BatchNorm momentum suited to the number of steps per epoch (RECIPE.md 4).
+"""BatchNorm momentum suited to the number of steps per epoch (docs/recipe.md 4).
 
 Keras starts every BatchNormalization layer's moving mean at 0 and moving variance at 1
 and updates them with momentum 0.99, so they need a few hundred steps to forget those

@@ -60,9 +60,9 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
         fold_dir = out_dir / f"fold_{k}"
         val_rows = np.flatnonzero(fold_of == k)
         done = fold_dir / "done.json"
-        if done.is_file():
-            info = read_json(done)
-            pred = np.load(fold_dir / "val_pred.npy")
+        finished = _finished_fold(fold_dir, log) if done.is_file() else None
+        if finished:
+            info, pred = finished
             log(f"fold {k + 1}/{n_folds}: finished earlier, {task.metric_name}={info['score']:.4f}")
         else:
             now = time.monotonic()
@@ -90,6 +90,18 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     per_fold = ", ".join(f"{f['score']:.4f}" for f in infos)
     log(f"OOF {task.metric_name} = {score:.5f} (folds: {per_fold})")
     return CVResult(oof, score, scores, decoding, infos, hp)
+
+
+def _finished_fold(fold_dir: Path, log) -> tuple[dict, np.ndarray] | None:
+    """A fold finished by an earlier attempt, or None (after saying so) when its files are damaged."""
+    import shutil
+
+    try:
+        return read_json(fold_dir / "done.json"), np.load(fold_dir / "val_pred.npy")
+    except Exception as exc:  # truncated JSON or array: train the fold again
+        log(f"notice: {fold_dir} is damaged ({type(exc).__name__}); the fold trains again")
+        shutil.rmtree(fold_dir, ignore_errors=True)
+        return None
 
 
 def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
@@ -139,16 +151,28 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
         "replicas": result.replicas,
         "resumed_from_epoch": result.resumed_from,
         "diagnosis": diagnosis,
+        "plan": result.plan,
     }
     budget_note = ", cut short by the budget" if result.stopped_by_budget else ""
     resume_note = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
     log(f"{label}: {task.metric_name}={info['score']:.4f} (best epoch {result.best_epoch} of {result.epochs_run}, "
         f"{result.seconds:.0f}s, {result.replicas} replica(s){resume_note}{budget_note})")
-    for verdict in diagnosis:  # RECIPE.md 4; details in fold_k/diagnostics.json
+    if result.plan.get("budgeted") and result.plan.get("epoch_seconds"):
+        log(f"{label} plan: {describe_plan(result.plan)}")
+    for verdict in diagnosis:  # docs/recipe.md 4; details in fold_k/diagnostics.json
         log(f"{label} diagnosis: {verdict}")
     del result
     keras.backend.clear_session()
     return info, pred
+
+
+def describe_plan(plan: dict) -> str:
+    """One line: what the budget allowed and what was traded for it."""
+    planned, most = plan["epochs"], plan["max_epochs"]
+    traded = (f"the schedule shrunk from train.epochs={most} to fit" if planned < most
+              else f"all train.epochs={most} fit")
+    return (f"{plan['epoch_seconds']:.2f}s per epoch, {plan['fold_seconds']:.0f}s for the fold: {planned} epochs "
+            f"planned, {traded}, decaying to its end")
 
 
 def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,

@@ -1,4 +1,4 @@
-"""Watch training, not just the final number (RECIPE.md 4).
+"""Watch training, not just the final number (docs/recipe.md 4).
 
 ``Diagnostics`` hooks into the training loop of one fold. After every epoch it records
 the loop's numbers (train/val loss and accuracy, LR) and, on one fixed probe batch of
@@ -46,7 +46,8 @@ from comp.training.batchnorm import auto_momentum, batchnorm_layers
 from comp.training.loop import EpochCallbacks, select
 from comp.training.strategy import worker_role
 from comp.training.verdicts import (COLLAPSE, DEAD, GAP, GAP_EPOCHS, GRAD_GROWTH, GRAD_HUGE, GRAD_TINY,
-                                    INFERENCE_GAP, RATIO_HIGH, RATIO_LOW, diagnose)
+                                    IMPROVING_EPOCHS, IMPROVING_GAIN, INFERENCE_GAP, RATIO_HIGH, RATIO_LOW,
+                                    diagnose)
 
 CSV = "diagnostics.csv"
 JSON = "diagnostics.json"
@@ -303,7 +304,8 @@ class Diagnostics:
         momentum = self.batchnorm["momentum"][0] if len(self.batchnorm.get("momentum", [])) == 1 else None
         found = diagnose(frame, chance=self.task.chance(), bn_layers=self.batchnorm.get("layers", 0),
                          bn_momentum=momentum, steps_per_epoch=self.steps_per_epoch,
-                         accuracy=self.task.progress_metric if self.task.progress_is_accuracy else None)
+                         accuracy=self.task.progress_metric if self.task.progress_is_accuracy else None,
+                         higher_is_better=self.task.higher_is_better, metric=self.task.metric_name)
         if len(frame):
             plot_learning_curve(frame, best_epoch, self.fold_dir / CURVE, self.title, self.task.progress_metric)
         write_json(self.fold_dir / JSON, {
@@ -321,7 +323,8 @@ class Diagnostics:
             "thresholds": {"ratio_high": RATIO_HIGH, "ratio_low": RATIO_LOW, "grad_huge": GRAD_HUGE,
                            "grad_growth": GRAD_GROWTH, "grad_tiny": GRAD_TINY, "gap": GAP,
                            "gap_epochs": GAP_EPOCHS, "inference_gap": INFERENCE_GAP, "dead": DEAD,
-                           "collapse": COLLAPSE},
+                           "collapse": COLLAPSE, "improving_epochs": IMPROVING_EPOCHS,
+                           "improving_gain": IMPROVING_GAIN},
         })
         self.model, self.taps, self.kernels, self._previous = None, None, [], []  # let the model go
         self._probe_step = None

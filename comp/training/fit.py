@@ -1,6 +1,7 @@
 """Train one fold: a Keras model through the distributed loop, or a non-Keras estimator."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -11,7 +12,7 @@ import pandas as pd
 import tensorflow as tf
 
 from comp.rundir import write_csv
-from comp.training.loop import EpochCallbacks, Trainer
+from comp.training.loop import EpochCallbacks, Trainer, rows_of
 from comp.training.spec import TrainSpec
 from comp.training.strategy import get_strategy, scaled_lr, set_precision, worker_role
 
@@ -30,6 +31,7 @@ class FoldResult:
     lr: float = 0.0
     replicas: int = 1
     history: dict | None = None
+    plan: dict | None = None
 
 
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np.ndarray],
@@ -45,14 +47,16 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
     strategy = get_strategy(spec.strategy)
     replicas = strategy.num_replicas_in_sync
     fold_lr = scaled_lr(spec.lr, replicas, spec.lr_scaling)
-    trainer = Trainer(strategy, build, task, fold_lr, spec.loss)
+    global_batch = spec.batch_size * replicas
+    steps = math.ceil(rows_of(train[0]) / global_batch)
+    trainer = Trainer(strategy, build, task, spec, fold_lr, steps)
     result = trainer.fit(
-        train, val, epochs=spec.epochs, global_batch=spec.batch_size * replicas, seed=seed,
+        train, val, epochs=spec.epochs, global_batch=global_batch, seed=seed,
         patience=spec.patience, deadline=deadline, state_dir=fold_dir / "resume",
         is_chief=worker_role()[0] == 0, callbacks=callbacks)
     write_csv(fold_dir / "history.csv", pd.DataFrame(result.history).rename_axis("epoch").reset_index())
     return FoldResult(trainer.model, result.epochs_run, result.best_epoch, result.stopped_by_budget,
-                      result.seconds, result.resumed_from, fold_lr, replicas, result.history)
+                      result.seconds, result.resumed_from, fold_lr, replicas, result.history, result.plan)
 
 
 def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.ndarray) -> FoldResult:

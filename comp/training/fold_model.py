@@ -32,13 +32,9 @@ class FoldModel:
         """The head's outputs on ``rows`` of ``inputs`` (an ``Inputs``), in inference mode."""
         if not self.is_keras:
             return task.estimator_outputs(self.model, inputs.frame(rows, self.spec))
-        import keras
+        from comp.training.loop import predict_outputs
 
-        from comp.training.loop import batches
-
-        x = inputs.take(rows)
-        return np.concatenate([keras.ops.convert_to_numpy(self.model(b, training=False))
-                               for b in batches(x, batch_size)])
+        return predict_outputs(self.model, inputs.take(rows), batch_size)
 
 
 def save_fold_model(model: Any, folder: Path, spec: InputSpec | None = None) -> Path:

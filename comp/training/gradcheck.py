@@ -1,4 +1,4 @@
-"""Gradient check of a model plugin (RECIPE.md 4): analytic vs numerical, in float64.
+"""Gradient check of a model plugin (docs/recipe.md 4): analytic vs numerical, in float64.
 
 Relative error |a - n| / max(|a|, |n|) over a sample of weight entries: < 1e-7 is safe,
 > 1e-2 is a bug, 1e-4..1e-2 is suspicious (a ReLU or max-pool kink crossed by the
@@ -148,7 +148,10 @@ def check_plugin(model_name: str, fixed_hp: dict[str, Any], *, examples: int = 4
     from comp.errors import PluginError
     from comp.training.model import build_model
 
+    from comp.training.model import check_hyperparameters
+
     task = Float64Task()
+    check_hyperparameters(model_name, "image", task, fixed_hp)
     keras.backend.clear_session()
     try:
         with float64():

@@ -13,13 +13,14 @@ competition metric itself (``task.score``: AUC, F1, RMSE, exact match, ...), whi
 what early stopping and the best weights follow (the ``val_score`` log key).
 
 Resume is exact: each epoch shuffles with its own seed, and the state saved after every
-epoch holds all model variables (weights and RNG states), the optimizer's variables, the
-history, the best weights and the early-stopping counter.
+epoch (``comp.training.state``) holds all model variables (weights and RNG states), the
+optimizer's variables (slots, step, EMA of the weights), the schedule's plan and plateau
+scale, the best weights, the history and the early-stopping counter.
 """
 from __future__ import annotations
 
-import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from comp.rundir import atomic_path, write_text
-
-STATE_JSON = "state.json"  # the commit point; names the arrays file of the same epoch
 MONITOR = "val_score"  # the competition metric on the validation rows
+PLAN_MARGIN = 0.95  # a budget plan uses this share of the time left: epochs vary a little
 
 
 @dataclass
@@ -43,6 +42,7 @@ class LoopResult:
     stopped_by_budget: bool
     resumed_from: int  # epochs already done by an interrupted earlier attempt
     seconds: float
+    plan: dict  # budget plan: budgeted, max_epochs, epochs (planned), epoch_seconds, fold_seconds
 
 
 @dataclass
@@ -60,6 +60,23 @@ def batches(x: Any, batch_size: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
 
 
+def predict_outputs(model: keras.Model, x: Any, batch_size: int = 256) -> np.ndarray:
+    """``model``'s outputs on ``x`` in inference mode, batch by batch. Unlike ``model.predict``
+    it takes string columns (object arrays) and works under every strategy."""
+    forward = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+    return np.concatenate([forward(b).numpy() for b in batches(x, batch_size)])
+
+
+def plan_epochs(max_epochs: int, done: int, epoch_seconds: float, seconds_left: float,
+                at_most: int | None = None) -> int:
+    """Epochs a fold can run in all: those done plus what fits in ``PLAN_MARGIN`` of the
+    seconds left, at least the ones done, at most ``max_epochs`` (and ``at_most``, once a plan
+    may only shrink)."""
+    fits = done + int(max(seconds_left, 0.0) * PLAN_MARGIN // max(epoch_seconds, 1e-9))
+    epochs = max(done, min(max_epochs, fits))
+    return min(epochs, at_most) if at_most is not None else epochs
+
+
 def rows_of(x: Any) -> int:
     return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
@@ -69,24 +86,62 @@ def select(x: Any, rows: Any) -> Any:
     return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
 
 
+class BestWeights:
+    """The weights of the best epoch so far (by the competition metric), kept on the host."""
+
+    name = "best"
+
+    def __init__(self, higher_is_better: bool):
+        self.higher_is_better = higher_is_better
+        self.score: float | None = None
+        self.epoch = 0
+        self.weights: list[np.ndarray] = []
+
+    def offer(self, score: float, epoch: int, weights: Callable[[], list[np.ndarray]]) -> bool:
+        better = self.score is None or (score > self.score if self.higher_is_better else score < self.score)
+        if better:
+            self.score, self.epoch, self.weights = score, epoch, weights()
+        return better
+
+    def get_state(self) -> dict:
+        return {"score": self.score, "epoch": self.epoch}
+
+    def set_state(self, state: dict) -> None:
+        self.score, self.epoch = state["score"], state["epoch"]
+
+    def get_arrays(self) -> list[np.ndarray]:
+        return self.weights
+
+    def set_arrays(self, arrays: list[np.ndarray]) -> None:
+        self.weights = list(arrays)
+
+
 class Trainer:
-    """Model, optimizer and the distributed train step for one fold."""
+    """Model, optimizer, LR schedule and the distributed train step for one fold."""
 
     def __init__(self, strategy: tf.distribute.Strategy, build: Callable[[], keras.Model], task: Any,
-                 lr: float, loss: str = "auto"):
-        self.strategy = strategy
-        self.task = task
+                 spec: Any, lr: float, steps_per_epoch: int):
+        from comp.training.optimizers import build_optimizer, exclude_from_decay
+        from comp.training.schedules import Plateau, PlannedSchedule
+
+        self.strategy, self.task, self.spec = strategy, task, spec
+        self.steps_per_epoch = steps_per_epoch
         with strategy.scope():
             self.model = build()
-            self.optimizer = keras.optimizers.Adam(lr)
+            self.schedule = PlannedSchedule(lr, spec.schedule, spec.epochs * steps_per_epoch,
+                                            warmup_steps=round(spec.warmup * steps_per_epoch))
+            self.optimizer = build_optimizer(spec.optimizer, self.schedule, weight_decay=spec.weight_decay,
+                                             clip=spec.clip, ema=spec.ema)
+            exclude_from_decay(self.optimizer, self.model.trainable_variables)
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 # float16 gradients underflow without loss scaling
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             # Slot variables must exist before the replicated step is traced: created lazily
             # inside strategy.run they fail under MirroredStrategy.
             self.optimizer.build(self.model.trainable_variables)
-        self.loss = task.loss(loss)
-        self._best_weights: list[np.ndarray] | None = None
+        self.loss = task.loss(spec.loss, spec.label_smoothing)
+        self.plateau = Plateau(self.schedule, task.higher_is_better) if spec.schedule == "plateau" else None
+        self.best = BestWeights(task.higher_is_better)
         self._train_step = None
         model = self.model
 
@@ -142,89 +197,126 @@ class Trainer:
         score = self.task.score(y, self.task.predictions(outputs))
         return {"val_loss": loss, f"val_{self.task.progress_metric}": metric, MONITOR: score}, outputs
 
+    def _weights(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.model.variables]
+
+    def _evaluate_epoch(self, val, batch_size: int, epoch: int) -> dict[str, float]:
+        """Evaluate (with the EMA of the weights swapped in, when there is one) and keep the
+        best weights; the raw weights go back for the next epoch."""
+        from comp.training.optimizers import ema_values
+
+        averaged = ema_values(self.optimizer)
+        raw = None
+        if averaged is not None:
+            raw = [v.numpy() for v in self.model.trainable_variables]
+            for var, value in zip(self.model.trainable_variables, averaged):
+                var.assign(value)
+        logs, _ = self.evaluate(val[0], val[1], batch_size)
+        self.best.offer(logs[MONITOR], epoch + 1, self._weights)
+        if raw is not None:
+            for var, value in zip(self.model.trainable_variables, raw):
+                var.assign(value)
+        return logs
+
+    def state(self, history, stopping, plan):
+        from comp.training.state import TrainingState, Variables
+
+        parts = [Variables("model", self.model.variables), Variables("optimizer", self.optimizer.variables),
+                 Variables("schedule", self.schedule.variables()), self.best, history, stopping, plan]
+        if self.plateau:
+            parts.append(self.plateau)
+        return TrainingState(parts)
+
     # -- the loop --------------------------------------------------------------------------
     def fit(self, train: tuple[Any, np.ndarray], val: tuple[Any, np.ndarray], *,
-            epochs: int, global_batch: int, seed: int, patience: int,
-            deadline: float = math.inf, state_dir: Path | None = None, is_chief: bool = True,
+            epochs: int, global_batch: int, seed: int, patience: int, deadline: float = math.inf,
+            state_dir: Path | None = None, is_chief: bool = True,
             callbacks: EpochCallbacks | None = None) -> LoopResult:
-        """Train with early stopping on the competition metric; the best weights are loaded at the end."""
+        """Train and load the best weights (by the competition metric) at the end.
+
+        With a finite ``deadline`` (a budget) training is planned, not cut: the first
+        epochs are timed and the schedule is stretched or shrunk so that it ends, decayed,
+        before the deadline (``plan`` in the result). A decaying schedule (cosine, one-cycle,
+        step) runs to its end; a constant or plateau one without a budget stops after
+        ``patience`` epochs without improvement.
+        """
+        from comp.training.state import DamagedState, Record
+
         began = time.monotonic()
         callbacks = callbacks or EpochCallbacks()
         self._build_step(global_batch)
-        state = self._restore(state_dir) if state_dir else None
-        history: dict[str, list[float]] = state["history"] if state else {}
-        best = state["best"] if state else None
-        wait = state["wait"] if state else 0
-        start = state["epoch"] if state else 0
-        best_weights = self._best_weights if state else None
-        better = (lambda a, b: a > b) if self.task.higher_is_better else (lambda a, b: a < b)
-        stopped_by_budget = False
+        history = Record("history")
+        stopping = Record("stopping", wait=0, stopped=False, stopped_by_budget=False)
+        plan = Record("plan", budgeted=math.isfinite(deadline), max_epochs=epochs, epochs=epochs,
+                      epoch_seconds=None, fold_seconds=None)
+        state = self.state(history, stopping, plan)
+        try:
+            saved = state.restore(state_dir) if state_dir else None
+        except DamagedState as exc:
+            print(f"notice: {exc}; the fold starts again", flush=True)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            saved = None
+        start = saved["epoch"] if saved else 0
+        plan.data["budgeted"] = math.isfinite(deadline)  # this attempt's budget, resumed or not
+        if not saved and plan.data["budgeted"]:
+            plan.data["fold_seconds"] = round(deadline - began, 1)
         rows = rows_of(train[0])
         for hook in callbacks.on_train_begin:
-            hook(self.model, math.ceil(rows / global_batch))
+            hook(self.model, self.steps_per_epoch)
+        timings: list[float] = []
 
         for epoch in range(start, epochs):
-            if state and state.get("stopped"):
+            if stopping.data["stopped"] or epoch >= plan.data["epochs"]:
                 break
             t0 = time.monotonic()
             train_ds = (tf.data.Dataset.from_tensor_slices(train)
                         .shuffle(rows, seed=seed + epoch, reshuffle_each_iteration=False)
                         .batch(global_batch))
+            lr = float(self.schedule(self.optimizer.iterations))  # the LR this epoch starts with
             loss, metric = self._train_epoch(train_ds)
-            val_logs, _ = self.evaluate(val[0], val[1], global_batch)
-            logs = {"loss": loss, self.task.progress_metric: metric, **val_logs,
-                    "lr": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))}
+            logs = {"loss": loss, self.task.progress_metric: metric,
+                    **self._evaluate_epoch(val, global_batch, epoch), "lr": lr}
             for key, value in logs.items():
-                history.setdefault(key, []).append(value)
-            if best is None or better(logs[MONITOR], best):
-                best, wait, best_weights = logs[MONITOR], 0, [v.numpy() for v in self.model.variables]
-            else:
-                wait += 1
-            stop = wait >= patience
-            if not stop and epoch + 1 < epochs and time.monotonic() + (time.monotonic() - t0) > deadline:
-                stop = stopped_by_budget = True
+                history.data.setdefault(key, []).append(value)
+            if self.plateau:
+                self.plateau.on_epoch_end(logs[MONITOR])
+            improved = self.best.epoch == epoch + 1
+            stopping.data["wait"] = 0 if improved else stopping.data["wait"] + 1
             for hook in callbacks.on_epoch_end:
                 hook(epoch, logs)
+            timings.append(time.monotonic() - t0)  # the whole epoch: training, evaluation, hooks
+            if plan.data["budgeted"]:
+                self._plan(plan, timings, deadline, epoch, settled=len(timings) > 2 or start > 0)
+            stop = self._early_stopping(plan) and stopping.data["wait"] >= patience
+            if (not stop and epoch + 1 < plan.data["epochs"]
+                    and time.monotonic() + timings[-1] > deadline):  # even the shrunk plan does not fit
+                stop = stopping.data["stopped_by_budget"] = True
+            stopping.data["stopped"] = stop
             if state_dir and is_chief:
-                self._save(state_dir, epoch + 1, history, best, wait, best_weights, stop, stopped_by_budget)
+                state.save(state_dir, epoch + 1)
             if stop:
                 break
 
-        if state and state.get("stopped_by_budget"):
-            stopped_by_budget = True
-        for var, value in zip(self.model.variables, best_weights):
+        for var, value in zip(self.model.variables, self.best.weights):
             var.assign(value)
-        scores = history[MONITOR]
-        best_epoch = int(np.argmax(scores) if self.task.higher_is_better else np.argmin(scores)) + 1
-        return LoopResult(history, best_epoch, len(scores), stopped_by_budget, start, time.monotonic() - began)
+        return LoopResult(history.data, self.best.epoch, len(history.data[MONITOR]),
+                          stopping.data["stopped_by_budget"], start, time.monotonic() - began, dict(plan.data))
 
-    # -- resume state ----------------------------------------------------------------------
-    def _save(self, folder: Path, epoch: int, history, best, wait, best_weights, stopped, by_budget) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        arrays = {f"model_{i}": v.numpy() for i, v in enumerate(self.model.variables)}
-        arrays.update({f"opt_{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
-        arrays.update({f"best_{i}": w for i, w in enumerate(best_weights)})
-        name = f"state-{epoch:04d}.npz"
-        with atomic_path(folder / name) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-        # Written last, state.json commits the epoch: a kill before it leaves the previous
-        # epoch's json naming the previous (still present) arrays file.
-        write_text(folder / STATE_JSON, json.dumps({
-            "epoch": epoch, "arrays": name, "history": history, "best": best, "wait": wait,
-            "stopped": stopped, "stopped_by_budget": by_budget}))
-        for old in folder.glob("state-*.npz"):
-            if old.name != name:
-                old.unlink()
+    def _early_stopping(self, plan) -> bool:
+        """Only for schedules that do not end by themselves (constant, plateau) and without a
+        budget plan. A decaying schedule runs to its end: on the digits demo stopping a 40-epoch
+        cosine schedule early (patience 10, at epoch ~20) gave OOF 0.9896, running it out 0.9937."""
+        return not plan.data["budgeted"] and self.spec.schedule in ("constant", "plateau")
 
-    def _restore(self, folder: Path) -> dict | None:
-        if not (folder / STATE_JSON).is_file():
-            return None
-        state = json.loads((folder / STATE_JSON).read_text())
-        with np.load(folder / state["arrays"]) as arrays:
-            for i, v in enumerate(self.model.variables):
-                v.assign(arrays[f"model_{i}"])
-            for i, v in enumerate(self.optimizer.variables):
-                v.assign(arrays[f"opt_{i}"])
-            self._best_weights = [arrays[f"best_{i}"] for i in range(len(self.model.variables))]
-        return state
+    def _plan(self, plan, timings: list[float], deadline: float, epoch: int, settled: bool) -> None:
+        """Fit the schedule into the time left, with a margin. After the first epoch from its
+        time (tracing included, so on the safe side); after later ones from the mean of those
+        after the first. Once ``settled`` (two epochs in, or resumed) only ever shorter: a
+        schedule that stretched late would raise the LR again, one that shrinks a little just
+        decays a little sooner."""
+        seconds = timings[0] if len(timings) == 1 else float(np.mean(timings[1:]))
+        epochs = plan_epochs(plan.data["max_epochs"], epoch + 1, seconds, deadline - time.monotonic(),
+                             plan.data["epochs"] if settled else None)
+        if epochs != plan.data["epochs"] or plan.data["epoch_seconds"] is None:
+            self.schedule.plan(epochs * self.steps_per_epoch)
+        plan.data.update(epochs=epochs, epoch_seconds=round(seconds, 3))

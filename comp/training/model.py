@@ -36,30 +36,73 @@ def is_estimator(model_name: str) -> bool:
     return isinstance(MODELS.load(model_name), EstimatorModel)
 
 
-def _hyperparameters(plugin: Any, model_name: str, input_spec: InputSpec, task: Any,
-                     fixed_hp: dict[str, Any]) -> kt.HyperParameters:
-    """A HyperParameters with ``fixed_hp`` fixed; unknown names are a ConfigError."""
-    if fixed_hp:
-        # A probe build with defaults lists the plugin's knobs (public keras-tuner API only).
-        probe = kt.HyperParameters()
-        (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(input_spec, task, probe)
-        knobs = [p.name for p in probe.space]
-        for name in sorted(fixed_hp):
-            if name not in knobs:
-                close = difflib.get_close_matches(name, knobs, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"its knobs: {', '.join(knobs) or 'none'}"
-                raise ConfigError(f"model.hp.{name}: model plugin '{model_name}' has no such hyperparameter; {hint}")
+def _check_knobs(plugin: Any, model_name: str, input_spec: InputSpec, task: Any, fixed_hp: dict[str, Any]) -> None:
+    """Unknown names and values outside the plugin's own types and ranges are a ConfigError.
+
+    A probe build with defaults lists the plugin's knobs (public keras-tuner API only). It
+    creates layers, so for a Keras plugin it runs before any work (``check_hyperparameters``,
+    which then clears the session), not beside the model being trained, whose layer names
+    would shift."""
+    probe = kt.HyperParameters()
+    (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(input_spec, task, probe)
+    knobs = {p.name: p for p in probe.space}
+    for name in sorted(fixed_hp):
+        if name not in knobs:
+            close = difflib.get_close_matches(name, list(knobs), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"its knobs: {', '.join(knobs) or 'none'}"
+            raise ConfigError(f"model.hp.{name}: model plugin '{model_name}' has no such hyperparameter; {hint}")
+        wanted = _accepts(knobs[name], fixed_hp[name])
+        if wanted:
+            raise ConfigError(f"model.hp.{name}={fixed_hp[name]!r}: model plugin '{model_name}' takes {wanted}")
+
+
+def _fixed(fixed_hp: dict[str, Any]) -> kt.HyperParameters:
     hp = kt.HyperParameters()
     for name, value in fixed_hp.items():
         hp.Fixed(name, value)
     return hp
 
 
+def _accepts(knob: Any, value: Any) -> str | None:
+    """None when ``value`` fits the keras-tuner hyperparameter ``knob``, else what it takes."""
+    kind, config = type(knob).__name__, knob.get_config()
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "Int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        low, high = config["min_value"], config["max_value"]
+        return None if ok and low <= value <= high else f"a whole number in {low}..{high}"
+    if kind == "Float":
+        low, high = config["min_value"], config["max_value"]
+        return None if number and low <= value <= high else f"a number in {low:g}..{high:g}"
+    if kind == "Boolean":
+        return None if isinstance(value, bool) else "true or false"
+    if kind == "Choice":
+        return None if value in config["values"] else f"one of {', '.join(map(str, config['values']))}"
+    return None
+
+
+def check_hyperparameters(model_name: str, modality: str, task: Any, fixed_hp: dict[str, Any]) -> None:
+    """Check ``model.hp`` against the plugin's own knobs, types and ranges before any work."""
+    if not fixed_hp:
+        return
+    from comp.api import TABULAR, Column
+
+    spec = (InputSpec((1,), TABULAR, (Column("x", "x", "numeric"),)) if modality == TABULAR
+            else InputSpec((32, 32, 3)))
+    plugin = load_plugin(model_name, spec, task)
+    try:
+        _check_knobs(plugin, model_name, spec, task, fixed_hp)
+    finally:
+        keras.backend.clear_session()
+
+
 def build_estimator(input_spec: InputSpec, task: Any, model_name: str,
                     fixed_hp: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """A factory of unfitted estimators from a non-Keras plugin, and its hyperparameter values."""
     plugin = load_plugin(model_name, input_spec, task)
-    hp = _hyperparameters(plugin, model_name, input_spec, task, fixed_hp)
+    if fixed_hp:
+        _check_knobs(plugin, model_name, input_spec, task, fixed_hp)
+    hp = _fixed(fixed_hp)
     plugin.build(input_spec, task, hp)  # fills hp with the defaults of every knob
     return (lambda: plugin.build(input_spec, task, hp)), dict(hp.values)
 
@@ -75,7 +118,7 @@ def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dic
     plugin = load_plugin(model_name, input_spec, task)
     if isinstance(plugin, EstimatorModel):
         raise ConfigError(f"model={model_name} is not a Keras model; this step needs one")
-    hp = _hyperparameters(plugin, model_name, input_spec, task, fixed_hp)
+    hp = _fixed(fixed_hp)  # checked before any work (check_hyperparameters)
     if input_spec.modality == IMAGE:
         inputs = keras.Input(shape=input_spec.shape, dtype="uint8", name="image")
         x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)

@@ -21,11 +21,18 @@ class ModelSpec:
 class TrainSpec:
     """How a Keras model is trained on one fold (non-Keras models ignore what does not apply)."""
 
-    lr: float = 3e-4
-    epochs: int = 60
+    lr: float = 3e-4  # the peak LR of the schedule
+    epochs: int = 60  # at most; a budget plans fewer, early stopping (without a budget) may stop sooner
     batch_size: int = 64  # per replica
     patience: int = 10
     loss: str = "auto"  # a name the task kind knows
+    optimizer: str = "adam"  # adam | adamw | sgd
+    weight_decay: float = 0.0  # decoupled (adamw, sgd); biases and BatchNorm are not decayed
+    schedule: str = "constant"  # constant | cosine | onecycle | step | plateau
+    warmup: float = 0.0  # epochs of linear warmup
+    label_smoothing: float = 0.0
+    clip: float = 0.0  # global gradient-norm clipping; 0 = off
+    ema: float = 0.0  # momentum of the EMA of the weights (evaluated and kept); 0 = off
     strategy: str = "auto"
     lr_scaling: str = "linear"
     mixed_precision: str = "auto"

@@ -83,7 +83,7 @@ def _multi_worker():
 
 
 def scaled_lr(lr: float, replicas: int, rule: str) -> float:
-    """The LR for ``replicas`` times the per-replica batch (RECIPE.md 6: linear or sqrt)."""
+    """The LR for ``replicas`` times the per-replica batch (docs/recipe.md 5: linear or sqrt)."""
     return {"linear": lr * replicas, "sqrt": lr * math.sqrt(replicas), "none": lr}[rule]
 
 

@@ -1,4 +1,4 @@
-"""Verdicts from per-epoch training diagnostics (RECIPE.md 4): pure rules over the rows of
+"""Verdicts from per-epoch training diagnostics (docs/recipe.md 4): pure rules over the rows of
 diagnostics.csv, each finding one line that says what to do. Thresholds are named below."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from comp.training.batchnorm import auto_momentum
 
 NO_PROBLEMS = "no problems seen"
 
-# Verdict thresholds (RECIPE.md 4).
+# Verdict thresholds (docs/recipe.md 4).
 RATIO_HIGH = 1e-2  # update/weight ratio per step above this in several layers: LR too high
 RATIO_LOW = 1e-5  # median update/weight ratio below this: LR too low
 GRAD_HUGE = 1e3  # global gradient norm above this, or grown 100x: exploding
@@ -23,6 +23,8 @@ GAP_EPOCHS = 3
 INFERENCE_GAP = 0.15  # train accuracy - inference-mode accuracy on the probe's training rows
 DEAD = 0.5  # fraction of dead units in a ReLU layer
 COLLAPSE = 1e-2  # activation variance of a deeper ReLU layer / the first one's
+IMPROVING_EPOCHS = 3  # "still improving": the metric gained over the last this many epochs ...
+IMPROVING_GAIN = 0.002  # ... by more than this share of its value, the best epoch being among the last two
 
 
 def _epochs(epochs: Sequence[int]) -> str:
@@ -40,12 +42,14 @@ def _columns(frame: pd.DataFrame, prefix: str) -> list[str]:
 
 def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = None,
              chance: float | None = None, bn_layers: int = 0, bn_momentum: float | None = None,
-             steps_per_epoch: int | None = None, accuracy: str | None = "accuracy") -> list[str]:
+             steps_per_epoch: int | None = None, accuracy: str | None = "accuracy",
+             higher_is_better: bool = True, metric: str = "score") -> list[str]:
     """Findings from per-epoch records (the rows of diagnostics.csv), each one line.
 
     ``accuracy`` names the task's accuracy-like metric (a share in [0, 1]; its columns are
     ``<name>``, ``val_<name>`` and ``probe_<name>``); None turns off the rules that need one
-    (chance level, train/val gap). Returns ``["no problems seen"]`` when no rule fires.
+    (chance level, train/val gap). ``val_score`` is the competition metric (``metric``,
+    ``higher_is_better``). Returns ``["no problems seen"]`` when no rule fires.
     """
     f = pd.DataFrame(records).reset_index(drop=True)
     if not len(f):
@@ -161,6 +165,19 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
             when = f"since epoch {epoch[s]}" if e == len(f) - 1 else f"in {_epochs(epoch[s:e + 1])}"
             found.append(f"overfitting: train/val {accuracy} gap {gap[e]:.2f} {when} (largest {gap[peak]:.2f} at "
                          f"epoch {epoch[peak]}); regularise (dropout, augmentation, weight decay)")
+
+    # Still improving when training ended: the best epoch is among the last ones and the
+    # metric was still rising (falling, for errors) over them: underfit, or too short a run.
+    score = col("val_score")
+    if score is not None and len(f) >= IMPROVING_EPOCHS + 1 and np.isfinite(score).all():
+        sign = 1.0 if higher_is_better else -1.0
+        best = int(np.argmax(sign * score))
+        before = len(f) - 1 - IMPROVING_EPOCHS
+        gain = sign * (score[-1] - score[before])
+        if best >= len(f) - 2 and gain > IMPROVING_GAIN * max(abs(score[before]), 1e-12):
+            found.append(f"still improving when stopped: val {metric} {score[before]:.4g} at epoch {epoch[before]} -> "
+                         f"{score[-1]:.4g} at epoch {epoch[-1]} (the last; best at epoch {epoch[best]}); "
+                         "underfit or too short: raise train.epochs or the budget, or the LR")
 
     # Dead ReLUs at the last epoch.
     dead_cols = _columns(f, "dead_relu")

@@ -40,6 +40,8 @@ def _roc_auc(truth, scores) -> float:
 def _f1(average: str):
     def fn(truth, pred) -> float:
         truth, pred = np.asarray(truth), np.asarray(pred)
+        if truth.ndim == 2 and truth.shape[1] == 1:  # one label: scikit-learn would read it as two classes
+            return float(skm.f1_score(truth.ravel(), pred.ravel(), average="binary", zero_division=0))
         if average == "auto":  # binary F1 of the positive class; macro for more classes; micro for multilabel
             how = "micro" if truth.ndim == 2 else "binary" if max(truth.max(), pred.max()) <= 1 else "macro"
         else:

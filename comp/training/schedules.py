@@ -1,0 +1,100 @@
+"""Learning-rate schedules whose length can be planned after training has started.
+
+``PlannedSchedule`` is a Keras ``LearningRateSchedule`` of the optimizer's step: a linear
+warmup, then a shape (constant, cosine, one-cycle, step) over ``total_steps``, times a
+``scale`` that reduce-on-plateau lowers. ``total_steps`` and ``scale`` are variables, so a
+budget plan made after the first epoch (docs/recipe.md 5; Li et al., "Budgeted Training",
+ICLR 2020: a schedule that decays to its end inside the budget beats a truncated one)
+changes the schedule without rebuilding the optimizer, and both are saved with the
+resume state, so a resumed fold continues on the same curve.
+
+Keras has CosineDecay with warmup but no one-cycle, no planned length and no plateau
+scale in one schedule; this is that, in a few lines.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+SHAPES = ("constant", "cosine", "onecycle", "step", "plateau")
+STEP_FACTOR = 0.1  # step: the LR drops 10x at 50% and again at 75% of training
+FINAL_FRACTION = 0.01  # cosine and one-cycle end at 1% of the peak LR
+
+
+class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    def __init__(self, peak: float, shape: str, total_steps: int, warmup_steps: int = 0):
+        if shape not in SHAPES:
+            raise ValueError(f"schedule {shape!r}: use one of {', '.join(SHAPES)}")
+        self.peak, self.shape = float(peak), shape
+        self.warmup_steps = int(warmup_steps)
+        with tf.init_scope():  # variables, not constants: the plan and plateau change them
+            self.total_steps = tf.Variable(max(int(total_steps), 1), dtype=tf.int64, trainable=False,
+                                           name="schedule_total_steps")
+            self.scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="schedule_scale")
+
+    def variables(self) -> list[tf.Variable]:
+        return [self.total_steps, self.scale]
+
+    def plan(self, total_steps: int) -> None:
+        self.total_steps.assign(max(int(total_steps), self.warmup_steps + 1))
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        total = tf.cast(self.total_steps, tf.float32)
+        warmup = float(self.warmup_steps)
+        # Progress through the post-warmup part, in [0, 1].
+        t = tf.clip_by_value((step - warmup) / tf.maximum(total - warmup, 1.0), 0.0, 1.0)
+        if self.shape == "cosine":
+            shaped = FINAL_FRACTION + (1 - FINAL_FRACTION) * 0.5 * (1 + tf.cos(math.pi * t))
+        elif self.shape == "onecycle":
+            # Linear up to the peak at 30%, cosine down to the floor (Smith & Topin 2019).
+            up = tf.minimum(t / 0.3, 1.0)
+            down = FINAL_FRACTION + (1 - FINAL_FRACTION) * 0.5 * (1 + tf.cos(math.pi * tf.maximum(t - 0.3, 0) / 0.7))
+            shaped = tf.where(t < 0.3, 0.1 + 0.9 * up, down)
+        elif self.shape == "step":
+            shaped = tf.where(t < 0.5, 1.0, tf.where(t < 0.75, STEP_FACTOR, STEP_FACTOR ** 2))
+        else:  # constant, plateau (plateau only moves the scale)
+            shaped = tf.constant(1.0)
+        ramp = tf.minimum((step + 1.0) / warmup, 1.0) if self.warmup_steps else tf.constant(1.0)
+        return self.peak * self.scale * ramp * shaped
+
+    def get_config(self):
+        return {"peak": self.peak, "shape": self.shape, "total_steps": int(self.total_steps.numpy()),
+                "warmup_steps": self.warmup_steps}
+
+
+class Plateau:
+    """Reduce on plateau: after ``patience`` epochs without improvement, the schedule's
+    scale is multiplied by ``factor``. Its counters are its state (``get_state``)."""
+
+    name = "plateau"
+
+    def __init__(self, schedule: PlannedSchedule, higher_is_better: bool, patience: int = 3, factor: float = 0.5):
+        self.schedule, self.higher_is_better = schedule, higher_is_better
+        self.patience, self.factor = patience, factor
+        self.best: float | None = None
+        self.wait = 0
+
+    def on_epoch_end(self, score: float) -> None:
+        better = self.best is None or (score > self.best if self.higher_is_better else score < self.best)
+        if better:
+            self.best, self.wait = score, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.schedule.scale.assign(self.schedule.scale * self.factor)
+            self.wait = 0
+
+    def get_state(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def set_state(self, state: dict) -> None:
+        self.best, self.wait = state["best"], state["wait"]
+
+    def get_arrays(self) -> list:
+        return []  # the scale it lowers is the schedule's variable, saved with the schedule
+
+    def set_arrays(self, arrays: list) -> None:
+        pass

@@ -1,0 +1,312 @@
+"""Hostile input, concurrent runs and damaged state, through the CLI as a user meets them:
+the exit code, the one line, and earlier results unchanged (by checksum)."""
+import hashlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from comp.rundir import RunLock
+from tests.conftest import SMOKE, comp_subprocess, copy_competition
+
+ONLY_SPLIT = ("stage=split", "split.duplicate_aware=false")
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"} if folder.exists() else {}
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if not line.startswith("notice:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    return lines[0]
+
+
+# -- 1. concurrent runs ---------------------------------------------------------------------------
+def test_a_second_command_on_a_run_in_use_is_refused_or_waits(comp, workdir):
+    assert comp("run", *ONLY_SPLIT)[0] == 0
+    before = _snapshot(workdir / "runs/digits")
+    holder = RunLock(workdir / "runs/digits/.lock", "comp run stage=all (a test)")
+    holder.acquire()
+    try:
+        code, _, err = comp("run", *ONLY_SPLIT, "overwrite=true")
+        line = _one_line(err)
+        assert code == 2 and f"is in use by pid {os.getpid()} on " in line and "comp run stage=all (a test)" in line
+        assert "--wait" in line and _snapshot(workdir / "runs/digits") == before
+        threading.Timer(1.0, holder.release).start()
+        began = time.monotonic()
+        code, out, err = comp("run", "--wait", *ONLY_SPLIT, "overwrite=true")
+        assert code == 0, err
+        assert time.monotonic() - began >= 0.9 and "[split] 5 folds" in out
+    finally:
+        holder.release()
+
+
+def test_a_killed_holder_leaves_no_stuck_lock(workdir):
+    script = ("import sys, time; from pathlib import Path; from comp.rundir import RunLock; "
+              "RunLock(Path(sys.argv[1]), 'doomed').acquire(); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(workdir / "runs/digits/.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    result = comp_subprocess("run", *ONLY_SPLIT, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+
+
+# -- 2. paths escaping their folder ------------------------------------------------------------------
+def _symlink_outside(root: Path) -> None:
+    first = pd.read_csv(root / "train.csv", dtype=str)["id"].iloc[0]
+    outside = root.parent / "outside.png"
+    (root / "train" / f"{first}.png").rename(outside)
+    (root / "train" / f"{first}.png").symlink_to(outside)
+
+
+def _png_and_jpg(root: Path) -> None:
+    first = pd.read_csv(root / "train.csv", dtype=str)["id"].iloc[0]
+    (root / "train" / f"{first}.jpg").write_bytes((root / "train" / f"{first}.png").read_bytes())
+
+
+def _folder_named_like_an_image(root: Path) -> None:
+    first = pd.read_csv(root / "train.csv", dtype=str)["id"].iloc[0]
+    (root / "train" / f"{first}.png").unlink()
+    (root / "train" / f"{first}.png").mkdir()
+
+
+PATH_CASES = {
+    "symlink leaving the folder": (_symlink_outside, "is a link to", "outside the competition folder"),
+    "png and jpg for one id": (_png_and_jpg, "has 2 images", "keep one of them"),
+    "a folder named like an image": (_folder_named_like_an_image, "cannot read it as an image file",
+                                     "data.on_bad_image=skip"),
+}
+
+
+@pytest.mark.parametrize("case", list(PATH_CASES))
+def test_paths_that_escape_or_confuse_are_refused(case, demo, tmp_path, comp, monkeypatch):
+    edit, *messages = PATH_CASES[case]
+    root = copy_competition(demo, tmp_path / "c")
+    edit(root)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = comp("run", "stage=all", f"competition={root}")
+    line = _one_line(err)
+    assert code == 2 and all(m in line for m in messages), line
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "submissions").exists()
+
+
+@pytest.mark.parametrize("run", ["../../x", "/abs", "..", "a/b"])
+def test_run_names_cannot_leave_runs(run, comp, workdir):
+    code, _, err = comp("run", *ONLY_SPLIT, f"run={run}")
+    assert code == 2 and "expected a plain folder name" in _one_line(err)
+    assert not any(workdir.iterdir()) and not Path("/abs").exists()
+
+
+# -- 3. values checked before any work ---------------------------------------------------------------
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=0", "train.epochs in override 'train.epochs=0': 0 is out of range; use a number >= 1"),
+    ("train.epochs=-5", "-5 is out of range"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("predict.batch_size=0", "predict.batch_size"),
+    ("train.patience=-1", "train.patience"),
+    ("split.seed=-1", "split.seed"),
+    ("split.folds=1", "split.folds"),
+    ("model.hp.filters=abc", "model.hp.filters='abc': model plugin 'small_cnn' takes a whole number in 16..128"),
+    ("model.hp.dropout=2", "model.hp.dropout=2: model plugin 'small_cnn' takes a number in 0..0.6"),
+    ("data.image_size=[0,0]", "data.image_size"),
+    ("data.image_size=abc", "expected [height, width]"),
+    ("budget=0s", "expected a duration above zero"),
+    ("train.lr=-1", "train.lr"),
+    ("train.ema=1.5", "train.ema"),
+])
+def test_bad_values_stop_before_any_work(override, message, comp, workdir):
+    code, _, err = comp("run", "stage=all", override)
+    assert code == 2 and message in _one_line(err)
+    assert not any(workdir.iterdir())
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("42\n", "expected a mapping of keys"),
+    ("- task\n- metric\n", "expected a mapping of keys"),
+    ("target_columns: {a: 1}\n", "target_columns={'a': 1} is not a column name or a list of column names"),
+    ("id_column: ident\n", "missing id column 'ident'"),
+    ("max_len: -2\n", "max_len=-2 is not a positive whole number"),
+])
+def test_comp_yaml_of_the_wrong_shape(yaml_text, message, demo, tmp_path, comp, monkeypatch):
+    root = copy_competition(demo, tmp_path / "c")
+    (root / "comp.yaml").write_text(yaml_text)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = comp("run", "stage=all", f"competition={root}")
+    assert code == 2 and message in _one_line(err)
+    assert not (tmp_path / "runs").exists()
+
+
+# -- 4. provenance belongs to what was published --------------------------------------------------------
+def test_a_failed_rerun_changes_nothing_of_a_finished_run(comp, workdir, monkeypatch):
+    assert comp("run", *ONLY_SPLIT)[0] == 0
+    before = _snapshot(workdir / "runs/digits")
+    assert "split/config.yaml" in before and "config.yaml" in before
+    code, _, err = comp("run", *ONLY_SPLIT, "overwrite=true", "task=regresion")  # a typo
+    assert code == 2 and "task='regresion' is not a known task kind" in _one_line(err)
+    from comp.stages import split
+
+    def broken(ctx):
+        raise OSError(28, "No space left on device", str(ctx.work / "folds.csv"))
+
+    monkeypatch.setattr(split, "run", broken)
+    code, _, err = comp("run", *ONLY_SPLIT, "overwrite=true", "split.seed=7")
+    assert code == 2 and "cannot write" in _one_line(err) and "No space left on device" in err
+    after = _snapshot(workdir / "runs/digits")
+    assert {k: v for k, v in after.items() if ".partial" not in k} == before
+
+
+# -- 5. damaged state -------------------------------------------------------------------------------------
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_damaged_files_are_detected_and_rebuilt_or_named(comp, workdir):
+    assert comp("run", "stage=predict", *SMOKE)[0] == 0
+    # A truncated stage record: that stage runs again.
+    _truncate(workdir / "runs/digits/split/stage.json")
+    code, out, err = comp("run", "stage=split", *SMOKE)
+    assert code == 0, err
+    assert "split/stage.json is damaged (not valid JSON): stage split will run again" in out
+    json.loads((workdir / "runs/digits/split/stage.json").read_text())
+    # A truncated fold model of a finished stage: the next stage that reads it names it.
+    assert comp("run", "stage=predict", *SMOKE, "run=m")[0] == 0
+    _truncate(workdir / "runs/m/baseline/fold_1/model.keras")
+    code, _, err = comp("run", "stage=predict", *SMOKE, "run=m", "overwrite=true")
+    line = _one_line(err)
+    assert code == 2 and "baseline/fold_1/model.keras is damaged" in line and "stage=baseline overwrite=true" in line
+
+
+def test_damaged_caches_and_resume_state_are_rebuilt(comp, workdir, tmp_path, monkeypatch):
+    from comp.demo import cache_root, demo_competition
+
+    # The decoded-image cache: a truncated entry is decoded again.
+    monkeypatch.setenv("COMP_CACHE", str(tmp_path / "cache"))
+    demo_competition(cache_root())
+    assert comp("run", *ONLY_SPLIT)[0] == 0
+    (entry,) = [p for p in (tmp_path / "cache/images").iterdir() if p.is_dir()]
+    _truncate(entry / "pixels.npy")
+    code, out, err = comp("run", *ONLY_SPLIT, "run=again")
+    assert code == 0, err
+    assert "is damaged; decoding the images again" in out
+    # The demo with a file missing: built again.
+    next((tmp_path / "cache/demo/v2/digits/train").glob("*.png")).unlink()
+    code, out, err = comp("run", *ONLY_SPLIT, "run=third")
+    assert code == 0 and "is incomplete or damaged; building it again" in out
+    # A fold's resume state truncated after a kill: the fold starts again.
+    folder = workdir / "runs/digits/baseline.partial/fold_0/resume"
+    from comp.training import cv
+
+    calls = {"n": 0}
+    real = cv._train_keras_fold
+
+    def killed_after_fold_0(*args, **kwargs):  # the first fold trains, then the "kill"
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "_train_keras_fold", killed_after_fold_0)
+    assert comp("run", "stage=baseline", *SMOKE)[0] == 130
+    (workdir / "runs/digits/baseline.partial/fold_0/done.json").unlink()  # as if killed before the fold ended
+    state = next(folder.glob("state-*.npz"))
+    _truncate(state)
+    monkeypatch.setattr(cv, "_train_keras_fold", real)
+    code, out, err = comp("run", "stage=baseline", *SMOKE)
+    assert code == 0, err
+    assert "runs/digits/baseline.partial/fold_0/resume is damaged" in out and "the fold starts again" in out
+
+
+# -- 6. hostile images -------------------------------------------------------------------------------------
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(  # noqa: E731
+        ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def _png_bomb(path: Path, side: int) -> None:
+    """A real, valid grey PNG of side x side zeros, compressed small."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(  # noqa: E731
+        ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    packer, row, body = zlib.compressobj(9), b"\0" * (side + 1), []
+    for _ in range(side):
+        body.append(packer.compress(row))
+    body.append(packer.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(body))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("make, side", [(_png_header_only, 100000), (_png_bomb, 10000)])
+def test_oversized_images_are_refused_before_decoding(make, side, demo, tmp_path, comp, monkeypatch):
+    root = copy_competition(demo, tmp_path / "c")
+    test_id = pd.read_csv(root / "sample_submission.csv", dtype=str)["id"].iloc[3]
+    make(root / "test" / f"{test_id}.png", side, side) if make is _png_header_only else make(
+        root / "test" / f"{test_id}.png", side)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = comp("run", "stage=all", f"competition={root}")
+    line = _one_line(err)
+    assert code == 2 and f"{test_id}.png: {side}x{side} pixels, over data.max_pixels=64000000" in line
+    assert not (tmp_path / "runs").exists()  # a test image: found before any training
+    code, out, err = comp("run", "stage=predict", *SMOKE, f"competition={root}", "data.on_bad_image=skip")
+    assert code == 0, err
+    assert f"1 undecodable test image(s) predicted from a blank image: {test_id}" in out
+
+
+# -- 7. environment faults --------------------------------------------------------------------------------
+def test_an_unwritable_home_falls_back_with_a_notice(tmp_path, workdir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("HOME below a file: nothing can be created there, not even by root")
+    env = {k: v for k, v in os.environ.items() if k != "COMP_CACHE"}
+    env.update(HOME=str(blocker / "home"), TMPDIR=str(tmp_path))
+    exe = str(Path(sys.executable).with_name("comp"))
+    helped = subprocess.run([exe, "--help"], cwd=workdir, capture_output=True, text=True, env=env)
+    assert helped.returncode == 0 and "comp run stage=all" in helped.stdout
+    assert "cannot be written; caching in" in helped.stderr
+    listed = subprocess.run([exe, "plugins"], cwd=workdir, capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and "small_cnn" in listed.stdout
+
+
+def test_runs_or_submissions_as_a_file_are_found_first(comp, workdir):
+    (workdir / "runs").write_text("not a folder")
+    code, _, err = comp("run", "stage=all")
+    line = _one_line(err)
+    assert code == 2 and "runs is a file, not a folder" in line and "paths.runs" in line
+    (workdir / "runs").unlink()
+    (workdir / "submissions").write_text("not a folder")
+    code, _, err = comp("run", "stage=all")
+    assert code == 2 and "submissions is a file, not a folder" in _one_line(err)
+    assert not (workdir / "runs").exists()
+
+
+def test_ragged_rows_and_swapped_sample_columns_are_named(demo, tmp_path, comp, monkeypatch):
+    root = copy_competition(demo, tmp_path / "c")
+    lines = (root / "train.csv").read_text().splitlines()
+    lines[4] += ",extra"
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = comp("run", "stage=all", f"competition={root}")
+    assert code == 2 and "train.csv line 5: 3 fields where the header has 2" in _one_line(err)
+    root = copy_competition(demo, tmp_path / "d")
+    sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
+    sample[["label", "id"]].to_csv(root / "sample_submission.csv", index=False)
+    code, _, err = comp("run", "stage=all", f"competition={root}")
+    line = _one_line(err)
+    assert code == 2 and "sample_submission.csv: its first column is 'label'" in line and "id_column" in line
+    assert not (tmp_path / "runs").exists()

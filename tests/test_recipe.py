@@ -1,0 +1,92 @@
+"""The training recipe's parts: schedules, budget plans, optimizers, verdicts, and a budget
+run whose schedule ends decayed."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from comp.training.loop import plan_epochs
+from comp.training.optimizers import build_optimizer, exclude_from_decay
+from comp.training.schedules import FINAL_FRACTION, Plateau, PlannedSchedule
+from comp.training.verdicts import NO_PROBLEMS, diagnose
+from tests.conftest import SMOKE
+
+
+def _lrs(schedule, steps):
+    return np.array([float(schedule(s)) for s in range(steps)])
+
+
+def test_cosine_warms_up_then_decays_to_its_end_and_can_be_replanned():
+    s = PlannedSchedule(1e-2, "cosine", total_steps=100, warmup_steps=10)
+    lr = _lrs(s, 101)
+    assert lr[0] == pytest.approx(1e-3) and lr[9] == pytest.approx(1e-2)  # linear warmup over 10 steps
+    assert np.all(np.diff(lr[10:]) <= 1e-12)  # then only down
+    assert lr[100] == pytest.approx(1e-2 * FINAL_FRACTION, rel=1e-3)  # decayed at the end, not cut
+    assert lr[99] < 0.02 * 1e-2
+    s.plan(50)  # a budget plan halves the run: the same curve, squeezed
+    assert float(s(50)) == pytest.approx(1e-2 * FINAL_FRACTION, rel=1e-3)
+    assert float(s(30)) < lr[30]
+
+
+def test_onecycle_step_and_plateau_shapes():
+    onecycle = _lrs(PlannedSchedule(1.0, "onecycle", 100), 100)
+    assert onecycle[0] == pytest.approx(0.1, abs=0.01) and onecycle.argmax() in range(28, 32)
+    assert onecycle[-1] < 0.02
+    step = _lrs(PlannedSchedule(1.0, "step", 100), 100)
+    assert step[40] == 1.0 and step[60] == pytest.approx(0.1) and step[90] == pytest.approx(0.01)
+    s = PlannedSchedule(1.0, "plateau", 100)
+    plateau = Plateau(s, higher_is_better=True, patience=2, factor=0.5)
+    for score in (0.5, 0.6, 0.6, 0.55):  # two epochs without improvement
+        plateau.on_epoch_end(score)
+    assert float(s(0)) == pytest.approx(0.5) and plateau.get_state() == {"best": 0.6, "wait": 0}
+
+
+def test_plan_fits_the_time_left_and_only_shrinks_later():
+    assert plan_epochs(60, done=1, epoch_seconds=2.0, seconds_left=40.0) == 1 + 19  # 95% of 40 s
+    assert plan_epochs(60, done=1, epoch_seconds=0.1, seconds_left=40.0) == 60  # all fit
+    assert plan_epochs(60, done=5, epoch_seconds=10.0, seconds_left=5.0) == 5  # nothing more fits
+    assert plan_epochs(60, done=3, epoch_seconds=1.0, seconds_left=100.0, at_most=20) == 20
+
+
+def test_adamw_decays_kernels_not_biases():
+    dense = keras.layers.Dense(2)
+    dense.build((None, 3))
+    opt = build_optimizer("adamw", 0.1, weight_decay=0.5, clip=1.0, ema=0.9)
+    exclude_from_decay(opt, dense.trainable_variables)
+    opt.build(dense.trainable_variables)
+    dense.bias.assign(np.ones(2, "float32"))
+    kernel = dense.kernel.numpy().copy()
+    opt.apply_gradients([(np.zeros((3, 2), "float32"), dense.kernel), (np.zeros(2, "float32"), dense.bias)])
+    np.testing.assert_allclose(dense.bias.numpy(), 1.0)  # zero gradient, no decay
+    np.testing.assert_allclose(dense.kernel.numpy(), kernel * (1 - 0.1 * 0.5), rtol=1e-5)
+    assert opt.use_ema and opt.global_clipnorm == 1.0
+    sgd = build_optimizer("sgd", 0.1, weight_decay=1e-4)
+    assert sgd.nesterov and sgd.momentum == 0.9
+
+
+def test_still_improving_when_stopped_is_named():
+    rows = [{"epoch": e, "val_score": s, "loss": 1.0 / e} for e, s in enumerate([0.5, 0.6, 0.7, 0.75, 0.8], 1)]
+    found = diagnose(rows, accuracy=None, metric="roc_auc")
+    assert found[0].startswith("still improving when stopped: val roc_auc 0.6 at epoch 2 -> 0.8 at epoch 5")
+    flat = [{**r, "val_score": 0.9} for r in rows]
+    assert diagnose(flat, accuracy=None) == [NO_PROBLEMS]
+    falling_error = [{**r, "val_score": 10 - r["epoch"]} for r in rows]  # an error still falling
+    assert diagnose(falling_error, accuracy=None, higher_is_better=False)[0].startswith("still improving")
+
+
+def test_a_budget_plans_the_schedule_to_end_decayed(comp, workdir):
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "budget=40s", "train.epochs=100000",
+                          "train.schedule=cosine", "train.warmup=1")
+    assert code == 0, err
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    for fold, plan in enumerate(record["plan"]):
+        assert plan["budgeted"] and plan["max_epochs"] == 100000 and 1 <= plan["epochs"] < 100000
+        history = json.loads((workdir / f"runs/digits/baseline/fold_{fold}/done.json").read_text())
+        assert history["plan"] == plan
+    assert "planned, the schedule shrunk from train.epochs=100000 to fit, decaying to its end" in out
+    import pandas as pd
+
+    history = pd.read_csv(workdir / "runs/digits/baseline/fold_0/history.csv")
+    if not record["stopped_by_budget"] and len(history) >= 4:  # ran its plan: the LR ended near its floor
+        assert history["lr"].iloc[-1] < 0.2 * history["lr"].max()
