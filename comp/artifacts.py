@@ -8,3 +8,4 @@ DECODING = "decoding.json"  # training stages: decoding parameters fit on OOF (e
 FOLD_DIR = "fold_{fold}"  # training stages: the fold model (model.keras or model.pkl), history, diagnostics
 TEST_PROBS = "test_pred.npy"  # predict: float32 task predictions (n_test, ...) in sample_submission order
 TEST_TABLE = "test_pred.csv"  # predict: id, prediction (decoded strings)
+VARIANT_DIR = "variants/{name}"  # training stages: a named variant's own OOF artifacts and fold models

@@ -230,3 +230,32 @@ def test_a_saved_table_model_takes_raw_columns(comp, workdir):
     probabilities = keras.ops.convert_to_numpy(model(raw))
     assert probabilities.shape == (len(test), 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_variants_train_beside_the_baseline_on_the_same_folds(comp, workdir):
+    code, out, err = comp("run", "stage=baseline", "competition=demo:breast-cancer", *FAST, "train.epochs=3",
+                          "train.lr=3e-3", "baseline.variants=[mlp]")
+    assert code == 0, err
+    baseline = workdir / "runs/breast-cancer/baseline"
+    record = json.loads((baseline / "stage.json").read_text())
+    assert record["model"]["name"] == "hgb"
+    variant = record["variants"]["mlp"]
+    assert variant["model"]["name"] == "mlp" and variant["score"] >= 0.9  # roc_auc of a 3-epoch MLP
+    main_oof = pd.read_csv(baseline / "oof.csv", dtype=str)
+    mlp_oof = pd.read_csv(baseline / "variants/mlp/oof.csv", dtype=str)
+    # Same rows in the same folds: their OOF predictions can be blended row by row.
+    assert mlp_oof[["id", "fold"]].equals(main_oof[["id", "fold"]])
+    assert np.load(baseline / "variants/mlp/oof.npy").shape == np.load(baseline / "oof.npy").shape
+    assert (baseline / "variants/mlp/fold_1/model.keras").is_file()
+    assert re.search(r"OOF roc_auc by model: (hgb|mlp) [\d.]+, (hgb|mlp) [\d.]+", out + err)
+
+
+@pytest.mark.parametrize("variants, message", [
+    ("[nope]", "baseline.variants: "),
+    ("[hgb]", "baseline.variants: hgb is listed twice (model.name is hgb)"),
+])
+def test_a_bad_variant_is_refused_before_any_work(variants, message, comp, workdir):
+    code, out, err = comp("run", "stage=all", "competition=demo:wine", f"baseline.variants={variants}")
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (workdir / "runs").exists()

@@ -63,8 +63,9 @@ def augmentations(cfg, competition, task) -> tuple[str, ...]:
     return tuple(picked)
 
 
-def validate_model(cfg, competition, task) -> None:
-    """The model plugin, its modality and task, the augmentations and the loss, checked before any work."""
+def validate_model(cfg, competition, task, variants: bool = False) -> None:
+    """The model plugin (and with ``variants`` those of baseline.variants), its modality and
+    task, the augmentations and the loss, checked before any work."""
     from comp.api import InputSpec
     from comp.registry import AUGMENTATIONS
     from comp.training.model import check_hyperparameters, load_plugin
@@ -72,6 +73,11 @@ def validate_model(cfg, competition, task) -> None:
     name = model_name(cfg, competition, task)
     load_plugin(name, InputSpec((0,), competition.modality), task)
     check_hyperparameters(name, competition.modality, task, dict(cfg.model.hp))
+    for variant in variant_names(cfg, competition, task) if variants else ():
+        try:
+            load_plugin(variant, InputSpec((0,), competition.modality), task)
+        except CompError as exc:  # an unknown plugin, or one for other inputs or tasks
+            raise ConfigError(f"baseline.variants: {exc}") from None
     for name in augmentations(cfg, competition, task):
         aug = AUGMENTATIONS.load(name)
         if competition.modality not in aug.modalities or task.kind not in aug.tasks:
@@ -112,21 +118,62 @@ def train_spec(cfg, lr: float):
                      predict_batch_size=cfg.predict.batch_size)
 
 
+def variant_names(cfg, competition, task) -> list[str]:
+    """``baseline.variants``: model plugins trained beside the baseline's own model, checked for clashes."""
+    main = model_name(cfg, competition, task)
+    names = [str(v) for v in cfg.baseline.variants]
+    for i, name in enumerate(names):
+        if name == main or name in names[:i]:
+            raise ConfigError(f"baseline.variants: {name} is listed twice (model.name is {main}); list each "
+                              "model once")
+    return names
+
+
 def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str, Any]:
     """Train the configured model on every fold into ``out`` (default: the stage's work
-    folder) and write the run directory's OOF artifacts; return the stage record."""
-    from comp.progress import Progress
-    from comp.training.cv import cross_validate
-    from comp.training.spec import ModelSpec
-
+    folder), and each of ``baseline.variants`` into ``out/variants/<name>/``, each with the
+    run directory's OOF artifacts; return the stage record (the variants' scores under "variants")."""
     comp, task, cfg = ctx.competition, ctx.task, ctx.cfg
     out = out or ctx.work
     fold_of = read_folds(ctx)
     inputs, y = load_train(ctx)
-    name = model_name(cfg, comp, task)
-    model = ModelSpec(name, dict(cfg.model.hp), augmentations(cfg, comp, task))
-    from comp.training.model import is_estimator
+    main = model_name(cfg, comp, task)
+    models = [(main, dict(cfg.model.hp), out)] + [
+        (name, {}, out / artifacts.VARIANT_DIR.format(name=name)) for name in variant_names(cfg, comp, task)]
+    deadline = ctx.budget.training_deadline()
+    n_folds = int(fold_of.max()) + 1
+    if ctx.budget.limited:
+        shared = f"the {len(models)} models and their {n_folds} folds" if len(models) > 1 else f"the {n_folds} folds"
+        ctx.log(f"budget: training gets {max(deadline - ctx.budget.clock(), 0):.0f}s of budget={cfg.budget} "
+                f"(the rest is kept for prediction), shared equally by {shared}")
+    records = []
+    for i, (name, hp, folder) in enumerate(models):
+        now = ctx.budget.clock()
+        share = now + (deadline - now) / (len(models) - i)  # time a faster model leaves goes to the next
+        label = "" if i == 0 else f"variant {name}: "
+        records.append(_train_model(ctx, inputs, y, fold_of, name, hp, folder, share, label))
+    record, variants = records[0], records[1:]
+    if variants:
+        record["variants"] = {r["model"]["name"]: {k: r[k] for k in ("score", "scores", "fold_scores", "model",
+                                                                     "decoding", "folds")}
+                              for r in variants}
+        sign = 1 if task.higher_is_better else -1
+        ranked = sorted(records, key=lambda r: -sign * r["score"])
+        ctx.log("OOF " + task.metric_name + " by model: "
+                + ", ".join(f"{r['model']['name']} {r['score']:.5f}" for r in ranked))
+    return record
 
+
+def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, out: Path, deadline: float,
+                 label: str) -> dict[str, Any]:
+    """One model plugin cross-validated into ``out`` with its OOF artifacts; its stage record."""
+    from comp.progress import Progress
+    from comp.training.cv import cross_validate
+    from comp.training.model import is_estimator
+    from comp.training.spec import ModelSpec
+
+    comp, task, cfg = ctx.competition, ctx.task, ctx.cfg
+    model = ModelSpec(name, hp, augmentations(cfg, comp, task))
     keras_model = not is_estimator(name)
     lr, lr_source = resolve_lr(ctx) if keras_model else (0.0, "none")
     spec = train_spec(cfg, lr)
@@ -137,8 +184,13 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     if keras_model:
         recipe = (f", {spec.optimizer} lr {lr:.3g} ({lr_source}) {spec.schedule}"
                   + (f", augmentations {', '.join(model.augmentations)}" if model.augmentations else ""))
-    ctx.log(f"{n_folds} folds, {what}, task {task.kind}, model {name}, metric {task.metric_name}{recipe}")
     progress = Progress()
+
+    def log(message: str) -> None:
+        progress.clear()
+        ctx.log(label + message)
+
+    log(f"{n_folds} folds, {what}, task {task.kind}, model {name}, metric {task.metric_name}{recipe}")
 
     def hooks(k: int, folds: int):
         live = progress.epoch_hook(ctx.name, k, folds, cfg.train.epochs, ctx.budget, task.metric_name)
@@ -152,14 +204,6 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
 
         return both
 
-    def log(message: str) -> None:
-        progress.clear()
-        ctx.log(message)
-
-    deadline = ctx.budget.training_deadline()
-    if ctx.budget.limited:
-        ctx.log(f"budget: training gets {max(deadline - ctx.budget.clock(), 0):.0f}s of budget={cfg.budget} "
-                f"(the rest is kept for prediction), shared equally by the {n_folds} folds")
     result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed, deadline=deadline, log=log,
                             epoch_hooks=hooks, title=ctx.name)
     write_npy(out / artifacts.OOF_PROBS, result.oof)
@@ -172,7 +216,7 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     }))
     others = ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if k != task.metric_name)
     if others:
-        ctx.log(f"OOF also: {others}")
+        log(f"OOF also: {others}")
     record = {
         "score": result.score,
         "metric": task.metric_name,
