@@ -20,7 +20,8 @@ from comp.demo import cache_root
 from comp.demo import resolve as resolve_competition
 from comp.errors import ConfigError
 from comp.provenance import git_revision, package_versions
-from comp.rundir import RunDir, RunLock, write_text
+from comp.files import write_text
+from comp.rundir import RunDir, RunLock
 from comp.stages import PLANNED, STAGES
 from comp.tasks import make_task
 

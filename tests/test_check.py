@@ -153,7 +153,8 @@ def test_lr_range_test_on_blank_inputs_suggests_nothing(digits):
 def test_auto_lr_falls_back_when_check_suggested_nothing(tmp_path):
     from types import SimpleNamespace
 
-    from comp.rundir import RunDir, write_json
+    from comp.files import write_json
+    from comp.rundir import RunDir
     from comp.stages.training import resolve_lr
 
     rundir = RunDir(tmp_path)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from comp.rundir import atomic_path
+from comp.files import atomic_path
 
 
 def class_bars(counts: pd.Series, path: Path, title: str) -> None:

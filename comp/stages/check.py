@@ -13,11 +13,11 @@ import numpy as np
 
 from comp.context import StageContext
 from comp.errors import ConfigError
-from comp.rundir import write_csv
+from comp.files import write_csv
 
 NAME = "check"
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
-CONFIG = ("seed", "task", "data", "model", "train.batch_size", "check")
+CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "check")
 TRAINS = False
 
 
@@ -157,5 +157,7 @@ def _record(results, suggested, model: str) -> dict:
 def _skip_all(ctx: StageContext, why: str) -> dict:
     results = [_skipped(n, f"skipped: {why}") for n in ("initial loss", "overfit one batch", "LR range test",
                                                           "zero-input baseline")]
+    from comp.stages.training import model_name
+
     ctx.log(f"all checks skipped: {why}")
-    return _record(results, None, ctx.cfg.model.name)
+    return _record(results, None, model_name(ctx.cfg, ctx.competition, ctx.task))

@@ -16,7 +16,7 @@ from comp.inspection.outliers import image_outliers
 from comp.inspection.pictures import class_bars, contact_sheet
 from comp.inspection.report import render_markdown
 from comp.inspection.tabular import duplicate_row_digests, feature_summary
-from comp.rundir import write_csv, write_json, write_text
+from comp.files import write_csv, write_json, write_text
 
 NAME = "inspect"
 HELP = "class balance, sizes, duplicates, train/test leaks, conflicting labels, corrupt files, outliers"

@@ -7,7 +7,7 @@ import pandas as pd
 from comp import artifacts
 from comp.context import StageContext
 from comp.errors import ConfigError
-from comp.rundir import write_csv, write_npy
+from comp.files import write_csv, write_npy
 
 NAME = "predict"
 HELP = "average the fold models of the latest training stage on the test set"

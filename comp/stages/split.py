@@ -15,7 +15,7 @@ from comp.context import StageContext
 from comp.data.loading import image_set
 from comp.errors import DataError
 from comp.inspection.duplicates import groups as connected_groups
-from comp.rundir import write_csv
+from comp.files import write_csv
 
 NAME = "split"
 HELP = "stratified, group- and duplicate-aware k-fold assignment (folds.csv) used by every later stage"

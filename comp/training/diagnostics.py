@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from comp.rundir import atomic_path, write_csv, write_json
+from comp.files import atomic_path, write_csv, write_json
 from comp.training.batchnorm import auto_momentum, batchnorm_layers
 from comp.training.loop import EpochCallbacks, select
 from comp.training.strategy import worker_role

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from comp.rundir import atomic_path, write_text
+from comp.files import atomic_path, write_text
 
 STATE_JSON = "state.json"
 
@@ -32,6 +32,9 @@ class DamagedState(Exception):
 
 
 class Component(Protocol):
+    """A stateful part of training; one whose number of arrays changes while it runs sets
+    ``variable_arrays = True`` and gets back exactly the arrays it saved."""
+
     name: str
 
     def get_state(self) -> dict: ...
@@ -117,6 +120,10 @@ class TrainingState:
             raise DamagedState(f"{folder} is damaged ({type(exc).__name__}: {exc})") from None
         plan = []
         for c in self.components:
+            if getattr(c, "variable_arrays", False):  # e.g. the best weights: none until an epoch is scored
+                values = [loaded[f"{c.name}/{i}"] for i in range(_count(loaded, c.name))]
+                plan.append((c, values))
+                continue
             current = c.get_arrays()
             values = [loaded.get(f"{c.name}/{i}") for i in range(len(current))]
             for i, (now, then) in enumerate(zip(current, values)):
@@ -129,3 +136,10 @@ class TrainingState:
             c.set_arrays(values)
             c.set_state(saved["components"].get(c.name, {}))
         return saved
+
+
+def _count(loaded: dict[str, np.ndarray], name: str) -> int:
+    count = 0
+    while f"{name}/{count}" in loaded:
+        count += 1
+    return count
