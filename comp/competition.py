@@ -15,10 +15,9 @@ import yaml
 
 from comp.errors import DataError
 from comp.tasks import infer_task_kind
+from comp.tasks.base import Setting, is_text
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-COMP_YAML_KEYS = {"task", "metric", "id_column", "target_columns", "image_column",
-                  "positive_class", "labels", "max_len"}  # the last three are read by the task kinds
 
 
 @dataclass
@@ -70,9 +69,13 @@ class Competition:
         return self.root.name
 
     def fingerprint(self) -> str:
-        """Content hash of the tables and every image: stage caches depend on it."""
+        """Content hash of the tables, every image, comp.yaml and the description files that
+        name the metric: stage caches depend on it."""
+        from comp.tasks.evidence import DESCRIPTION_FILES
+
         h = hashlib.sha256()
-        for path in [self.root / "train.csv", self.root / "sample_submission.csv", self.root / "test.csv"]:
+        names = ["train.csv", "sample_submission.csv", "test.csv", "comp.yaml", *DESCRIPTION_FILES]
+        for path in [self.root / name for name in names]:
             if path.is_file():
                 h.update(path.name.encode() + path.read_bytes())
         for split in ("train", "test"):
@@ -117,6 +120,14 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
         if col not in train.columns:
             raise DataError(f"{root / 'train.csv'}: missing column '{col}' (columns: {', '.join(train.columns)})")
     per_class = set(targets).isdisjoint(submission_cols)
+    if per_class:  # one column per class (or label) of the target: they must be its values
+        known = {token for col in targets for value in train[col].dropna().astype(str)
+                 for token in (value, *value.split())}
+        strangers = [c for c in submission_cols if c not in known]
+        if strangers:
+            raise DataError(f"{root / 'sample_submission.csv'}: has no target column {', '.join(targets)} and its "
+                            f"column(s) {', '.join(strangers[:5])} are not classes of it; name the column(s) as in "
+                            "train.csv, or set target_columns in comp.yaml")
     for col in ([] if per_class else targets):
         if col not in sample.columns:
             raise DataError(f"{root / 'sample_submission.csv'}: missing column '{col}'")
@@ -205,34 +216,35 @@ def _read_settings(path: Path) -> dict:
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping of keys (task, metric, id_column, ...), "
                         f"got {type(data).__name__}")
-    unknown = sorted(set(data) - COMP_YAML_KEYS)
+    settings = {**COMP_YAML_KEYS, **_task_settings()}
+    unknown = sorted(set(data) - set(settings))
     if unknown:
-        raise DataError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(COMP_YAML_KEYS))}")
+        raise DataError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(settings))}")
     for key, value in data.items():
-        if not _SETTING_TYPES[key](value):
-            raise DataError(f"{path}: {key}={value!r} is not {_SETTING_HELP[key]}")
-    for key in ("id_column", "image_column", "positive_class"):  # column names and labels are strings
-        if key in data:
-            data[key] = str(data[key])
-    if "target_columns" in data:
-        value = data["target_columns"]
-        data["target_columns"] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        if not settings[key].check(value):
+            raise DataError(f"{path}: {key}={value!r} is not {settings[key].help}")
+        data[key] = settings[key].convert(value)
     return data
 
 
-_text = lambda v: isinstance(v, (str, int)) and not isinstance(v, bool)  # noqa: E731
-_SETTING_TYPES = {
-    "task": lambda v: isinstance(v, str), "metric": lambda v: isinstance(v, str),
-    "id_column": _text, "image_column": _text, "positive_class": _text,
-    "target_columns": lambda v: _text(v) or (isinstance(v, list) and v and all(_text(x) for x in v)),
-    "labels": lambda v: isinstance(v, list) and v and all(_text(x) for x in v),
-    "max_len": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-}
-_SETTING_HELP = {
-    "task": "a task kind name", "metric": "a metric name", "id_column": "a column name",
-    "image_column": "a column name", "positive_class": "a class label",
-    "target_columns": "a column name or a list of column names", "labels": "a list of labels",
-    "max_len": "a positive whole number",
+def _task_settings() -> dict[str, Setting]:
+    """The comp.yaml keys the installed task kinds declare (``Task.settings``)."""
+    from comp.registry import TASKS
+
+    declared: dict[str, Setting] = {}
+    for info in TASKS.list():
+        declared.update(getattr(TASKS.load(info.name), "settings", {}))
+    return declared
+
+
+COMP_YAML_KEYS = {  # the task kinds add their own keys (Task.settings)
+    "task": Setting(lambda v: isinstance(v, str), "a task kind name"),
+    "metric": Setting(lambda v: isinstance(v, str), "a metric name"),
+    "id_column": Setting(is_text, "a column name", str),
+    "image_column": Setting(is_text, "a column name", str),
+    "target_columns": Setting(lambda v: is_text(v) or (isinstance(v, list) and bool(v) and all(is_text(x) for x in v)),
+                              "a column name or a list of column names",
+                              lambda v: [str(x) for x in v] if isinstance(v, list) else [str(v)]),
 }
 
 

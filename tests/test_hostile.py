@@ -150,6 +150,18 @@ def test_comp_yaml_of_the_wrong_shape(yaml_text, message, demo, tmp_path, comp, 
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_target_column_missing_from_the_sample_is_one_line(demo, tmp_path, comp, monkeypatch):
+    root = copy_competition(demo, tmp_path / "c")
+    (root / "comp.yaml").write_text("target_columns: [label]\n")
+    sample = (root / "sample_submission.csv").read_text().splitlines()
+    (root / "sample_submission.csv").write_text("\n".join(["id,prediction", *sample[1:]]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = comp("run", "stage=all", f"competition={root}")
+    assert code == 2 and "sample_submission.csv: has no target column label and its column(s) prediction are not " \
+                         "classes of it" in _one_line(err)
+    assert not (tmp_path / "runs").exists()
+
+
 # -- 4. provenance belongs to what was published --------------------------------------------------------
 def test_a_failed_rerun_changes_nothing_of_a_finished_run(comp, workdir, monkeypatch):
     assert comp("run", *ONLY_SPLIT)[0] == 0

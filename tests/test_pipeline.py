@@ -106,3 +106,18 @@ def test_augmentation_plugins_are_in_the_trained_model(comp, workdir):
 def test_unknown_augmentation_names_closest(comp, workdir):
     code, _, err = comp("run", "stage=baseline", *SMOKE, "train.augmentations=[shfit]")
     assert code == 2 and "no augmentation plugin named 'shfit' (closest: shift" in err
+
+
+def test_a_changed_comp_yaml_or_description_reruns_the_stages(demo, tmp_path, comp, monkeypatch):
+    from tests.conftest import copy_competition
+
+    root = copy_competition(demo, tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    assert comp("run", "stage=split", f"competition={root}")[0] == 0
+    assert "skipped" in comp("run", "stage=split", f"competition={root}")[1]
+    (root / "description.md").write_text("Submissions are evaluated on the macro F1 score.\n")
+    code, out, _ = comp("run", "stage=split", f"competition={root}")
+    assert code == 0 and "skipped" not in out
+    (root / "comp.yaml").write_text("metric: accuracy\n")
+    code, out, _ = comp("run", "stage=split", f"competition={root}")
+    assert code == 0 and "skipped" not in out

@@ -194,6 +194,8 @@ def test_decoded_images_are_cached_and_invalidated(demo, tmp_path, monkeypatch):
     (["0" + str(v) for v in range(100, 200)], "sequence"),  # leading zeros: strings, not numbers
     (["1.5", "2.25", "3.0", "1.5"], "regression"),
     (["cat dog", "dog", "", "cat"], "multilabel"),
+    # Class names with a space (plant seedlings) are classes, not tags to split.
+    (["Sugar beet", "Common Chickweed", "Common wheat", "Fat Hen", "Maize", "Charlock"] * 3, "classification"),
 ])
 def test_task_inference(values, kind):
     from comp.tasks import infer_task_kind

@@ -17,7 +17,8 @@ NUMERIC_SHARE = 0.95  # a target whose values are at least this share numbers is
 def infer_task_kind(targets: pd.DataFrame) -> str:
     """Guess the task kind from the train target column(s), read as strings.
 
-    Several 0/1 columns or space-separated lists: multilabel. Fractional numbers, or
+    Several 0/1 columns, or space-separated lists whose combinations outnumber the
+    labels: multilabel. Fractional numbers, or
     integers with more than 50 distinct values (and no leading zeros; at least 95% of the
     values numbers, so that a typo is reported by row instead of changing the kind): regression. Strings
     with more distinct values than a classifier can learn (over 50 and over half the rows):
@@ -38,11 +39,19 @@ def infer_task_kind(targets: pd.DataFrame) -> str:
         if (numbers != numbers.round()).any() or numbers.nunique() > MAX_INTEGER_CLASSES:
             return "regression"
         return "classification"
-    if values.str.contains(" ").any():
+    if values.str.contains(" ").any() and _labels_combine(values):
         return "multilabel"
     if values.nunique() > max(MAX_INTEGER_CLASSES, len(values) / 2):
         return "sequence"
     return "classification"
+
+
+def _labels_combine(values: pd.Series) -> bool:
+    """Space-separated labels whose combinations outnumber the labels: tags ("clear water",
+    "haze water road"), not class names that contain a space ("Sugar beet", "Fat Hen")."""
+    distinct = values.drop_duplicates()
+    vocabulary = {token for tokens in distinct.str.split() for token in tokens}
+    return len(vocabulary) < len(distinct)
 
 
 def task_class(kind: str) -> type[Task]:

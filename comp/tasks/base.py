@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,21 @@ class TaskSource:
     id_col: str
     submission_cols: tuple[str, ...]  # sample_submission's columns after the id
     settings: dict = field(default_factory=dict)  # comp.yaml (task-specific keys too)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A comp.yaml key a task kind reads: what values it takes (``check``), in words
+    (``help``), and how a valid value is normalised (``convert``)."""
+
+    check: Callable[[Any], bool]
+    help: str
+    convert: Callable[[Any], Any] = lambda value: value
+
+
+def is_text(value: Any) -> bool:
+    """A column name or label as YAML may give it: a string or a whole number."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -60,6 +75,7 @@ class Task(ABC):
     default_models: ClassVar[dict[str, str]] = {"image": "small_cnn", "tabular": "hgb"}
     losses: ClassVar[tuple[str, ...]] = ("auto",)  # train.loss values this kind accepts
     estimator_role: ClassVar[str | None] = "classifier"  # what a non-Keras model must be: classifier | regressor
+    settings: ClassVar[dict[str, Setting]] = {}  # comp.yaml keys of this kind, read via TaskSource.settings
 
     metric_name: str
     metric: Metric

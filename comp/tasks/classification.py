@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
-from comp.tasks.base import (TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
-                             is_fractional, safe_name)
+from comp.tasks.base import (Setting, TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
+                             is_fractional, is_text, safe_name)
 
 # Values whose second member is the positive class, whatever their case.
 POSITIVE_PAIRS = ({"0", "1"}, {"false", "true"}, {"no", "yes"}, {"n", "y"}, {"f", "t"},
@@ -25,6 +25,7 @@ class Classification(Task):
     positive class last for two classes)."""
 
     kind = "classification"
+    settings = {"positive_class": Setting(is_text, "a class label", str)}  # the class AUC and F1 score
     default_metric = "accuracy"
     report_metrics = ("accuracy", "logloss", "f1_macro", "roc_auc")
     losses = ("auto", "crossentropy")
@@ -57,7 +58,6 @@ class Classification(Task):
         self.classes = tuple(classes)
         self.priors = tuple(float(counts[c] / counts.sum()) for c in self.classes)
         self.format = LABEL
-        self._sample = source.sample
         self._fractional = len(self.submission_cols) == 1 and is_fractional(source.sample[self.submission_cols[0]])
         self._class_columns = (set(self.submission_cols) == set(self.classes)
                                and self.targets[0] not in self.submission_cols)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
-from comp.tasks.base import (TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
-                             is_fractional, safe_name)
+from comp.tasks.base import (Setting, TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
+                             is_fractional, is_text, safe_name)
 
 LIST, INDICATORS, PROBABILITIES = "list", "indicators", "probabilities"
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate thresholds
@@ -22,6 +22,8 @@ PASSES = 2  # coordinate-ascent passes over the labels
 
 class Multilabel(Task):
     kind = "multilabel"
+    settings = {"labels": Setting(lambda v: isinstance(v, list) and bool(v) and all(is_text(x) for x in v),
+                                  "a list of labels", lambda v: [str(x) for x in v])}  # all labels, unseen ones too
     default_metric = "f1_micro"
     report_metrics = ("f1_micro", "f1_macro", "roc_auc", "exact_match")
     progress_metric = "label_accuracy"

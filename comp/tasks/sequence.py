@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
-from comp.tasks.base import TargetSummary, Task, TaskSource, first_row, head_kernel, safe_name
+from comp.tasks.base import Setting, TargetSummary, Task, TaskSource, first_row, head_kernel, safe_name
 
 
 class Sequence(Task):
     kind = "sequence"
+    settings = {"max_len": Setting(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                                   "a positive whole number")}  # the longest string to predict
     default_metric = "exact_match"
     report_metrics = ("exact_match", "position_accuracy")
     progress_metric = "exact_match"
