@@ -2,9 +2,9 @@
 
 `python benchmarks/recipe_defaults.py [digits] [mnist5k] [budget=5m] [budget=15m]` runs
 `comp run stage=all budget=B` on each dataset twice: with the defaults ("after") and with
-`experiment=textbook` (Adam at a constant 3e-4, no BatchNorm, no augmentation, early
-stopping: the defaults before, "before"), and prints OOF accuracy, accuracy on the
-held-back labelled test part and wall time. mnist5k needs `pip install -e ".[bench]"`.
+`experiment=textbook` (Adam at a constant 3e-4, no BatchNorm, no augmentation; early
+stopping where no budget plans the run: the defaults before, "before"), and prints OOF
+accuracy, accuracy on the held-back labelled test part and wall time. mnist5k needs `pip install -e ".[bench]"`.
 """
 from __future__ import annotations
 

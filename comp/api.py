@@ -88,18 +88,39 @@ class EstimatorModel:
 class Augmentation:
     """A Keras preprocessing layer factory and where it is safe to use.
 
-    ``build(input_spec)`` returns a layer that changes inputs only when ``training=True``.
-    ``tasks`` lists the task kinds whose labels it preserves; ``tta_safe`` says whether
-    it may be used for test-time augmentation; ``modalities`` what inputs it works on;
-    ``default`` whether ``train.augmentations=auto`` includes it (light, label-preserving).
+    ``build(input_spec)``, or ``build(input_spec, strength)`` for one with a ``strength``,
+    returns a layer that changes inputs only when ``training=True``; images reach it scaled
+    to [0, 1]. ``tasks`` lists the task kinds whose labels it preserves; ``tta_safe`` says
+    whether it may be used for test-time augmentation; ``modalities`` what inputs it works
+    on; ``default`` whether ``train.augmentations=auto`` includes it (light,
+    label-preserving). ``strength`` is the default of its one knob, ``strength_range`` the
+    values allowed and ``strength_unit`` what it measures: a policy sets it per name, as in
+    ``train.augmentations=[shift:0.1,rotate:10]``.
+
+    ``batch=True`` marks a batch-level augmentation that mixes examples and their labels
+    (mixup, cutmix): ``build`` then returns ``mix(images, seed) -> (mixed, partner, weight)``,
+    applied to each training batch before the model (``seed``: a stateless seed that
+    changes every step), where row i was mixed with row ``partner[i]`` and the loss becomes
+    ``weight * loss(y) + (1 - weight) * loss(y[partner])`` - for a loss linear in its
+    targets (cross-entropy), exactly the loss on the mixed labels.
     """
 
-    build: Callable[[InputSpec], Any]
+    build: Callable[..., Any]
     tasks: tuple[str, ...]
     tta_safe: bool
     description: str
     modalities: tuple[str, ...] = (IMAGE,)
     default: bool = False
+    strength: float | None = None  # None: no knob, build(input_spec) takes no strength
+    strength_range: tuple[float, float] = (0.0, 1.0)
+    strength_unit: str = ""
+    batch: bool = False
+
+    def layer(self, input_spec: InputSpec, strength: float | None = None) -> Any:
+        """The layer at ``strength`` (the default when None)."""
+        if self.strength is None:
+            return self.build(input_spec)
+        return self.build(input_spec, self.strength if strength is None else strength)
 
 
 @dataclass(frozen=True)

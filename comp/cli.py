@@ -153,16 +153,28 @@ def _cmd_plugins(pattern: str, check: bool) -> int:
         if not rows:
             print("  (none)")
         for info in rows:
-            status = ""
+            status, about = "", ""
             if check:
                 try:
-                    registry.load(info.name)
+                    about = _about(registry.load(info.name))
                     status = "  ok"
                 except CompError as exc:
                     failures += 1
                     status = f"  FAILED: {exc}"
             print(f"  {info.name:<20} {info.distribution:<24} {info.value}{status}")
+            if about:
+                print(f"  {'':<20} {about}")
     return 2 if failures else 0
+
+
+def _about(plugin) -> str:
+    """A loaded plugin's description, and an augmentation's strength knob."""
+    about = getattr(plugin, "description", "") or ""
+    if getattr(plugin, "strength", None) is not None:
+        low, high = plugin.strength_range
+        unit = f" {plugin.strength_unit}" if plugin.strength_unit else ""
+        about += f" (strength {plugin.strength:g}{unit}, {low:g}-{high:g})"
+    return about
 
 
 def _cmd_check_plugin(overrides: list[str], weights: int, examples: int) -> int:

@@ -96,8 +96,9 @@ SCHEMA: dict[str, Key] = {
     "train.lr_scaling": Key("str", "how the LR grows with the number of replicas", ("linear", "sqrt", "none")),
     "train.mixed_precision": Key("str", "mixed_float16 compute; auto = on GPU only", ("auto", "on", "off")),
     "train.logical_cpus": Key("int?", "split the CPU into this many devices (tests the multi-device path)", low=1),
-    "train.augmentations": Key("augmentations", "augmentation plugins applied while training; auto = the "
-                                                "light label-preserving ones that fit the inputs and the task "
+    "train.augmentations": Key("augmentations", "augmentation plugins applied while training, each NAME or "
+                                                "NAME:STRENGTH (e.g. [shift:0.15,rotate:10]); auto = the light "
+                                                "label-preserving ones that fit the inputs and the task "
                                                 "(images: shift, rotate, zoom)"),
     "train.verbose": Key("bool", "print one line per epoch"),
     "train.bn_momentum": Key(
@@ -388,6 +389,6 @@ def _describe(kind: str) -> str:
         "name": "a plain folder name (letters, digits, _ . = -; no path)",
         "size": "[height, width] in whole pixels of at least 1, such as [32, 32]",
         "list": "a list such as [a, b]",
-        "augmentations": "a list such as [shift, rotate], or auto",
+        "augmentations": "a list such as [shift, rotate:10], or auto",
         "dict": "a mapping such as {a: 1}",
     }[kind]

@@ -20,9 +20,9 @@ def test_builtins_are_discoverable_entry_points():
     models = {p.name: p for p in MODELS.list()}
     assert models["small_cnn"].distribution.startswith("comp ")
     assert models["small_cnn"].value == "comp_plugins.models:small_cnn"
-    augs = {p.name for p in AUGMENTATIONS.list()}
-    assert {"shift", "rotate", "zoom"} <= augs
-    assert "flip" not in augs  # never for digits or text
+    augs = {p.name: p for p in AUGMENTATIONS.list()}
+    assert {"shift", "rotate", "zoom", "flip"} <= set(augs)
+    assert augs["flip"].value == "comp_plugins.augmentations:flip"
 
 
 def test_unknown_model_names_closest():
@@ -60,6 +60,20 @@ def test_third_party_plugin_is_listed_and_used(tiny_plugin_installed, workdir):
     assert list((workdir / "submissions").glob("digits-baseline-accuracy=*.csv"))
 
 
+def test_third_party_augmentation_is_used_by_name(tiny_plugin_installed, workdir):
+    result = comp_subprocess("run", "stage=baseline", *SMOKE, "train.augmentations=[shift,invert:0.3]", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    import keras
+
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert record["model"]["augmentations"] == ["shift", "invert:0.3"]
+    model = keras.saving.load_model(workdir / "runs/digits/baseline/fold_0/model.keras")
+    invert = next(layer for layer in model.layers if layer.name == "aug_invert")
+    assert tuple(invert.factor) == pytest.approx((0, 0.3))  # the policy's strength, not the default 0.5
+
+
 def test_broken_plugin_names_distribution_and_entry_point(tmp_path, workdir):
     target = tmp_path / "site"
     _pip("install", "--no-deps", "--no-build-isolation", "--target", str(target),
@@ -74,6 +88,8 @@ def test_broken_plugin_names_distribution_and_entry_point(tmp_path, workdir):
 
     check = comp_subprocess("plugins", "--check", cwd=workdir, env={"PYTHONPATH": str(target)})
     assert check.returncode == 2 and "broken" in check.stdout and "FAILED" in check.stdout
+    # The working plugins are described, an augmentation with its strength knob.
+    assert "rotate by up to strength degrees either way (strength 10 degrees, 0-180)" in check.stdout
 
 
 @pytest.fixture(scope="module")

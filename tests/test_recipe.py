@@ -76,17 +76,17 @@ def test_still_improving_when_stopped_is_named():
 
 
 def test_a_budget_plans_the_schedule_to_end_decayed(comp, workdir):
+    import pandas as pd
+
     code, out, err = comp("run", "stage=baseline", *SMOKE, "budget=40s", "train.epochs=100000",
                           "train.schedule=cosine", "train.warmup=1")
     assert code == 0, err
     record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
     for fold, plan in enumerate(record["plan"]):
         assert plan["budgeted"] and plan["max_epochs"] == 100000 and 1 <= plan["epochs"] < 100000
-        history = json.loads((workdir / f"runs/digits/baseline/fold_{fold}/done.json").read_text())
-        assert history["plan"] == plan
+        ran = len(pd.read_csv(workdir / f"runs/digits/baseline/fold_{fold}/history.csv"))
+        assert ran == plan["epochs"] or record["stopped_by_budget"]  # the plan is what ran
     assert "planned, the schedule shrunk from train.epochs=100000 to fit, decaying to its end" in out
-    import pandas as pd
-
     history = pd.read_csv(workdir / "runs/digits/baseline/fold_0/history.csv")
     if not record["stopped_by_budget"] and len(history) >= 4:  # ran its plan: the LR ended near its floor
         assert history["lr"].iloc[-1] < 0.2 * history["lr"].max()

@@ -245,7 +245,9 @@ def test_variants_train_beside_the_baseline_on_the_same_folds(comp, workdir):
     mlp_oof = pd.read_csv(baseline / "variants/mlp/oof.csv", dtype=str)
     # Same rows in the same folds: their OOF predictions can be blended row by row.
     assert mlp_oof[["id", "fold"]].equals(main_oof[["id", "fold"]])
-    assert np.load(baseline / "variants/mlp/oof.npy").shape == np.load(baseline / "oof.npy").shape
+    mlp_pred, hgb_pred = np.load(baseline / "variants/mlp/oof.npy"), np.load(baseline / "oof.npy")
+    assert mlp_pred.shape == hgb_pred.shape and not np.allclose(mlp_pred, hgb_pred)  # another model's
+    assert json.loads((baseline / "variants/mlp/cv.json").read_text())["score"] == variant["score"]
     assert (baseline / "variants/mlp/fold_1/model.keras").is_file()
     assert re.search(r"OOF roc_auc by model: (hgb|mlp) [\d.]+, (hgb|mlp) [\d.]+", out + err)
 

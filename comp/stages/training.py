@@ -2,6 +2,7 @@
 call the training library (``comp.training.cv.cross_validate``) and publish its results."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 from comp import artifacts
 from comp.context import StageContext
 from comp.errors import CompError, ConfigError
-from comp.rundir import write_csv, write_json, write_npy
+from comp.files import write_csv, write_json, write_npy
 
 
 def read_folds(ctx: StageContext) -> np.ndarray:
@@ -48,13 +49,16 @@ FALLBACK_LR = 1e-3  # train.lr=auto when the LR range test suggests nothing: Ada
 
 
 def augmentations(cfg, competition, task) -> tuple[str, ...]:
-    """``train.augmentations``, or for ``auto`` every installed augmentation marked as a
+    """``train.augmentations`` (entries ``name`` or ``name:strength``), or for ``auto`` every installed augmentation marked as a
     default that works on the inputs and preserves the task's labels."""
     from comp.registry import AUGMENTATIONS
 
     chosen = cfg.train.augmentations
     if chosen != "auto":
-        return tuple(chosen)
+        entries = []
+        for item in chosen:  # YAML reads "rotate: 10" (with a space) as a mapping
+            entries.extend(f"{k}:{v}" for k, v in item.items()) if isinstance(item, dict) else entries.append(str(item))
+        return tuple(entries)
     picked = []
     for info in AUGMENTATIONS.list():
         aug = AUGMENTATIONS.load(info.name)
@@ -67,7 +71,7 @@ def validate_model(cfg, competition, task, variants: bool = False) -> None:
     """The model plugin (and with ``variants`` those of baseline.variants), its modality and
     task, the augmentations and the loss, checked before any work."""
     from comp.api import InputSpec
-    from comp.registry import AUGMENTATIONS
+    from comp.augmentation import check_policy
     from comp.training.model import check_hyperparameters, load_plugin
 
     name = model_name(cfg, competition, task)
@@ -78,12 +82,7 @@ def validate_model(cfg, competition, task, variants: bool = False) -> None:
             load_plugin(variant, InputSpec((0,), competition.modality), task)
         except CompError as exc:  # an unknown plugin, or one for other inputs or tasks
             raise ConfigError(f"baseline.variants: {exc}") from None
-    for name in augmentations(cfg, competition, task):
-        aug = AUGMENTATIONS.load(name)
-        if competition.modality not in aug.modalities or task.kind not in aug.tasks:
-            raise ConfigError(f"augmentation '{name}' is for {'/'.join(aug.modalities)} inputs and "
-                              f"{', '.join(aug.tasks)} tasks, not {competition.modality} {task.kind}; "
-                              "remove it from train.augmentations")
+    check_policy(augmentations(cfg, competition, task), competition.modality, task.kind)
     if cfg.train.loss not in task.losses:
         raise ConfigError(f"train.loss={cfg.train.loss}: task {task.kind} takes {', '.join(task.losses)}")
     if cfg.train.label_smoothing and not task.smoothable:
@@ -148,10 +147,11 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
                 f"(the rest is kept for prediction), shared equally by {shared}")
     records = []
     for i, (name, hp, folder) in enumerate(models):
-        now = ctx.budget.clock()
-        share = now + (deadline - now) / (len(models) - i)  # time a faster model leaves goes to the next
+        # The training library times itself with time.monotonic; the budget has its own clock
+        # (replaceable in tests): hand over the seconds left, not a time on another clock.
+        share = (deadline - ctx.budget.clock()) / (len(models) - i)  # what a faster model leaves goes on
         label = "" if i == 0 else f"variant {name}: "
-        records.append(_train_model(ctx, inputs, y, fold_of, name, hp, folder, share, label))
+        records.append(_train_model(ctx, inputs, y, fold_of, name, hp, folder, time.monotonic() + share, label))
     record, variants = records[0], records[1:]
     if variants:
         record["variants"] = {r["model"]["name"]: {k: r[k] for k in ("score", "scores", "fold_scores", "model",

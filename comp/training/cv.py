@@ -18,7 +18,7 @@ import numpy as np
 
 from comp.data.inputs import Inputs
 from comp.progress import resident_mb
-from comp.rundir import read_json, write_json, write_npy
+from comp.files import read_json, write_json, write_npy
 from comp.training.spec import ModelSpec, TrainSpec
 
 SUMMARY_FILE = "cv.json"
@@ -81,7 +81,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
         oof[val_rows] = pred
         infos.append(info)
 
-    decoding, score = task.fit_decoding(y, oof, fold_of)
+    # Rows in no fold (e.g. skipped undecodable images) have no OOF prediction: never scored.
+    decoding, score = task.fit_decoding(y[used], oof[used], fold_of[used])
     scores = task.scores(y[used], oof[used], decoding)
     scores[task.metric_name] = score  # the honest (cross-fitted) value
     hp = infos[0].get("hp", {})
@@ -108,6 +109,7 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
                       seed, deadline, log, label, hook, title) -> tuple[dict, np.ndarray]:
     import keras
 
+    from comp.augmentation import split_policy
     from comp.training.batchnorm import resolve_momentum, steps_per_epoch
     from comp.training.diagnostics import Diagnostics, probe_rows
     from comp.training.fit import train_fold
@@ -134,8 +136,9 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     hooks = diagnostics.callbacks() if diagnostics else EpochCallbacks()
     if hook:
         hooks.on_epoch_end.append(hook)
+    mixer = split_policy(model.augmentations, spec, task.kind)[1]
     result = train_fold(build, task, (inputs.take(fit_rows), y[fit_rows]), (inputs.take(val_rows), y[val_rows]),
-                        train, seed=seed, fold_dir=fold_dir, deadline=deadline, callbacks=hooks)
+                        train, seed=seed, fold_dir=fold_dir, deadline=deadline, callbacks=hooks, mixer=mixer)
     diagnosis = diagnostics.finish(result.best_epoch) if diagnostics else []
     pred = task.predictions(FoldModel(result.model).outputs(inputs, val_rows, task, train.predict_batch_size))
     save_fold_model(result.model, fold_dir)

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from comp.rundir import write_csv
+from comp.files import write_csv
 from comp.training.loop import EpochCallbacks, Trainer, rows_of
 from comp.training.spec import TrainSpec
 from comp.training.strategy import get_strategy, scaled_lr, set_precision, worker_role
 
 tf.get_logger().setLevel("ERROR")  # retracing notices when fold models load one by one
-tf.config.experimental.enable_op_determinism()  # ARCHITECTURE promise 5: same seed, same result
+tf.config.experimental.enable_op_determinism()  # same seed, same result (and resumed runs equal uninterrupted ones)
 
 
 @dataclass
@@ -36,9 +36,11 @@ class FoldResult:
 
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np.ndarray],
                val: tuple[Any, np.ndarray], spec: TrainSpec, seed: int, fold_dir: Path,
-               deadline: float, callbacks: EpochCallbacks | None = None) -> FoldResult:
+               deadline: float, callbacks: EpochCallbacks | None = None,
+               mixer: Callable | None = None) -> FoldResult:
     """Fit a fresh model from ``build`` on ``train``; returns it with its best weights loaded.
 
+    ``mixer`` is a batch-level augmentation (``comp.api.Augmentation`` with ``batch=True``).
     An interrupted earlier attempt at this fold resumes from its last finished epoch.
     """
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,7 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
     fold_lr = scaled_lr(spec.lr, replicas, spec.lr_scaling)
     global_batch = spec.batch_size * replicas
     steps = math.ceil(rows_of(train[0]) / global_batch)
-    trainer = Trainer(strategy, build, task, spec, fold_lr, steps)
+    trainer = Trainer(strategy, build, task, spec, fold_lr, steps, mixer=mixer)
     result = trainer.fit(
         train, val, epochs=spec.epochs, global_batch=global_batch, seed=seed,
         patience=spec.patience, deadline=deadline, state_dir=fold_dir / "resume",

@@ -90,6 +90,7 @@ class BestWeights:
     """The weights of the best epoch so far (by the competition metric), kept on the host."""
 
     name = "best"
+    variable_arrays = True  # none before the first epoch is scored
 
     def __init__(self, higher_is_better: bool):
         self.higher_is_better = higher_is_better
@@ -120,12 +121,13 @@ class Trainer:
     """Model, optimizer, LR schedule and the distributed train step for one fold."""
 
     def __init__(self, strategy: tf.distribute.Strategy, build: Callable[[], keras.Model], task: Any,
-                 spec: Any, lr: float, steps_per_epoch: int):
+                 spec: Any, lr: float, steps_per_epoch: int, mixer: Callable | None = None):
         from comp.training.optimizers import build_optimizer, exclude_from_decay
         from comp.training.schedules import Plateau, PlannedSchedule
 
         self.strategy, self.task, self.spec = strategy, task, spec
         self.steps_per_epoch = steps_per_epoch
+        self.mixer = mixer
         with strategy.scope():
             self.model = build()
             self.schedule = PlannedSchedule(lr, spec.schedule, spec.epochs * steps_per_epoch,
@@ -152,13 +154,21 @@ class Trainer:
         self._forward = forward
 
     # -- the distributed step --------------------------------------------------------------
-    def _build_step(self, global_batch: int) -> None:
+    def _build_step(self, global_batch: int, seed: int) -> None:
         model, optimizer, loss_fn, strategy, task = self.model, self.optimizer, self.loss, self.strategy, self.task
+        mixer = self.mixer
 
         def train_replica(x, y):
+            if mixer is not None:
+                # A stateless seed per step: the same mixes after a resume. The loss mixes
+                # instead of the labels, so every task's targets work unchanged.
+                step_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
+                x, partner, weight = mixer(x, step_seed)
             with tf.GradientTape() as tape:
                 p = model(x, training=True)
                 per_example = loss_fn(y, p)
+                if mixer is not None:
+                    per_example = weight * per_example + (1.0 - weight) * loss_fn(tf.gather(y, partner), p)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
@@ -244,7 +254,7 @@ class Trainer:
 
         began = time.monotonic()
         callbacks = callbacks or EpochCallbacks()
-        self._build_step(global_batch)
+        self._build_step(global_batch, seed)
         history = Record("history")
         stopping = Record("stopping", wait=0, stopped=False, stopped_by_budget=False)
         plan = Record("plan", budgeted=math.isfinite(deadline), max_epochs=epochs, epochs=epochs,
@@ -285,7 +295,9 @@ class Trainer:
             for hook in callbacks.on_epoch_end:
                 hook(epoch, logs)
             timings.append(time.monotonic() - t0)  # the whole epoch: training, evaluation, hooks
-            if plan.data["budgeted"]:
+            # A resumed attempt's first epoch includes tracing: its plan (which may only shrink)
+            # waits for the second; the check below still stops an epoch that would not fit.
+            if plan.data["budgeted"] and not (start > 0 and len(timings) == 1):
                 self._plan(plan, timings, deadline, epoch, settled=len(timings) > 2 or start > 0)
             stop = self._early_stopping(plan) and stopping.data["wait"] >= patience
             if (not stop and epoch + 1 < plan.data["epochs"]
@@ -311,7 +323,7 @@ class Trainer:
     def _plan(self, plan, timings: list[float], deadline: float, epoch: int, settled: bool) -> None:
         """Fit the schedule into the time left, with a margin. After the first epoch from its
         time (tracing included, so on the safe side); after later ones from the mean of those
-        after the first. Once ``settled`` (two epochs in, or resumed) only ever shorter: a
+        after the first. Once ``settled`` (three epochs in, or resumed) only ever shorter: a
         schedule that stretched late would raise the LR again, one that shrinks a little just
         decays a little sooner."""
         seconds = timings[0] if len(timings) == 1 else float(np.mean(timings[1:]))

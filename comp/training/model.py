@@ -15,7 +15,8 @@ import keras_tuner as kt
 
 from comp.api import IMAGE, EstimatorModel, InputSpec, plugin_modalities
 from comp.errors import ConfigError, PluginError
-from comp.registry import AUGMENTATIONS, MODELS
+from comp.augmentation import split_policy
+from comp.registry import MODELS
 from comp.training.batchnorm import set_momentum
 
 
@@ -126,17 +127,8 @@ def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dic
         from comp.layers import table_inputs
 
         inputs = x = table_inputs(input_spec)
-    for aug_name in augmentations:
-        aug = AUGMENTATIONS.load(aug_name)
-        if input_spec.modality not in aug.modalities:
-            raise ConfigError(f"augmentation '{aug_name}' works on {' or '.join(aug.modalities)} inputs, not "
-                              f"{input_spec.modality}; remove it from train.augmentations")
-        if task.kind not in aug.tasks:
-            raise ConfigError(
-                f"augmentation '{aug_name}' does not preserve {task.kind} labels "
-                f"(it is declared for {', '.join(aug.tasks)}); remove it from train.augmentations"
-            )
-        x = aug.build(input_spec)(x)
+    for layer in split_policy(augmentations, input_spec, task.kind)[0]:  # batch mixing is the loop's
+        x = layer(x)
     body = plugin(input_spec, task, hp)
     if not isinstance(body, keras.Model):
         raise PluginError(

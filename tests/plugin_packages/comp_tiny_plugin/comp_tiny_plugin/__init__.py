@@ -1,5 +1,7 @@
-"""A model plugin written the way a third party would write one."""
+"""Model and augmentation plugins written the way a third party would write them."""
 import keras
+
+from comp.api import Augmentation
 
 
 def tiny_mlp(input_spec, task, hp):
@@ -8,3 +10,12 @@ def tiny_mlp(input_spec, task, hp):
     x = keras.layers.Flatten()(inputs)
     x = keras.layers.Dense(units, activation="relu")(x)
     return keras.Model(inputs, task.head(x), name="tiny_mlp")
+
+
+def _invert(input_spec, strength):
+    # Inverts a random `strength` share of the images in a batch (training only).
+    return keras.layers.RandomInvert(factor=strength, value_range=(0, 1), name="aug_invert")
+
+
+invert = Augmentation(build=_invert, tasks=("classification",), tta_safe=False,
+                      description="invert the grey levels", strength=0.5)

@@ -1,0 +1,67 @@
+"""Augmentation policies: ``train.augmentations`` entries (``name`` or ``name:strength``)
+resolved to plugins and checked against the inputs, the task and each plugin's strength range."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from comp.api import Augmentation
+from comp.errors import ConfigError
+
+ENTRY = re.compile(r"\s*([A-Za-z_][\w.-]*)\s*(?::\s*(\S+))?\s*")
+
+
+def parse_entry(entry: Any) -> tuple[str, float | None]:
+    """``"rotate:10"`` -> ("rotate", 10.0); ``"shift"`` -> ("shift", None)."""
+    match = ENTRY.fullmatch(str(entry))
+    strength = None
+    if match and match.group(2) is not None:
+        try:
+            strength = float(match.group(2))
+        except ValueError:
+            match = None
+    if not match:
+        raise ConfigError(f"train.augmentations: {entry!r} is not NAME or NAME:STRENGTH (e.g. shift or rotate:10)")
+    return match.group(1), strength
+
+
+def resolve(entry: Any, modality: str, task_kind: str) -> tuple[Augmentation, float | None]:
+    """The plugin of one policy entry and its strength, or a one-line ConfigError."""
+    from comp.registry import AUGMENTATIONS
+
+    name, strength = parse_entry(entry)
+    aug = AUGMENTATIONS.load(name)
+    if modality not in aug.modalities:
+        raise ConfigError(f"augmentation '{name}' works on {' or '.join(aug.modalities)} inputs, not {modality}; "
+                          "remove it from train.augmentations")
+    if task_kind not in aug.tasks:
+        raise ConfigError(f"augmentation '{name}' does not preserve {task_kind} labels (it is declared for "
+                          f"{', '.join(aug.tasks)}); remove it from train.augmentations")
+    if strength is not None:
+        if aug.strength is None:
+            raise ConfigError(f"train.augmentations: '{name}' has no strength; write {name} alone")
+        low, high = aug.strength_range
+        if not low <= strength <= high:
+            unit = f" ({aug.strength_unit})" if aug.strength_unit else ""
+            raise ConfigError(f"train.augmentations: {name}:{strength:g} is out of range; use a strength in "
+                              f"[{low:g}, {high:g}]{unit}, default {aug.strength:g}")
+    return aug, strength
+
+
+def check_policy(entries, modality: str, task_kind: str) -> None:
+    """Every entry resolved and checked; at most one batch-level (mixing) augmentation."""
+    mixing = [parse_entry(e)[0] for e in entries if resolve(e, modality, task_kind)[0].batch]
+    if len(mixing) > 1:
+        raise ConfigError(f"train.augmentations: {' and '.join(mixing)} both mix batches; keep one of them")
+
+
+def split_policy(entries, input_spec, task_kind: str) -> tuple[list[Any], Any]:
+    """(the per-example layers, in order; the batch mixer or None) of a checked policy."""
+    layers, mixer = [], None
+    for entry in entries:
+        aug, strength = resolve(entry, input_spec.modality, task_kind)
+        if aug.batch:
+            mixer = aug.layer(input_spec, strength)
+        else:
+            layers.append(aug.layer(input_spec, strength))
+    return layers, mixer
