@@ -67,7 +67,9 @@ SCHEMA: dict[str, Key] = {
     "baseline.variants": Key("list", "more model plugins trained with the same recipe on the same folds, side by side "
                                      "in baseline/variants/<name>/ (OOF predictions and fold models for the "
                                      "ensemble stage), e.g. [mlp, hgb]; the baseline itself stays model.name"),
-    "train.epochs": Key("int", "most epochs per fold: the schedule's length without a budget (early stopping may end sooner); under budget= the plan fits the schedule into the fold's time, up to this", low=1),
+    "train.epochs": Key("int", "most epochs per fold: the schedule's length without a budget (early stopping may "
+                               "end sooner); under budget= the plan fits the schedule into the fold's time, up "
+                               "to this", low=1),
     "train.batch_size": Key("int", "batch size per replica", low=1),
     "train.loss": Key("str", "loss: auto (the task's choice for its metric) or one the task kind takes "
                              "(regression: mse, mae, huber)"),

@@ -49,15 +49,19 @@ FALLBACK_LR = 1e-3  # train.lr=auto when the LR range test suggests nothing: Ada
 
 
 def augmentations(cfg, competition, task) -> tuple[str, ...]:
-    """``train.augmentations`` (entries ``name`` or ``name:strength``), or for ``auto`` every installed augmentation marked as a
-    default that works on the inputs and preserves the task's labels."""
+    """``train.augmentations`` (entries ``name`` or ``name:strength``), or for ``auto`` every
+    installed augmentation marked as a default that works on the inputs and preserves the
+    task's labels."""
     from comp.registry import AUGMENTATIONS
 
     chosen = cfg.train.augmentations
     if chosen != "auto":
         entries = []
         for item in chosen:  # YAML reads "rotate: 10" (with a space) as a mapping
-            entries.extend(f"{k}:{v}" for k, v in item.items()) if isinstance(item, dict) else entries.append(str(item))
+            if isinstance(item, dict):
+                entries.extend(f"{k}:{v}" for k, v in item.items())
+            else:
+                entries.append(str(item))
         return tuple(entries)
     picked = []
     for info in AUGMENTATIONS.list():
@@ -211,7 +215,8 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, out
     write_csv(out / artifacts.OOF_TABLE, pd.DataFrame({
         comp.id_col: comp.train[comp.id_col],
         "fold": fold_of,
-        comp.target_cols[0] if len(comp.target_cols) == 1 else "target": task.truth_strings(comp.train[comp.target_cols]),
+        comp.target_cols[0] if len(comp.target_cols) == 1 else "target":
+            task.truth_strings(comp.train[comp.target_cols]),
         "prediction": task.decode(result.oof, result.decoding),
     }))
     others = ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if k != task.metric_name)

@@ -71,7 +71,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             fold = _train_estimator_fold if estimator else _train_keras_fold
             info, pred = fold(inputs, y, fit_rows, val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
                               deadline=fold_deadline, log=log, label=f"fold {k + 1}/{n_folds}",
-                              hook=epoch_hooks(k, n_folds) if epoch_hooks else None, title=f"{title} fold {k + 1}/{n_folds}")
+                              hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
+                              title=f"{title} fold {k + 1}/{n_folds}")
             gc.collect()
             # Memory after the fold's models are freed; a growth across folds is a leak.
             info["rss_mb_after"] = resident_mb()
