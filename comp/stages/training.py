@@ -149,13 +149,17 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
         shared = f"the {len(models)} models and their {n_folds} folds" if len(models) > 1 else f"the {n_folds} folds"
         ctx.log(f"budget: training gets {max(deadline - ctx.budget.clock(), 0):.0f}s of budget={cfg.budget} "
                 f"(the rest is kept for prediction), shared equally by {shared}")
+    from comp.training.model import is_estimator
+
+    # One LR for every Keras model of the stage, resolved (and any fallback said) once.
+    lr = resolve_lr(ctx) if any(not is_estimator(name) for name, _, _ in models) else (0.0, "none")
     records = []
     for i, (name, hp, folder) in enumerate(models):
         # The training library times itself with time.monotonic; the budget has its own clock
         # (replaceable in tests): hand over the seconds left, not a time on another clock.
         share = (deadline - ctx.budget.clock()) / (len(models) - i)  # what a faster model leaves goes on
         label = "" if i == 0 else f"variant {name}: "
-        records.append(_train_model(ctx, inputs, y, fold_of, name, hp, folder, time.monotonic() + share, label))
+        records.append(_train_model(ctx, inputs, y, fold_of, name, hp, lr, folder, time.monotonic() + share, label))
     record, variants = records[0], records[1:]
     if variants:
         record["variants"] = {r["model"]["name"]: {k: r[k] for k in ("score", "scores", "fold_scores", "model",
@@ -168,9 +172,10 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     return record
 
 
-def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, out: Path, deadline: float,
-                 label: str) -> dict[str, Any]:
-    """One model plugin cross-validated into ``out`` with its OOF artifacts; its stage record."""
+def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr: tuple[float, str], out: Path,
+                 deadline: float, label: str) -> dict[str, Any]:
+    """One model plugin cross-validated into ``out`` with its OOF artifacts; its stage record.
+    ``lr`` is (learning rate, where it came from), used when the model is a Keras one."""
     from comp.progress import Progress
     from comp.training.cv import cross_validate
     from comp.training.model import is_estimator
@@ -179,7 +184,7 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, out
     comp, task, cfg = ctx.competition, ctx.task, ctx.cfg
     model = ModelSpec(name, hp, augmentations(cfg, comp, task))
     keras_model = not is_estimator(name)
-    lr, lr_source = resolve_lr(ctx) if keras_model else (0.0, "none")
+    lr, lr_source = lr if keras_model else (0.0, "none")
     spec = train_spec(cfg, lr)
     n_folds = int(fold_of.max()) + 1
     shape = inputs.spec().shape

@@ -62,23 +62,16 @@ flip = Augmentation(
     description="mirror left-right, for images whose mirror keeps the label (photos, scans; never digits or text)",
 )
 
-brightness = Augmentation(
-    build=lambda spec, s: layers.RandomBrightness(s, value_range=UNIT, name="aug_brightness"),
-    tasks=IMAGE_TASKS,
-    tta_safe=False,
-    description="add up to strength x the value range to every pixel",
-    strength=0.2,
-    strength_unit="fraction of the value range",
-)
+def _pixel_values(layer, name: str, description: str, unit: str) -> Augmentation:
+    """A change of pixel values (not of where they are): every image kind's labels survive it."""
+    return Augmentation(build=lambda spec, s: layer(s, value_range=UNIT, name=f"aug_{name}"), tasks=IMAGE_TASKS,
+                        tta_safe=False, description=description, strength=0.2, strength_unit=unit)
 
-contrast = Augmentation(
-    build=lambda spec, s: layers.RandomContrast(s, value_range=UNIT, name="aug_contrast"),
-    tasks=IMAGE_TASKS,
-    tta_safe=False,
-    description="scale contrast around the mean by up to strength",
-    strength=0.2,
-    strength_unit="fraction",
-)
+
+brightness = _pixel_values(layers.RandomBrightness, "brightness", "add up to strength x the value range to every pixel",
+                           "fraction of the value range")
+contrast = _pixel_values(layers.RandomContrast, "contrast", "scale contrast around the mean by up to strength",
+                         "fraction")
 
 erase = Augmentation(
     build=lambda spec, s: layers.RandomErasing(factor=1.0, scale=(0.02, max(s, 0.02)), fill_value=0.0,
