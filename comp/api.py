@@ -13,7 +13,7 @@ Plugin kinds (entry-point groups):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 IMAGE, TABULAR = "image", "tabular"
@@ -60,6 +60,22 @@ def modalities(*names: str) -> Callable[[Callable], Callable]:
     return mark
 
 
+def regularizers(**values: Any) -> Callable[[Callable], Callable]:
+    """Declare stronger settings of a Keras model plugin's own knobs, each a change stage
+    regularize tries (one at a time): ``@regularizers(dropout=0.4)``."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.regularizers = dict(values)
+        return fn
+
+    return mark
+
+
+def plugin_regularizers(plugin: Any) -> dict[str, Any]:
+    """A model plugin's declared regularizers (knob -> stronger value); none when undeclared."""
+    return dict(getattr(plugin, "regularizers", {}) or {})
+
+
 def plugin_modalities(plugin: Any) -> tuple[str, ...]:
     """The modalities a model plugin accepts (undeclared Keras plugins: images only)."""
     return tuple(getattr(plugin, "modalities", (IMAGE,)))
@@ -75,13 +91,15 @@ class EstimatorModel:
     ``y`` the task's encoded target. The task fits it (several copies for multi-output
     targets) and turns its predictions into the same arrays a Keras head gives, so OOF
     and test predictions, ensembles and submissions treat both alike.
-    ``tasks`` lists the task kinds it can learn.
+    ``tasks`` lists the task kinds it can learn; ``regularizers`` stronger settings of its
+    knobs for stage regularize to try (as :func:`regularizers` does for a Keras plugin).
     """
 
     build: Callable[[InputSpec, Any, Any], Any]
     modalities: tuple[str, ...] = (TABULAR,)
     tasks: tuple[str, ...] = ("classification", "regression", "multilabel")
     description: str = ""
+    regularizers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,26 @@ SCHEMA: dict[str, Key] = {
     "baseline.variants": Key("list", "more model plugins trained with the same recipe on the same folds, side by side "
                                      "in baseline/variants/<name>/ (OOF predictions and fold models for the "
                                      "ensemble stage), e.g. [mlp, hgb]; the baseline itself stays model.name"),
+    "regularize.folds": Key("folds", "each change is scored on the first N folds (all: every fold), paired with the "
+                                     "baseline on the same folds"),
+    "regularize.changes": Key("changes", "changes tried one at a time from the baseline's configuration, in this "
+                                         "order: auto = every change that applies, by expected gain per second "
+                                         "(docs/recipe.md 5), or a list of their names"),
+    "regularize.time": Key("float", "without budget=: at most this many times the baseline's training time (at "
+                                    "least a minute; 0 = try nothing)", low=0),
+    "tune.folds": Key("folds", "a trial's score is the OOF metric over the first N folds (all: every fold)"),
+    "tune.oracle": Key("str", "keras-tuner oracle of the coarse search; the fine search is bayesian (random for "
+                              "random)", ("random", "bayesian", "hyperband")),
+    "tune.coarse_trials": Key("int", "trials of the short, wide search (hyperband: its brackets decide)", low=0),
+    "tune.coarse_epochs": Key("float", "coarse trials train this fraction of the baseline's epochs", low=0,
+                              high=1, open_low=True),
+    "tune.fine_trials": Key("int", "trials of the full-length search in ranges narrowed around the coarse best",
+                            low=0),
+    "tune.time": Key("float", "without budget=: at most this many times the baseline's training time, search "
+                              "and the final training on every fold together (at least a minute; 0 = no trials)",
+                     low=0),
+    "tune.space": Key("dict", "searched ranges by key, e.g. {train.lr: [1e-4, 1e-2], model.hp.filters: [16, 64]}; "
+                              "a choice knob takes a list of values; [] leaves a knob out"),
     "train.epochs": Key("int", "most epochs per fold: the schedule's length without a budget (early stopping may "
                                "end sooner); under budget= the plan fits the schedule into the fold's time, up "
                                "to this", low=1),
@@ -120,7 +140,8 @@ SCHEMA: dict[str, Key] = {
     "check.lr_min": Key("float", "first LR of the LR range test", low=0, open_low=True),
     "check.lr_max": Key("float", "last LR of the LR range test", low=0, open_low=True),
     "check.lr_steps": Key("int", "steps of the LR range test (one batch each, LR growing exponentially)", low=10),
-    "predict.source": Key("str", "training stage whose fold models predict the test set; auto = latest"),
+    "predict.source": Key("str", "training stage whose fold models predict the test set; auto = the one with the "
+                                 "best OOF score (ties: the earliest)"),
     "predict.batch_size": Key("int", "batch size for inference", low=1),
 }
 
@@ -153,11 +174,13 @@ class Config:
         object.__setattr__(self, "_data", data)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # no key starts so; pickling asks for dunders before _data exists
+            raise AttributeError(name)
         try:
             value = self._data[name]
         except KeyError:
             raise AttributeError(name) from None
-        return Config(value) if isinstance(value, dict) and name != "hp" else value
+        return Config(value) if isinstance(value, dict) and name not in ("hp", "space") else value
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Config is read-only; pass overrides to load_config")
@@ -170,6 +193,18 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self._data)
+
+    def merged(self, values: dict[str, Any], where: str = "a trial") -> "Config":
+        """A copy with dotted ``values`` set (``model.hp.NAME`` for a plugin knob), each checked
+        like a command-line override."""
+        flat = _flatten(self.to_dict(), where)
+        for key, value in values.items():
+            if key.startswith("model.hp."):
+                flat["model.hp"] = {**flat["model.hp"], key[len("model.hp."):]: value}
+            else:
+                _check_known(key, where)
+                flat[key] = _coerce(key, value, where)
+        return Config(_unflatten(flat))
 
     def digest(self, prefixes: Iterable[str]) -> str:
         """Hash of the keys under ``prefixes``: what a stage's cache depends on."""
@@ -200,6 +235,13 @@ def load_config(overrides: Iterable[str] = (), base: Path | None = None) -> Conf
                 raise ConfigError(f"{key}={value}: no {group_file}; available: {', '.join(available)}")
             for gkey, gvalue in _flatten(_read_yaml(group_file), str(group_file)).items():
                 flat[gkey] = _coerce(gkey, gvalue, str(group_file))
+        elif key == "config":  # a file of keys, e.g. runs/<run>/tune/best.yaml
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"config={value}: no such file; give the path of a YAML file of config keys "
+                                  "(e.g. runs/<run>/tune/best.yaml)")
+            for fkey, fvalue in _flatten(_read_yaml(path), str(path)).items():
+                flat[fkey] = _coerce(fkey, fvalue, str(path))
         elif key == "model":
             flat["model.name"] = value  # a plugin without a group file of its own
             flat["model.hp"] = {}
@@ -285,7 +327,7 @@ def _split_override(word: str) -> tuple[str, str]:
         raise ConfigError(f"argument {word!r} is not key=value; e.g. stage=all or train.epochs=3")
     key, value = word.split("=", 1)
     key = key.strip()
-    if not key.startswith("model.hp.") and key not in GROUPS:
+    if not key.startswith("model.hp.") and key not in GROUPS and key != "config":
         _check_known(key, f"override {word!r}")
     return key, value
 
@@ -344,9 +386,13 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             if (not isinstance(result, list) or len(result) != 2
                     or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in result)):
                 raise ValueError
-        elif kind == "augmentations" and (text or "").lower() == "auto":
+        elif kind == "folds":
+            result = "all" if (text or "").lower() == "all" else (int(text) if text is not None else value)
+            if result != "all" and (isinstance(result, bool) or not isinstance(result, int) or result < 1):
+                raise ValueError
+        elif kind in ("augmentations", "changes") and (text or "").lower() == "auto":
             result = "auto"
-        elif kind in ("list", "augmentations"):
+        elif kind in ("list", "augmentations", "changes"):
             result = yaml.safe_load(text) if text is not None else value
             if isinstance(result, str):
                 result = [s.strip() for s in result.split(",") if s.strip()]
@@ -392,5 +438,7 @@ def _describe(kind: str) -> str:
         "size": "[height, width] in whole pixels of at least 1, such as [32, 32]",
         "list": "a list such as [a, b]",
         "augmentations": "a list such as [shift, rotate:10], or auto",
+        "changes": "a list of change names such as [label_smoothing, weight_decay], or auto",
+        "folds": "a whole number of folds of at least 1, or all",
         "dict": "a mapping such as {a: 1}",
     }[kind]

@@ -54,6 +54,14 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
         if hasattr(STAGES[name], "validate"):
             STAGES[name].validate(cfg, competition, task)
 
+    if os.environ.get("KERASTUNER_ORACLE_IP") and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "chief"):
+        # A keras-tuner worker: trials only, read from the chief's run directory, no lock held.
+        if targets != ["tune"]:
+            raise ConfigError(f"KERASTUNER_TUNER_ID={os.environ['KERASTUNER_TUNER_ID']} makes this a keras-tuner "
+                              "worker, which runs stage=tune only (the chief runs the other stages)")
+        STAGES["tune"].work(cfg, competition, task, rundir)
+        return {}
+
     command = "comp " + " ".join(argv if argv is not None else sys.argv[1:])
     lock = RunLock(rundir.path / ".lock", command)
     lock.acquire(wait)
@@ -69,6 +77,9 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         print(f"notice: {notice}", flush=True)
     fingerprint = competition.fingerprint()
     record: dict = {}
+    line = budget.plan(plan)
+    if line:
+        print(line, flush=True)
     for name in plan:
         module = STAGES[name]
         upstream = module.inputs(cfg, available)
@@ -78,6 +89,7 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         if previous and previous.get("key") == key and not (cfg.overwrite and name in targets):
             print(f"[{name}] unchanged since {previous['finished']}, skipped (overwrite=true reruns it)", flush=True)
             record = previous
+            budget.finished(name)
             continue
         for dep in upstream.values():  # what this stage reads is what was published
             rundir.verify(dep)
@@ -85,7 +97,18 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         work = rundir.partial(name, key)
         ctx = StageContext(name, cfg, competition, task, rundir, work, budget, upstream, submissions,
                            cfg.run or competition.name)
+        planned = budget.limited and name in budget.pending
+        if planned:  # what each training stage got and used (docs/recipe.md 10)
+            t0 = budget.clock()
+            given = budget.stage_deadline(name) - t0
+            print(f"[budget] {name} gets {given:.0f}s", flush=True)
         result = module.run(ctx)
+        budget.finished(name)
+        if planned:
+            used = budget.clock() - t0
+            result["budget"] = {"given_s": round(given, 1), "used_s": round(used, 1)}
+            print(f"[budget] {name} used {used:.0f}s of {given:.0f}s; the command is at "
+                  f"{budget.clock() - budget.start:.0f}s of {budget.seconds:.0f}s", flush=True)
         record = {
             **result,
             "stage": name,

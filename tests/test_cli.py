@@ -29,8 +29,8 @@ def test_unknown_stage_names_closest(comp, workdir):
 
 
 def test_planned_stage_says_not_yet(comp, workdir):
-    code, _, err = comp("run", "stage=tune")
-    assert code == 2 and "stage=tune is not in this version of comp yet" in err
+    code, _, err = comp("run", "stage=ensemble")
+    assert code == 2 and "stage=ensemble is not in this version of comp yet" in err
 
 
 def test_missing_competition_folder(comp, workdir):

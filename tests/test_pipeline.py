@@ -65,7 +65,7 @@ def test_a_stage_alone_runs_the_stages_it_reads(comp, workdir):
     assert "[split]" in out and "[baseline]" in out and "[predict]" in out and "[submit]" not in out
     assert (workdir / "runs/solo/predict/test_pred.npy").is_file()
     assert not (workdir / "submissions").exists()
-    assert _record(workdir, "predict", "solo")["inputs"] == {"source": "baseline"}
+    assert _record(workdir, "predict", "solo")["inputs"] == {"baseline": "baseline"}
 
 
 def test_budget_plans_training_and_still_submits(comp, workdir):
@@ -78,6 +78,14 @@ def test_budget_plans_training_and_still_submits(comp, workdir):
     assert "plan:" in out and "the schedule shrunk from train.epochs=500 to fit" in out
     assert list((workdir / "submissions").glob("digits-baseline-accuracy=*.csv"))
     assert elapsed < 25 + 10  # the budget is for the whole command, prediction included
+    # The training stages' split of the budget is planned and printed, with what each used.
+    assert "budget plan: 25s; 15s kept for prediction and submission, the training stages share the rest: " \
+           "baseline 40%" in out
+    for stage in ("baseline", "regularize", "tune"):
+        spent = _record(workdir, stage)["budget"]
+        assert 0 <= spent["used_s"] and 0 <= spent["given_s"] <= 25
+        assert f"[budget] {stage} gets {spent['given_s']:.0f}s" in out
+        assert f"[budget] {stage} used {spent['used_s']:.0f}s of {spent['given_s']:.0f}s" in out
 
 
 def test_string_labels_keep_leading_zeros(comp, workdir, demo):

@@ -10,7 +10,7 @@ import pytest
 from comp.demo import cache_root, demo_competition, holdout_score, solution_path
 from tests.conftest import copy_competition, read_submission
 
-FAST = ("split.folds=2", "train.diagnostics=false")
+FAST = ("split.folds=2", "train.diagnostics=false", "regularize.time=0", "tune.time=0")  # the searches: below
 
 # demo -> (extra arguments, metric, OOF floor (ceiling for errors), holdout floor (ceiling)).
 # Floors sit below what was measured on the 2-core CI machine with these settings (OOF /
@@ -48,6 +48,27 @@ def test_every_kind_trains_scores_and_submits(name, comp, workdir):
         assert record["score"] >= oof_bound and holdout >= holdout_bound, (record["score"], holdout)
     else:
         assert record["score"] <= oof_bound and holdout <= holdout_bound, (record["score"], holdout)
+
+
+@pytest.mark.parametrize("name,changes", [
+    ("street", "[label_smoothing,model_regularizers]"),  # sequence: smoothing per character position
+    ("digit-value", "[mixup]"),  # regression: mixup mixes the targets' losses
+    ("diabetes", "[model_regularizers]"),  # gradient boosting: its own stronger settings, no LR
+])
+def test_regularize_and_tune_run_for_other_kinds(name, changes, comp, workdir):
+    code, out, err = comp("run", "stage=tune", f"competition=demo:{name}", "split.folds=2", "train.diagnostics=false",
+                          "train.lr=2e-3", "train.epochs=2", f"regularize.changes={changes}", "regularize.time=100",
+                          "tune.coarse_trials=1", "tune.fine_trials=1", "tune.time=100",
+                          "tune.space={model.hp.filters: [16, 24], model.hp.blocks: [1, 2]}"
+                          if name != "diabetes" else "tune.space={model.hp.max_iter: [50, 100]}")
+    assert code == 0, err
+    table = pd.read_csv(workdir / f"runs/{name}/regularize/table.csv")
+    tried = table.iloc[1:]
+    assert len(tried) == changes.count(",") + 1
+    assert tried["verdict"].isin(["kept", "gain within noise", "no gain", "worse"]).all(), tried["verdict"].tolist()
+    trials = pd.read_csv(workdir / f"runs/{name}/tune/trials.csv")
+    assert trials["phase"].tolist() == ["start", "coarse", "fine"]
+    assert (trials["status"].iloc[1:] == "COMPLETED").all()
 
 
 def test_street_numbers_keep_leading_zeros_and_report_positions(comp, workdir):

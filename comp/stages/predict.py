@@ -10,7 +10,7 @@ from comp.errors import ConfigError
 from comp.files import write_csv, write_npy
 
 NAME = "predict"
-HELP = "average the fold models of the latest training stage on the test set"
+HELP = "average the fold models of the training stage with the best OOF score on the test set"
 CONFIG = ("predict", "data.on_bad_image", "split.group_column")
 TRAINS = False
 
@@ -20,12 +20,12 @@ def inputs(cfg, available) -> dict[str, str]:
 
     training = [name for name, module in STAGES.items() if module.TRAINS]
     source = cfg.predict.source
-    if source == "auto":
+    if source == "auto":  # every finished (or planned) training stage; run() picks the best OOF
         finished = [name for name in training if name in available]
-        source = finished[-1] if finished else training[0]
-    elif source not in training:
+        return {name: name for name in finished or training[:1]}
+    if source not in training:
         raise ConfigError(f"predict.source={source!r}: use auto or one of {', '.join(training)}")
-    return {"source": source}
+    return {source: source}
 
 
 def validate(cfg, competition, task) -> None:
@@ -37,13 +37,28 @@ def validate(cfg, competition, task) -> None:
         image_set(competition, cfg, "test")
 
 
+def pick_source(ctx: StageContext) -> tuple[str, dict]:
+    """The input stage with fold models and the best OOF score (ties: the earliest)."""
+    records = {name: ctx.rundir.record(name) for name in ctx.upstream.values()}
+    # Records of stages that never keep fold models say so; a baseline always has them.
+    usable = {name: r for name, r in records.items() if r.get("fold_models", True)}
+    if not usable:
+        raise ConfigError(f"predict: {', '.join(records)} kept no fold models for every fold; "
+                          "set predict.source=baseline")
+    sign = 1 if next(iter(usable.values())).get("higher_is_better", True) else -1
+    best = max(usable, key=lambda name: (sign * usable[name]["score"], -list(usable).index(name)))
+    if len(records) > 1:
+        ctx.log("OOF " + ", ".join(f"{n} {r['score']:.5f}" + ("" if n in usable else " (no fold models)")
+                                   for n, r in records.items()) + f": predicting with {best}")
+    return best, usable[best]
+
+
 def run(ctx: StageContext) -> dict:
     from comp.data.loading import load_inputs
     from comp.training.fold_model import load_fold_model
 
-    source = ctx.upstream["source"]
+    source, record = pick_source(ctx)
     folder = ctx.rundir.output(source)
-    record = ctx.rundir.record(source)
     task, comp = ctx.task, ctx.competition
     geometry = tuple(record["input_shape"]) if "input_shape" in record else None
     x, _ = load_inputs(comp, ctx.cfg, "test", geometry=geometry)

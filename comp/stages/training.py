@@ -22,6 +22,12 @@ def read_folds(ctx: StageContext) -> np.ndarray:
     return folds.loc[ctx.competition.train[ctx.competition.id_col]].to_numpy()
 
 
+def load_targets(ctx: StageContext) -> np.ndarray:
+    """The task's encoded targets, in train.csv order."""
+    comp = ctx.competition
+    return ctx.task.encode(comp.train[comp.target_cols])
+
+
 def load_train(ctx: StageContext):
     """(train inputs, encoded targets) in train.csv order; notes on the inputs are logged."""
     from comp.data.loading import load_inputs
@@ -29,8 +35,7 @@ def load_train(ctx: StageContext):
     inputs, notes = load_inputs(ctx.competition, ctx.cfg, "train")
     for note in notes:
         ctx.log(note)
-    comp = ctx.competition
-    return inputs, ctx.task.encode(comp.train[comp.target_cols])
+    return inputs, load_targets(ctx)
 
 
 def model_name(cfg, competition, task) -> str:
@@ -143,12 +148,12 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     main = model_name(cfg, comp, task)
     models = [(main, dict(cfg.model.hp), out)] + [
         (name, {}, out / artifacts.VARIANT_DIR.format(name=name)) for name in variant_names(cfg, comp, task)]
-    deadline = ctx.budget.training_deadline()
+    deadline = ctx.budget.stage_deadline(ctx.name)
     n_folds = int(fold_of.max()) + 1
     if ctx.budget.limited:
         shared = f"the {len(models)} models and their {n_folds} folds" if len(models) > 1 else f"the {n_folds} folds"
-        ctx.log(f"budget: training gets {max(deadline - ctx.budget.clock(), 0):.0f}s of budget={cfg.budget} "
-                f"(the rest is kept for prediction), shared equally by {shared}")
+        ctx.log(f"budget: {max(deadline - ctx.budget.clock(), 0):.0f}s of budget={cfg.budget}, shared equally by "
+                f"{shared}")
     from comp.training.model import is_estimator
 
     # One LR for every Keras model of the stage, resolved (and any fallback said) once.
@@ -244,6 +249,7 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
         "recipe": {k: getattr(spec, k) for k in ("optimizer", "weight_decay", "schedule", "warmup",
                                                  "label_smoothing", "clip", "ema", "epochs", "batch_size")},
         "plan": [f.get("plan") for f in result.folds],
+        "fold_models": True,  # fold_k/ models for every fold: stage predict can use this stage
     }
     if comp.modality == "image":
         record["input_shape"] = list(shape)

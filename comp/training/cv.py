@@ -34,6 +34,7 @@ class CVResult:
     decoding: dict  # e.g. per-label thresholds, fit on all OOF rows, for the test set
     folds: list[dict] = field(default_factory=list)  # per fold: score, epochs, seconds, lr, ...
     hp: dict[str, Any] = field(default_factory=dict)
+    scored: np.ndarray | None = None  # the rows with an OOF prediction (those of the folds trained)
 
     @property
     def stopped_by_budget(self) -> bool:
@@ -43,8 +44,10 @@ class CVResult:
 def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any, model: ModelSpec,
                    train: TrainSpec, out_dir: Path, *, seed: int, deadline: float = float("inf"),
                    log: Callable[[str], None] = print, epoch_hooks: EpochHookFactory | None = None,
-                   title: str = "") -> CVResult:
-    """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``.
+                   title: str = "", only: list[int] | None = None) -> CVResult:
+    """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``,
+    or on the folds listed in ``only`` (each still trained on all the other folds' rows),
+    scoring the rows of the folds trained.
 
     Each fold gets an equal share of the time left before ``deadline`` (a monotonic time).
     """
@@ -52,11 +55,12 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
 
     out_dir = Path(out_dir)
     n_folds = int(fold_of.max()) + 1
+    trained = list(range(n_folds)) if only is None else sorted(only)
     used = fold_of >= 0
     oof: np.ndarray | None = None
     infos: list[dict] = []
     estimator = is_estimator(model.name)
-    for k in range(n_folds):
+    for i, k in enumerate(trained):
         fold_dir = out_dir / f"fold_{k}"
         val_rows = np.flatnonzero(fold_of == k)
         done = fold_dir / "done.json"
@@ -66,7 +70,7 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             log(f"fold {k + 1}/{n_folds}: finished earlier, {task.metric_name}={info['score']:.4f}")
         else:
             now = time.monotonic()
-            fold_deadline = now + (deadline - now) / (n_folds - k)
+            fold_deadline = now + (deadline - now) / (len(trained) - i)
             fit_rows = np.flatnonzero(used & (fold_of != k))
             fold = _train_estimator_fold if estimator else _train_keras_fold
             info, pred = fold(inputs, y, fit_rows, val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
@@ -74,6 +78,7 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
                               hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
                               title=f"{title} fold {k + 1}/{n_folds}")
             gc.collect()
+            release_free_memory()
             # Memory after the fold's models are freed; a growth across folds is a leak.
             info["rss_mb_after"] = resident_mb()
             write_json(done, info)  # last: it marks the fold finished for a resumed run
@@ -83,15 +88,33 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
         infos.append(info)
 
     # Rows in no fold (e.g. skipped undecodable images) have no OOF prediction: never scored.
-    decoding, score = task.fit_decoding(y[used], oof[used], fold_of[used])
-    scores = task.scores(y[used], oof[used], decoding)
+    scored = np.isin(fold_of, trained)
+    decoding, score = task.fit_decoding(y[scored], oof[scored], fold_of[scored])
+    scores = task.scores(y[scored], oof[scored], decoding)
     scores[task.metric_name] = score  # the honest (cross-fitted) value
     hp = infos[0].get("hp", {})
     write_json(out_dir / SUMMARY_FILE, {"score": score, "scores": scores, "decoding": decoding, "folds": infos,
-                                        "model": model.to_dict(), "hp": hp})
+                                        "model": model.to_dict(), "hp": hp, "trained_folds": trained})
     per_fold = ", ".join(f"{f['score']:.4f}" for f in infos)
-    log(f"OOF {task.metric_name} = {score:.5f} (folds: {per_fold})")
-    return CVResult(oof, score, scores, decoding, infos, hp)
+    which = "" if only is None else f" on folds {', '.join(str(k + 1) for k in trained)} of {n_folds}"
+    log(f"OOF {task.metric_name}{which} = {score:.5f} (folds: {per_fold})")
+    return CVResult(oof, score, scores, decoding, infos, hp, scored)
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS. TensorFlow frees a fold's tensors, but glibc's
+    malloc keeps the pages in its arenas, so without this the resident memory of a process
+    that trains many models (a search) climbs trial after trial. No library does this for us."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:  # not glibc: nothing to trim
+        pass
 
 
 def _finished_fold(fold_dir: Path, log) -> tuple[dict, np.ndarray] | None:

@@ -82,14 +82,31 @@ def _accepts(knob: Any, value: Any) -> str | None:
     return None
 
 
+def plugin_space(model_name: str, modality: str, task: Any) -> list[Any]:
+    """The plugin's own knobs (keras-tuner hyperparameters with their ranges and defaults),
+    from a probe build on a stand-in input (public keras-tuner API only)."""
+    spec = _probe_spec(modality)
+    plugin = load_plugin(model_name, spec, task)
+    probe = kt.HyperParameters()
+    try:
+        (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(spec, task, probe)
+    finally:
+        keras.backend.clear_session()
+    return list(probe.space)
+
+
+def _probe_spec(modality: str) -> InputSpec:
+    from comp.api import TABULAR, Column
+
+    return (InputSpec((1,), TABULAR, (Column("x", "x", "numeric"),)) if modality == TABULAR
+            else InputSpec((32, 32, 3)))
+
+
 def check_hyperparameters(model_name: str, modality: str, task: Any, fixed_hp: dict[str, Any]) -> None:
     """Check ``model.hp`` against the plugin's own knobs, types and ranges before any work."""
     if not fixed_hp:
         return
-    from comp.api import TABULAR, Column
-
-    spec = (InputSpec((1,), TABULAR, (Column("x", "x", "numeric"),)) if modality == TABULAR
-            else InputSpec((32, 32, 3)))
+    spec = _probe_spec(modality)
     plugin = load_plugin(model_name, spec, task)
     try:
         _check_knobs(plugin, model_name, spec, task, fixed_hp)

@@ -32,4 +32,5 @@ hgb = EstimatorModel(
     modalities=(TABULAR,),
     tasks=("classification", "multilabel", "regression"),
     description="scikit-learn HistGradientBoosting (classifier or regressor as the task needs)",
+    regularizers={"l2_regularization": 1.0, "min_samples_leaf": 30},
 )

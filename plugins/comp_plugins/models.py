@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from comp.api import IMAGE, TABULAR, modalities
+from comp.api import IMAGE, TABULAR, modalities, regularizers
 from comp.layers import encode_table, table_inputs
 
 
@@ -32,6 +32,7 @@ def _conv_blocks(x, filters: int, blocks: int, batchnorm: bool):
 
 
 @modalities(IMAGE)
+@regularizers(dropout=0.4)
 def small_cnn(input_spec, task, hp) -> keras.Model:
     """A VGG-style CNN for small images: blocks of two 3x3 convs and max pooling, global
     average pooling, dropout, the task's head.
@@ -52,6 +53,7 @@ def small_cnn(input_spec, task, hp) -> keras.Model:
 
 
 @modalities(IMAGE)
+@regularizers(dropout=0.4)
 def seq_cnn(input_spec, task, hp) -> keras.Model:
     """A shared conv backbone for reading strings (street numbers): the same conv blocks as
     ``small_cnn``, then the feature map flattened (so each position of the string keeps
@@ -71,6 +73,7 @@ def seq_cnn(input_spec, task, hp) -> keras.Model:
 
 
 @modalities(IMAGE, TABULAR)
+@regularizers(dropout=0.35)
 def mlp(input_spec, task, hp) -> keras.Model:
     """A fully connected network: on flattened images, or on table columns encoded inside
     the model (standardised numbers with missing-value indicators, embedded categories;

@@ -1,0 +1,314 @@
+"""Stage `regularize`: one change at a time from the baseline's configuration, kept only when
+the OOF score improves beyond noise (docs/recipe.md 5).
+
+Each change (label smoothing, weight decay, mixup, stronger augmentation, the model plugin's
+own regularizers such as dropout, cutmix, a smaller input) trains on the first
+``regularize.folds`` folds with the baseline's LR and epochs, and is compared with the
+configuration it changes on the same folds: kept when its OOF gain exceeds the standard
+error of the paired per-fold gains. Kept changes accumulate. The changes are ordered by
+expected gain per second (from measurements, docs/recipe.md 5) and tried while the
+stage's time lasts: ``budget=``'s share, or without one ``regularize.time`` x the
+baseline's training time; what did not fit is listed as not tried.
+
+Writes ``table.csv`` (what was tried, OOF, fold std, gain, noise, kept, seconds),
+``best.yaml`` (the kept changes: ``comp run config=runs/<run>/regularize/best.yaml``
+trains with them) and ``trials/<change>/`` (each trial's fold models). Stage ``tune``
+searches around the result and trains the final configuration on every fold.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from comp.context import StageContext
+from comp.errors import ConfigError
+from comp.files import write_csv
+
+NAME = "regularize"
+HELP = ("try one regularisation change at a time from the baseline (on regularize.folds folds); keep what beats "
+        "noise; table.csv and best.yaml")
+CONFIG = ("seed", "regularize", "task", "metric", "data", "train", "model", "predict.batch_size",
+          "split.group_column")
+TRAINS = True
+TABLE = "table.csv"
+BEST = "best.yaml"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A regularisation change: ``make(setting)`` gives the dotted config changes, or a
+    string saying why it does not apply. ``gain`` is the expected OOF gain (metric points on
+    a 0-1 accuracy-like scale, from benchmarks/README.md), ``cost`` its time relative to the
+    configuration it changes."""
+
+    name: str
+    help: str
+    gain: float
+    cost: float
+    make: Callable[["Setting"], dict[str, Any] | str]
+
+
+@dataclass
+class Setting:
+    """What a change needs to know about the configuration it changes."""
+
+    cfg: Any
+    modality: str
+    task: Any
+    keras: bool
+    policy: tuple[str, ...]  # the augmentation policy entries
+    regularizers: dict[str, Any]  # the model plugin's declared stronger knob values
+    knobs: dict[str, Any]  # the plugin's knob values now
+    image_size: tuple[int, int] | None
+
+
+def _label_smoothing(s: Setting):
+    if not s.keras:
+        return "the model is not a Keras model"
+    if not s.task.smoothable:
+        return f"task {s.task.kind} has no labels to smooth"
+    if s.cfg.train.label_smoothing >= 0.1:
+        return f"train.label_smoothing is already {s.cfg.train.label_smoothing:g}"
+    return {"train.label_smoothing": 0.1}
+
+
+def _weight_decay(s: Setting):
+    if not s.keras:
+        return "the model is not a Keras model"
+    if s.cfg.train.optimizer == "adam":
+        return "train.optimizer=adam has no decoupled weight decay (use adamw)"
+    wd = s.cfg.train.weight_decay
+    return {"train.weight_decay": round(wd * 5, 6) if wd else 0.01}
+
+
+def _mix(name: str):
+    def make(s: Setting):
+        if not s.keras or s.modality != "image":
+            return "mixes images only"
+        if not _usable(name, s):
+            return f"augmentation {name} is not installed or does not preserve {s.task.kind} labels"
+        if any(_batch(entry) for entry in s.policy):
+            return "the policy already mixes batches"
+        return {"train.augmentations": [*s.policy, name]}
+
+    return make
+
+
+def _stronger_augmentation(s: Setting):
+    from comp.augmentation import parse_entry, resolve
+
+    if not s.keras or s.modality != "image":
+        return "no image augmentation to strengthen"
+    entries, changed = [], False
+    for entry in s.policy:
+        aug, strength = resolve(entry, s.modality, s.task.kind)
+        if aug.strength is None or aug.batch:
+            entries.append(entry)
+            continue
+        current = aug.strength if strength is None else strength
+        stronger = min(current * 1.5, aug.strength_range[1])
+        changed |= stronger > current
+        entries.append(f"{parse_entry(entry)[0]}:{stronger:.4g}")
+    return {"train.augmentations": entries} if changed else "the policy has no strength to raise"
+
+
+def _plugin_regularizers(s: Setting):
+    changes = {f"model.hp.{knob}": value for knob, value in s.regularizers.items() if s.knobs.get(knob) != value}
+    if not changes:
+        return "the model plugin declares no stronger setting (api.regularizers)"
+    return changes
+
+
+def _smaller_input(s: Setting):
+    if s.modality != "image" or not s.image_size:
+        return "not images"
+    h, w = s.image_size
+    if min(h, w) < 32:
+        return f"images of {h}x{w} are already small"
+    return {"data.image_size": [int(round(h * 0.75)), int(round(w * 0.75))]}
+
+
+def _usable(name: str, s: Setting) -> bool:
+    from comp.registry import AUGMENTATIONS
+
+    if name not in {info.name for info in AUGMENTATIONS.list()}:
+        return False
+    aug = AUGMENTATIONS.load(name)
+    return s.modality in aug.modalities and s.task.kind in aug.tasks
+
+
+def _batch(entry: str) -> bool:
+    from comp.augmentation import parse_entry
+    from comp.registry import AUGMENTATIONS
+
+    return bool(AUGMENTATIONS.load(parse_entry(entry)[0]).batch)
+
+
+# Expected gains: benchmarks/README.md, one change at a time on mnist5k (3 folds, 20 epochs):
+# label smoothing +0.0018, weight decay x5 +0.0005, mixup +0.0003, cutmix -0.011; the others
+# are not measured yet and get a small prior. A smaller input is tried for its speed.
+CHANGES = (
+    Change("label_smoothing", "label smoothing 0.1", 0.0018, 1.0, _label_smoothing),
+    Change("weight_decay", "5x the decoupled weight decay", 0.0005, 1.0, _weight_decay),
+    Change("mixup", "mixup in every batch", 0.0003, 1.05, _mix("mixup")),
+    Change("stronger_augmentation", "every augmentation strength x1.5", 0.0003, 1.0, _stronger_augmentation),
+    Change("model_regularizers", "the model plugin's stronger settings (e.g. dropout)", 0.0003, 1.0,
+           _plugin_regularizers),
+    Change("smaller_input", "images at 3/4 of the size", 0.0001, 0.6, _smaller_input),
+    Change("cutmix", "cutmix in every batch", -0.011, 1.05, _mix("cutmix")),
+)
+BY_NAME = {c.name: c for c in CHANGES}
+
+
+def inputs(cfg, available) -> dict[str, str]:
+    deps = {"split": "split", "baseline": "baseline"}
+    if cfg.train.lr == "auto":
+        deps["check"] = "check"
+    return deps
+
+
+def validate(cfg, competition, task) -> None:
+    from comp.stages.training import validate_model
+
+    validate_model(cfg, competition, task)
+    chosen = cfg.regularize.changes
+    if chosen != "auto":
+        for name in chosen:
+            if str(name) not in BY_NAME:
+                raise ConfigError(f"regularize.changes: no change named {name!r}; the changes: {', '.join(BY_NAME)}")
+    if cfg.regularize.folds != "all" and cfg.regularize.folds < 2:
+        raise ConfigError("regularize.folds=1 gives no fold-wise noise estimate to beat; use 2 or more (or all)")
+
+
+def ordered(cfg) -> list[Change]:
+    """The changes to try, in order: as listed, or (auto) by expected gain per unit of time."""
+    if cfg.regularize.changes != "auto":
+        return [BY_NAME[str(n)] for n in cfg.regularize.changes]
+    return sorted(CHANGES, key=lambda c: -c.gain / c.cost)
+
+
+def setting(cfg, competition, task, image_size) -> Setting:
+    """What the changes need to know about ``cfg``."""
+    from comp.api import EstimatorModel, plugin_regularizers
+    from comp.registry import MODELS
+    from comp.stages.training import augmentations, model_name
+    from comp.training.model import plugin_space
+
+    name = model_name(cfg, competition, task)
+    plugin = MODELS.load(name)
+    estimator = isinstance(plugin, EstimatorModel)
+    knobs = {**{p.name: p.default for p in plugin_space(name, competition.modality, task)}, **dict(cfg.model.hp)}
+    declared = plugin.regularizers if estimator else plugin_regularizers(plugin)
+    return Setting(cfg, competition.modality, task, not estimator, augmentations(cfg, competition, task),
+                   declared, knobs, image_size)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    from comp.stages.training import model_name, resolve_lr
+    from comp.stages.trials import TrialRunner, base_epochs
+    from comp.training.model import is_estimator
+
+    keras_model = not is_estimator(model_name(ctx.cfg, ctx.competition, ctx.task))
+    lr = resolve_lr(ctx)[0] if keras_model else 0.0  # an estimator has no LR of ours
+    runner = TrialRunner(ctx, lr, [], ctx.log)
+    try:
+        return _search(ctx, runner, lr, base_epochs(ctx))
+    finally:
+        runner.close()
+
+
+def _search(ctx: StageContext, runner, lr: float, epochs: int) -> dict[str, Any]:
+    from comp.stages.trials import (baseline_fold_seconds, baseline_trial, lr_setting, paired_gain, relative_time,
+                                    trial_folds, write_best)
+
+    cfg, task = ctx.cfg, ctx.task
+    baseline = ctx.rundir.record(ctx.upstream["baseline"])
+    folds = trial_folds(cfg.regularize.folds, baseline["folds"])
+    runner.folds = folds
+    began = time.monotonic()
+    unit = baseline_fold_seconds(ctx) * len(folds)  # one trial of the baseline's configuration
+    if ctx.budget.limited:
+        end = began + max(ctx.budget.stage_deadline(NAME) - ctx.budget.clock(), 0.0)
+        limit = f"its share of budget={cfg.budget}"
+    else:
+        end = began + relative_time(cfg.regularize.time, baseline_fold_seconds(ctx) * baseline["folds"])
+        limit = f"regularize.time={cfg.regularize.time:g} x the baseline's training time, at least a minute"
+    current = baseline_trial(ctx, folds)
+    image_size = tuple(baseline["input_shape"][:2]) if "input_shape" in baseline else None
+    ctx.log(f"{len(folds)} of {baseline['folds']} folds per change, {epochs} epochs, LR {lr:.3g}; from the baseline "
+            f"({task.metric_name} {current.score:.5f} on these folds); {end - began:.0f}s ({limit}), "
+            f"about {unit:.0f}s per change")
+    rows: list[dict[str, Any]] = [_row("baseline", "the baseline's configuration", current, None, None, "reference")]
+    kept: list[str] = []
+    for change in ordered(cfg):
+        now_cfg = runner.config(current.changes)
+        made = change.make(setting(now_cfg, ctx.competition, task, image_size))
+        if isinstance(made, str):
+            rows.append(_row(change.name, change.help, None, None, None, f"not applicable: {made}"))
+            continue
+        if "data.image_size" in made:
+            image_size = tuple(made["data.image_size"])
+        expected = unit * change.cost
+        if time.monotonic() + expected > end:
+            rows.append(_row(change.name, change.help, None, None, None,
+                             f"not tried: needs ~{expected:.0f}s, {max(end - time.monotonic(), 0):.0f}s left"))
+            continue
+        candidate = runner.run({**current.changes, **made}, ctx.work / "trials" / change.name, epochs,
+                               deadline=end + expected)
+        candidate.folder = f"{NAME}/trials/{change.name}"
+        gain, noise = paired_gain(candidate, current, task.higher_is_better)
+        keep = gain > 0 and gain > noise
+        verdict = ("kept" if keep else "gain within noise" if gain > 0 else "no gain" if gain == 0 else "worse")
+        rows.append(_row(change.name, change.help, candidate, gain, noise, verdict))
+        ctx.log(f"{change.name}: {task.metric_name} {candidate.score:.5f} vs {current.score:.5f}, gain "
+                f"{gain:+.5f}, noise (SE of fold gains) {noise:.5f}: {verdict} ({candidate.seconds:.0f}s)")
+        if keep:
+            current, kept = candidate, kept + [change.name]
+    table = pd.DataFrame(rows)
+    write_csv(ctx.work / TABLE, table)
+    ctx.log("tried one at a time:\n" + _markdown(table))
+    write_best(ctx.work / BEST, {**lr_setting(lr), **current.changes},
+               f"stage regularize: the baseline's configuration with the changes kept ({', '.join(kept) or 'none'});\n"
+               f"{task.metric_name} {current.score:.5f} on folds {', '.join(str(k + 1) for k in folds)}.\n"
+               f"Use: comp run stage=baseline config=<this file>")
+    return {
+        "score": current.score,
+        "metric": task.metric_name,
+        "higher_is_better": task.higher_is_better,
+        "scored_folds": folds,
+        "fold_scores": current.fold_scores,
+        "fold_models": False,  # trials cover some folds; stage tune trains the result on every fold
+        "kept": kept,
+        "best": current.to_dict(),
+        "lr": lr,
+        "epochs": epochs,
+        "table": rows,
+    }
+
+
+def _row(name: str, what: str, trial, gain, noise, verdict: str) -> dict[str, Any]:
+    nan = math.nan
+    return {
+        "change": name,
+        "what": what,
+        "oof": trial.score if trial else nan,
+        "fold_std": float(np.std(trial.fold_scores)) if trial else nan,
+        "gain": nan if gain is None else gain,
+        "noise": nan if noise is None else noise,
+        "verdict": verdict,
+        "seconds": trial.seconds if trial else nan,
+    }
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """The table as aligned text for the log (pandas' to_markdown needs tabulate)."""
+    shown = table.copy()
+    for col in ("oof", "fold_std", "gain", "noise"):
+        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.5f}")
+    shown["seconds"] = shown["seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
+    return shown.drop(columns=["what"]).to_string(index=False)

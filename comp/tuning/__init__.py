@@ -1,0 +1,1 @@
+"""Hyperparameter search with keras-tuner: search spaces and a cross-validated tuner."""

@@ -1,0 +1,113 @@
+"""One keras-tuner search whose trials are scored by a function (cross-validation, in comp).
+
+keras-tuner's own ``Tuner.run_trial`` fits one model on one split (and on the TensorFlow
+backend imports ``tensorboard``, which TensorFlow 2.21 no longer installs); keras-tuner has
+no cross-validated objective (keras-tuner issues #139, #420, #663). So the tuner here is a
+``BaseTuner`` whose ``run_trial`` calls ``objective(trial_id, values)``: the oracles
+(RandomSearch, BayesianOptimization, Hyperband), their saved state, resumption of an
+interrupted trial and the chief/worker distribution are keras-tuner's.
+
+Distribution is keras-tuner's: with ``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP`` and
+``KERASTUNER_ORACLE_PORT`` set, the process named ``chief`` serves the oracle and the
+others run trials. A search of several phases serves phase ``i`` on port ``PORT + i``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import keras_tuner as kt
+from keras_tuner.src.distribute import utils as dist_utils
+from keras_tuner.src.engine import trial as trial_module
+
+from comp.tuning.space import Knob
+
+# (trial id, values) -> {"score": the objective, other metrics to keep with the trial}
+Objective = Callable[[str, dict[str, Any]], dict[str, float]]
+ORACLES = ("random", "bayesian", "hyperband")
+
+
+class Stop(Exception):
+    """Raised by an objective to end the search at once; ``search`` re-raises ``error``."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Fatal(kt.errors.FatalError):
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _CVTuner(kt.engine.base_tuner.BaseTuner):
+    def __init__(self, oracle, objective: Objective, directory: Path, project: str):
+        self._objective = objective
+        super().__init__(oracle=oracle, directory=str(directory), project_name=project, overwrite=False)
+
+    def run_trial(self, trial, *args, **kwargs):
+        try:
+            return {k: float(v) for k, v in self._objective(trial.trial_id, dict(trial.hyperparameters.values)).items()}
+        except Stop as stop:  # a problem of the setup, not of this trial's values: stop searching
+            raise _Fatal(stop.error) from None
+
+
+def is_worker() -> bool:
+    """True in a keras-tuner worker process (trials only; the chief serves the oracle)."""
+    return dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+
+
+def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, higher_is_better: bool, max_trials: int,
+                max_epochs: int, seed: int, deadline: Callable[[], bool]):
+    """A keras-tuner oracle over ``knobs`` (plus ``fixed`` values every trial carries) that stops
+    creating trials once ``deadline()`` is true, or after ``max_trials`` (0: none)."""
+    hp = kt.HyperParameters()
+    for knob in knobs:
+        knob.declare(hp)
+    for key, value in fixed.items():
+        hp.Fixed(key, value)
+    objective = kt.Objective("score", "max" if higher_is_better else "min")
+    common = dict(objective=objective, hyperparameters=hp, seed=seed, tune_new_entries=False,
+                  max_consecutive_failed_trials=max(3, max_trials))
+    if kind == "hyperband":
+        base, args = kt.oracles.HyperbandOracle, dict(max_epochs=max(max_epochs, 2), factor=3, hyperband_iterations=1)
+    elif kind == "bayesian":
+        base, args = kt.oracles.BayesianOptimizationOracle, dict(max_trials=max(max_trials, 1),
+                                                                  num_initial_points=min(3, max(max_trials, 1)))
+    else:
+        base, args = kt.oracles.RandomSearchOracle, dict(max_trials=max(max_trials, 1))
+
+    class TimedOracle(base):
+        def populate_space(self, trial_id):
+            if (max_trials == 0 and kind != "hyperband") or deadline():
+                return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            return super().populate_space(trial_id)
+
+    oracle = TimedOracle(**common, **args)
+    oracle.verbose = 0  # each trial is one line in comp's log instead of keras-tuner's tables
+    return oracle
+
+
+def search(oracle, objective: Objective, directory: Path, project: str, phase: int = 0) -> list[Any]:
+    """Run (or resume) the search; return the oracle's trials (on a worker: none, the chief has them)."""
+    port = os.environ.get("KERASTUNER_ORACLE_PORT")
+    if port and dist_utils.has_chief_oracle():
+        base = int(os.environ.setdefault("COMP_TUNER_BASE_PORT", port))
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(base + phase)
+    tuner = _CVTuner(oracle, objective, directory, project)
+    try:
+        tuner.search()
+    except _Fatal as fatal:
+        raise fatal.error from None
+    if is_worker():
+        return []
+    return [tuner.oracle.trials[t] for t in tuner.oracle.start_order]
+
+
+def trial_score(trial) -> float | None:
+    """A finished trial's objective value, or None (failed, or cut before it ended)."""
+    if trial.status != trial_module.TrialStatus.COMPLETED or trial.score is None:
+        return None
+    return float(trial.score)

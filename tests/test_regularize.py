@@ -1,0 +1,79 @@
+"""Stage regularize on the real digits demo (shrunk): one change at a time, kept only beyond noise."""
+import json
+import math
+
+import pandas as pd
+import yaml
+
+from comp.config import load_config
+from comp.stages.regularize import ordered
+from tests.conftest import SMOKE
+
+
+def _record(workdir, stage, run="digits"):
+    return json.loads((workdir / "runs" / run / stage / "stage.json").read_text())
+
+
+def test_auto_order_is_expected_gain_per_second_and_cutmix_last():
+    names = [c.name for c in ordered(load_config())]
+    assert names[0] == "label_smoothing" and names[-1] == "cutmix"
+    assert [c.name for c in ordered(load_config(["regularize.changes=[mixup,weight_decay]"]))] == [
+        "mixup", "weight_decay"]
+
+
+def test_changes_are_tried_one_at_a_time_and_kept_only_beyond_noise(comp, workdir, demo):
+    code, out, err = comp("run", "stage=regularize", *SMOKE, "regularize.changes=[label_smoothing,weight_decay,"
+                          "smaller_input]", "regularize.time=100")
+    assert code == 0, err
+    table = pd.read_csv(workdir / "runs/digits/regularize/table.csv")
+    assert table["change"].tolist() == ["baseline", "label_smoothing", "weight_decay", "smaller_input"]
+    baseline = _record(workdir, "baseline")
+    first = table.iloc[0]
+    # The reference is the baseline's own folds: nothing retrained for it.
+    assert math.isclose(first["oof"], baseline["score"]) and first["verdict"] == "reference"
+    assert table.iloc[3]["verdict"] == "not applicable: images of 8x8 are already small"
+    reference = first["oof"]
+    for _, row in table.iloc[1:3].iterrows():
+        assert math.isclose(row["gain"], row["oof"] - reference, abs_tol=1e-9)
+        kept = row["gain"] > 0 and row["gain"] > row["noise"]
+        assert (row["verdict"] == "kept") == kept
+        assert row["seconds"] > 0 and not math.isnan(row["fold_std"])
+        if kept:
+            reference = row["oof"]
+    record = _record(workdir, "regularize")
+    assert record["kept"] == [r["change"] for _, r in table.iterrows() if r["verdict"] == "kept"]
+    assert "tried one at a time:" in out and "label_smoothing" in out
+
+    # best.yaml is a config file: a baseline trained from it uses the kept changes.
+    best = yaml.safe_load((workdir / "runs/digits/regularize/best.yaml").read_text())
+    assert best["train"]["lr"] == record["lr"]
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "run=again", "config=runs/digits/regularize/best.yaml")
+    assert code == 0, err
+    recipe = _record(workdir, "baseline", run="again")["recipe"]
+    smoothing = best["train"].get("label_smoothing", 0.0)
+    assert recipe["label_smoothing"] == smoothing
+
+
+def test_what_does_not_fit_the_time_is_listed_as_not_tried(comp, workdir, demo):
+    code, out, err = comp("run", "stage=regularize", *SMOKE, "regularize.changes=[label_smoothing,mixup]",
+                          "regularize.time=0")
+    assert code == 0, err
+    table = pd.read_csv(workdir / "runs/digits/regularize/table.csv")
+    assert len(table) == 3 and all(v.startswith("not tried: needs ~") for v in table["verdict"][1:])
+    assert not (workdir / "runs/digits/regularize/trials").exists()
+    assert _record(workdir, "regularize")["kept"] == []
+
+
+def test_bad_search_settings_stop_before_any_work(comp, workdir, demo):
+    code, out, err = comp("run", "stage=all", *SMOKE, "regularize.changes=[dropoutt]")
+    assert code == 2
+    assert err.strip().splitlines()[-1].endswith("regularize.changes: no change named 'dropoutt'; the changes: "
+                                                 "label_smoothing, weight_decay, mixup, stronger_augmentation, "
+                                                 "model_regularizers, smaller_input, cutmix")
+    code, out, err = comp("run", "stage=all", *SMOKE, "tune.space={train.lrr: [0.001, 0.01]}")
+    assert code == 2 and "tune.space.train.lrr: not a searched knob here" in err
+    code, out, err = comp("run", "stage=all", *SMOKE, "regularize.folds=1")
+    assert code == 2 and "regularize.folds=1 gives no fold-wise noise estimate" in err
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "config=no/such.yaml")
+    assert code == 2 and "config=no/such.yaml: no such file" in err
+    assert not (workdir / "runs").exists()

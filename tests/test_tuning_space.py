@@ -1,0 +1,67 @@
+"""Search-space knobs: narrowing for the fine search, edge-of-range reports, tune.space ranges."""
+import math
+
+import keras_tuner as kt
+import pytest
+
+from comp.stages.trials import Trial, paired_gain
+from comp.tuning.space import Knob, apply_ranges, knobs_from_hp
+
+
+def test_a_log_knob_narrows_to_3x_either_side_of_the_best_within_its_range():
+    lr = Knob("train.lr", 1e-4, 1e-2, log=True)
+    fine = lr.narrowed(1e-3)
+    assert math.isclose(fine.low, 1e-3 / 3) and math.isclose(fine.high, 3e-3)
+    edge = lr.narrowed(1.2e-4)
+    assert edge.low == 1e-4  # clipped to the searched range
+    assert lr.narrowed(1.0) is lr  # a best outside the range (never searched): unchanged
+
+
+def test_a_choice_is_fixed_at_the_best_and_declared_to_keras_tuner():
+    schedule = Knob("train.schedule", choices=("cosine", "onecycle"))
+    hp = kt.HyperParameters()
+    schedule.narrowed("onecycle").declare(hp)
+    assert hp.values == {"train.schedule": "onecycle"}
+    hp = kt.HyperParameters()
+    Knob("model.hp.batchnorm", choices=(False, True)).declare(hp)
+    assert type(hp.space[0]).__name__ == "Boolean"
+
+
+def test_a_best_value_at_the_edge_is_reported_with_a_wider_range():
+    lr = Knob("train.lr", 1e-4, 1e-2, log=True)
+    assert lr.edge(1e-3) is None
+    sentence = lr.edge(9.5e-3)
+    assert "train.lr=0.0095 is at the top of its searched range [0.0001, 0.01]" in sentence
+    assert "tune.space={train.lr: [0.001, 0.1]}" in sentence
+    assert "bottom" in lr.edge(1.05e-4)
+    filters = Knob("model.hp.filters", 16, 128, integer=True, limit=True)
+    assert "the model plugin's own limit" in filters.edge(128)
+
+
+def test_plugin_knobs_keep_their_ranges_and_tune_space_replaces_or_drops_them():
+    hp = kt.HyperParameters()
+    hp.Int("filters", 16, 128, default=32)
+    hp.Float("dropout", 0.0, 0.6, default=0.25)
+    hp.Boolean("batchnorm", default=True)
+    knobs = knobs_from_hp(hp.space, "model.hp.")
+    assert [(k.key, k.low, k.high, k.default) for k in knobs[:2]] == [
+        ("model.hp.filters", 16, 128, 32), ("model.hp.dropout", 0.0, 0.6, 0.25)]
+    ranged = apply_ranges(knobs, {"model.hp.filters": [16, 64], "model.hp.batchnorm": []})
+    assert [(k.key, k.high) for k in ranged] == [("model.hp.filters", 64), ("model.hp.dropout", 0.6)]
+    with pytest.raises(ValueError, match=r"tune.space.model.hp.filters=\[8, 64\]: the model plugin takes 16..128"):
+        apply_ranges(knobs, {"model.hp.filters": [8, 64]})
+    with pytest.raises(ValueError, match="tune.space.train.lr: not a searched knob here"):
+        apply_ranges(knobs, {"train.lr": [1e-4, 1e-2]})
+
+
+def test_the_paired_gain_counts_only_what_beats_the_fold_noise():
+    reference = Trial({}, 0.900, [0.90, 0.90], [0, 1], 1.0)
+    steady = Trial({}, 0.910, [0.91, 0.91], [0, 1], 1.0)
+    gain, noise = paired_gain(steady, reference, higher_is_better=True)
+    assert math.isclose(gain, 0.01) and noise == 0.0
+    noisy = Trial({}, 0.905, [0.93, 0.88], [0, 1], 1.0)
+    gain, noise = paired_gain(noisy, reference, higher_is_better=True)
+    assert math.isclose(noise, 0.025) and gain < noise
+    lower = Trial({}, 0.5, [0.5, 0.5], [0, 1], 1.0)  # an error metric: lower is better
+    gain, _ = paired_gain(lower, Trial({}, 0.6, [0.6, 0.6], [0, 1], 1.0), higher_is_better=False)
+    assert math.isclose(gain, 0.1)
