@@ -45,8 +45,10 @@ def run(name: str, budget: str) -> None:
         tune = records["tune"]
         print(f"\n### {name}, {budget}: {elapsed:.0f} s wall\n")
         print(f"- used/given: {budgets}")
+        final = (f"trained on every fold: OOF {tune['score']:.5f}" if tune.get("fold_models")
+                 else "the baseline's configuration, not trained again")
         print(f"- baseline OOF {records['baseline']['score']:.5f}; regularize kept "
-              f"{', '.join(records['regularize']['kept']) or 'nothing'}; tune: {tune['verdict']}")
+              f"{', '.join(records['regularize']['kept']) or 'nothing'}; tune: {tune['verdict']}; its result {final}")
         print(f"- predict used {records['predict']['source']} (OOF {records['predict']['score']:.5f}); submission "
               f"holdout accuracy {holdout:.4f}")
         for sentence in tune.get("edges", []):

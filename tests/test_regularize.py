@@ -35,7 +35,7 @@ def test_changes_are_tried_one_at_a_time_and_kept_only_beyond_noise(comp, workdi
     reference = first["oof"]
     for _, row in table.iloc[1:3].iterrows():
         assert math.isclose(row["gain"], row["oof"] - reference, abs_tol=1e-9)
-        kept = row["gain"] > 0 and row["gain"] > row["noise"]
+        kept = row["gain"] > 1e-9 and row["gain"] - row["noise"] > 1e-9  # equal to the noise is noise
         assert (row["verdict"] == "kept") == kept
         assert row["seconds"] > 0 and not math.isnan(row["fold_std"])
         if kept:

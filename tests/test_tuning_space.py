@@ -4,7 +4,7 @@ import math
 import keras_tuner as kt
 import pytest
 
-from comp.stages.trials import Trial, paired_gain
+from comp.stages.trials import Trial, beats_noise, paired_gain
 from comp.tuning.space import Knob, apply_ranges, knobs_from_hp
 
 
@@ -59,9 +59,14 @@ def test_the_paired_gain_counts_only_what_beats_the_fold_noise():
     steady = Trial({}, 0.910, [0.91, 0.91], [0, 1], 1.0)
     gain, noise = paired_gain(steady, reference, higher_is_better=True)
     assert math.isclose(gain, 0.01) and noise == 0.0
+    assert beats_noise(gain, noise)
     noisy = Trial({}, 0.905, [0.93, 0.88], [0, 1], 1.0)
     gain, noise = paired_gain(noisy, reference, higher_is_better=True)
-    assert math.isclose(noise, 0.025) and gain < noise
+    assert math.isclose(noise, 0.025) and gain < noise and not beats_noise(gain, noise)
+    # One fold gained, the other did not: the gain equals its standard error - noise.
+    half = Trial({}, 0.9017361, [0.9034722, 0.90], [0, 1], 1.0)
+    gain, noise = paired_gain(half, reference, higher_is_better=True)
+    assert math.isclose(gain, noise, rel_tol=1e-4) and not beats_noise(gain, noise)
     lower = Trial({}, 0.5, [0.5, 0.5], [0, 1], 1.0)  # an error metric: lower is better
     gain, _ = paired_gain(lower, Trial({}, 0.6, [0.6, 0.6], [0, 1], 1.0), higher_is_better=False)
     assert math.isclose(gain, 0.1)

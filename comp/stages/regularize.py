@@ -223,8 +223,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 
 def _search(ctx: StageContext, runner, lr: float, epochs: int) -> dict[str, Any]:
-    from comp.stages.trials import (baseline_fold_seconds, baseline_trial, lr_setting, paired_gain, relative_time,
-                                    trial_folds, write_best)
+    from comp.stages.trials import (baseline_fold_seconds, baseline_trial, beats_noise, lr_setting, paired_gain,
+                                    relative_time, trial_folds, write_best)
 
     cfg, task = ctx.cfg, ctx.task
     baseline = ctx.rundir.record(ctx.upstream["baseline"])
@@ -262,7 +262,7 @@ def _search(ctx: StageContext, runner, lr: float, epochs: int) -> dict[str, Any]
                                deadline=end + expected)
         candidate.folder = f"{NAME}/trials/{change.name}"
         gain, noise = paired_gain(candidate, current, task.higher_is_better)
-        keep = gain > 0 and gain > noise
+        keep = beats_noise(gain, noise)
         verdict = ("kept" if keep else "gain within noise" if gain > 0 else "no gain" if gain == 0 else "worse")
         rows.append(_row(change.name, change.help, candidate, gain, noise, verdict))
         ctx.log(f"{change.name}: {task.metric_name} {candidate.score:.5f} vs {current.score:.5f}, gain "

@@ -57,6 +57,12 @@ def paired_gain(candidate: Trial, reference: Trial, higher_is_better: bool) -> t
     return sign * (candidate.score - reference.score), se
 
 
+def beats_noise(gain: float, noise: float) -> bool:
+    """A gain counts when it is positive and larger than the noise; equal to it (two folds
+    that moved by the same amount in one of them) is noise, whatever the rounding."""
+    return gain > 1e-9 and gain - noise > 1e-9
+
+
 def baseline_trial(ctx: StageContext, folds: list[int]) -> Trial:
     """The baseline's own result restricted to ``folds``: no training needed."""
     record = ctx.rundir.record(ctx.upstream["baseline"])
@@ -181,8 +187,14 @@ class TrialRunner:
         # The child gets plain seconds, not the budget's clock, and builds the task again (a
         # task may hold a metric plugin's lambda, which does not pickle).
         ctx = replace(self.ctx, budget=None, task=None)
+        from concurrent.futures.process import BrokenProcessPool
+
         future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, seconds_left)
-        return future.result()
+        try:
+            return future.result()
+        except BrokenProcessPool:  # the child died (e.g. out of memory): this trial fails, the next gets a new one
+            self._pool = None
+            raise
 
     def _run_here(self, changes: dict[str, Any], out: Path, epochs: int, deadline: float,
                   folds: list[int]) -> Trial:

@@ -139,6 +139,13 @@ class _Objective:
         self.trials_dir = trials_dir
         self.hard_deadline = hard_deadline
         self.runner = None
+        self.seconds: dict[str, list[float]] = {}  # per phase: how long its trials took here
+
+    def expected(self, phase: str, estimate: float) -> float:
+        """Seconds the next trial of ``phase`` should take: the estimate from the baseline's
+        speed, or the mean of this phase's trials so far when they ran slower (bigger models)."""
+        seen = self.seconds.get(phase)
+        return max(estimate, sum(seen) / len(seen)) if seen else estimate
 
     def close(self) -> None:
         if self.runner is not None:
@@ -171,6 +178,7 @@ class _Objective:
                           if not k.startswith("tuner/") and k not in FIXED)
         ctx.log(f"{phase} trial {trial_id} ({epochs} epochs): {shown} -> {ctx.task.metric_name} {trial.score:.5f} "
                 f"({trial.seconds:.0f}s)")
+        self.seconds.setdefault(phase, []).append(trial.seconds)
         from comp.progress import resident_mb
 
         # Memory after the trial (its models freed): growth across trials is a leak (keras-tuner #702, #873).
@@ -229,7 +237,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 def _search(ctx, objective, knobs, start_cfg, start_changes, regular, folds, lr, epochs, unit, coarse_epochs,
             coarse_end, search_end) -> dict[str, Any]:
-    from comp.stages.trials import Trial, lr_setting, paired_gain, write_best
+    from comp.stages.trials import Trial, beats_noise, lr_setting, paired_gain, write_best
     from comp.tuning.search import make_oracle, search
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
@@ -248,7 +256,8 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, folds, lr,
         oracle = make_oracle(kind, phase_knobs, {**fixed, "comp_phase": phase, "comp_epochs": phase_epochs},
                              higher_is_better=task.higher_is_better, max_trials=n_trials, max_epochs=phase_epochs
                              if kind != "hyperband" else epochs, seed=cfg.seed + i,
-                             deadline=lambda e=phase_end, x=expected: time.monotonic() + x > e)
+                             deadline=lambda e=phase_end, x=expected, p=phase:
+                             time.monotonic() + objective.expected(p, x) > e)
         trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i)
         results[phase] = [_trial(t, to_changes(t.hyperparameters.values, start_cfg, comp, task), start_changes)
                           for t in trials]
@@ -267,7 +276,7 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, folds, lr,
     if fine:
         best = max(fine, key=lambda t: sign * t.score)
         gain, noise = paired_gain(best, start, task.higher_is_better)
-        if gain > 0 and gain > noise:
+        if beats_noise(gain, noise):
             chosen, verdict = best, f"fine trial {best.extra['id']} beats the start by {gain:+.5f} (noise {noise:.5f})"
         else:
             verdict = (f"best fine trial {best.extra['id']} ({best.score:.5f}) does not beat the start "
