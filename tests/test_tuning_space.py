@@ -70,3 +70,28 @@ def test_the_paired_gain_counts_only_what_beats_the_fold_noise():
     lower = Trial({}, 0.5, [0.5, 0.5], [0, 1], 1.0)  # an error metric: lower is better
     gain, _ = paired_gain(lower, Trial({}, 0.6, [0.6, 0.6], [0, 1], 1.0), higher_is_better=False)
     assert math.isclose(gain, 0.1)
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+def test_every_oracle_drives_the_objective_and_resumes_without_redoing_trials(kind, tmp_path):
+    from comp.tuning.search import make_oracle, search, trial_score
+
+    calls = []
+
+    def objective(trial_id, values):
+        calls.append(dict(values))
+        return {"score": -(values["x"] - 0.3) ** 2, "fold_0": 0.0}
+
+    def oracle(deadline=lambda: False):
+        return make_oracle(kind, [Knob("x", 0.0, 1.0)], {"comp_epochs": 3}, higher_is_better=True, max_trials=4,
+                           max_epochs=3, seed=1, deadline=deadline)
+
+    trials = search(oracle(), objective, tmp_path, kind)
+    assert len(trials) == len(calls) >= 3
+    assert all(trial_score(t) is not None for t in trials)
+    assert all(c["comp_epochs"] == 3 for c in calls)
+    if kind == "hyperband":  # short trials first, the best promoted to the full length
+        assert {c["tuner/epochs"] for c in calls} == {1, 3}
+    again = search(oracle(), objective, tmp_path, kind)  # a rerun: the finished search is reloaded
+    assert len(again) == len(trials) and len(calls) == len(trials)
+    assert search(oracle(deadline=lambda: True), objective, tmp_path / "late", kind) == []  # no time: no trial

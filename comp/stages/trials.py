@@ -115,8 +115,9 @@ def base_epochs(ctx: StageContext) -> int:
 
 # Keras keeps a few MB per model built for good (measured: a plain model.fit loop grows ~4 MB
 # a model; keras-tuner #702/#873), so a search that trains hundreds of models in one process
-# grows without bound. Keras trials therefore run in a child process, replaced after this many.
-TRIALS_PER_PROCESS = 4
+# grows without bound. Keras trials therefore run in a child process, replaced after this many
+# (its start, TensorFlow's import, costs ~5 s: not paid per trial).
+TRIALS_PER_PROCESS = 8
 
 
 class TrialRunner:
