@@ -121,6 +121,9 @@ class RunDir:
         if work.exists() and (not marker.is_file() or marker.read_text() != key):
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
+        # A write cut by a kill leaves its temporary file (comp.files.atomic_path): never publish one.
+        for stale in work.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         if not marker.is_file():
             write_text(marker, key)
         return work

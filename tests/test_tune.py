@@ -24,6 +24,7 @@ def _record(workdir, stage, run="digits"):
     return json.loads((workdir / "runs" / run / stage / "stage.json").read_text())
 
 
+@pytest.mark.slow  # ~2 min: `pytest -m slow` (CI's 20 minutes do not hold it)
 def test_ten_cross_validated_trials_coarse_to_fine_beat_a_bad_start(workdir, demo):
     result = comp_subprocess("run", "stage=all", *SMOKE, *BAD_START, "tune.coarse_trials=8", "tune.coarse_epochs=0.34",
                              "tune.fine_trials=2", "tune.oracle=random", cwd=workdir)
@@ -100,6 +101,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~1.5 min: `pytest -m slow`
 def test_trials_spread_over_a_chief_and_two_workers_on_localhost(workdir, demo):
     common = [*SMOKE, "tune.coarse_trials=3", "tune.coarse_epochs=0.34", "tune.fine_trials=1", "tune.time=1000",
               "tune.space={model.hp.filters: [16, 32], model.hp.blocks: [1, 2]}"]
@@ -111,15 +113,20 @@ def test_trials_spread_over_a_chief_and_two_workers_on_localhost(workdir, demo):
     def start(tuner_id):
         env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
                "KERASTUNER_ORACLE_PORT": str(port)}
-        return subprocess.Popen([exe, "run", "stage=tune", *common], cwd=workdir, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log = open(workdir / f"{tuner_id}.log", "w")  # a file, not a pipe: nothing left running can block the test
+        return subprocess.Popen([exe, "run", "stage=tune", *common], cwd=workdir, env=env, text=True, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
-    chief = start("chief")
-    workers = [start("tuner0"), start("tuner1")]
-    outputs = []
-    for proc in workers + [chief]:
-        out, _ = proc.communicate(timeout=600)
-        outputs.append(out)
+    procs = {name: start(name) for name in ("chief", "tuner0", "tuner1")}
+    try:
+        for proc in procs.values():
+            proc.wait(timeout=400)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    outputs = [(workdir / f"{name}.log").read_text() for name in ("tuner0", "tuner1", "chief")]
+    for proc, out in zip((procs["tuner0"], procs["tuner1"], procs["chief"]), outputs):
         assert proc.returncode == 0, out[-3000:]
     trials = pd.read_csv(workdir / "runs/digits/tune/trials.csv")
     assert trials["phase"].tolist() == ["start"] + ["coarse"] * 3 + ["fine"]

@@ -183,7 +183,7 @@ class TrialRunner:
 
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             max_tasks_per_child=TRIALS_PER_PROCESS)
+                                             max_tasks_per_child=TRIALS_PER_PROCESS, initializer=_die_with_parent)
         seconds_left = deadline - time.monotonic()  # clocks need not agree across processes
         # The child gets plain seconds, not the budget's clock, and builds the task again (a
         # task may hold a metric plugin's lambda, which does not pickle).
@@ -216,6 +216,18 @@ class TrialRunner:
         return Trial(dict(changes), float(result.score), [float(f["score"]) for f in result.folds], list(folds),
                      round(time.monotonic() - began, 1), epochs=spec.epochs,
                      stopped_by_budget=result.stopped_by_budget)
+
+
+def _die_with_parent() -> None:
+    """A trial process must not outlive the command that started it (killed, it would keep
+    the terminal's or a caller's pipe open): Linux sends it SIGKILL when its parent dies."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG; not Linux: nothing to do
+    except (OSError, AttributeError):
+        pass
 
 
 def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[str, Any], out: Path, epochs: int,

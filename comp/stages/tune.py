@@ -387,8 +387,11 @@ def work(cfg, competition, task, rundir) -> None:
     ctx = StageContext(NAME, cfg, competition, task, rundir, scratch, Budget(None),
                        {"split": "split", "baseline": "baseline", "regularize": "regularize"})
     objective = _Objective(ctx, scratch / "trials", hard_deadline=math.inf)
-    for i, phase in enumerate(PHASES):
-        local = make_oracle("random", [], {}, higher_is_better=task.higher_is_better, max_trials=1, max_epochs=1,
-                            seed=cfg.seed, deadline=lambda: False)
-        print(f"[tune] worker {tuner_id}: {phase} trials from the chief", flush=True)
-        search(local, objective, scratch / "oracle", phase, phase=i)
+    try:
+        for i, phase in enumerate(PHASES):
+            local = make_oracle("random", [], {}, higher_is_better=task.higher_is_better, max_trials=1, max_epochs=1,
+                                seed=cfg.seed, deadline=lambda: False)
+            print(f"[tune] worker {tuner_id}: {phase} trials from the chief", flush=True)
+            search(local, objective, scratch / "oracle", phase, phase=i)
+    finally:
+        objective.close()  # the trial process ends with the worker
