@@ -109,7 +109,9 @@ class Augmentation:
     ``build(input_spec)``, or ``build(input_spec, strength)`` for one with a ``strength``,
     returns a layer that changes inputs only when ``training=True``; images reach it scaled
     to [0, 1]. ``tasks`` lists the task kinds whose labels it preserves; ``tta_safe`` says
-    whether it may be used for test-time augmentation; ``modalities`` what inputs it works
+    whether it may be used for test-time augmentation, and ``views(input_spec, strength)``
+    gives its fixed views for it: a list of named deterministic Keras layers on the model's
+    raw input batch (e.g. ``comp.layers.affine_view``); ``modalities`` what inputs it works
     on; ``default`` whether ``train.augmentations=auto`` includes it (light,
     label-preserving). ``strength`` is the default of its one knob, ``strength_range`` the
     values allowed and ``strength_unit`` what it measures: a policy sets it per name, as in
@@ -133,12 +135,20 @@ class Augmentation:
     strength_range: tuple[float, float] = (0.0, 1.0)
     strength_unit: str = ""
     batch: bool = False
+    views: Callable[..., list] | None = None  # test-time views: (input_spec, strength) -> [named layer]
 
     def layer(self, input_spec: InputSpec, strength: float | None = None) -> Any:
         """The layer at ``strength`` (the default when None)."""
         if self.strength is None:
             return self.build(input_spec)
         return self.build(input_spec, self.strength if strength is None else strength)
+
+    def test_views(self, input_spec: InputSpec, strength: float | None = None) -> list:
+        """Its test-time views at ``strength`` (none unless ``tta_safe`` and ``views``)."""
+        if not (self.tta_safe and self.views):
+            return []
+        return self.views(input_spec) if self.strength is None else self.views(
+            input_spec, self.strength if strength is None else strength)
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,36 @@ def split_policy(entries, input_spec, task_kind: str) -> tuple[list[Any], Any]:
         else:
             layers.append(aug.layer(input_spec, strength))
     return layers, mixer
+
+
+AUTO_VIEWS = 4  # predict.tta=auto for images: the original and 3 views
+
+
+def test_views(entries, input_spec, task_kind: str) -> list[Any]:
+    """Every test-time view the policy's TTA-safe augmentations offer, named, interleaved
+    plugin by plugin (shift_right, rotate_ccw, zoom_in, shift_left, ...) so that the first
+    few views cover every kind of change."""
+    offered = []
+    for entry in entries:
+        aug, strength = resolve(entry, input_spec.modality, task_kind)
+        if task_kind in aug.tasks:
+            offered.append(aug.test_views(input_spec, strength))
+    views = []
+    for i in range(max((len(v) for v in offered), default=0)):
+        views.extend(v[i] for v in offered if i < len(v))
+    return views
+
+
+def pick_views(views: list[Any], setting: Any, where: str = "predict.tta") -> list[Any]:
+    """The views ``predict.tta`` asks for, the original not counted: ``auto`` the first
+    ``AUTO_VIEWS - 1``, N the first N - 1, a list those named (an unknown name is an error)."""
+    if setting == "auto":
+        return views[:AUTO_VIEWS - 1]
+    if isinstance(setting, int):
+        return views[:max(setting - 1, 0)]
+    by_name = {v.name: v for v in views}
+    unknown = [name for name in setting if name not in by_name]
+    if unknown:
+        offered = ", ".join(by_name) or "none (no TTA-safe augmentation in train.augmentations)"
+        raise ConfigError(f"{where}: no view named {', '.join(unknown)}; this model's views: {offered}")
+    return [by_name[name] for name in setting]

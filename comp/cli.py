@@ -18,6 +18,8 @@ comp: from a competition folder (Kaggle layout) to an honest, validated submissi
 
   comp run stage=all                      the bundled digits demo, end to end
   comp run stage=all competition=PATH     your competition
+  comp export run=NAME                    the run's final ensemble as model.keras and a SavedModel
+  comp report run=NAME                    runs/<run>/report.html from what the stages published
   comp plugins                            installed models, augmentations, metrics and task kinds
   comp check-plugin model=NAME            gradient check of a model plugin
 """
@@ -37,10 +39,10 @@ def _run_epilog() -> str:
     from comp.stages import PLANNED, STAGES
 
     stages = "\n".join(f"  {name:<10} {module.HELP}" for name, module in STAGES.items())
+    planned = f"\n  (planned, not in this version: {', '.join(PLANNED)})" if PLANNED else ""
     return f"""\
 stages (in order; stage=all runs them all, stage=X also runs stale stages X reads from):
-{stages}
-  (planned, not in this version: {', '.join(PLANNED)})
+{stages}{planned}
 
 keys (key=value; dotted keys reach into sections; an unknown key names the closest one):
 {describe_keys()}
@@ -68,6 +70,17 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
                      help="stage=NAME|all, competition=PATH, run=NAME, budget=15m, any config key")
     run.add_argument("--wait", action="store_true",
                      help="if another comp command is using the run directory, wait for it instead of stopping")
+    export = sub.add_parser("export", help="write a finished run's final ensemble as one .keras model and a "
+                                           "TensorFlow SavedModel",
+                            description="Write runs/<run>/export/model.keras and runs/<run>/export/saved_model/: "
+                                        "the ensemble that stage predict applies, as one model on the raw inputs.")
+    export.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="competition=PATH, run=NAME, paths.runs=DIR, predict.source=auto|STAGE")
+    report = sub.add_parser("report", help="write runs/<run>/report.html, a self-contained page about the run",
+                            description="Write runs/<run>/report.html from what the run's stages published "
+                                        "(stage=all writes it at its end too).")
+    report.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="competition=PATH, run=NAME, paths.runs=DIR")
     plugins = sub.add_parser("plugins", help="list installed models, augmentations, metrics and task kinds",
                              description="List plugins from the comp.models, comp.augmentations, comp.metrics "
                                          "and comp.tasks entry-point groups.")
@@ -108,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args.overrides, argv, args.wait)
         if args.command == "plugins":
             return _cmd_plugins(args.pattern, args.check)
+        if args.command == "export":
+            return _cmd_export(args.overrides)
+        if args.command == "report":
+            return _cmd_report(args.overrides)
         if args.command == "check-plugin":
             return _cmd_check_plugin(args.overrides, args.weights, args.examples)
         parser.print_help()
@@ -140,6 +157,47 @@ def _cmd_run(overrides: list[str], argv: list[str], wait: bool = False) -> int:
 
     cfg = load_config(overrides)  # all validation happens before any work
     run(cfg, argv, wait)
+    return 0
+
+
+def _run_config(command: str, overrides: list[str], allowed: tuple[str, ...]):
+    """The config of a command that reads a finished run: only the keys that locate it."""
+    from comp.config import load_config
+    from comp.errors import ConfigError
+
+    for word in overrides:
+        if word.split("=", 1)[0].strip() not in allowed:
+            raise ConfigError(f"{command} takes {', '.join(k + '=' for k in allowed)}, not {word!r}")
+    return load_config(overrides)
+
+
+LOCATE = ("competition", "run", "paths.runs", "paths.cache", "task", "metric")
+
+
+def _cmd_report(overrides: list[str]) -> int:
+    from comp.competition import load_competition
+    from comp.demo import cache_root
+    from comp.demo import resolve as resolve_competition
+    from comp.errors import CompError
+    from comp.report import write_report
+    from comp.tasks import make_task
+
+    cfg = _run_config("report", overrides, LOCATE)
+    root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
+    competition = load_competition(root, task=cfg.task, metric=cfg.metric)
+    task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, [])
+    run_path = Path(cfg.paths.runs) / (cfg.run or competition.name)
+    if not run_path.is_dir():
+        raise CompError(f"{run_path} does not exist: run `comp run stage=all` first (or name the run with run=NAME)")
+    print(f"report: {write_report(run_path, competition, task)}", flush=True)
+    return 0
+
+
+def _cmd_export(overrides: list[str]) -> int:
+    from comp.export import export_run
+
+    target = export_run(_run_config("export", overrides, LOCATE + ("predict.source",)))
+    print(f"exported {target / 'model.keras'} and {target / 'saved_model'}", flush=True)
     return 0
 
 

@@ -106,6 +106,12 @@ SCHEMA: dict[str, Key] = {
     "train.clip": Key("float", "clip the global gradient norm to this; 0 = off", low=0),
     "train.ema": Key("float", "momentum of an EMA of the weights, evaluated each epoch and kept when best; 0 = off",
                      low=0, high=0.9999),
+    "train.snapshots": Key("int", "keep the weights of this many best epochs per fold (by the competition metric) "
+                                  "for the ensemble's checkpoint ensembles; 0 = none", low=0),
+    "train.swa_epochs": Key("int", "keep the mean of the weights of the last N epochs per fold (SWA) for the "
+                                   "ensemble; 0 = none", low=0),
+    "train.keep_ema": Key("momentum", "keep an EMA of the weights per fold for the ensemble (momentum; auto = "
+                                      "averaging over about 2 epochs of steps; 0 = none)"),
     "train.lr": Key("lr", "peak learning rate; auto = the LR suggested by stage check's LR range test "
                           "(1e-3 when it suggests none)"),
     "train.patience": Key("int", "epochs without improvement of the competition metric before stopping, for the "
@@ -143,6 +149,13 @@ SCHEMA: dict[str, Key] = {
     "predict.source": Key("str", "training stage whose fold models predict the test set; auto = the one with the "
                                  "best OOF score (ties: the earliest)"),
     "predict.batch_size": Key("int", "batch size for inference", low=1),
+    "predict.tta": Key("tta", "test-time augmentation views per model, the original included: auto = 4 for images "
+                              "(none for tables), N, or a list of view names (`comp plugins` lists them); the "
+                              "ensemble keeps them per model only where they improve its OOF score"),
+    "ensemble.rounds": Key("int", "rounds of greedy ensemble selection with replacement (Caruana); 0 = the best "
+                                  "single candidate", low=0),
+    "ensemble.candidates": Key("list", "what the ensemble may blend: any of fold (each stage's fold models), "
+                                       "snapshots (top epochs), swa, ema, variants (baseline.variants)"),
 }
 
 # Types that take a number or the word auto, with the range the number must lie in.
@@ -390,6 +403,15 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             result = "all" if (text or "").lower() == "all" else (int(text) if text is not None else value)
             if result != "all" and (isinstance(result, bool) or not isinstance(result, int) or result < 1):
                 raise ValueError
+        elif kind == "tta":  # auto, a number of views (>= 1), or a list of view names
+            result = yaml.safe_load(text) if text is not None else value
+            if isinstance(result, str) and result.lower() == "auto":
+                result = "auto"
+            elif isinstance(result, str):
+                result = [s.strip() for s in result.split(",") if s.strip()]
+            if not (result == "auto" or (isinstance(result, int) and not isinstance(result, bool) and result >= 1)
+                    or (isinstance(result, list) and all(isinstance(v, str) for v in result))):
+                raise ValueError
         elif kind in ("augmentations", "changes") and (text or "").lower() == "auto":
             result = "auto"
         elif kind in ("list", "augmentations", "changes"):
@@ -441,4 +463,5 @@ def _describe(kind: str) -> str:
         "changes": "a list of change names such as [label_smoothing, weight_decay], or auto",
         "folds": "a whole number of folds of at least 1, or all",
         "dict": "a mapping such as {a: 1}",
+        "tta": "auto, a number of views of at least 1, or a list of view names",
     }[kind]

@@ -59,3 +59,66 @@ def encode_table(inputs: dict, spec: InputSpec):
             parts.append(keras.layers.Flatten(name=f"{column.key}_flat")(vector))
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="table_features")(parts)
 
+
+
+@keras.saving.register_keras_serializable(package="comp")
+class AffineView(keras.layers.Layer):
+    """One fixed geometric view of a batch of images for test-time augmentation: the
+    projective ``transform`` of ``keras.ops.image.affine_transform`` (output point -> input
+    point), zero fill, bilinear; integer images come back rounded to their own dtype. The
+    same in every call (unlike Keras's random layers), and serialisable, so an exported
+    ensemble carries its views."""
+
+    def __init__(self, transform, **kwargs):
+        super().__init__(**kwargs)
+        self.transform = [float(v) for v in transform]
+
+    def call(self, images):
+        dtype = images.dtype
+        x = keras.ops.cast(images, "float32")
+        batch = keras.ops.shape(x)[0]
+        transform = keras.ops.tile(keras.ops.convert_to_tensor([self.transform], "float32"), [batch, 1])
+        y = keras.ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="constant")
+        if "int" in str(dtype):
+            y = keras.ops.round(y)
+        return keras.ops.cast(y, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "transform": self.transform}
+
+
+def affine_view(name: str, height: int, width: int, *, dx: float = 0.0, dy: float = 0.0, degrees: float = 0.0,
+                zoom: float = 1.0, mirror: bool = False) -> AffineView:
+    """A view that mirrors, zooms by ``zoom`` (> 1: in), rotates by ``degrees`` and shifts the
+    content by (``dx``, ``dy``) pixels, about the image centre."""
+    import math
+
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    m = -1.0 if mirror else 1.0
+    # forward: output = centre + shift + zoom R(degrees) M (input - centre), M mirroring x;
+    # affine_transform wants the inverse: input = centre + M R(-degrees) (output - centre - shift) / zoom
+    a0, a1 = m * c / zoom, m * s / zoom
+    b0, b1 = -s / zoom, c / zoom
+    ox, oy = cx + dx, cy + dy
+    a2 = cx - a0 * ox - a1 * oy
+    b2 = cy - b0 * ox - b1 * oy
+    return AffineView([a0, a1, a2, b0, b1, b2, 0.0, 0.0], name=name)
+
+
+@keras.saving.register_keras_serializable(package="comp")
+class WeightedSum(keras.layers.Layer):
+    """``sum(w_i * x_i)`` over a list of same-shaped tensors: an exported ensemble's blend."""
+
+    def __init__(self, weights, **kwargs):
+        super().__init__(**kwargs)
+        self.blend_weights = [float(w) for w in weights]
+
+    def call(self, inputs):
+        total = keras.ops.cast(inputs[0], "float32") * self.blend_weights[0]
+        for x, w in zip(inputs[1:], self.blend_weights[1:]):
+            total = total + keras.ops.cast(x, "float32") * w
+        return total
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.blend_weights}

@@ -66,7 +66,12 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
     lock = RunLock(rundir.path / ".lock", command)
     lock.acquire(wait)
     try:
-        return _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command)
+        record = _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command)
+        if cfg.stage == "all":
+            from comp.report import write_report
+
+            print(f"report: {write_report(rundir.path, competition, task)}", flush=True)
+        return record
     finally:
         lock.release()
 

@@ -28,11 +28,6 @@ def test_unknown_stage_names_closest(comp, workdir):
     assert code == 2 and "did you mean 'baseline'?" in err
 
 
-def test_planned_stage_says_not_yet(comp, workdir):
-    code, _, err = comp("run", "stage=ensemble")
-    assert code == 2 and "stage=ensemble is not in this version of comp yet" in err
-
-
 def test_missing_competition_folder(comp, workdir):
     code, _, err = comp("run", f"competition={workdir / 'nowhere'}")
     assert code == 2 and "does not exist" in err

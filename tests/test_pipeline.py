@@ -65,7 +65,8 @@ def test_a_stage_alone_runs_the_stages_it_reads(comp, workdir):
     assert "[split]" in out and "[baseline]" in out and "[predict]" in out and "[submit]" not in out
     assert (workdir / "runs/solo/predict/test_pred.npy").is_file()
     assert not (workdir / "submissions").exists()
-    assert _record(workdir, "predict", "solo")["inputs"] == {"baseline": "baseline"}
+    assert _record(workdir, "predict", "solo")["inputs"] == {"ensemble": "ensemble"}
+    assert _record(workdir, "ensemble", "solo")["inputs"] == {"split": "split", "baseline": "baseline"}
 
 
 def test_budget_plans_training_and_still_submits(comp, workdir):

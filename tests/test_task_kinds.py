@@ -10,7 +10,13 @@ import pytest
 from comp.demo import cache_root, demo_competition, holdout_score, solution_path
 from tests.conftest import copy_competition, read_submission
 
-FAST = ("split.folds=2", "train.diagnostics=false", "regularize.time=0", "tune.time=0")  # the searches: below
+# The searches are tested below; the ensemble (epoch weights kept, test-time views) for the
+# kinds marked ENSEMBLE in test_every_kind_trains_scores_and_submits, and in tests/test_ensemble.py.
+LEAN = ("train.snapshots=0", "train.swa_epochs=0", "train.keep_ema=0", "ensemble.candidates=[fold,variants]",
+        "predict.tta=1")
+FULL = ("split.folds=2", "train.diagnostics=false", "regularize.time=0", "tune.time=0")
+FAST = FULL + LEAN
+ENSEMBLE = ("street", "digit-tags", "digit-value")  # sequence, multilabel, regression
 
 # demo -> (extra arguments, metric, OOF floor (ceiling for errors), holdout floor (ceiling)).
 # Floors sit below what was measured on the 2-core CI machine with these settings (OOF /
@@ -32,19 +38,27 @@ KINDS = {
 @pytest.mark.parametrize("name", list(KINDS))
 def test_every_kind_trains_scores_and_submits(name, comp, workdir):
     extra, metric, oof_bound, holdout_bound = KINDS[name]
-    code, out, err = comp("run", "stage=all", f"competition=demo:{name}", *FAST, *extra)
+    code, out, err = comp("run", "stage=all", f"competition=demo:{name}", *(FULL if name in ENSEMBLE else FAST),
+                          *extra)
     assert code == 0, err
-    record = json.loads((workdir / f"runs/{name}/baseline/stage.json").read_text())
-    assert record["metric"] == metric
+    baseline = json.loads((workdir / f"runs/{name}/baseline/stage.json").read_text())
+    record = json.loads((workdir / f"runs/{name}/predict/stage.json").read_text())
+    assert record["metric"] == baseline["metric"] == metric
+    sign = 1 if baseline["higher_is_better"] else -1
+    assert sign * record["score"] >= sign * baseline["score"]  # the ensemble never submits worse than the baseline
     (path,) = (workdir / "submissions").glob("*.csv")
-    assert path.name == f"{name}-baseline-{metric}={record['score']:.5f}.csv"
+    assert path.name == f"{name}-{record['source']}-{metric}={record['score']:.5f}.csv"
+    if name in ENSEMBLE:
+        candidates = pd.read_csv(workdir / f"runs/{name}/ensemble/candidates.csv")
+        assert {"baseline", "baseline:snapshots", "baseline:swa", "baseline:ema"} <= set(candidates["candidate"])
+    assert (workdir / f"runs/{name}/report.html").is_file()
     sample = read_submission(demo_competition(cache_root(), name) / "sample_submission.csv")
     submission = read_submission(path)
     assert list(submission.columns) == list(sample.columns)
     assert submission["id"].tolist() == sample["id"].tolist()
     holdout_metric, holdout = holdout_score(cache_root(), name, path)
     assert holdout_metric == metric
-    if record["higher_is_better"]:
+    if baseline["higher_is_better"]:
         assert record["score"] >= oof_bound and holdout >= holdout_bound, (record["score"], holdout)
     else:
         assert record["score"] <= oof_bound and holdout <= holdout_bound, (record["score"], holdout)
@@ -116,7 +130,7 @@ def test_one_probability_column_per_class(comp, workdir, tmp_path):
     assert code == 0, err
     assert "inferred: target column cultivar (sample_submission.csv has one column per class of it)" in out
     assert "inferred: metric logloss (sample_submission has one column per class)" in out
-    (path,) = (workdir / "submissions").glob("cellar-baseline-logloss=*.csv")
+    (path,) = (workdir / "submissions").glob("cellar-*-logloss=*.csv")
     submission = read_submission(path)
     assert list(submission.columns) == ["id", "barbera", "barolo", "grignolino"]
     sums = submission[["barbera", "barolo", "grignolino"]].astype(float).sum(axis=1)
@@ -137,7 +151,7 @@ def test_multilabel_indicator_columns_with_probabilities(comp, workdir, tmp_path
     code, out, err = comp("run", "stage=submit", f"competition={root}", *FAST, "train.epochs=4", "train.lr=2e-3")
     assert code == 0, err
     assert "inferred: task multilabel" in out and "inferred: metric roc_auc" in out
-    (path,) = (workdir / "submissions").glob("tagged-baseline-roc_auc=*.csv")
+    (path,) = (workdir / "submissions").glob("tagged-*-roc_auc=*.csv")
     submission = read_submission(path)
     assert list(submission.columns) == ["id", *tags]
     values = submission[list(tags)].astype(float)

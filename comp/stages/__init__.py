@@ -2,9 +2,9 @@
 its result depends on), TRAINS, ``inputs(cfg, available)`` and ``run(ctx) -> record``,
 and optionally ``validate(cfg, competition, task)``, called for every planned stage
 before anything is written."""
-from comp.stages import baseline, check, inspect, predict, regularize, split, submit, tune
+from comp.stages import baseline, check, ensemble, inspect, predict, regularize, split, submit, tune
 
-STAGES = {m.NAME: m for m in (inspect, split, check, baseline, regularize, tune, predict, submit)}
+STAGES = {m.NAME: m for m in (inspect, split, check, baseline, regularize, tune, ensemble, predict, submit)}
 
 # Stages of the recipe that this version does not have yet; named so errors can say so.
-PLANNED = ("ensemble",)
+PLANNED: tuple[str, ...] = ()

@@ -1,4 +1,7 @@
-"""Stage `predict`: the fold models of a training stage, averaged on the test set."""
+"""Stage `predict`: the ensemble's members on the test set - each member's fold models, each
+through its test-time views (one batched pass per model and view), weighted as the ensemble
+chose on OOF predictions. ``predict.source=STAGE`` predicts with one training stage's fold
+models instead (views only when ``predict.tta`` names a number or a list)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +13,8 @@ from comp.errors import ConfigError
 from comp.files import write_csv, write_npy
 
 NAME = "predict"
-HELP = "average the fold models of the training stage with the best OOF score on the test set"
-CONFIG = ("predict", "data.on_bad_image", "split.group_column")
+HELP = "predict the test set with the ensemble's members (or one training stage's fold models), test-time views included"
+CONFIG = ("predict", "data.on_bad_image", "split.group_column")  # the ensemble's choices arrive through its output
 TRAINS = False
 
 
@@ -20,17 +23,20 @@ def inputs(cfg, available) -> dict[str, str]:
 
     training = [name for name, module in STAGES.items() if module.TRAINS]
     source = cfg.predict.source
-    if source == "auto":  # every finished (or planned) training stage; run() picks the best OOF
-        finished = [name for name in training if name in available]
-        return {name: name for name in finished or training[:1]}
-    if source not in training:
-        raise ConfigError(f"predict.source={source!r}: use auto or one of {', '.join(training)}")
+    if source == "auto":  # the ensemble: it blends (or picks the best of) every training stage on OOF
+        return {"ensemble": "ensemble"}
+    if source not in training + ["ensemble"]:
+        raise ConfigError(f"predict.source={source!r}: use auto, ensemble or one of {', '.join(training)}")
     return {source: source}
 
 
 def validate(cfg, competition, task) -> None:
     """An undecodable test image stops the run here, before any training (unless
-    data.on_bad_image=skip, which predicts it from a blank image)."""
+    data.on_bad_image=skip, which predicts it from a blank image); a list of views in
+    predict.tta names views the model offers."""
+    from comp.stages.ensemble import check_views
+
+    check_views(cfg, competition, task)
     if competition.modality == "image" and cfg.data.on_bad_image == "error":
         from comp.data.loading import image_set
 
@@ -53,43 +59,90 @@ def pick_source(ctx: StageContext) -> tuple[str, dict]:
     return best, usable[best]
 
 
+def members_of(cfg, source: str, record: dict) -> list[dict]:
+    """The ensemble's members, or a training stage's fold models as the only member."""
+    if "members" in record:
+        return record["members"]
+    tta = cfg.predict.tta
+    return [{"name": source, "stage": source, "kind": "fold", "weight": 1.0,
+             "views": [] if tta == "auto" else tta, "augmentations": list(record.get("model", {}).get("augmentations", [])),
+             "input_shape": record.get("input_shape"),
+             "models": [[{"model": f"{source}/{artifacts.FOLD_DIR.format(fold=k)}"}] for k in range(record["folds"])]}]
+
+
 def run(ctx: StageContext) -> dict:
     from comp.data.loading import load_inputs
-    from comp.training.fold_model import load_fold_model
 
     source, record = pick_source(ctx)
-    folder = ctx.rundir.output(source)
-    task, comp = ctx.task, ctx.competition
-    geometry = tuple(record["input_shape"]) if "input_shape" in record else None
-    x, _ = load_inputs(comp, ctx.cfg, "test", geometry=geometry)
-    if comp.modality == "image":
-        from comp.data.loading import image_set
-
-        bad = image_set(comp, ctx.cfg, "test", geometry=geometry).bad
-        if bad:  # only with data.on_bad_image=skip: they are predicted from a blank image
-            ids = [comp.test_ids[i] for i in sorted(bad)]
-            ctx.log(f"{len(ids)} undecodable test image(s) predicted from a blank image: {', '.join(ids[:10])}")
-    rows = np.arange(len(x))
-    total = None
-    for k in range(record["folds"]):
-        model = load_fold_model(folder / artifacts.FOLD_DIR.format(fold=k))
-        pred = task.predictions(model.outputs(x, rows, task, ctx.cfg.predict.batch_size)).astype(np.float64)
-        total = pred if total is None else total + pred
-        if model.is_keras:
-            import keras
-
-            keras.backend.clear_session()
-    predictions = (total / record["folds"]).astype(np.float32)
+    comp, task = ctx.competition, ctx.task
+    members = members_of(ctx.cfg, source, record)
+    # The members' files live in the stages that trained them: checked like any input.
+    for stage in sorted({ref[key].split("/")[0] for m in members for refs in m["models"] for ref in refs
+                         for key in ("model", "weights") if ref.get(key)} - set(ctx.upstream.values())):
+        ctx.rundir.verify(stage)
+    loaded: dict = {}
+    total, weights = None, 0.0
+    for member in members:
+        shape = tuple(member["input_shape"]) if member.get("input_shape") else None
+        if shape not in loaded:
+            loaded[shape] = load_inputs(comp, ctx.cfg, "test", geometry=shape)[0]
+            if comp.modality == "image":
+                _report_bad(ctx, shape)
+        pred = predict_member(ctx, member, loaded[shape])
+        total = pred * member["weight"] if total is None else total + pred * member["weight"]
+        weights += member["weight"]
+    predictions = (total / weights).astype(np.float32)
     decoding = record.get("decoding", {})
     write_npy(ctx.work / artifacts.TEST_PROBS, predictions)
     write_csv(ctx.work / artifacts.TEST_TABLE, pd.DataFrame({
         comp.id_col: comp.test_ids,
         "prediction": task.decode(predictions, decoding),
     }))
-    ctx.log(f"{len(x)} test rows, mean of {record['folds']} fold models from {source}")
+    ctx.log(f"{len(comp.test_ids)} test rows from {source}: " + ", ".join(
+        f"{m['name']} x{m['weight']:.2f} ({len(m['models'])} folds"
+        + (f", {len(m['views']) + 1} views" if m["views"] else "") + ")" for m in members))
     return {
-        "source": source,
+        "source": record.get("source", source),
         "score": record["score"],
         "metric": record["metric"],
         "decoding": decoding,
     }
+
+
+def predict_member(ctx: StageContext, member: dict, x) -> np.ndarray:
+    """One member on every test row: the mean over its folds' models (a fold model, or one with
+    a kept weight set assigned: a top epoch, an average) and its views."""
+    import keras
+
+    from comp.augmentation import pick_views, test_views
+    from comp.training.averaging import assign, load_weight_sets
+    from comp.training.fold_model import load_fold_model
+
+    rows = np.arange(len(x))
+    total, count = None, 0
+    for refs in member["models"]:
+        model, loaded_from = None, None
+        for ref in refs:
+            if ref["model"] != loaded_from:  # or its weights were replaced and this ref wants them as saved
+                model, loaded_from = load_fold_model(ctx.rundir.path / ref["model"]), ref["model"]
+            if ref.get("weights"):
+                assign(model.model, load_weight_sets(ctx.rundir.path / ref["weights"])[0][ref["set"]])
+                loaded_from = None
+            views = []
+            if member["views"] and model.is_keras:
+                views = pick_views(test_views(member["augmentations"], x.spec(), ctx.task.kind), member["views"])
+            pred = model.predictions(x, rows, ctx.task, ctx.cfg.predict.batch_size, views).astype(np.float64)
+            total = pred if total is None else total + pred
+            count += 1
+        if model is not None and model.is_keras:
+            keras.backend.clear_session()
+    return total / count
+
+
+def _report_bad(ctx: StageContext, shape) -> None:
+    from comp.data.loading import image_set
+
+    bad = image_set(ctx.competition, ctx.cfg, "test", geometry=shape).bad
+    if bad:  # only with data.on_bad_image=skip: they are predicted from a blank image
+        ids = [ctx.competition.test_ids[i] for i in sorted(bad)]
+        ctx.log(f"{len(ids)} undecodable test image(s) predicted from a blank image: {', '.join(ids[:10])}")

@@ -209,7 +209,8 @@ class TrialRunner:
         model = ModelSpec(model_name(cfg, ctx.competition, ctx.task), dict(cfg.model.hp),
                           augmentations(cfg, ctx.competition, ctx.task))
         lr = 0.0 if cfg.train.lr == "auto" else float(cfg.train.lr)  # "auto" only for a model without an LR
-        spec = replace(train_spec(cfg, lr), epochs=max(int(epochs), 1))
+        # A trial is scored, never blended: it keeps no weights for the ensemble.
+        spec = replace(train_spec(cfg, lr), epochs=max(int(epochs), 1), snapshots=0, swa_epochs=0, keep_ema=0.0)
         began = time.monotonic()
         result = cross_validate(inputs, y, self.fold_of, ctx.task, model, spec, out, seed=cfg.seed,
                                 deadline=deadline, log=lambda m: None, only=folds)

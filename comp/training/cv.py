@@ -134,6 +134,7 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     import keras
 
     from comp.augmentation import split_policy
+    from comp.training.averaging import save_weight_sets
     from comp.training.batchnorm import resolve_momentum, steps_per_epoch
     from comp.training.diagnostics import Diagnostics, probe_rows
     from comp.training.fit import train_fold
@@ -166,6 +167,8 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     diagnosis = diagnostics.finish(result.best_epoch) if diagnostics else []
     pred = task.predictions(FoldModel(result.model).outputs(inputs, val_rows, task, train.predict_batch_size))
     save_fold_model(result.model, fold_dir)
+    if result.weight_sets[0]:
+        save_weight_sets(fold_dir, *result.weight_sets)
     write_npy(fold_dir / "val_pred.npy", pred)
     info = {
         "score": task.score(y[val_rows], pred),

@@ -32,6 +32,7 @@ class FoldResult:
     replicas: int = 1
     history: dict | None = None
     plan: dict | None = None
+    weight_sets: tuple[dict, dict] = ({}, {})  # kept for the ensemble: (arrays by set, what each set is)
 
 
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np.ndarray],
@@ -58,7 +59,8 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
         is_chief=worker_role()[0] == 0, callbacks=callbacks)
     write_csv(fold_dir / "history.csv", pd.DataFrame(result.history).rename_axis("epoch").reset_index())
     return FoldResult(trainer.model, result.epochs_run, result.best_epoch, result.stopped_by_budget,
-                      result.seconds, result.resumed_from, fold_lr, replicas, result.history, result.plan)
+                      result.seconds, result.resumed_from, fold_lr, replicas, result.history, result.plan,
+                      trainer.weight_sets())
 
 
 def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.ndarray) -> FoldResult:

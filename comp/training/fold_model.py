@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,31 @@ ESTIMATOR_FILE = "model.pkl"
 class FoldModel:
     model: Any  # keras.Model, or a fitted estimator (a list of them for multi-output tasks)
     spec: InputSpec | None = None  # estimators only: the columns as fit on the fold's rows
+    forwards: dict = field(default_factory=dict, repr=False)  # traced inference per view, reused
 
     @property
     def is_keras(self) -> bool:
         return self.spec is None
 
-    def outputs(self, inputs, rows: np.ndarray, task: Any, batch_size: int = 256) -> np.ndarray:
-        """The head's outputs on ``rows`` of ``inputs`` (an ``Inputs``), in inference mode."""
+    def outputs(self, inputs, rows: np.ndarray, task: Any, batch_size: int = 256, view: Any = None) -> np.ndarray:
+        """The head's outputs on ``rows`` of ``inputs`` (an ``Inputs``), in inference mode,
+        through a test-time ``view`` when given (Keras models only)."""
         if not self.is_keras:
             return task.estimator_outputs(self.model, inputs.frame(rows, self.spec))
-        from comp.training.loop import predict_outputs
+        from comp.training.loop import make_forward, predict_outputs
 
-        return predict_outputs(self.model, inputs.take(rows), batch_size)
+        key = id(view) if view is not None else None
+        if key not in self.forwards:  # tracing costs more than predicting a small fold's rows
+            self.forwards[key] = (make_forward(self.model, view), view)  # the view is kept alive with its id
+        return predict_outputs(self.model, inputs.take(rows), batch_size, forward=self.forwards[key][0])
+
+    def predictions(self, inputs, rows: np.ndarray, task: Any, batch_size: int = 256,
+                    views: list | None = None) -> np.ndarray:
+        """The task's predictions on ``rows``, averaged over the original and ``views``."""
+        passes = [None, *(views or [])] if self.is_keras else [None]
+        total = sum(task.predictions(self.outputs(inputs, rows, task, batch_size, view)).astype(np.float64)
+                    for view in passes)
+        return (total / len(passes)).astype(np.float32)
 
 
 def save_fold_model(model: Any, folder: Path, spec: InputSpec | None = None) -> Path:

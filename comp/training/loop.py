@@ -60,10 +60,21 @@ def batches(x: Any, batch_size: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
 
 
-def predict_outputs(model: keras.Model, x: Any, batch_size: int = 256) -> np.ndarray:
-    """``model``'s outputs on ``x`` in inference mode, batch by batch. Unlike ``model.predict``
-    it takes string columns (object arrays) and works under every strategy."""
-    forward = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+def make_forward(model: keras.Model, view: Any = None) -> Callable:
+    """``model`` in inference mode as a traced function, each batch first through ``view`` (a
+    fixed test-time view, e.g. ``comp.layers.AffineView``) when given. Keep it to reuse the
+    trace: weights assigned later are read by it, not baked in."""
+    if view is None:
+        return tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+    return tf.function(lambda b: model(view(b), training=False), reduce_retracing=True)
+
+
+def predict_outputs(model: keras.Model, x: Any, batch_size: int = 256, view: Any = None,
+                    forward: Callable | None = None) -> np.ndarray:
+    """``model``'s outputs on ``x`` in inference mode, batch by batch (through ``view`` when
+    given): one batched pass. Unlike ``model.predict`` it takes string columns (object arrays)
+    and works under every strategy. ``forward``: a ``make_forward`` result to reuse."""
+    forward = forward or make_forward(model, view)
     return np.concatenate([forward(b).numpy() for b in batches(x, batch_size)])
 
 
@@ -122,6 +133,7 @@ class Trainer:
 
     def __init__(self, strategy: tf.distribute.Strategy, build: Callable[[], keras.Model], task: Any,
                  spec: Any, lr: float, steps_per_epoch: int, mixer: Callable | None = None):
+        from comp.training.averaging import RunningAverage, Snapshots, ema_momentum
         from comp.training.optimizers import build_optimizer, exclude_from_decay
         from comp.training.schedules import Plateau, PlannedSchedule
 
@@ -132,8 +144,10 @@ class Trainer:
             self.model = build()
             self.schedule = PlannedSchedule(lr, spec.schedule, spec.epochs * steps_per_epoch,
                                             warmup_steps=round(spec.warmup * steps_per_epoch))
+            # train.ema evaluates (and keeps) the average; otherwise keep_ema only keeps one for the ensemble
+            self.ema_momentum = spec.ema or ema_momentum(spec.keep_ema, steps_per_epoch)
             self.optimizer = build_optimizer(spec.optimizer, self.schedule, weight_decay=spec.weight_decay,
-                                             clip=spec.clip, ema=spec.ema)
+                                             clip=spec.clip, ema=self.ema_momentum)
             exclude_from_decay(self.optimizer, self.model.trainable_variables)
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 # float16 gradients underflow without loss scaling
@@ -144,6 +158,8 @@ class Trainer:
         self.loss = task.loss(spec.loss, spec.label_smoothing)
         self.plateau = Plateau(self.schedule, task.higher_is_better) if spec.schedule == "plateau" else None
         self.best = BestWeights(task.higher_is_better)
+        self.snapshots = Snapshots(spec.snapshots, task.higher_is_better, len(self.model.variables))
+        self.swa = RunningAverage(spec.swa_epochs)
         self._train_step = None
         model = self.model
 
@@ -210,12 +226,43 @@ class Trainer:
     def _weights(self) -> list[np.ndarray]:
         return [v.numpy() for v in self.model.variables]
 
+    def _trainable(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.model.trainable_variables]
+
+    def weight_sets(self) -> tuple[dict[str, list[np.ndarray]], dict[str, dict]]:
+        """The weights kept for the ensemble, each a full ``model.variables`` list: the top-k
+        epochs (``snapshot_<rank>``), the SWA mean (``swa``) and the optimizer's EMA (``ema``).
+        Averaged sets take their other variables (BatchNorm statistics) from the loaded
+        weights: they need ``averaging.recalibrate_batchnorm`` before use."""
+        from comp.training.optimizers import ema_values
+
+        sets, info = {}, {}
+        for rank, (entry, weights) in enumerate(zip(self.snapshots.entries, self.snapshots.weights), start=1):
+            sets[f"snapshot_{rank}"], info[f"snapshot_{rank}"] = weights, {"kind": "snapshot", **entry}
+        position = {id(v): i for i, v in enumerate(self.model.variables)}
+        trainable = [position[id(v)] for v in self.model.trainable_variables]
+
+        def with_trainable(values) -> list[np.ndarray]:
+            full = self._weights()
+            for i, value in zip(trainable, values):
+                full[i] = np.asarray(value, dtype=full[i].dtype)
+            return full
+
+        if self.swa.count:
+            sets["swa"] = with_trainable(self.swa.mean)
+            info["swa"] = {"kind": "average", "epochs": list(range(self.swa.first, self.swa.first + self.swa.count))}
+        averaged = ema_values(self.optimizer)
+        if averaged is not None:
+            sets["ema"] = with_trainable(averaged)
+            info["ema"] = {"kind": "average", "momentum": self.ema_momentum}
+        return sets, info
+
     def _evaluate_epoch(self, val, batch_size: int, epoch: int) -> dict[str, float]:
         """Evaluate (with the EMA of the weights swapped in, when there is one) and keep the
         best weights; the raw weights go back for the next epoch."""
         from comp.training.optimizers import ema_values
 
-        averaged = ema_values(self.optimizer)
+        averaged = ema_values(self.optimizer) if self.spec.ema else None
         raw = None
         if averaged is not None:
             raw = [v.numpy() for v in self.model.trainable_variables]
@@ -223,6 +270,7 @@ class Trainer:
                 var.assign(value)
         logs, _ = self.evaluate(val[0], val[1], batch_size)
         self.best.offer(logs[MONITOR], epoch + 1, self._weights)
+        self.snapshots.offer(logs[MONITOR], epoch + 1, self._weights)
         if raw is not None:
             for var, value in zip(self.model.trainable_variables, raw):
                 var.assign(value)
@@ -232,7 +280,8 @@ class Trainer:
         from comp.training.state import TrainingState, Variables
 
         parts = [Variables("model", self.model.variables), Variables("optimizer", self.optimizer.variables),
-                 Variables("schedule", self.schedule.variables()), self.best, history, stopping, plan]
+                 Variables("schedule", self.schedule.variables()), self.best, self.snapshots, self.swa,
+                 history, stopping, plan]
         if self.plateau:
             parts.append(self.plateau)
         return TrainingState(parts)
@@ -299,6 +348,7 @@ class Trainer:
             # waits for the second; the check below still stops an epoch that would not fit.
             if plan.data["budgeted"] and not (start > 0 and len(timings) == 1):
                 self._plan(plan, timings, deadline, epoch, settled=len(timings) > 2 or start > 0)
+            self.swa.offer(epoch + 1, plan.data["epochs"], self._trainable)
             stop = self._early_stopping(plan) and stopping.data["wait"] >= patience
             if (not stop and epoch + 1 < plan.data["epochs"]
                     and time.monotonic() + timings[-1] > deadline):  # even the shrunk plan does not fit

@@ -33,6 +33,11 @@ class TrainSpec:
     label_smoothing: float = 0.0
     clip: float = 0.0  # global gradient-norm clipping; 0 = off
     ema: float = 0.0  # momentum of the EMA of the weights (evaluated and kept); 0 = off
+    # Kept for the ensemble (comp.training.averaging): the top-k epochs' weights, the SWA mean of
+    # the last epochs, the EMA of the weights (auto: a momentum from the steps per epoch; 0 = off)
+    snapshots: int = 0
+    swa_epochs: int = 0
+    keep_ema: float | str = 0.0
     strategy: str = "auto"
     lr_scaling: str = "linear"
     mixed_precision: str = "auto"

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import layers
 
 from comp.api import Augmentation
+from comp.layers import affine_view
 
 # Small shifts and contrast changes keep what an image shows: its class, its labels, a value
 # read from it, the characters written in it.
@@ -22,10 +23,34 @@ IMAGE_TASKS = ("classification", "multilabel", "regression", "sequence")
 WHOLE_IMAGE_TASKS = ("classification", "multilabel", "regression")
 UNIT = (0.0, 1.0)  # the value range of the scaled images
 
+
+# Test-time views: each training augmentation at half its strength, both ways. A view is a
+# fixed transform of the raw input batch, so one pass per view predicts a whole batch.
+def _size(spec) -> tuple[int, int]:
+    return int(spec.shape[0]), int(spec.shape[1])
+
+
+def _shift_views(spec, s):
+    h, w = _size(spec)
+    dx, dy = max(1, round(s / 2 * w)), max(1, round(s / 2 * h))
+    return [affine_view("shift_right", h, w, dx=dx), affine_view("shift_left", h, w, dx=-dx),
+            affine_view("shift_down", h, w, dy=dy), affine_view("shift_up", h, w, dy=-dy)]
+
+
+def _rotate_views(spec, s):
+    h, w = _size(spec)
+    return [affine_view("rotate_ccw", h, w, degrees=s / 2), affine_view("rotate_cw", h, w, degrees=-s / 2)]
+
+
+def _zoom_views(spec, s):
+    h, w = _size(spec)
+    return [affine_view("zoom_in", h, w, zoom=1 + s / 2), affine_view("zoom_out", h, w, zoom=1 / (1 + s / 2))]
+
 shift = Augmentation(
     build=lambda spec, s: layers.RandomTranslation(s, s, fill_mode="constant", name="aug_shift"),
     tasks=IMAGE_TASKS,
     tta_safe=True,
+    views=_shift_views,
     description="translate by up to strength x height and width",
     default=True,
     strength=0.1,
@@ -37,6 +62,7 @@ rotate = Augmentation(
     build=lambda spec, s: layers.RandomRotation(s / 360, fill_mode="constant", name="aug_rotate"),
     tasks=WHOLE_IMAGE_TASKS,
     tta_safe=True,
+    views=_rotate_views,
     description="rotate by up to strength degrees either way",
     default=True,
     strength=10.0,
@@ -48,6 +74,7 @@ zoom = Augmentation(
     build=lambda spec, s: layers.RandomZoom(s, fill_mode="constant", name="aug_zoom"),
     tasks=WHOLE_IMAGE_TASKS,
     tta_safe=True,
+    views=_zoom_views,
     description="zoom in or out by up to strength x the size",
     default=True,
     strength=0.1,
@@ -59,6 +86,7 @@ flip = Augmentation(
     build=lambda spec: layers.RandomFlip("horizontal", name="aug_flip"),
     tasks=WHOLE_IMAGE_TASKS,
     tta_safe=True,
+    views=lambda spec: [affine_view("flip", *_size(spec), mirror=True)],
     description="mirror left-right, for images whose mirror keeps the label (photos, scans; never digits or text)",
 )
 

@@ -1,0 +1,343 @@
+"""Stage `ensemble`: many models into one honest blend, chosen on OOF predictions only
+(docs/recipe.md 7).
+
+Candidates, from every training stage with models for every fold: its fold models (the
+best epoch), a checkpoint ensemble of each fold's top epochs (``snapshots``), the SWA mean
+and the EMA of each fold's weights (BatchNorm statistics recomputed on the fold's training
+rows), and the stage's ``baseline.variants`` (gradient boosting on tables, ...). Each
+candidate is scored on OOF rows as it is and with test-time views (``predict.tta``); the
+views are kept for a candidate only where they improve its OOF score.
+
+Blend weights come from greedy ensemble selection (``comp.blending``) on the OOF rows.
+Their honest score is nested: each fold blended with weights chosen on the other folds.
+The blend replaces the best single candidate only when that nested score beats it;
+otherwise the best candidate is the result. Nothing here reads the test set: stage
+``predict`` applies the members recorded here.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp import artifacts
+from comp.context import StageContext
+from comp.errors import ConfigError
+from comp.files import write_csv, write_json, write_npy
+
+NAME = "ensemble"
+HELP = "blend the training stages' models (fold models, top epochs, SWA, EMA, variants, TTA) with weights chosen on OOF"
+CONFIG = ("ensemble", "predict.tta", "predict.batch_size", "data.on_bad_image", "split.group_column")
+TRAINS = False
+KINDS = ("fold", "snapshots", "swa", "ema", "variants")
+TABLE = "candidates.csv"
+CANDIDATES_DIR = "candidates"  # the chosen SWA/EMA members' weights with recalibrated BatchNorm statistics
+
+
+def inputs(cfg, available) -> dict[str, str]:
+    from comp.stages import STAGES
+
+    training = [name for name, module in STAGES.items() if module.TRAINS]
+    finished = [name for name in training if name in available]
+    return {"split": "split", **{name: name for name in finished or training[:1]}}
+
+
+def validate(cfg, competition, task) -> None:
+    """``ensemble.candidates`` and a named ``predict.tta`` list, before any work."""
+    chosen = list(cfg.ensemble.candidates)
+    unknown = [c for c in chosen if c not in KINDS]
+    if unknown or not chosen:
+        raise ConfigError(f"ensemble.candidates={chosen}: list some of {', '.join(KINDS)}"
+                          + (f" ({', '.join(map(str, unknown))} unknown)" if unknown else ""))
+    check_views(cfg, competition, task)
+
+
+def check_views(cfg, competition, task) -> None:
+    """A list in ``predict.tta`` names views the training augmentations offer (images only)."""
+    from comp.api import IMAGE, InputSpec
+
+    tta = cfg.predict.tta
+    if isinstance(tta, list):
+        if competition.modality != IMAGE:
+            raise ConfigError(f"predict.tta={tta}: test-time views are for images; this competition is "
+                              f"{competition.modality}; use predict.tta=1")
+        from comp.augmentation import pick_views, test_views
+        from comp.stages.training import augmentations
+
+        pick_views(test_views(augmentations(cfg, competition, task), InputSpec((32, 32, 3)), task.kind), tta)
+
+
+@dataclass
+class Candidate:
+    name: str  # baseline, baseline:swa, baseline/hgb (a variant), tune:snapshots, ...
+    stage: str
+    kind: str  # fold | snapshots | swa | ema
+    root: Path  # the published folder holding fold_k/
+    model: dict  # name, hp, augmentations
+    input_shape: tuple | None
+    sets: list[str] = field(default_factory=list)  # weight sets per fold (not for kind fold)
+    plain: np.ndarray | None = None  # OOF predictions without views
+    tta: np.ndarray | None = None  # OOF predictions averaged over the original and the views
+    views: list[str] = field(default_factory=list)  # the views evaluated
+    keep_tta: bool = False  # the views improved this candidate's OOF score: prediction uses them
+    files: list[list[dict]] = field(default_factory=list)  # per fold: {model: folder, weights: folder, set: name}
+    derived: dict = field(default_factory=dict)  # fold -> set -> recalibrated weights (swa, ema)
+    seconds: float = 0.0
+
+
+def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
+    """Every candidate the training stages left, filtered by ``ensemble.candidates``."""
+    from comp.training.averaging import WEIGHTS_INFO
+
+    wanted = set(ctx.cfg.ensemble.candidates)
+    found: list[Candidate] = []
+    for stage in ctx.upstream.values():
+        record = ctx.rundir.record(stage)
+        if stage == "split" or not record.get("fold_models", True) or record.get("folds") != n_folds:
+            continue  # regularize keeps no fold models; a stage on other folds cannot be blended by fold
+        root = ctx.rundir.output(stage)
+        shape = tuple(record["input_shape"]) if "input_shape" in record else None
+        if "fold" in wanted:
+            found.append(Candidate(stage, stage, "fold", root, record["model"], shape))
+        infos = [root / artifacts.FOLD_DIR.format(fold=k) / WEIGHTS_INFO for k in range(n_folds)]
+        if all(p.is_file() for p in infos):
+            import json
+
+            kept = [set(json.loads(p.read_text())) for p in infos]
+            common = set.intersection(*kept)
+            snapshots = sorted((s for s in common if s.startswith("snapshot_")), key=lambda s: int(s.split("_")[1]))
+            for kind, sets in (("snapshots", snapshots), ("swa", ["swa"] if "swa" in common else []),
+                               ("ema", ["ema"] if "ema" in common else [])):
+                if kind in wanted and sets:
+                    found.append(Candidate(f"{stage}:{kind}", stage, kind, root, record["model"], shape, sets))
+        elif any(p.is_file() for p in infos):
+            ctx.log(f"{stage}: some folds were reused from search trials, which keep no epoch weights: no "
+                    "snapshot, SWA or EMA candidates from it")
+        if "variants" in wanted:
+            for name, variant in record.get("variants", {}).items():
+                found.append(Candidate(f"{stage}/{name}", stage, "fold",
+                                       root / artifacts.VARIANT_DIR.format(name=name), variant["model"], shape))
+    return found
+
+
+class Data:
+    """Train inputs per input shape (a tuned resolution differs from the baseline's), loaded once."""
+
+    def __init__(self, ctx: StageContext):
+        self.ctx, self.cache = ctx, {}
+
+    def get(self, shape):
+        from comp.data.loading import load_inputs
+
+        if shape not in self.cache:
+            self.cache[shape] = load_inputs(self.ctx.competition, self.ctx.cfg, "train", geometry=shape)[0]
+        return self.cache[shape]
+
+
+def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.ndarray, fold_of: np.ndarray) -> None:
+    """OOF predictions of every candidate with and without its test-time views, and the
+    model references that predict the test set the same way. Each fold model is loaded once
+    for all the candidates made from it."""
+    import keras
+
+    from comp.augmentation import pick_views, test_views
+    from comp.training.averaging import assign, load_weight_sets, recalibrate_batchnorm
+    from comp.training.fold_model import load_fold_model
+
+    task, cfg, batch = ctx.task, ctx.cfg, ctx.cfg.predict.batch_size
+    n_folds = int(fold_of.max()) + 1
+    groups: dict[Path, list[Candidate]] = {}
+    for cand in candidates:
+        relative = cand.root.relative_to(ctx.rundir.path).as_posix()
+        folders = [f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}" for k in range(n_folds)]
+        if cand.kind == "fold" and (cfg.predict.tta == 1 or ctx.competition.modality != "image"):
+            # No views to try: the stage's own OOF predictions are this candidate's, no model to load.
+            cand.plain = np.load(cand.root / artifacts.OOF_PROBS)
+            cand.files = [[{"model": f}] for f in folders]
+        else:
+            groups.setdefault(cand.root, []).append(cand)
+    for root, group in groups.items():
+        group.sort(key=lambda c: c.kind != "fold")  # the fold model's own weights first, before any are replaced
+        inputs = data.get(group[0].input_shape)
+        relative = root.relative_to(ctx.rundir.path).as_posix()
+        for k in range(n_folds):
+            rows = np.flatnonzero(fold_of == k)
+            fold_dir = root / artifacts.FOLD_DIR.format(fold=k)
+            folder = f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"
+            began = time.monotonic()
+            fm = load_fold_model(fold_dir)
+            views = []
+            if fm.is_keras and ctx.competition.modality == "image":
+                views = pick_views(test_views(group[0].model.get("augmentations", []), inputs.spec(), task.kind),
+                                   cfg.predict.tta)
+            weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
+            shared = time.monotonic() - began
+            for cand in group:
+                began = time.monotonic()
+                cand.views = [v.name for v in views]
+                refs, p_sum, t_sum = [], 0.0, 0.0
+                for name in cand.sets or [None]:
+                    if name is None:
+                        refs.append({"model": folder})
+                    else:
+                        _check_fits(fm.model, weights[name], fold_dir, name)
+                        assign(fm.model, weights[name])
+                        ref = {"model": folder, "weights": folder, "set": name}
+                        if cand.kind in ("swa", "ema"):  # averaged weights have no BatchNorm statistics of their own
+                            fit_rows = np.flatnonzero((fold_of >= 0) & (fold_of != k))
+                            recalibrate_batchnorm(fm.model, inputs.take(fit_rows), batch, seed=cfg.seed + k)
+                            cand.derived.setdefault(k, {})[name] = [v.numpy() for v in fm.model.variables]
+                            ref["weights"] = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
+                        refs.append(ref)
+                    p = fm.predictions(inputs, rows, task, batch).astype(np.float64)
+                    p_sum = p_sum + p
+                    if views:
+                        t_sum = t_sum + (p + sum(task.predictions(fm.outputs(inputs, rows, task, batch, v))
+                                                 .astype(np.float64) for v in views)) / (1 + len(views))
+                if cand.plain is None:
+                    cand.plain = np.zeros((len(y), *p_sum.shape[1:]), dtype=np.float32)
+                    cand.tta = np.zeros_like(cand.plain) if views else None
+                cand.plain[rows] = p_sum / len(refs)
+                if views:
+                    cand.tta[rows] = t_sum / len(refs)
+                cand.files.append(refs)
+                cand.seconds += time.monotonic() - began + shared / len(group)
+            if fm.is_keras:
+                keras.backend.clear_session()
+
+
+def save_derived(ctx: StageContext, cand: Candidate) -> None:
+    """The recalibrated weights of a chosen SWA or EMA candidate, one file per fold."""
+    from comp.training.averaging import save_weight_sets
+
+    for k, sets in cand.derived.items():
+        folder = ctx.work / CANDIDATES_DIR / _safe(cand.name) / artifacts.FOLD_DIR.format(fold=k)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_weight_sets(folder, sets, {name: {"kind": "average", "batchnorm": "recalibrated"} for name in sets})
+
+
+def _check_fits(model, weights: list, fold_dir: Path, name: str) -> None:
+    shapes = [tuple(v.shape) for v in model.variables]
+    if len(shapes) != len(weights) or any(s != tuple(w.shape) for s, w in zip(shapes, weights)):
+        raise ConfigError(f"{fold_dir}/weights.npz: weight set {name} does not fit {fold_dir}/model.keras; "
+                          "rerun the training stage (overwrite=true)")
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "-").replace(":", "-")
+
+
+def run(ctx: StageContext) -> dict:
+    from comp.blending import blend, greedy_selection, nested_selection
+    from comp.stages.training import load_targets, read_folds
+
+    task, comp, cfg = ctx.task, ctx.competition, ctx.cfg
+    fold_of = read_folds(ctx)
+    y = load_targets(ctx)
+    n_folds = int(fold_of.max()) + 1
+    scored = fold_of >= 0
+    rows = np.flatnonzero(scored)
+    sign = 1 if task.higher_is_better else -1
+
+    def honest(pred) -> tuple[dict, float]:
+        return task.fit_decoding(y[scored], pred[scored], fold_of[scored])
+
+    candidates = collect(ctx, n_folds)
+    if not candidates:
+        raise ConfigError(f"ensemble: no training stage among {', '.join(ctx.upstream)} has models for all "
+                          f"{n_folds} folds of the kinds ensemble.candidates={list(cfg.ensemble.candidates)}")
+    evaluate(ctx, candidates, Data(ctx), y, fold_of)
+    rows_out = []
+    chosen_oof = []
+    for cand in candidates:
+        plain_score = honest(cand.plain)[1]
+        tta_score = honest(cand.tta)[1] if cand.tta is not None else None
+        keep_tta = cand.keep_tta = tta_score is not None and sign * tta_score > sign * plain_score
+        pred = cand.tta if keep_tta else cand.plain
+        chosen_oof.append(pred)
+        fold_scores = [task.score(y[fold_of == k], pred[fold_of == k]) for k in range(n_folds)]
+        rows_out.append({"candidate": cand.name, "kind": cand.kind, "oof": plain_score,
+                         "oof_tta": tta_score if tta_score is not None else np.nan,
+                         "tta": ("kept" if keep_tta else "not better") if tta_score is not None else "none",
+                         "views": len(cand.views),
+                         "fold_std": float(np.std(fold_scores)), "seconds": round(cand.seconds, 1)})
+        ctx.log(f"{cand.name}: OOF {task.metric_name} {plain_score:.5f}"
+                + (f", with {len(cand.views)} test-time views {tta_score:.5f} ({rows_out[-1]['tta']})"
+                   if tta_score is not None else "") + f" ({cand.seconds:.0f}s)")
+
+    singles = [sign * (r["oof_tta"] if r["tta"] == "kept" else r["oof"]) for r in rows_out]
+    best = int(np.argmax(singles))
+    best_score = sign * singles[best]
+
+    def scorer(idx, pred):
+        return task.score(y[idx], pred)
+
+    weights = np.eye(len(candidates))[best]
+    used, nested_score, full_score = "single", None, None
+    final_oof = chosen_oof[best]
+    if cfg.ensemble.rounds > 0 and len(candidates) > 1:
+        nested_oof, _ = nested_selection(chosen_oof, fold_of, scorer, task.higher_is_better, cfg.ensemble.rounds)
+        nested_score = honest(nested_oof)[1]
+        full = greedy_selection(chosen_oof, rows, scorer, task.higher_is_better, cfg.ensemble.rounds)
+        full_score = honest(blend(chosen_oof, full))[1]
+        ctx.log(f"blend by greedy selection ({cfg.ensemble.rounds} rounds): OOF {full_score:.5f} with weights "
+                f"chosen on all OOF rows, {nested_score:.5f} nested (each fold's weights from the other folds); "
+                f"best single candidate {candidates[best].name} {best_score:.5f}")
+        if sign * nested_score > sign * best_score:
+            weights, used, final_oof = full, "blend", nested_oof
+    members = [(c, float(w)) for c, w in zip(candidates, weights) if w > 0]
+    decoding, score = honest(blend(chosen_oof, weights) if used == "blend" else final_oof)
+    if used == "blend":
+        score = nested_score  # the honest number; the decoding is fit for the full-weight blend the test set gets
+    for r, w in zip(rows_out, weights):
+        r["weight"] = round(float(w), 4)
+    table = pd.DataFrame(rows_out + [
+        {"candidate": "blend (weights on all OOF)", "kind": "blend", "oof": full_score},
+        {"candidate": "blend (nested)", "kind": "blend", "oof": nested_score},
+    ] if nested_score is not None else rows_out)
+    write_csv(ctx.work / TABLE, table)
+    for cand, _ in members:
+        save_derived(ctx, cand)
+
+    write_npy(ctx.work / artifacts.OOF_PROBS, final_oof)
+    write_json(ctx.work / artifacts.DECODING, decoding)
+    write_csv(ctx.work / artifacts.OOF_TABLE, pd.DataFrame({
+        comp.id_col: comp.train[comp.id_col], "fold": fold_of,
+        comp.target_cols[0] if len(comp.target_cols) == 1 else "target": task.truth_strings(comp.train[comp.target_cols]),
+        "prediction": task.decode(final_oof, decoding),
+    }))
+    described = ", ".join(f"{c.name} {w:.2f}" + (f" (+{len(c.views)} views)" if c.keep_tta else "")
+                          for c, w in members)
+    ctx.log(f"{'blend' if used == 'blend' else 'best single candidate'}: {described}; OOF {task.metric_name} "
+            f"{score:.5f}")
+    single_plain = used == "single" and members[0][0].kind == "fold" and not members[0][0].keep_tta
+    first = members[0][0]
+    record = {
+        "score": score,
+        "metric": task.metric_name,
+        "higher_is_better": task.higher_is_better,
+        "scores": task.scores(y[scored], final_oof[scored], decoding),
+        "fold_scores": [task.score(y[fold_of == k], final_oof[fold_of == k], decoding) for k in range(n_folds)],
+        "folds": n_folds,
+        "decoding": decoding,
+        "fold_models": True,
+        "task": task.kind,
+        # what made the prediction: the submission's name says it (one stage's plain fold models: that stage)
+        "source": first.stage if single_plain and "/" not in first.name else NAME,
+        "members": [{"name": c.name, "stage": c.stage, "kind": c.kind, "weight": w,
+                     "views": c.views if c.keep_tta else [],
+                     "augmentations": list(c.model.get("augmentations", [])),
+                     "input_shape": list(c.input_shape) if c.input_shape else None, "models": c.files}
+                    for c, w in members],
+        "blend": {"used": used, "nested_score": nested_score, "full_score": full_score,
+                  "best_single": candidates[best].name, "best_single_score": best_score,
+                  "candidates": {c.name: r["oof_tta"] if r["tta"] == "kept" else r["oof"]
+                                 for c, r in zip(candidates, rows_out)}},
+    }
+    if first.input_shape:
+        record["input_shape"] = list(first.input_shape)
+    return record
+
