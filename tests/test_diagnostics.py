@@ -39,6 +39,10 @@ def test_smoke_run_writes_csv_tensorboard_and_learning_curve(comp, workdir):
 
     events = list((fold / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    import tensorflow as tf
+
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
+    assert {"weights/conv2d", "gradients/conv2d", "grad_norm"} <= tags  # per-layer histograms beside the scalars
     image = cv2.imread(str(fold / "learning_curve.png"))
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
 

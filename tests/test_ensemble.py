@@ -213,6 +213,24 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
     assert f"OOF {record['score']:.5f}" in path.read_text()
 
 
+def test_gradient_boosting_and_a_network_on_a_table_are_blended(comp, workdir, demo):
+    code, out, err = comp("run", "stage=predict", "competition=demo:wine", "baseline.variants=[mlp]", "split.folds=3",
+                          "train.epochs=15", "train.lr=3e-3", "train.diagnostics=false", "regularize.time=0",
+                          "tune.time=0")
+    assert code == 0, err
+    table = pd.read_csv(workdir / "runs/wine/ensemble/candidates.csv").set_index("candidate")
+    singles = table[table["kind"] != "blend"]
+    # hgb (the default for tables) and the mlp variant, each as it is, with its own epoch weights for the mlp;
+    # no test-time views on tables
+    assert {"baseline", "baseline/mlp"} <= set(singles.index) and (singles["tta"] == "none").all()
+    record = json.loads((workdir / "runs/wine/ensemble/stage.json").read_text())
+    assert record["score"] >= singles["oof"].max() - 1e-12
+    # gradient boosting does not export into a Keras model: one line says so
+    code, _, err = comp("export", "competition=demo:wine", "predict.source=baseline")
+    assert code == 2 and "ensemble member baseline is not a Keras model" in err
+    assert not (workdir / "runs/wine/export").exists()
+
+
 def test_bad_ensemble_settings_stop_before_any_work(comp, workdir, demo):
     code, _, err = comp("run", "stage=ensemble", *SMOKE, "ensemble.candidates=[fold,bagging]")
     assert code == 2 and "ensemble.candidates=['fold', 'bagging']" in err and "(bagging unknown)" in err

@@ -17,8 +17,11 @@ ARGS = ("run", "stage=all", "experiment=smoke", "split.duplicate_aware=false", "
 RECIPES = {
     "adamw-cosine-ema": ("train.optimizer=adamw", "train.weight_decay=0.05", "train.schedule=cosine",
                          "train.warmup=1", "train.ema=0.9", "model.hp.batchnorm=true", "train.augmentations=auto"),
+    # ... and the weights kept for the ensemble (top epochs, SWA mean, EMA), resumed mid-fold too
     "sgd-plateau-smoothing": ("train.optimizer=sgd", "train.lr=0.05", "train.schedule=plateau",
-                              "train.label_smoothing=0.1", "train.clip=1.0", "train.warmup=0.5"),
+                              "train.label_smoothing=0.1", "train.clip=1.0", "train.warmup=0.5",
+                              "train.snapshots=2", "train.swa_epochs=3", "train.keep_ema=auto",
+                              "ensemble.candidates=[fold,snapshots,swa,ema]"),
 }
 
 
@@ -72,9 +75,16 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, recipe):
     assert resumed.returncode == 0, err
     assert "[baseline] unchanged" in out or "finished earlier" in out
 
-    for name in ("baseline/oof.npy", "predict/test_pred.npy"):
+    for name in ("baseline/oof.npy", "ensemble/oof.npy", "predict/test_pred.npy"):
         np.testing.assert_array_equal(np.load(reference / "runs/digits" / name),
                                       np.load(interrupted / "runs/digits" / name))
+    for fold in ("fold_0", "fold_1"):
+        kept = reference / "runs/digits/baseline" / fold / "weights.npz"
+        if "train.snapshots=2" in recipe:
+            with np.load(kept) as ref, np.load(interrupted / "runs/digits/baseline" / fold / "weights.npz") as got:
+                assert sorted(ref.files) == sorted(got.files) and len(ref.files) > 0
+                for key in ref.files:
+                    np.testing.assert_array_equal(ref[key], got[key])
     (ref_sub,) = (reference / "submissions").glob("*.csv")
     (int_sub,) = (interrupted / "submissions").glob("*.csv")
     assert ref_sub.name == int_sub.name and ref_sub.read_bytes() == int_sub.read_bytes()

@@ -192,17 +192,26 @@ def ordered(cfg) -> list[Change]:
     return sorted(CHANGES, key=lambda c: -c.gain / c.cost)
 
 
-def setting(cfg, competition, task, image_size) -> Setting:
-    """What the changes need to know about ``cfg``."""
+def plugin_defaults(cfg, competition, task) -> dict[str, Any]:
+    """The model plugin's knobs and their defaults (a probe build: ask once per stage)."""
+    from comp.stages.training import model_name
+    from comp.training.model import plugin_space
+
+    return {p.name: p.default for p in plugin_space(model_name(cfg, competition, task), competition.modality, task)}
+
+
+def setting(cfg, competition, task, image_size, defaults: dict[str, Any] | None = None) -> Setting:
+    """What the changes need to know about ``cfg`` (``defaults``: ``plugin_defaults``'s answer)."""
     from comp.api import EstimatorModel, plugin_regularizers
     from comp.registry import MODELS
     from comp.stages.training import augmentations, model_name
-    from comp.training.model import plugin_space
 
     name = model_name(cfg, competition, task)
     plugin = MODELS.load(name)
     estimator = isinstance(plugin, EstimatorModel)
-    knobs = {**{p.name: p.default for p in plugin_space(name, competition.modality, task)}, **dict(cfg.model.hp)}
+    if defaults is None:
+        defaults = plugin_defaults(cfg, competition, task)
+    knobs = {**defaults, **dict(cfg.model.hp)}
     declared = plugin.regularizers if estimator else plugin_regularizers(plugin)
     return Setting(cfg, competition.modality, task, not estimator, augmentations(cfg, competition, task),
                    declared, knobs, image_size)
@@ -215,7 +224,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     keras_model = not is_estimator(model_name(ctx.cfg, ctx.competition, ctx.task))
     lr = resolve_lr(ctx)[0] if keras_model else 0.0  # an estimator has no LR of ours
-    runner = TrialRunner(ctx, lr, [], ctx.log)
+    runner = TrialRunner(ctx, lr, [])
     try:
         return _search(ctx, runner, lr, base_epochs(ctx))
     finally:
@@ -245,9 +254,10 @@ def _search(ctx: StageContext, runner, lr: float, epochs: int) -> dict[str, Any]
             f"about {unit:.0f}s per change")
     rows: list[dict[str, Any]] = [_row("baseline", "the baseline's configuration", current, None, None, "reference")]
     kept: list[str] = []
+    defaults = plugin_defaults(cfg, ctx.competition, task)  # the changes never change the model plugin
     for change in ordered(cfg):
         now_cfg = runner.config(current.changes)
-        made = change.make(setting(now_cfg, ctx.competition, task, image_size))
+        made = change.make(setting(now_cfg, ctx.competition, task, image_size, defaults))
         if isinstance(made, str):
             rows.append(_row(change.name, change.help, None, None, None, f"not applicable: {made}"))
             continue
@@ -259,7 +269,7 @@ def _search(ctx: StageContext, runner, lr: float, epochs: int) -> dict[str, Any]
                              f"not tried: needs ~{expected:.0f}s, {max(end - time.monotonic(), 0):.0f}s left"))
             continue
         candidate = runner.run({**current.changes, **made}, ctx.work / "trials" / change.name, epochs,
-                               deadline=end + expected)
+                               deadline=end + expected, keep_weights=True)  # tune may reuse these folds
         candidate.folder = f"{NAME}/trials/{change.name}"
         gain, noise = paired_gain(candidate, current, task.higher_is_better)
         keep = beats_noise(gain, noise)

@@ -8,7 +8,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -38,6 +38,12 @@ class Trial:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Trial":
+        """A trial as ``to_dict`` wrote it (a stage record's), its extra details left out."""
+        return cls(**{k: data[k] for k in ("changes", "score", "fold_scores", "folds", "seconds", "epochs", "folder",
+                                           "stopped_by_budget") if k in data})
 
 
 def trial_folds(setting: int | str, n_folds: int) -> list[int]:
@@ -74,26 +80,22 @@ def baseline_trial(ctx: StageContext, folds: list[int]) -> Trial:
     oof = np.load(folder / artifacts.OOF_PROBS)
     rows = np.isin(fold_of, folds)
     _, score = ctx.task.fit_decoding(y[rows], oof[rows], fold_of[rows])
-    seconds = sum(_fold_seconds(folder, k) for k in folds)
+    seconds = sum(_fold_infos(ctx)[k].get("seconds", 0.0) for k in folds)
     return Trial({}, float(score), [record["fold_scores"][k] for k in folds], folds, seconds,
                  epochs=base_epochs(ctx), folder=ctx.upstream["baseline"])
 
 
-def _fold_seconds(folder: Path, k: int) -> float:
+def _fold_infos(ctx: StageContext) -> list[dict]:
+    """The baseline's per-fold details (seconds, epochs, ...) from its CV summary."""
     from comp.files import read_json
+    from comp.training.cv import SUMMARY_FILE
 
-    try:
-        return float(read_json(folder / artifacts.FOLD_DIR.format(fold=k) / "done.json").get("seconds", 0.0))
-    except (OSError, ValueError):
-        return 0.0
+    return read_json(ctx.rundir.output(ctx.upstream["baseline"]) / SUMMARY_FILE)["folds"]
 
 
 def baseline_fold_seconds(ctx: StageContext) -> float:
     """Mean seconds of one baseline fold: the unit the searches plan their time in."""
-    record = ctx.rundir.record(ctx.upstream["baseline"])
-    folder = ctx.rundir.output(ctx.upstream["baseline"])
-    seconds = [_fold_seconds(folder, k) for k in range(record["folds"])]
-    return max(float(np.mean(seconds)), 0.1)
+    return max(float(np.mean([f.get("seconds", 0.0) for f in _fold_infos(ctx)])), 0.1)
 
 
 MIN_SEARCH_SECONDS = 60.0  # a baseline of seconds (gradient boosting on a table) still gets a real search
@@ -126,15 +128,13 @@ class TrialRunner:
     Keras models train in a child process (``TRIALS_PER_PROCESS`` trials each) so that the
     searching process's memory stays flat however many trials run; call ``close()`` after."""
 
-    def __init__(self, ctx: StageContext, lr: float, folds: list[int], log: Callable[[str], None],
-                 isolate: bool = True):
+    def __init__(self, ctx: StageContext, lr: float, folds: list[int], isolate: bool = True):
         from comp.stages.training import read_folds
 
         self.ctx = ctx
         self.lr = lr
         self.folds = folds
         self.fold_of = read_folds(ctx)
-        self.log = log
         self.isolate = isolate
         self._inputs: dict[Any, Any] = {}
         self._y = None
@@ -173,11 +173,13 @@ class TrialRunner:
         return self._inputs[key], self._y
 
     def run(self, changes: dict[str, Any], out: Path, epochs: int, deadline: float = math.inf,
-            folds: list[int] | None = None) -> Trial:
-        """Train ``changes`` on the folds into ``out`` (resuming its finished folds)."""
+            folds: list[int] | None = None, keep_weights: bool = False) -> Trial:
+        """Train ``changes`` on the folds into ``out`` (resuming its finished folds).
+        ``keep_weights``: the folds keep their epoch weights for the ensemble, as a full-length
+        trial's folds may be reused by a training on every fold."""
         folds = self.folds if folds is None else folds
         if not self._in_child(changes):
-            return self._run_here(changes, out, epochs, deadline, folds)
+            return self._run_here(changes, out, epochs, deadline, folds, keep_weights)
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -190,7 +192,7 @@ class TrialRunner:
         ctx = replace(self.ctx, budget=None, task=None)
         from concurrent.futures.process import BrokenProcessPool
 
-        future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, seconds_left)
+        future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, seconds_left, keep_weights)
         try:
             return future.result()
         except BrokenProcessPool:  # the child died (e.g. out of memory): this trial fails, the next gets a new one
@@ -198,7 +200,7 @@ class TrialRunner:
             raise
 
     def _run_here(self, changes: dict[str, Any], out: Path, epochs: int, deadline: float,
-                  folds: list[int]) -> Trial:
+                  folds: list[int], keep_weights: bool) -> Trial:
         from comp.stages.training import augmentations, model_name, train_spec
         from comp.training.cv import cross_validate
         from comp.training.spec import ModelSpec
@@ -209,8 +211,9 @@ class TrialRunner:
         model = ModelSpec(model_name(cfg, ctx.competition, ctx.task), dict(cfg.model.hp),
                           augmentations(cfg, ctx.competition, ctx.task))
         lr = 0.0 if cfg.train.lr == "auto" else float(cfg.train.lr)  # "auto" only for a model without an LR
-        # A trial is scored, never blended: it keeps no weights for the ensemble.
-        spec = replace(train_spec(cfg, lr), epochs=max(int(epochs), 1), snapshots=0, swa_epochs=0, keep_ema=0.0)
+        spec = replace(train_spec(cfg, lr), epochs=max(int(epochs), 1))
+        if not keep_weights:  # a short trial is only scored, never blended
+            spec = replace(spec, snapshots=0, swa_epochs=0, keep_ema=0.0)
         began = time.monotonic()
         result = cross_validate(inputs, y, self.fold_of, ctx.task, model, spec, out, seed=cfg.seed,
                                 deadline=deadline, log=lambda m: None, only=folds)
@@ -232,7 +235,7 @@ def _die_with_parent() -> None:
 
 
 def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[str, Any], out: Path, epochs: int,
-                 seconds_left: float) -> Trial:
+                 seconds_left: float, keep_weights: bool) -> Trial:
     """One trial in a child process (see ``TRIALS_PER_PROCESS``)."""
     from comp.tasks import make_task
     from comp.training.strategy import configure_devices
@@ -240,8 +243,9 @@ def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[s
     configure_devices(ctx.cfg.train.logical_cpus)
     comp = ctx.competition
     ctx = replace(ctx, task=make_task(comp.task_kind, comp.task_source(), comp.metric, comp.root, []))
-    runner = TrialRunner(ctx, lr, folds, log=lambda m: None, isolate=False)
-    return runner.run(changes, out, epochs, deadline=time.monotonic() + seconds_left, folds=folds)
+    runner = TrialRunner(ctx, lr, folds, isolate=False)
+    return runner.run(changes, out, epochs, deadline=time.monotonic() + seconds_left, folds=folds,
+                      keep_weights=keep_weights)
 
 
 def changes_yaml(changes: dict[str, Any], comment: str) -> str:

@@ -160,13 +160,13 @@ class _Objective:
         epochs = int(values.get("tuner/epochs") or values["comp_epochs"])
         if self.runner is None or self.runner.lr != lr:
             self.close()
-            self.runner = TrialRunner(ctx, lr, folds, ctx.log)
+            self.runner = TrialRunner(ctx, lr, folds)
         base = json.loads(values["comp_base"])
         try:
             start_cfg = self.runner.config(base)
             changes = {**base, **to_changes(values, start_cfg, ctx.competition, ctx.task)}
             trial = self.runner.run(changes, self.trials_dir / phase / trial_id, epochs, deadline=self.hard_deadline,
-                                    folds=folds)
+                                    folds=folds, keep_weights=phase == "fine")  # fine trials' folds may be reused
         except CompError as exc:
             from comp.tuning.search import Stop
 
@@ -227,20 +227,36 @@ def run(ctx: StageContext) -> dict[str, Any]:
             f"{cfg.tune.coarse_trials} of {coarse_epochs} epochs ({cfg.tune.oracle}; ~{fit_coarse} fit at the "
             f"baseline's speed), fine {search_end - coarse_end:.0f}s for tune.fine_trials={cfg.tune.fine_trials} of "
             f"{epochs} epochs (~{fit_fine} fit), then ~{retrain:.0f}s to train the result on the other folds")
-    objective = _Objective(ctx, ctx.work / "trials", hard_deadline=end)
+    # Trials plan their schedules to end by search_end: the time kept for the final training stays kept.
+    objective = _Objective(ctx, ctx.work / "trials", hard_deadline=search_end)
     try:
-        return _search(ctx, objective, knobs, start_cfg, start_changes, regular, folds, lr, epochs, unit,
-                       coarse_epochs, coarse_end, search_end)
+        return _search(ctx, objective, knobs, start_cfg, start_changes, regular,
+                       _Plan(folds, lr, epochs, unit, coarse_epochs, coarse_end, search_end, retrain))
     finally:
         objective.close()
 
 
-def _search(ctx, objective, knobs, start_cfg, start_changes, regular, folds, lr, epochs, unit, coarse_epochs,
-            coarse_end, search_end) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What ``run`` worked out for the search: folds, LR, lengths and when each phase ends."""
+
+    folds: list[int]
+    lr: float
+    epochs: int  # a fine trial's (the baseline's)
+    unit: float  # seconds of one full-length trial at the baseline's speed
+    coarse_epochs: int
+    coarse_end: float  # time.monotonic() values
+    search_end: float
+    retrain: float  # seconds the final training on the other folds needs at the baseline's speed
+
+
+def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Plan) -> dict[str, Any]:
     from comp.stages.trials import Trial, beats_noise, lr_setting, paired_gain, write_best
     from comp.tuning.search import make_oracle, search
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
+    folds, lr, epochs, unit = plan.folds, plan.lr, plan.epochs, plan.unit
+    coarse_epochs, coarse_end, search_end = plan.coarse_epochs, plan.coarse_end, plan.search_end
     fixed = {"comp_base": json.dumps(start_changes, sort_keys=True), "comp_lr": lr,
              "comp_folds": ",".join(map(str, folds))}
     sign = 1 if task.higher_is_better else -1
@@ -298,6 +314,12 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, folds, lr,
         ctx.log("the result is the baseline's configuration: its fold models stand (predict uses the baseline)")
         return {"score": start.score, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
                 "scored_folds": folds, "fold_scores": start.fold_scores, "fold_models": False, **extra}
+    left = ctx.budget.stage_deadline(NAME) - ctx.budget.clock() if ctx.budget.limited else math.inf
+    if left < 0.5 * plan.retrain:  # folds squeezed into seconds would be published as junk fold models
+        ctx.log(f"no time left to train the result on the other folds (needs ~{plan.retrain:.0f}s, {left:.0f}s left "
+                "of the budget): its configuration is in best.yaml, predict uses the earlier stages")
+        return {"score": chosen.score, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
+                "scored_folds": folds, "fold_scores": chosen.fold_scores, "fold_models": False, **extra}
     return {**_train_every_fold(ctx, final, chosen, epochs, lr), **extra}
 
 
@@ -330,13 +352,13 @@ def _start_trial(ctx, regular: dict, start_changes: dict, folds: list[int], epoc
 
     best = regular["best"]
     if best["folds"] == folds and best["epochs"] == epochs:
-        return Trial(**{k: best[k] for k in ("changes", "score", "fold_scores", "folds", "seconds", "epochs",
-                                             "folder")})
+        return Trial.from_dict(best)
     if not start_changes:
         return baseline_trial(ctx, folds)
-    runner = TrialRunner(ctx, lr, folds, ctx.log)
+    runner = TrialRunner(ctx, lr, folds)
     try:
-        trial = runner.run(start_changes, ctx.work / "trials" / "start", epochs, deadline=objective.hard_deadline)
+        trial = runner.run(start_changes, ctx.work / "trials" / "start", epochs, deadline=objective.hard_deadline,
+                           keep_weights=True)
     finally:
         runner.close()
     trial.folder = f"{NAME}/trials/start"

@@ -170,6 +170,7 @@ class Diagnostics:
         self.relu_names: list[str] = []
         self.batchnorm: dict[str, Any] = {}
         self._previous: list[np.ndarray] = []
+        self._histograms: list[tuple[str, np.ndarray, np.ndarray]] = []
         self._probe_step = None
         self._writer = None
 
@@ -214,6 +215,9 @@ class Diagnostics:
             for key, value in row.items():
                 if key != "epoch":
                     tf.summary.scalar(_tb_name(key, self.task.progress_metric), value)
+            for name, weights, grads in self._histograms:  # the report draws the final ones
+                tf.summary.histogram(f"weights/{name}", weights)
+                tf.summary.histogram(f"gradients/{name}", grads)
         self._writer.flush()
 
     def _make_probe_step(self):
@@ -270,6 +274,7 @@ class Diagnostics:
             ratios.append(float(np.linalg.norm(now - before)) / norm / max(self.steps_per_epoch, 1)
                           if norm > 0 else float("nan"))
         self._previous = current
+        self._histograms = list(zip(self.kernel_names, current, grads))  # for TensorBoard, per epoch
         finite = [r for r in ratios if np.isfinite(r)]
         out["update_ratio_median"] = float(np.median(finite)) if finite else float("nan")
         out["update_ratio_min"] = float(min(finite)) if finite else float("nan")
