@@ -246,6 +246,9 @@ def test_report_of_a_missing_run_is_one_line(comp, workdir, demo):
     assert code == 2 and "runs/nothing does not exist" in err
     code, _, err = comp("report", "train.epochs=3")
     assert code == 2 and "report takes competition=" in err
+    code, _, err = comp("export", "run=nothing")
+    assert code == 2 and "runs/nothing/ensemble is missing: run `comp run stage=ensemble`" in err
+    assert not (workdir / "runs").exists()
 
 
 def _browser():
