@@ -38,6 +38,7 @@ SCHEMA: dict[str, Key] = {
     "budget": Key("duration?", "wall-clock limit for the whole command, e.g. 90s, 15m, 2h"),
     "overwrite": Key("bool", "rerun the requested stage(s) even when inputs and config are unchanged"),
     "seed": Key("int", "seed for weights, shuffling and augmentation", low=0),
+    "report": Key("bool", "write runs/<run>/report.html at the end of stage=all (comp report writes it any time)"),
     "task": Key("str?", "task kind (classification, multilabel, regression, sequence or a comp.tasks plugin); "
                         "null = inferred from the target"),
     "metric": Key("str?", "competition metric (a comp.metrics plugin, see `comp plugins`); null = named in a "

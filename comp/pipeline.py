@@ -67,7 +67,7 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
     lock.acquire(wait)
     try:
         record = _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command)
-        if cfg.stage == "all":
+        if cfg.stage == "all" and cfg.report:
             from comp.report import write_report
 
             print(f"report: {write_report(rundir.path, competition, task)}", flush=True)

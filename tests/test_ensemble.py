@@ -124,7 +124,7 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
     """One short run for the whole end: the ensemble, prediction in a new process, the
     export, the report in a real browser."""
     code, out, err = comp("run", "stage=all", *SMOKE, *KEEP, "regularize.changes=[label_smoothing]",
-                          "regularize.time=0")  # listed as not tried: the report's table has a row
+                          "regularize.time=0", "report=true")  # listed as not tried: the report's table has a row
     assert code == 0, err
     run = workdir / "runs/digits"
     record = json.loads((run / "ensemble/stage.json").read_text())

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ARGS = ("run", "stage=all", "experiment=smoke", "split.duplicate_aware=false", "train.epochs=6",
-        "train.patience=6", "check.lr_steps=40", "check.zero_input_epochs=1")
+ARGS = ("run", "stage=all", "experiment=smoke", "split.duplicate_aware=false", "train.epochs=5",
+        "train.patience=5", "check.lr_steps=40", "check.zero_input_epochs=1")
 # Every stateful part of training at once: Nesterov SGD with weight decay, warmup, a
 # plateau schedule that lowers the LR, label smoothing, clipping, the EMA of the weights,
 # BatchNorm and dropout (whose RNG state must resume too), augmentation in the graph.
