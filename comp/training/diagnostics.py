@@ -147,6 +147,9 @@ def _unique(names: list[str]) -> list[str]:
 
 
 # -- the hook --------------------------------------------------------------------------------
+HISTOGRAM_EVERY = 5  # epochs between TensorBoard's per-layer weight and gradient histograms (the first included)
+
+
 class Diagnostics:
     """Per-epoch diagnostics of one fold; ``callbacks()`` goes to ``train_fold``."""
 
@@ -215,9 +218,10 @@ class Diagnostics:
             for key, value in row.items():
                 if key != "epoch":
                     tf.summary.scalar(_tb_name(key, self.task.progress_metric), value)
-            for name, weights, grads in self._histograms:  # the report draws the final ones
-                tf.summary.histogram(f"weights/{name}", weights)
-                tf.summary.histogram(f"gradients/{name}", grads)
+            if epoch % HISTOGRAM_EVERY == 0:  # histograms cost more than scalars; the report draws the final ones
+                for name, weights, grads in self._histograms:
+                    tf.summary.histogram(f"weights/{name}", weights)
+                    tf.summary.histogram(f"gradients/{name}", grads)
         self._writer.flush()
 
     def _make_probe_step(self):
