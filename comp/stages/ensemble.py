@@ -114,8 +114,8 @@ def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
                 if kind in wanted and sets:
                     found.append(Candidate(f"{stage}:{kind}", stage, kind, root, record["model"], shape, sets))
         elif any(p.is_file() for p in infos):
-            ctx.log(f"{stage}: some folds were reused from search trials, which keep no epoch weights: no "
-                    "snapshot, SWA or EMA candidates from it")
+            ctx.log(f"{stage}: some of its folds kept no epoch weights (reused from a search trial that kept "
+                    "none): no snapshot, SWA or EMA candidates from it")
         if "variants" in wanted:
             for name, variant in record.get("variants", {}).items():
                 found.append(Candidate(f"{stage}/{name}", stage, "fold",
