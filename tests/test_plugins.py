@@ -36,21 +36,30 @@ def test_unknown_hyperparameter(comp, workdir):
     assert "model.hp.filterz: model plugin 'small_cnn' has no such hyperparameter; did you mean 'filters'?" in err
 
 
+def _installed_apart(package: str, tmp_path_factory) -> dict:
+    """Install a plugin package into its own site directory; the env that puts it on the path.
+
+    Not into the shared virtual environment: tests on other xdist workers would see its entry
+    points come and go mid-run (a search listing `invert`, then failing to load it).
+    """
+    target = tmp_path_factory.mktemp(package)
+    _pip("install", "--no-deps", "--no-build-isolation", "--target", str(target), str(PACKAGES / package))
+    return {"PYTHONPATH": str(target)}
+
+
 @pytest.fixture(scope="module")
-def tiny_plugin_installed():
-    _pip("install", "--no-deps", "--no-build-isolation", str(PACKAGES / "comp_tiny_plugin"))
-    yield
-    _pip("uninstall", "-y", "comp-tiny-plugin")
+def tiny_plugin_installed(tmp_path_factory):
+    return _installed_apart("comp_tiny_plugin", tmp_path_factory)
 
 
 def test_third_party_plugin_is_listed_and_used(tiny_plugin_installed, workdir):
-    listed = comp_subprocess("plugins", cwd=workdir)
+    listed = comp_subprocess("plugins", cwd=workdir, env=tiny_plugin_installed)
     assert listed.returncode == 0
     line = next(l for l in listed.stdout.splitlines() if "tiny_mlp" in l)
     assert "comp-tiny-plugin 0.1.0" in line and "comp_tiny_plugin:tiny_mlp" in line
 
     result = comp_subprocess("run", "stage=all", *SMOKE, "model=tiny_mlp", "model.hp.units=16",
-                             "train.lr=0.003", "train.epochs=10", cwd=workdir)
+                             "train.lr=0.003", "train.epochs=10", cwd=workdir, env=tiny_plugin_installed)
     assert result.returncode == 0, result.stderr
     import json
     record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
@@ -61,7 +70,8 @@ def test_third_party_plugin_is_listed_and_used(tiny_plugin_installed, workdir):
 
 
 def test_third_party_augmentation_is_used_by_name(tiny_plugin_installed, workdir):
-    result = comp_subprocess("run", "stage=baseline", *SMOKE, "train.augmentations=[shift,invert:0.3]", cwd=workdir)
+    result = comp_subprocess("run", "stage=baseline", *SMOKE, "train.augmentations=[shift,invert:0.3]", cwd=workdir,
+                             env=tiny_plugin_installed)
     assert result.returncode == 0, result.stderr
     import json
 
@@ -93,17 +103,15 @@ def test_broken_plugin_names_distribution_and_entry_point(tmp_path, workdir):
 
 
 @pytest.fixture(scope="module")
-def metric_plugin_installed():
-    _pip("install", "--no-deps", "--no-build-isolation", str(PACKAGES / "comp_metric_plugin"))
-    yield
-    _pip("uninstall", "-y", "comp-metric-plugin")
+def metric_plugin_installed(tmp_path_factory):
+    return _installed_apart("comp_metric_plugin", tmp_path_factory)
 
 
 def test_a_competition_plugs_in_its_own_metric(metric_plugin_installed, workdir):
-    listed = comp_subprocess("plugins", "q*", cwd=workdir)
+    listed = comp_subprocess("plugins", "q*", cwd=workdir, env=metric_plugin_installed)
     assert "qwk" in listed.stdout and "comp-metric-plugin 0.1.0" in listed.stdout
 
-    result = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", cwd=workdir)
+    result = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", cwd=workdir, env=metric_plugin_installed)
     assert result.returncode == 0, result.stderr
     import json
 
@@ -119,5 +127,6 @@ def test_a_competition_plugs_in_its_own_metric(metric_plugin_installed, workdir)
     history = pd.read_csv(workdir / "runs/digits/baseline/fold_0/history.csv")
     assert history["val_score"].between(-1, 1).all()  # early stopping watched the kappa
     assert list((workdir / "submissions").glob("digits-baseline-qwk=*.csv"))
-    wrong = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", "competition=demo:diabetes", cwd=workdir)
+    wrong = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", "competition=demo:diabetes", cwd=workdir,
+                             env=metric_plugin_installed)
     assert wrong.returncode == 2 and "metric=qwk does not fit task regression" in wrong.stderr
