@@ -85,6 +85,11 @@ def test_views(entries, input_spec, task_kind: str) -> list[Any]:
     return views
 
 
+def views_for(entries, input_spec, task_kind: str, setting: Any, where: str = "predict.tta") -> list[Any]:
+    """The test-time views a model trained with augmentations ``entries`` gets under ``setting``."""
+    return pick_views(test_views(entries, input_spec, task_kind), setting, where)
+
+
 def pick_views(views: list[Any], setting: Any, where: str = "predict.tta") -> list[Any]:
     """The views ``predict.tta`` asks for, the original not counted: ``auto`` the first
     ``AUTO_VIEWS - 1``, N the first N - 1, a list those named (an unknown name is an error)."""

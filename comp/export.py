@@ -26,7 +26,7 @@ def export_run(cfg) -> Path:
     from comp.demo import cache_root
     from comp.demo import resolve as resolve_competition
     from comp.rundir import RunDir
-    from comp.stages.predict import members_of
+    from comp.stages.predict import member_stages, members_of
     from comp.tasks import make_task
 
     root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
@@ -41,8 +41,7 @@ def export_run(cfg) -> Path:
     if not record.get("fold_models", True):
         raise ConfigError(f"export: stage {source} kept no fold models for every fold; set predict.source=baseline")
     members = members_of(cfg, source, record)
-    for stage in sorted({ref[key].split("/")[0] for m in members for refs in m["models"] for ref in refs
-                         for key in ("model", "weights") if ref.get(key)} | {source}):
+    for stage in sorted(member_stages(members) | {source}):
         rundir.verify(stage)  # a damaged model file is named, not exported
     model = ensemble_model(rundir.path, members, task)
     target = rundir.path / EXPORT_DIR
@@ -67,24 +66,20 @@ def ensemble_model(run_path: Path, members: list[dict], task):
 
     import comp.layers  # noqa: F401  registers AffineView and WeightedSum
     from comp.api import InputSpec
-    from comp.augmentation import pick_views, test_views
+    from comp.augmentation import views_for
     from comp.layers import WeightedSum
-    from comp.training.averaging import assign, load_weight_sets
-    from comp.training.fold_model import load_fold_model
+    from comp.stages.predict import member_models
 
     inputs, outputs, weights = None, [], []
     total = sum(m["weight"] for m in members)
     for i, member in enumerate(members):
         refs = [ref for fold in member["models"] for ref in fold]
-        for j, ref in enumerate(refs):
-            fold_model = load_fold_model(run_path / ref["model"])
+        for j, (ref, fold_model) in enumerate(member_models(run_path, refs, reuse=False)):
             if not fold_model.is_keras:
                 raise ConfigError(f"export: ensemble member {member['name']} is not a Keras model; only Keras "
                                   "members export (set ensemble.candidates without variants, or "
                                   "predict.source=baseline)")
             model = fold_model.model
-            if ref.get("weights"):
-                assign(model, load_weight_sets(run_path / ref["weights"])[0][ref["set"]])
             model.name = f"m{i}_{j}_{model.name}"  # unique inside the ensemble
             if inputs is None:
                 inputs = keras.tree.map_structure(
@@ -92,7 +87,7 @@ def ensemble_model(run_path: Path, members: list[dict], task):
             views = []
             if member["views"]:
                 spec = InputSpec(tuple(member["input_shape"]))
-                views = pick_views(test_views(member["augmentations"], spec, task.kind), member["views"])
+                views = views_for(member["augmentations"], spec, task.kind, member["views"])
                 for view in views:
                     view.name = f"m{i}_{j}_{view.name}"
             for view in [None, *views]:

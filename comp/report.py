@@ -306,10 +306,12 @@ def _first_model(run: _Run):
 def _filters(run: _Run) -> str:
     import keras
 
+    from comp.training.batchnorm import nested_layers
+
     model = _first_model(run)
     if model is None:
         return _note("the baseline has no Keras fold model")
-    conv = next((layer for layer in _layers(model) if isinstance(layer, keras.layers.Conv2D)), None)
+    conv = next((layer for layer in nested_layers(model) if isinstance(layer, keras.layers.Conv2D)), None)
     if conv is None:
         return _note(f"model {model.name} has no convolution layer")
     kernel = np.asarray(conv.kernel.numpy())  # (h, w, in, out)
@@ -327,14 +329,6 @@ def _filters(run: _Run) -> str:
 
     return (_note("noisy or blank (dead) filters show a training problem at a glance; baseline fold 1")
             + _figure(draw, "first convolution filters", size=(columns * 0.9 + 1, np.ceil(count / columns) * 0.9 + 1)))
-
-
-def _layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _layers(layer)
-        else:
-            yield layer
 
 
 def _histograms(run: _Run) -> str:

@@ -64,10 +64,10 @@ def check_views(cfg, competition, task) -> None:
         if competition.modality != IMAGE:
             raise ConfigError(f"predict.tta={tta}: test-time views are for images; this competition is "
                               f"{competition.modality}; use predict.tta=1")
-        from comp.augmentation import pick_views, test_views
+        from comp.augmentation import views_for
         from comp.stages.training import augmentations
 
-        pick_views(test_views(augmentations(cfg, competition, task), InputSpec((32, 32, 3)), task.kind), tta)
+        views_for(augmentations(cfg, competition, task), InputSpec((32, 32, 3)), task.kind, tta)
 
 
 @dataclass
@@ -143,7 +143,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     for all the candidates made from it."""
     import keras
 
-    from comp.augmentation import pick_views, test_views
+    from comp.augmentation import views_for
     from comp.training.averaging import assign, load_weight_sets, recalibrate_batchnorm
     from comp.training.fold_model import load_fold_model
 
@@ -171,8 +171,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             fm = load_fold_model(fold_dir)
             views = []
             if fm.is_keras and ctx.competition.modality == "image":
-                views = pick_views(test_views(group[0].model.get("augmentations", []), inputs.spec(), task.kind),
-                                   cfg.predict.tta)
+                views = views_for(group[0].model.get("augmentations", []), inputs.spec(), task.kind, cfg.predict.tta)
             weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
             shared = time.monotonic() - began
             for cand in group:

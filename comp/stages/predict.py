@@ -4,6 +4,9 @@ chose on OOF predictions. ``predict.source=STAGE`` predicts with one training st
 models instead (views only when ``predict.tta`` names a number or a list)."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -77,8 +80,7 @@ def run(ctx: StageContext) -> dict:
     comp, task = ctx.competition, ctx.task
     members = members_of(ctx.cfg, source, record)
     # The members' files live in the stages that trained them: checked like any input.
-    for stage in sorted({ref[key].split("/")[0] for m in members for refs in m["models"] for ref in refs
-                         for key in ("model", "weights") if ref.get(key)} - set(ctx.upstream.values())):
+    for stage in sorted(member_stages(members) - set(ctx.upstream.values())):
         ctx.rundir.verify(stage)
     loaded: dict = {}
     total, weights = None, 0.0
@@ -109,28 +111,44 @@ def run(ctx: StageContext) -> dict:
     }
 
 
-def predict_member(ctx: StageContext, member: dict, x) -> np.ndarray:
-    """One member on every test row: the mean over its folds' models (a fold model, or one with
-    a kept weight set assigned: a top epoch, an average) and its views."""
-    import keras
+def member_stages(members: list[dict]) -> set[str]:
+    """The stages whose files the members' models and weight sets are."""
+    return {ref[key].split("/")[0] for m in members for refs in m["models"] for ref in refs
+            for key in ("model", "weights") if ref.get(key)}
 
-    from comp.augmentation import pick_views, test_views
+
+def member_models(run_path: Path, refs: list[dict], reuse: bool = True) -> Iterator[tuple[dict, Any]]:
+    """(ref, FoldModel) for each model reference: the fold model with the ref's kept weight
+    set (a top epoch, an average) assigned. With ``reuse`` a model file is loaded again only
+    when a weight set replaced the weights a later ref wants as saved; without, every ref
+    gets its own model (an exported graph holds them all at once)."""
     from comp.training.averaging import assign, load_weight_sets
     from comp.training.fold_model import load_fold_model
+
+    model, loaded_from = None, None
+    for ref in refs:
+        if not reuse or ref["model"] != loaded_from:
+            model, loaded_from = load_fold_model(run_path / ref["model"]), ref["model"]
+        if ref.get("weights"):
+            assign(model.model, load_weight_sets(run_path / ref["weights"])[0][ref["set"]])
+            loaded_from = None
+        yield ref, model
+
+
+def predict_member(ctx: StageContext, member: dict, x) -> np.ndarray:
+    """One member on every test row: the mean over its folds' models and its views."""
+    import keras
+
+    from comp.augmentation import views_for
 
     rows = np.arange(len(x))
     total, count = None, 0
     for refs in member["models"]:
-        model, loaded_from = None, None
-        for ref in refs:
-            if ref["model"] != loaded_from:  # or its weights were replaced and this ref wants them as saved
-                model, loaded_from = load_fold_model(ctx.rundir.path / ref["model"]), ref["model"]
-            if ref.get("weights"):
-                assign(model.model, load_weight_sets(ctx.rundir.path / ref["weights"])[0][ref["set"]])
-                loaded_from = None
+        model = None
+        for _, model in member_models(ctx.rundir.path, refs):
             views = []
             if member["views"] and model.is_keras:
-                views = pick_views(test_views(member["augmentations"], x.spec(), ctx.task.kind), member["views"])
+                views = views_for(member["augmentations"], x.spec(), ctx.task.kind, member["views"])
             pred = model.predictions(x, rows, ctx.task, ctx.cfg.predict.batch_size, views).astype(np.float64)
             total = pred if total is None else total + pred
             count += 1

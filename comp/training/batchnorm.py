@@ -38,8 +38,8 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / (batch_size * replicas)))
 
 
-def batchnorm_layers(model: keras.layers.Layer) -> Iterator[keras.layers.BatchNormalization]:
-    """Every BatchNormalization layer of ``model``, nested models and layers included."""
+def nested_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer of ``model`` depth first, in order, nested models and layers included."""
     seen: set[int] = set()
     stack = [model]
     while stack:
@@ -47,9 +47,13 @@ def batchnorm_layers(model: keras.layers.Layer) -> Iterator[keras.layers.BatchNo
         if id(layer) in seen:
             continue
         seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            yield layer
+        yield layer
         stack.extend(reversed(getattr(layer, "_layers", None) or getattr(layer, "layers", None) or []))
+
+
+def batchnorm_layers(model: keras.layers.Layer) -> Iterator[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of ``model``, nested models and layers included."""
+    return (layer for layer in nested_layers(model) if isinstance(layer, keras.layers.BatchNormalization))
 
 
 def set_momentum(model: keras.Model, momentum: float) -> int:
