@@ -184,7 +184,7 @@ def _cmd_report(overrides: list[str]) -> int:
 
     cfg = _run_config("report", overrides, LOCATE)
     root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
-    competition = load_competition(root, task=cfg.task, metric=cfg.metric)
+    competition = load_competition(root, task=cfg.task, metric=cfg.metric, cache=cache_root(cfg.paths.cache))
     task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, [])
     run_path = Path(cfg.paths.runs) / (cfg.run or competition.name)
     if not run_path.is_dir():

@@ -36,6 +36,7 @@ class Competition:
     test: pd.DataFrame | None = None  # test.csv when present, rows in sample_submission order
     notes: list[str] = field(default_factory=list)  # what was inferred, for the user
     settings: dict = field(default_factory=dict)  # comp.yaml
+    digest_index: Path | None = None  # size/mtime -> sha256 of image files, so commands rehash only what changed
     _digests: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
@@ -56,12 +57,13 @@ class Competition:
                           self.settings)
 
     def digests(self, split: str) -> list[str]:
-        """sha256 of each train or test image file, computed once."""
+        """sha256 of each train or test image file, computed once (and, with a digest index,
+        read again only for files whose size or modification time changed)."""
         if split not in self._digests:
-            from comp.data.cache import file_digest
+            from comp.data.cache import file_digests
 
             paths = self.train_images if split == "train" else self.test_images
-            self._digests[split] = [file_digest(p) for p in paths]
+            self._digests[split] = file_digests(paths, self.digest_index)
         return self._digests[split]
 
     @property
@@ -83,8 +85,10 @@ class Competition:
         return h.hexdigest()[:16]
 
 
-def load_competition(root: str | Path, task: str | None = None, metric: str | None = None) -> Competition:
-    """Read and check ``root``; ``task``/``metric`` override comp.yaml and inference."""
+def load_competition(root: str | Path, task: str | None = None, metric: str | None = None,
+                     cache: Path | None = None) -> Competition:
+    """Read and check ``root``; ``task``/``metric`` override comp.yaml and inference; with a
+    ``cache`` folder image file digests are kept there between commands."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"competition folder {root} does not exist; pass competition=PATH")
@@ -177,8 +181,12 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
             raise DataError(f"{root / 'test.csv'}: missing feature column '{missing[0]}' that train.csv has")
         train_images, test_images = [], []
         notes.append(f"tabular competition with {len(features)} feature columns (no train/ folder)")
+    digest_index = None
+    if cache is not None:
+        digest_index = Path(cache) / "digests" / (hashlib.sha1(str(root).encode()).hexdigest()[:16] + ".json")
     return Competition(
         root=root,
+        digest_index=digest_index,
         train=train,
         sample=sample,
         id_col=id_col,

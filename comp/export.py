@@ -30,7 +30,7 @@ def export_run(cfg) -> Path:
     from comp.tasks import make_task
 
     root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
-    competition = load_competition(root, task=cfg.task, metric=cfg.metric)
+    competition = load_competition(root, task=cfg.task, metric=cfg.metric, cache=cache_root(cfg.paths.cache))
     task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, [])
     rundir = RunDir(Path(cfg.paths.runs) / (cfg.run or competition.name))
     source = "ensemble" if cfg.predict.source == "auto" else cfg.predict.source

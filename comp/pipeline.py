@@ -36,7 +36,7 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
     budget = Budget(parse_duration(cfg.budget) if cfg.budget else None)
     targets = _targets(cfg.stage)
     root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
-    competition = load_competition(root, task=cfg.task, metric=cfg.metric)
+    competition = load_competition(root, task=cfg.task, metric=cfg.metric, cache=cache_root(cfg.paths.cache))
     notes = list(competition.notes)
     task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, notes)
     task.check_submission_format(competition.sample)

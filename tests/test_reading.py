@@ -1,5 +1,6 @@
 """Reading every competition shape issue 3 names, on real scikit-learn data."""
 import json
+import os
 
 import cv2
 import numpy as np
@@ -201,3 +202,29 @@ def test_task_inference(values, kind):
     from comp.tasks import infer_task_kind
 
     assert infer_task_kind(pd.DataFrame({"y": values}).replace("", None)) == kind
+
+
+def test_image_files_are_rehashed_only_when_they_change(demo, tmp_path, monkeypatch):
+    from comp.competition import load_competition
+    from comp.data import cache
+
+    root = copy_competition(demo, tmp_path / "digits")
+    competition = load_competition(root, cache=tmp_path / "cache")
+    first = competition.digests("train")
+    read = []
+    real = cache.file_digest
+    monkeypatch.setattr(cache, "file_digest", lambda p: read.append(p) or real(p))
+
+    assert load_competition(root, cache=tmp_path / "cache").digests("train") == first
+    assert read == []  # a new command reads no unchanged file
+
+    changed = competition.train_images[5]
+    changed.write_bytes(competition.train_images[6].read_bytes())
+    os.utime(changed, ns=(1, 1))  # even an older modification time counts as a change
+    again = load_competition(root, cache=tmp_path / "cache").digests("train")
+    assert read == [changed]
+    assert again[5] == first[6] != first[5] and again[:5] == first[:5]
+
+    (index,) = (tmp_path / "cache" / "digests").iterdir()
+    index.write_text("{")
+    assert load_competition(root, cache=tmp_path / "cache").digests("train") == again  # a damaged index is rebuilt

@@ -39,6 +39,41 @@ def file_digest(path: Path) -> str:
         return hashlib.sha256(f"unreadable {path.name}: {type(exc).__name__}".encode()).hexdigest()
 
 
+def file_digests(paths: list[Path], index_path: Path | None = None) -> list[str]:
+    """``file_digest`` of each path. With ``index_path`` (a JSON of path -> [size, mtime_ns,
+    digest]) a file whose size and modification time are unchanged is not read again, and
+    the index is updated for the ones that were (as make and rsync judge a file changed)."""
+    index: dict[str, list] = {}
+    if index_path is not None and index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            index = {}  # a damaged index is rebuilt, never trusted
+    out, changed = [], False
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            out.append(file_digest(path))
+            continue
+        key, stamp = str(path), [stat.st_size, stat.st_mtime_ns]
+        entry = index.get(key)
+        if isinstance(entry, list) and entry[:2] == stamp:
+            out.append(entry[2])
+            continue
+        digest = file_digest(path)
+        index[key], changed = [*stamp, digest], True
+        out.append(digest)
+    if changed and index_path is not None:
+        try:
+            from comp.files import write_text
+
+            write_text(index_path, json.dumps(index))
+        except OSError:
+            pass  # an unwritable cache costs the next command a rehash, nothing else
+    return out
+
+
 def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
                    size: list[int] | None = None, channels: int | None = None,
                    max_pixels: int = MAX_PIXELS) -> ImageSet:
