@@ -54,12 +54,20 @@ SCHEMA: dict[str, Key] = {
         "str", "an image that cannot be decoded: stop with an error, or skip it and list it", ("error", "skip")
     ),
     "inspect.near_distance": Key(
-        "float", "near duplicates: RMS pixel distance (0-255) of 16x16 thumbnails aligned within 2 px", low=0
+        "float", "near duplicates: at most this RMS pixel distance (0-255) of 16x16 thumbnails aligned within "
+                 "2 px", low=0
+    ),
+    "inspect.near_ratio": Key(
+        "float", "near duplicates: at most this fraction of the data's median distance from an image to its "
+                 "5th nearest neighbour", low=0
+    ),
+    "inspect.max_group_share": Key(
+        "float", "a near-duplicate group larger than this share of the images is look-alikes chained "
+                 "together, not copies: refused", low=0, high=1
     ),
     "inspect.phash_distance": Key(
         "int", "near duplicates: Hamming distance of 64-bit DCT hashes (images of at least 32 px)", low=0, high=64
     ),
-    "inspect.max_pairwise": Key("int", "compare all image pairs up to this many images; hashes alone above", low=0),
     "inspect.examples_per_class": Key("int", "images per class in the contact sheet", low=1),
     "split.folds": Key("int", "number of stratified folds", low=2),
     "split.seed": Key("int", "seed of the fold shuffle", low=0),
@@ -322,9 +330,18 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Keys that existed once: a user's old command or config gets told what replaced them.
+RETIRED = {
+    "inspect.max_pairwise": "near-duplicate search now runs at every size through a neighbour index; "
+                            "drop the key (inspect.near_ratio and inspect.max_group_share tune it)",
+}
+
+
 def _check_known(key: str, where: str) -> None:
     if key in SCHEMA:
         return
+    if key in RETIRED:
+        raise ConfigError(f"config key '{key}' in {where} is retired: {RETIRED[key]}")
     close = difflib.get_close_matches(key, list(SCHEMA) + list(GROUPS), n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'?" if close else "see `comp run --help` for the keys"
     raise ConfigError(f"unknown config key '{key}' in {where}: {hint}")

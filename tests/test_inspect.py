@@ -108,3 +108,75 @@ def test_corrupt_image_stops_split_before_writing(planted, comp, workdir):
     assert f"{root / 'train' / 'corrupt.png'}: cannot decode the image" in err
     assert "data.on_bad_image=skip" in err
     assert not (workdir / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def look_alikes(demo, tmp_path_factory):
+    """The digits at a quarter of their contrast on a grey ground: every image lies within the
+    fixed 8-level threshold of several distinct others (as with photographs of look-alike
+    objects), plus a planted 1-px shifted copy and an exact copy."""
+    root = copy_competition(demo, tmp_path_factory.mktemp("faint") / "digits")
+    for path in [*(root / "train").glob("*.png"), *(root / "test").glob("*.png")]:
+        im = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        path.write_bytes(_png((96 + im.astype(np.uint16) // 4).astype(np.uint8)))
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    c_id, c_im = _shiftable_faint(root, train.id.iloc[2:200])
+    label = train.set_index("id").loc[c_id, "label"]
+    _add_train(root, "dup_shifted", _png(np.roll(c_im, 1, axis=1)), label)
+    a = train.iloc[0]
+    _add_train(root, "dup_exact", (root / "train" / f"{a.id}.png").read_bytes(), a.label)
+    return root, {"c": c_id, "a": a.id}
+
+
+def _shiftable_faint(root, ids):
+    for i in ids:
+        im = cv2.imread(str(root / "train" / f"{i}.png"), cv2.IMREAD_GRAYSCALE)
+        if im[:, -1].max() == 96:
+            return i, im
+    raise AssertionError("no shiftable image")
+
+
+def test_look_alikes_are_not_chained_and_folds_stay_balanced(look_alikes, comp, workdir):
+    root, ids = look_alikes
+    code, out, err = comp("run", "stage=split", f"competition={root}")
+    assert code == 0, err
+    report = json.loads((workdir / "runs/digits/inspect/report.json").read_text())
+    groups = report["duplicates"]["groups"]
+    (shifted,) = _groups_with(report, "dup_shifted")
+    assert set(shifted["ids"]) == {ids["c"], "dup_shifted"}
+    (exact,) = _groups_with(report, "dup_exact")
+    assert set(exact["ids"]) == {ids["a"], "dup_exact"}
+    # The threshold followed the data (about 1.4 here, the fixed 8 would link nearly every image):
+    # only the planted copies and the digits' own few near copies are grouped, in small groups.
+    assert sum(len(g["ids"]) for g in groups) < 40 and max(len(g["ids"]) for g in groups) <= 3
+    assert not report["duplicates"]["refused_chains"] and "look-alike" not in out
+    folds = pd.read_csv(workdir / "runs/digits/split/folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    assert folds[ids["c"]] == folds["dup_shifted"] and folds[ids["a"]] == folds["dup_exact"]
+    sizes = folds.value_counts()
+    assert (sizes / (len(folds) / 5) - 1).abs().max() <= 0.10  # split's stated tolerance
+
+
+def test_a_chain_of_look_alikes_is_refused_with_a_problem_line(look_alikes, comp, workdir):
+    root, ids = look_alikes
+    # A threshold as loose as the old fixed one: near pairs link most images into one chain.
+    code, out, err = comp("run", "stage=split", f"competition={root}", "inspect.near_ratio=1.0")
+    assert code == 0, err
+    report = json.loads((workdir / "runs/digits/inspect/report.json").read_text())
+    chains = report["duplicates"]["refused_chains"]
+    assert len(chains[0]) > 500  # largest first
+    chained = sum(map(len, chains))
+    problem = next(line for line in out.splitlines() if "look-alike" in line)
+    assert problem.startswith(f"[inspect] PROBLEM: {chained} look-alike images") and chained > 1000
+    assert f"chain into {len(chains)} near-duplicate group(s) of {len(chains[0])}," in problem
+    assert problem.endswith("lower inspect.near_ratio")
+    (exact,) = _groups_with(report, "dup_exact")  # exact copies are grouped whatever the chains
+    assert set(exact["ids"]) == {ids["a"], "dup_exact"}
+    folds = pd.read_csv(workdir / "runs/digits/split/folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    assert (folds.value_counts() / (len(folds) / 5) - 1).abs().max() <= 0.10
+    assert "fold sizes" not in out
+
+
+def test_retired_key_says_what_replaced_it(comp, workdir):
+    code, _, err = comp("run", "stage=inspect", "experiment=smoke", "inspect.max_pairwise=100")
+    assert code == 2
+    assert "config key 'inspect.max_pairwise' in override 'inspect.max_pairwise=100' is retired: near-duplicate search now runs" in err

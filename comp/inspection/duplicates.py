@@ -3,23 +3,40 @@
 Three detectors, each documented with its threshold:
 
 - exact: identical decoded pixels (catches copies and lossless re-encodes).
-- aligned thumbnail distance: images reduced to 16x16 grey thumbnails; two images are near
-  duplicates when the RMS pixel difference (0-255 scale), minimised over shifts of up to
-  2 thumbnail pixels, is at most ``near_distance`` (default 8). On the digits demo distinct
-  images are never closer than 9.1, 1-px shifted copies sit around 4, JPEG copies at 2.5.
-  It compares all pairs, so it runs up to ``max_pairwise`` images.
+- aligned thumbnail distance: images reduced to 16x16 grey thumbnails; the distance of two
+  images is the RMS pixel difference (0-255 scale) minimised over shifts of up to 2
+  thumbnail pixels (a 1-px shift of an 8x8 image). No all-pairs step: candidates come from a
+  nearest-neighbour index (scikit-learn, KD-tree over an 8-dim PCA of the thumbnails' centres)
+  queried with each image unshifted and shifted, so the work grows near linearly with the
+  number of images. The threshold adapts to the data: a pair is near when its distance is at
+  most ``near_ratio`` (0.2) x the median distance of an image to its 5th nearest neighbour,
+  and never above ``near_distance`` (8). Measured on the digits demo (with planted copies):
+  the median 5th-neighbour distance is 30, planted 1-px shifted and JPEG copies sit at <= 2.5,
+  distinct images at >= 9.1 (threshold 6.1); on the same digits at a quarter of the contrast
+  (look-alikes: every image within 8 of several others) all distances shrink fourfold and the
+  threshold with them (copies <= 0.64, distinct >= 2.2, threshold 1.4). Shifts are matched
+  in whole thumbnail pixels: a 1-px shift is exact for images up to 16 px and small for
+  large smooth images, but on sharp-edged images of 32-128 px (half to an eighth of a
+  thumbnail pixel) it can leave a distance near the data's scale, and such copies are
+  missed (benchmarks/near_duplicates.py counts them).
 - perceptual hash (pHash): the sign pattern of the 8x8 lowest DCT frequencies of a 32x32
   thumbnail; near duplicates differ in at most ``phash_distance`` of the 64 bits (default
-  6). Used only for images of at least 32x32 pixels: on smaller images the hash carries
-  too little information (on 8x8 digits, 1,273 distinct pairs are within 8 bits).
+  6), checked on the index's candidate pairs (the index compares brightness- and
+  contrast-normalised thumbnails, so such copies are neighbours). Used only for images of
+  at least 32x32 pixels: on smaller images the hash carries too little information (on 8x8
+  digits, 1,273 distinct pairs are within 8 bits).
 
-Written by hand because no maintained library does shift-tolerant pairwise matching;
-OpenCV's img_hash lives only in the contrib build.
+Near pairs never chain look-alikes into one giant group: a connected group of near pairs
+larger than ``max_group_share`` of the images is refused (its near links are dropped and
+reported), so `split` can keep its folds balanced.
+
+The alignment and the index queries are written by hand because no maintained library does
+shift-tolerant matching; OpenCV's img_hash lives only in the contrib build.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -29,7 +46,11 @@ from scipy.sparse.csgraph import connected_components
 THUMB = 16
 MAX_SHIFT = 2
 PHASH_MIN_SIDE = 32
-MAX_BUCKET = 500  # pHash band buckets larger than this are near-blank images; skipped
+INDEX_DIMS = 8  # PCA components in the index; 16 ran 3x slower at 30k images, and at 10k found the same planted copies
+NEIGHBOURS = 8  # neighbours per unshifted query; also where the distance scale is read
+SHIFTED_NEIGHBOURS = 3  # neighbours per shifted query
+SCALE_RANK = 5  # the scale: median distance of an image to its 5th nearest neighbour
+MIN_REFUSED_GROUP = 10  # a near group this small is never refused, whatever the share
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,14 @@ class Pair:
     b: int
     kind: str  # exact | near
     distance: float
+
+
+@dataclass
+class Found:
+    """Duplicate pairs, notes on how they were found, and near groups refused as chains."""
+    pairs: list[Pair]
+    notes: list[str]
+    refused: list[list[int]] = field(default_factory=list)
 
 
 def pixel_digests(pixels: np.ndarray) -> list[str]:
@@ -66,30 +95,85 @@ def thumbnails(pixels: np.ndarray, size: int = THUMB) -> np.ndarray:
                      for im in pixels])
 
 
-def aligned_pairs(thumbs: np.ndarray, threshold: float, skip: set[int] = frozenset(),
-                  block: int = 1024) -> list[Pair]:
-    """Pairs whose shift-minimised RMS thumbnail distance is <= ``threshold``."""
-    n, s, m = len(thumbs), thumbs.shape[1], MAX_SHIFT
-    centre = thumbs[:, m:s - m, m:s - m].reshape(n, -1)
-    dims = centre.shape[1]
-    shifted = [thumbs[:, m + dy:s - m + dy, m + dx:s - m + dx].reshape(n, -1)
-               for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
-    sq_centre = (centre ** 2).sum(1)
-    sq_shifted = [(b ** 2).sum(1) for b in shifted]
-    limit = threshold ** 2 * dims
-    pairs = []
-    for start in range(0, n, block):
-        rows = slice(start, min(start + block, n))
-        best = np.full((rows.stop - rows.start, n), np.inf, dtype=np.float32)
-        for b, sq in zip(shifted, sq_shifted):
-            d2 = sq_centre[rows, None] + sq[None, :] - 2.0 * centre[rows] @ b.T
-            np.minimum(best, d2, out=best)
-        # The distance is not symmetric under shifts; a pair counts if either way is close.
-        ii, jj = np.nonzero(best <= limit)
-        for i, j in zip(ii + start, jj):
-            if i != j and i not in skip and j not in skip:
-                pairs.append(Pair(min(i, j), max(i, j), "near", float(np.sqrt(max(best[i - start, j], 0) / dims))))
-    return _dedupe(pairs)
+def _crops(thumbs: np.ndarray, rows, dy: int, dx: int) -> np.ndarray:
+    s, m = thumbs.shape[1], MAX_SHIFT
+    crop = thumbs[rows, m + dy:s - m + dy, m + dx:s - m + dx]
+    return crop.reshape(crop.shape[0], -1)
+
+
+def _index_vectors(crops: np.ndarray, pca) -> np.ndarray:
+    # Each crop less its mean and scaled to unit norm: copies that differ in brightness or
+    # contrast (which pHash tolerates) become neighbours too.
+    centred = crops - crops.mean(axis=1, keepdims=True)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True) + 1e-3
+    return centred if pca is None else pca.transform(centred)
+
+
+def candidate_pairs(thumbs: np.ndarray) -> np.ndarray:
+    """(m, 2) index pairs a < b worth measuring: each image's nearest neighbours, unshifted and
+    shifted by every even offset up to MAX_SHIFT, in a KD-tree over a PCA of the centres."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(thumbs)
+    every = slice(None)
+    centre = _index_vectors(_crops(thumbs, every, 0, 0), None)
+    pca = PCA(min(INDEX_DIMS, centre.shape[1], n), random_state=0).fit(centre)
+    index = NearestNeighbors(algorithm="kd_tree", n_jobs=-1).fit(pca.transform(centre))
+    found = [index.kneighbors(pca.transform(centre), min(NEIGHBOURS + 1, n), return_distance=False)]
+    shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1, 2) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1, 2)
+              if dy or dx]
+    queries = np.concatenate([_index_vectors(_crops(thumbs, every, dy, dx), pca) for dy, dx in shifts])
+    shifted = index.kneighbors(queries, min(SHIFTED_NEIGHBOURS, n), return_distance=False)
+    found += np.split(shifted, len(shifts))
+    b = np.concatenate(found, axis=1)
+    a = np.broadcast_to(np.arange(n)[:, None], b.shape)
+    pairs = np.stack([np.minimum(a, b).ravel(), np.maximum(a, b).ravel()], axis=1)
+    return np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+
+
+def aligned_distances(thumbs: np.ndarray, pairs: np.ndarray, chunk: int = 20000) -> np.ndarray:
+    """RMS thumbnail distance of each pair, minimised over shifts of either image."""
+    out = np.empty(len(pairs), dtype=np.float32)
+    for start in range(0, len(pairs), chunk):
+        a, b = pairs[start:start + chunk, 0], pairs[start:start + chunk, 1]
+        ca, cb = _crops(thumbs, a, 0, 0), _crops(thumbs, b, 0, 0)
+        best = np.full(len(a), np.inf, dtype=np.float32)
+        for dy in range(-MAX_SHIFT, MAX_SHIFT + 1):
+            for dx in range(-MAX_SHIFT, MAX_SHIFT + 1):
+                np.minimum(best, ((ca - _crops(thumbs, b, dy, dx)) ** 2).mean(1), out=best)
+                np.minimum(best, ((cb - _crops(thumbs, a, dy, dx)) ** 2).mean(1), out=best)
+        out[start:start + chunk] = np.sqrt(best)
+    return out
+
+
+def distance_scale(n: int, pairs: np.ndarray, distances: np.ndarray) -> float | None:
+    """Median over images of the distance to their SCALE_RANK-th nearest measured neighbour
+    (None with too few images): how far apart distinct images of this data typically are."""
+    if n <= SCALE_RANK:
+        return None
+    ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    dist = np.concatenate([distances, distances])
+    order = np.lexsort((dist, ends))
+    ends, dist = ends[order], dist[order]
+    starts = np.searchsorted(ends, np.arange(n))
+    counts = np.diff(np.append(starts, len(ends)))
+    rank = np.minimum(SCALE_RANK, counts) - 1
+    has = counts > 0
+    return float(np.median(dist[starts[has] + rank[has]]))
+
+
+def near_pairs(thumbs: np.ndarray, pairs: np.ndarray, max_distance: float, ratio: float,
+               skip: set[int] = frozenset()) -> tuple[list[Pair], float]:
+    """Near pairs among the candidate ``pairs`` by aligned thumbnail distance, and the
+    threshold the data gave."""
+    if len(pairs) == 0:
+        return [], max_distance
+    distances = aligned_distances(thumbs, pairs)
+    scale = distance_scale(len(thumbs), pairs, distances)
+    threshold = max_distance if scale is None else min(max_distance, ratio * scale)
+    return [Pair(int(a), int(b), "near", float(d)) for (a, b), d in zip(pairs, distances)
+            if d <= threshold and a not in skip and b not in skip], threshold
 
 
 def phash_bits(pixels: np.ndarray) -> np.ndarray:
@@ -102,46 +186,49 @@ def phash_bits(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def phash_pairs(bits: np.ndarray, max_distance: int, skip: set[int] = frozenset()) -> list[Pair]:
-    """Pairs within ``max_distance`` bits, found through 8 bands of 8 bits (pigeonhole:
-    pairs differing in at most 7 bits share at least one whole band)."""
-    bands = np.packbits(bits, axis=1)  # (n, 8) uint8
-    candidates: set[tuple[int, int]] = set()
-    for b in range(bands.shape[1]):
-        order = np.argsort(bands[:, b], kind="stable")
-        values = bands[order, b]
-        cuts = np.flatnonzero(np.diff(values)) + 1
-        for bucket in np.split(order, cuts):
-            if 1 < len(bucket) <= MAX_BUCKET:
-                for x in range(len(bucket)):
-                    for y in range(x + 1, len(bucket)):
-                        candidates.add((min(bucket[x], bucket[y]), max(bucket[x], bucket[y])))
-    pairs = []
-    for a, b in candidates:
-        if a in skip or b in skip:
-            continue
-        d = int((bits[a] != bits[b]).sum())
-        if d <= max_distance:
-            pairs.append(Pair(int(a), int(b), "near", float(d)))
-    return pairs
+def phash_pairs(bits: np.ndarray, pairs: np.ndarray, max_distance: int, skip: set[int] = frozenset()) -> list[Pair]:
+    """The candidate ``pairs`` whose hashes differ in at most ``max_distance`` bits."""
+    if len(pairs) == 0:
+        return []
+    packed = np.packbits(bits, axis=1).view(">u8")[:, 0]
+    distance = np.bitwise_count(packed[pairs[:, 0]] ^ packed[pairs[:, 1]])
+    return [Pair(int(a), int(b), "near", float(d)) for (a, b), d in zip(pairs, distance)
+            if d <= max_distance and a not in skip and b not in skip]
 
 
-def find_pairs(pixels: np.ndarray, near_distance: float, phash_distance: int, max_pairwise: int,
-               skip: set[int] = frozenset()) -> tuple[list[Pair], list[str]]:
-    """All duplicate pairs among ``pixels`` and notes on which detectors ran."""
+def find_pairs(pixels: np.ndarray, near_distance: float, near_ratio: float, phash_distance: int,
+               max_group_share: float, skip: set[int] = frozenset()) -> Found:
+    """All duplicate pairs among ``pixels``, notes on the detectors, and refused chains."""
     notes = []
-    pairs = exact_pairs(pixel_digests(pixels), skip)
-    if len(pixels) <= max_pairwise:
-        pairs += aligned_pairs(thumbnails(pixels), near_distance, skip)
-        notes.append(f"aligned 16x16 thumbnail distance <= {near_distance} (all pairs)")
-    else:
-        notes.append(f"aligned thumbnail check skipped: {len(pixels)} images > inspect.max_pairwise={max_pairwise}")
+    exact = exact_pairs(pixel_digests(pixels), skip)
+    thumbs = thumbnails(pixels)
+    candidates = candidate_pairs(thumbs) if len(thumbs) > 1 else np.zeros((0, 2), dtype=np.int64)
+    near, threshold = near_pairs(thumbs, candidates, near_distance, near_ratio, skip)
+    notes.append(f"aligned 16x16 thumbnail distance <= {threshold:.2f} (min of inspect.near_distance="
+                 f"{near_distance} and inspect.near_ratio={near_ratio} x the median 5th-neighbour distance)")
     if min(pixels.shape[1:3]) >= PHASH_MIN_SIDE:
-        pairs += phash_pairs(phash_bits(pixels), phash_distance, skip)
+        near += phash_pairs(phash_bits(pixels), candidates, phash_distance, skip)
         notes.append(f"pHash Hamming distance <= {phash_distance} of 64 bits")
     else:
         notes.append(f"pHash skipped: images smaller than {PHASH_MIN_SIDE}x{PHASH_MIN_SIDE}")
-    return _dedupe(pairs), notes
+    near, refused = refuse_chains(len(pixels), exact, near, max_group_share)
+    return Found(_dedupe(exact + near), notes, refused)
+
+
+def refuse_chains(n: int, exact: list[Pair], near: list[Pair], max_share: float) -> tuple[list[Pair], list[list[int]]]:
+    """Drop the near links of groups larger than ``max_share`` of the ``n`` images: such a
+    group is look-alikes chained pair by pair, not copies of one image, and keeping it in one
+    fold would unbalance the folds. Exact copies are always kept together."""
+    if not near:
+        return near, []
+    group_of = groups(n, exact + near)
+    sizes = np.bincount(group_of)
+    limit = max(MIN_REFUSED_GROUP, int(max_share * n))
+    too_big = set(np.flatnonzero(sizes > limit).tolist())
+    if not too_big:
+        return near, []
+    refused = [np.flatnonzero(group_of == g).tolist() for g in sorted(too_big, key=lambda g: -sizes[g])]
+    return [p for p in near if group_of[p.a] not in too_big], refused
 
 
 def groups(n: int, links: list[tuple[int, int]] | list[Pair]) -> np.ndarray:

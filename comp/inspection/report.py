@@ -32,6 +32,9 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Duplicates", "", "Detectors: " + "; ".join(dup["detectors"]) + ".", "",
               f"- groups: {len(dup['groups'])}, train/test leaks: {len(dup['leaks'])}, "
               f"conflicting labels: {len(dup['conflicts'])}", ""]
+    for chain in dup.get("refused_chains", []):
+        lines += [f"- refused (look-alikes chained, not grouped): {len(chain)} images: {', '.join(chain[:20])}"
+                  + (", ..." if len(chain) > 20 else ""), ""]
     if dup["groups"]:
         lines += ["| group | kind | members (split id [label]) |", "|---|---|---|"]
         for g in dup["groups"][:200]:

@@ -50,8 +50,10 @@ def run(ctx: StageContext) -> dict:
         shapes = train_set.shapes + test_set.shapes
         bad = {**train_set.bad, **{len(train_ids) + k: v for k, v in test_set.bad.items()}}
         report["images"] = _image_stats(pixels, shapes, bad, train_set.geometry)
-        pairs, notes = dup.find_pairs(pixels, ctx.cfg.inspect.near_distance, ctx.cfg.inspect.phash_distance,
-                                      ctx.cfg.inspect.max_pairwise, skip=set(bad))
+        opts = ctx.cfg.inspect
+        found = dup.find_pairs(pixels, opts.near_distance, opts.near_ratio, opts.phash_distance,
+                               opts.max_group_share, skip=set(bad))
+        pairs, notes, refused = found.pairs, found.notes, found.refused
         outliers = image_outliers(pixels, shapes, bad)
         groups = summary.groups if summary.groups is not None else pd.Series(["all"] * len(train_ids))
         contact_sheet(np.asarray(train_set.pixels), groups.reset_index(drop=True), ctx.work / "contact_sheet.png",
@@ -69,6 +71,7 @@ def run(ctx: StageContext) -> dict:
             problems.append(f"constant feature column(s): {', '.join(constant)}")
         rows = pd.concat([comp.train[features], comp.test[features]], ignore_index=True)
         pairs, notes = dup.exact_pairs(duplicate_row_digests(rows, features)), ["exact duplicate feature rows"]
+        refused = []
         outliers = pd.DataFrame(columns=["row", "score", "reasons"])
         bad = {}
 
@@ -77,7 +80,15 @@ def run(ctx: StageContext) -> dict:
     write_csv(ctx.work / artifacts.DUPLICATES, table)
     dup_report = _summarise_groups(table)
     dup_report["detectors"] = notes
+    dup_report["refused_chains"] = [[f"{where[i]} {ids[i]}" for i in chain] for chain in refused]
     report["duplicates"] = dup_report
+    if refused:
+        chained = sum(len(c) for c in refused)
+        problems.append(f"{chained} look-alike images ({chained / len(ids):.0%}) chain into {len(refused)} "
+                        f"near-duplicate group(s) of {', '.join(str(len(c)) for c in refused[:5])} images, e.g. "
+                        + ", ".join(f"{where[i]} {ids[i]}" for i in refused[0][:5])
+                        + ": not grouped, so folds stay balanced; if they are truly one object, set "
+                          "split.group_column, else lower inspect.near_ratio")
     if dup_report["leaks"]:
         problems.append(f"{len(dup_report['leaks'])} train/test leak group(s): " + _fmt_groups(dup_report["leaks"]))
     if dup_report["conflicts"]:

@@ -21,6 +21,9 @@ NAME = "split"
 HELP = "stratified, group- and duplicate-aware k-fold assignment (folds.csv) used by every later stage"
 CONFIG = ("task", "split", "data.on_bad_image")
 TRAINS = False
+# Folds may differ from an even split by this much before the log says so. Duplicate groups
+# are capped at inspect.max_group_share (1%) of the images, well inside it.
+BALANCE_TOLERANCE = 0.10
 
 
 def inputs(cfg, available) -> dict[str, str]:
@@ -53,6 +56,8 @@ def run(ctx: StageContext) -> dict:
     for k, (_, val) in enumerate(_splitter(key[keep], groups[keep], n_folds, cfg.split.seed)):
         fold[keep[val]] = k
     write_csv(ctx.work / artifacts.FOLDS, pd.DataFrame({"id": comp.train[comp.id_col], "fold": fold}))
+    sizes = np.bincount(fold[keep], minlength=n_folds)
+    spread = float(np.abs(sizes / (len(keep) / n_folds) - 1).max())
 
     # Multilabel strata are 0/1 rows: show the number of labels per row.
     shown = key if key.ndim == 1 else key.sum(axis=1)
@@ -65,8 +70,13 @@ def run(ctx: StageContext) -> dict:
         ctx.log(f"{len(left_out)} row(s) with undecodable images left out of every fold: "
                 + ", ".join(comp.train[comp.id_col].iloc[left_out][:10]))
     ctx.log(f"{n_folds} folds of {len(keep)} rows; rows per fold and {table.columns.name}:\n{table.to_string()}")
+    if spread > BALANCE_TOLERANCE:
+        largest = np.bincount(groups[keep]).max()
+        ctx.log(f"PROBLEM: fold sizes {sizes.tolist()} differ from an even split by up to {spread:.0%} "
+                f"(tolerance {BALANCE_TOLERANCE:.0%}): the largest group holds {largest} rows; "
+                "check split.group_column or the duplicate groups in inspect/report.md")
     return {"folds": n_folds, "rows": int(len(keep)), "left_out": int(len(left_out)),
-            "grouped_rows": int(n - len(np.unique(groups)))}
+            "grouped_rows": int(n - len(np.unique(groups))), "fold_size_spread": round(spread, 4)}
 
 
 def _splitter(key, groups, n_folds, seed):
