@@ -68,6 +68,8 @@ SCHEMA: dict[str, Key] = {
     "inspect.phash_distance": Key(
         "int", "near duplicates: Hamming distance of 64-bit DCT hashes (images of at least 32 px)", low=0, high=64
     ),
+    "inspect.adversarial": Key("bool", "adversarial validation: a classifier told to separate train from test "
+                                       "rows; AUC well above 0.5 is a PROBLEM line"),
     "inspect.examples_per_class": Key("int", "images per class in the contact sheet", low=1),
     "split.folds": Key("int", "number of stratified folds", low=2),
     "split.seed": Key("int", "seed of the fold shuffle", low=0),

@@ -180,3 +180,59 @@ def test_retired_key_says_what_replaced_it(comp, workdir):
     code, _, err = comp("run", "stage=inspect", "experiment=smoke", "inspect.max_pairwise=100")
     assert code == 2
     assert "config key 'inspect.max_pairwise' in override 'inspect.max_pairwise=100' is retired: near-duplicate search now runs" in err
+
+
+def test_adversarial_validation_finds_no_shift_in_a_random_split(comp, workdir):
+    code, out, err = comp("run", "stage=inspect", "competition=demo:diabetes")
+    assert code == 0, err
+    shift = json.loads((workdir / "runs/diabetes/inspect/report.json").read_text())["shift"]
+    assert shift["auc"] < 0.6 and "train and test differ" not in out
+    assert f"train vs test AUC {shift['auc']:.3f} (0.5 = alike)" in out
+
+
+def test_adversarial_validation_names_the_shifted_column_and_the_test_like_rows(comp, workdir):
+    from comp.demo import cache_root, resolve
+
+    source = resolve("demo:diabetes", cache_root())
+    root = workdir / "bmi_shift"
+    root.mkdir()
+    rows = pd.read_csv(source / "train.csv", dtype=str)
+    bmi = rows["bmi"].astype(float)
+    weight = np.exp(2.5 * (bmi - bmi.mean()) / bmi.std())  # heavier patients are far likelier in test
+    picked = np.random.default_rng(0).choice(len(rows), 90, replace=False, p=weight / weight.sum())
+    test_ids = set(rows["id"].iloc[picked])
+    train = rows[~rows["id"].isin(test_ids)]
+    test = rows[rows["id"].isin(test_ids)].drop(columns="progression")
+    train.to_csv(root / "train.csv", index=False)
+    test.to_csv(root / "test.csv", index=False)
+    test[["id"]].assign(progression="150.0").to_csv(root / "sample_submission.csv", index=False)
+
+    code, out, err = comp("run", "stage=inspect", f"competition={root}")
+    assert code == 0, err
+    shift = json.loads((workdir / "runs/bmi_shift/inspect/report.json").read_text())["shift"]
+    assert shift["auc"] > 0.9 and shift["differs"][0]["feature"] == "bmi"
+    problem = next(line for line in out.splitlines() if "train and test differ" in line)
+    assert problem.startswith("[inspect] PROBLEM: train and test differ: a classifier tells them apart with AUC")
+    assert "most different: bmi (AUC -" in problem
+    ranked = pd.read_csv(workdir / "runs/bmi_shift/inspect/adversarial.csv", dtype={"id": str})
+    assert list(ranked.columns) == ["id", "split", "p_test"] and len(ranked) == len(rows)
+    ranked_train = ranked[ranked["split"] == "train"].merge(train.astype({"bmi": float}), on="id")
+    # The train rows most like test are the heavy ones: P(test) rises with the BMI.
+    assert ranked_train["p_test"].corr(ranked_train["bmi"], method="spearman") > 0.5
+    assert ranked_train["p_test"].is_monotonic_decreasing
+    assert shift["train_most_like_test"] == ranked_train["id"].head(10).tolist()
+    md = (workdir / "runs/bmi_shift/inspect/report.md").read_text()
+    assert "## Train/test shift (adversarial validation)" in md
+
+
+def test_adversarial_validation_sees_darker_test_images(demo, tmp_path, comp, workdir):
+    root = copy_competition(demo, tmp_path / "digits")
+    for path in (root / "test").glob("*.png"):  # the test photographs taken in dimmer light
+        im = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        path.write_bytes(_png((im * 0.6).astype(np.uint8)))
+    code, out, err = comp("run", "stage=inspect", f"competition={root}")
+    assert code == 0, err
+    shift = json.loads((workdir / "runs/digits/inspect/report.json").read_text())["shift"]
+    assert shift["auc"] > 0.9
+    assert {d["feature"] for d in shift["differs"]} & {"brightness", "contrast"}
+    assert "PROBLEM: train and test differ" in out

@@ -40,6 +40,18 @@ def render_markdown(report: dict) -> str:
         for g in dup["groups"][:200]:
             members = ", ".join(f"{s} {i}" + (f" [{l}]" if l else "") for i, s, l in zip(g["ids"], g["splits"], g["labels"]))
             lines.append(f"| {g['group']} | {g['kind']} | {members} |")
+    shift = report.get("shift")
+    if shift:
+        lines += ["", "## Train/test shift (adversarial validation)", ""]
+        if shift["auc"] is None:
+            lines.append(f"- {shift['note']}")
+        else:
+            lines += [f"- a classifier tells train from test with cross-validated AUC {shift['auc']} (0.5 = alike)",
+                      "- most different: " + (", ".join(f"{d['feature']} (AUC -{d['auc_drop']} when shuffled)"
+                                                       for d in shift["differs"]) or "no single feature"),
+                      "- train rows most like test: " + ", ".join(shift["train_most_like_test"]),
+                      "- test rows least like train: " + ", ".join(shift["test_least_like_train"]),
+                      "- every row's P(test): adversarial.csv"]
     if report["outliers"]:
         lines += ["", "## Outliers (most unusual first)", "", "| id | split | score | why |", "|---|---|---|---|"]
         lines += [f"| {o['id']} | {o['split']} | {o['score']:.1f} | {o['reasons']} |" for o in report["outliers"]]

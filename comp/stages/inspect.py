@@ -13,6 +13,7 @@ from comp.context import StageContext
 from comp.data.loading import image_set
 from comp.inspection import duplicates as dup
 from comp.inspection.outliers import image_outliers
+from comp.inspection import shift as adversarial
 from comp.inspection.pictures import class_bars, contact_sheet
 from comp.inspection.report import render_markdown
 from comp.inspection.tabular import duplicate_row_digests, feature_summary
@@ -20,7 +21,7 @@ from comp.files import write_csv, write_json, write_text
 
 NAME = "inspect"
 HELP = "class balance, sizes, duplicates, train/test leaks, conflicting labels, corrupt files, outliers"
-CONFIG = ("task", "data", "inspect")
+CONFIG = ("task", "data", "inspect", "split.seed", "split.group_column")
 TRAINS = False
 
 
@@ -58,6 +59,7 @@ def run(ctx: StageContext) -> dict:
         groups = summary.groups if summary.groups is not None else pd.Series(["all"] * len(train_ids))
         contact_sheet(np.asarray(train_set.pixels), groups.reset_index(drop=True), ctx.work / "contact_sheet.png",
                       ctx.cfg.inspect.examples_per_class)
+        shift_features = adversarial.image_features(pixels, shapes) if ctx.cfg.inspect.adversarial else None
         if bad:
             problems.append(f"{len(bad)} corrupt image file(s): "
                             + ", ".join(f"{where[i]} {ids[i]}" for i in sorted(bad)[:10]))
@@ -74,6 +76,13 @@ def run(ctx: StageContext) -> dict:
         refused = []
         outliers = pd.DataFrame(columns=["row", "score", "reasons"])
         bad = {}
+        shift_features = None
+        used = [c for c in features if c != ctx.cfg.split.group_column]
+        if ctx.cfg.inspect.adversarial and used and comp.test is not None:
+            from comp.data.tabular import read_table
+
+            train_in, test_in, _ = read_table(comp.train, comp.test, used)
+            shift_features = adversarial.table_features(train_in, test_in)
 
     group_of = dup.groups(len(ids), pairs)
     table = _duplicate_table(group_of, pairs, ids, where, labels)
@@ -98,6 +107,9 @@ def run(ctx: StageContext) -> dict:
         problems.append(f"{len(dup_report['train_groups'])} duplicate group(s) inside train "
                         f"({sum(len(g['ids']) for g in dup_report['train_groups'])} rows; split keeps each in one fold)")
 
+    if shift_features is not None:
+        problems += _shift(ctx, report, shift_features, ids, where)
+
     outliers.insert(0, "split", [where[r] for r in outliers["row"]])
     outliers.insert(0, "id", [ids[r] for r in outliers["row"]])
     write_csv(ctx.work / "outliers.csv", outliers.drop(columns="row"))
@@ -117,6 +129,30 @@ def run(ctx: StageContext) -> dict:
     return {"problems": len(problems), "duplicate_groups": len(dup_report["groups"]),
             "leak_groups": len(dup_report["leaks"]), "conflict_groups": len(dup_report["conflicts"]),
             "corrupt": len(bad), "outliers": int(len(real_outliers))}
+
+
+def _shift(ctx: StageContext, report: dict, features: pd.DataFrame, ids: list, where: list) -> list[str]:
+    """Adversarial validation: its AUC and what differs in report.json, every row's P(test)
+    in adversarial.csv; a PROBLEM line when train and test differ."""
+    is_test = np.array([w == "test" for w in where])
+    found = adversarial.adversarial_validation(features, is_test, ctx.cfg.split.seed)
+    if found is None:
+        report["shift"] = {"auc": None, "note": "too few rows in train or test to cross-validate"}
+        return []
+    ranked = pd.DataFrame({"id": ids, "split": where, "p_test": found.p_test.round(4)})
+    ranked = ranked.sort_values(["split", "p_test"], ascending=[False, False], kind="stable")
+    write_csv(ctx.work / "adversarial.csv", ranked)
+    like_test = ranked[ranked["split"] == "train"].head(10)
+    unlike_train = ranked[ranked["split"] == "test"].tail(10).iloc[::-1]
+    report["shift"] = {"auc": round(found.auc, 4), "differs": [{"feature": f, "auc_drop": d} for f, d in found.differs],
+                       "train_most_like_test": like_test["id"].tolist(),
+                       "test_least_like_train": unlike_train["id"].tolist()}
+    if found.auc <= adversarial.SHIFT_AUC:
+        return []
+    differs = ", ".join(f"{f} (AUC -{d:.2f} when shuffled)" for f, d in found.differs) or "no single feature"
+    return [f"train and test differ: a classifier tells them apart with AUC {found.auc:.2f} (0.5 = alike); "
+            f"most different: {differs}; train rows most like test: {', '.join(like_test['id'].head(5))} "
+            f"(all ranked in inspect/adversarial.csv: validate on the most test-like rows)"]
 
 
 def _image_stats(pixels, shapes, bad, geometry) -> dict:
@@ -181,4 +217,6 @@ def _overview(report: dict) -> str:
                      + f", values {im['value_range'][0]}..{im['value_range'][1]}")
     if "features" in report:
         parts.append(f"{len(report['features'])} features")
+    if report.get("shift", {}).get("auc") is not None:
+        parts.append(f"train vs test AUC {report['shift']['auc']:.3f} (0.5 = alike)")
     return "; ".join(parts)

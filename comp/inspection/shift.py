@@ -1,0 +1,97 @@
+"""Adversarial validation: can a classifier tell train rows from test rows? (docs/recipe.md 2)
+
+A gradient-boosted classifier (scikit-learn's HistGradientBoostingClassifier) learns to
+separate train from test on compact features: the feature columns of a table, or for
+images their size, brightness, contrast, colour and an 8x8 grey thumbnail. Its
+cross-validated ROC AUC says how different the two sets are: 0.5 means alike (a random
+split), 1.0 means every test row can be told apart. Each row's out-of-fold P(test) ranks
+the train rows by how much they look like test, and permutation importance on a held-out
+fold names the features that differ most.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pandas as pd
+
+SHIFT_AUC = 0.6  # above this the sets differ more than a random split's noise allows
+FOLDS = 5
+THUMB = 8
+
+
+@dataclass
+class Shift:
+    auc: float
+    p_test: np.ndarray  # out-of-fold P(test) of every row, train rows first
+    differs: list[tuple[str, float]]  # features by AUC lost when shuffled, largest first
+
+
+def image_features(pixels: np.ndarray, shapes: list[tuple[int, ...]]) -> pd.DataFrame:
+    """Per image: its own height and width (before resizing; NaN when undecodable), mean,
+    contrast, channel means and an 8x8 grey thumbnail."""
+    grey = pixels.mean(axis=-1, dtype=np.float32)
+    columns = {
+        "height": [s[0] if s else np.nan for s in shapes],
+        "width": [s[1] if s else np.nan for s in shapes],
+        "brightness": grey.mean(axis=(1, 2)),
+        "contrast": grey.std(axis=(1, 2)),
+    }
+    if pixels.shape[-1] == 3:
+        for c, name in enumerate(("red", "green", "blue")):
+            columns[f"{name} mean"] = pixels[..., c].mean(axis=(1, 2), dtype=np.float32)
+    thumbs = np.stack([cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for g in grey])
+    for r in range(THUMB):
+        for c in range(THUMB):
+            columns[f"thumbnail pixel ({r},{c})"] = thumbs[:, r, c]
+    return pd.DataFrame(columns)
+
+
+def adversarial_validation(features: pd.DataFrame, is_test: np.ndarray, seed: int) -> Shift | None:
+    """Cross-validated AUC of a train-vs-test classifier on ``features`` (numbers, or pandas
+    categories); None when either set is too small to cross-validate."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(is_test, dtype=int)
+    if min(y.sum(), len(y) - y.sum()) < FOLDS:
+        return None
+
+    def model():
+        return HistGradientBoostingClassifier(max_iter=100, categorical_features="from_dtype",
+                                              early_stopping=False, random_state=seed)
+
+    p_test = np.empty(len(y))
+    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(features, y))
+    held_out = None
+    for fit_rows, val_rows in folds:
+        fitted = model().fit(features.iloc[fit_rows], y[fit_rows])
+        p_test[val_rows] = fitted.predict_proba(features.iloc[val_rows])[:, 1]
+        held_out = held_out or (fitted, val_rows)
+    auc = float(roc_auc_score(y, p_test))
+    fitted, rows = held_out
+    importance = permutation_importance(fitted, features.iloc[rows], y[rows], scoring="roc_auc",
+                                        n_repeats=3, random_state=seed).importances_mean
+    order = np.argsort(-importance)
+    differs = [(str(features.columns[i]), round(float(importance[i]), 4)) for i in order[:5] if importance[i] > 0.005]
+    return Shift(auc, p_test, differs)
+
+
+MAX_CATEGORIES = 250  # HistGradientBoosting takes at most 255 categories per column
+
+
+def table_features(train, test) -> pd.DataFrame:
+    """Train rows then test rows of two ``TableInputs``: numbers as floats, categories as
+    pandas categories over both sets' most frequent values (a value only test has is kept:
+    it is exactly what differs)."""
+    columns = {}
+    for key in train.numeric:
+        columns[train.names[key]] = np.concatenate([train.numeric[key], test.numeric[key]]).astype(np.float64)
+    for key in train.categorical:
+        values = pd.Series(np.concatenate([train.categorical[key], test.categorical[key]]))
+        kept = [v for v in values.value_counts().index if v != ""][:MAX_CATEGORIES]
+        columns[train.names[key]] = pd.Categorical(values.where(values.isin(kept)), categories=kept)
+    return pd.DataFrame(columns)
