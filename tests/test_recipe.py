@@ -90,3 +90,33 @@ def test_a_budget_plans_the_schedule_to_end_decayed(comp, workdir):
     history = pd.read_csv(workdir / "runs/digits/baseline/fold_0/history.csv")
     if not record["stopped_by_budget"] and len(history) >= 4:  # ran its plan: the LR ended near its floor
         assert history["lr"].iloc[-1] < 0.2 * history["lr"].max()
+
+
+def test_one_traced_step_serves_every_batch_and_epoch():
+    """The last, smaller batch of each epoch reuses the step traced for the full ones (a
+    retrace per fold costs seconds and, on a GPU, a recompile)."""
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+    from sklearn.datasets import load_diabetes
+
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+    from comp.training.loop import Trainer
+    from comp.training.spec import TrainSpec
+
+    x, target = load_diabetes(return_X_y=True)
+    x = x.astype("float32")
+    frame = pd.DataFrame({"y": target.astype(str)})
+    task = make_task("regression", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
+    y = task.encode(frame)
+    fit, val = slice(0, 350), slice(350, None)  # 350 rows: 5 batches of 64 and one of 30
+
+    def build():
+        inputs = keras.Input((x.shape[1],))
+        return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(inputs)))
+
+    trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=4), 1e-2, steps_per_epoch=6)
+    result = trainer.fit((x[fit], y[fit]), (x[val], y[val]), epochs=4, global_batch=64, seed=0, patience=4)
+    assert trainer._train_step.experimental_get_tracing_count() == 1
+    assert result.history["loss"][-1] < result.history["loss"][0]

@@ -1,5 +1,9 @@
 """Decoded images cached once, keyed by file content, memory-mapped when large.
 
+Images are decoded straight into the entry's ``pixels.npy`` (``RowFile``), so a set larger
+than memory can be cached; entries above ``MMAP_BYTES`` are read back as memory
+maps, smaller ones into memory.
+
 The key hashes every file's bytes plus the target geometry, so an edited, added or
 removed image gives a new key (the old entry is simply not used again).
 """
@@ -87,23 +91,71 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
         print(f"notice: the decoded-image cache entry {entry} is damaged; decoding the images again", flush=True)
         shutil.rmtree(entry, ignore_errors=True)
 
-    pixels, geometry, bad, shapes = decode_all(paths, size, channels, max_pixels)
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir))
-    np.save(staging / "pixels.npy", pixels)
-    (staging / "meta.json").write_text(json.dumps({"geometry": geometry, "bad": bad, "shapes": shapes,
-                                                   "bytes": (staging / "pixels.npy").stat().st_size,
-                                                   "sha256": hashlib.sha256(pixels.tobytes()).hexdigest()}))
+    try:
+        # Decoded straight into the entry's file: the set never has to fit in memory.
+        rows, geometry, bad, shapes = decode_all(paths, size, channels, max_pixels,
+                                                 allocate=lambda shape: RowFile(staging / "pixels.npy", shape))
+        rows.close()
+        (staging / "meta.json").write_text(json.dumps({"geometry": geometry, "bad": bad, "shapes": shapes,
+                                                       "bytes": (staging / "pixels.npy").stat().st_size,
+                                                       "sha256": rows.sha256()}))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         os.replace(staging, entry)  # atomic: a reader sees a whole entry or none
     except OSError:  # another process published the same entry first
-        for f in staging.iterdir():
-            f.unlink()
-        staging.rmdir()
-    return ImageSet(pixels, tuple(geometry), bad, shapes, False)
+        shutil.rmtree(staging, ignore_errors=True)
+    published = _read_entry(entry, verify=False)  # hashed as it was written
+    if published is None:
+        raise OSError(f"{entry}: the decoded-image cache entry just written cannot be read back")
+    return ImageSet(published.pixels, published.geometry, published.bad, published.shapes, False)
 
 
-def _read_entry(entry: Path) -> ImageSet | None:
+class RowFile:
+    """A new ``.npy`` file of uint8 rows, written row by row with ``pwrite``: the rows go to
+    the page cache, not into this process's memory (a write through a memory map would
+    keep every written page resident until it is unmapped)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...]):
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)  # zeros, sparse
+        self.path, self.offset, self.row_shape = path, header.offset, shape[1:]
+        del header
+        self.row_bytes = int(np.prod(self.row_shape))
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def __setitem__(self, row: int, image) -> None:
+        data = np.ascontiguousarray(np.broadcast_to(np.asarray(image, dtype=np.uint8), self.row_shape))
+        os.pwrite(self.fd, data.tobytes(), self.offset + row * self.row_bytes)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    __del__ = close  # a decode that failed midway leaves no open file behind
+
+    def sha256(self, chunk: int = 2**24) -> str:
+        """sha256 of the rows' bytes (as ``_sha256`` of the array would give), read from the file."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            while block := f.read(chunk):
+                digest.update(block)
+        return digest.hexdigest()
+
+
+def _sha256(pixels: np.ndarray, rows: int = 4096) -> str:
+    """sha256 of the array's bytes, read a slice at a time (a memory map stays on disk)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(pixels), rows):
+        digest.update(np.ascontiguousarray(pixels[start:start + rows]).tobytes())
+    return digest.hexdigest()
+
+
+def _read_entry(entry: Path, verify: bool = True) -> ImageSet | None:
     """A cache entry, or None when it is damaged: unreadable metadata, a file of the wrong
     size, or (below the memory-mapping size, where reading it all is cheap) other bytes
     than were written."""
@@ -113,7 +165,7 @@ def _read_entry(entry: Path) -> ImageSet | None:
         if size != meta["bytes"]:
             return None
         pixels = np.load(entry / "pixels.npy", mmap_mode="r" if size > MMAP_BYTES else None)
-        if size <= MMAP_BYTES and hashlib.sha256(pixels.tobytes()).hexdigest() != meta["sha256"]:
+        if verify and size <= MMAP_BYTES and _sha256(pixels) != meta["sha256"]:
             return None
         return ImageSet(pixels, tuple(meta["geometry"]), {int(k): v for k, v in meta["bad"].items()},
                         [tuple(s) for s in meta["shapes"]], True)

@@ -60,6 +60,27 @@ def batches(x: Any, batch_size: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
 
 
+def device_data(data: Any) -> Any:
+    """``data`` (arrays, or tuples/dicts of them) as host tensors, copied once for a whole
+    fit: every epoch gathers its batches from these by index."""
+    with tf.device("/cpu:0"):
+        return tf.nest.map_structure(tf.convert_to_tensor, data)
+
+
+def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """One epoch of ``data`` (from ``device_data``) in the order a seeded permutation gives,
+    batched, gathered in parallel and prefetched: no copy of the data per epoch and no
+    shuffle buffer holding one. The same seed gives the same batches (exact resume)."""
+    order = np.random.default_rng(seed).permutation(rows)
+
+    def gather(index):
+        return tf.nest.map_structure(lambda t: tf.gather(t, index), data)
+
+    return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def make_forward(model: keras.Model, view: Any = None) -> Callable:
     """``model`` in inference mode as a traced function, each batch first through ``view`` (a
     fixed test-time view, e.g. ``comp.layers.AffineView``) when given. Keep it to reuse the
@@ -195,17 +216,21 @@ class Trainer:
             return (tf.reduce_sum(per_example), tf.reduce_sum(task.batch_metric(y, p)),
                     tf.cast(tf.shape(per_example)[0], tf.float32))
 
-        @tf.function
         def step(batch):
             out = strategy.run(train_replica, args=batch)
             return [strategy.reduce("SUM", v, axis=None) for v in out]
 
-        self._train_step = step
+        self._step_fn, self._train_step = step, None
 
     def _train_epoch(self, dataset) -> tuple[float, float]:
         # Sums stay on the device until the epoch ends: no host sync per step.
         totals = None
-        for batch in self.strategy.experimental_distribute_dataset(dataset):
+        distributed = self.strategy.experimental_distribute_dataset(dataset)
+        if self._train_step is None:
+            # Traced once for the whole fit: the signature leaves the batch dimension open, so
+            # the last, smaller batch of an epoch does not trace a second step.
+            self._train_step = tf.function(self._step_fn, input_signature=[distributed.element_spec])
+        for batch in distributed:
             out = self._train_step(batch)
             totals = out if totals is None else [a + b for a, b in zip(totals, out)]
         loss, metric, count = (float(t) for t in totals)
@@ -320,6 +345,7 @@ class Trainer:
         if not saved and plan.data["budgeted"]:
             plan.data["fold_seconds"] = round(deadline - began, 1)
         rows = rows_of(train[0])
+        train_data = device_data(train)
         for hook in callbacks.on_train_begin:
             hook(self.model, self.steps_per_epoch)
         timings: list[float] = []
@@ -328,9 +354,7 @@ class Trainer:
             if stopping.data["stopped"] or epoch >= plan.data["epochs"]:
                 break
             t0 = time.monotonic()
-            train_ds = (tf.data.Dataset.from_tensor_slices(train)
-                        .shuffle(rows, seed=seed + epoch, reshuffle_each_iteration=False)
-                        .batch(global_batch))
+            train_ds = epoch_batches(train_data, rows, global_batch, seed + epoch)
             lr = float(self.schedule(self.optimizer.iterations))  # the LR this epoch starts with
             loss, metric = self._train_epoch(train_ds)
             logs = {"loss": loss, self.task.progress_metric: metric,
