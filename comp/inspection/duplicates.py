@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 THUMB = 16
 MAX_SHIFT = 2
@@ -233,6 +231,9 @@ def refuse_chains(n: int, exact: list[Pair], near: list[Pair], max_share: float)
 
 def groups(n: int, links: list[tuple[int, int]] | list[Pair]) -> np.ndarray:
     """Connected components over linked items (index pairs or Pairs): one group number per item."""
+    from scipy.sparse import coo_matrix  # not at import: `comp --help` stays fast
+    from scipy.sparse.csgraph import connected_components
+
     if not links:
         return np.arange(n)
     a, b = np.array([(p.a, p.b) if isinstance(p, Pair) else p for p in links]).T

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from comp import artifacts
 from comp.context import StageContext
@@ -80,6 +79,8 @@ def run(ctx: StageContext) -> dict:
 
 
 def _splitter(key, groups, n_folds, seed):
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # not at import: `comp --help` stays fast
+
     placeholder = np.zeros(len(key))
     grouped = len(np.unique(groups)) < len(groups)
     if key.ndim == 2:  # several 0/1 targets per row
