@@ -51,6 +51,15 @@ def image_features(pixels: np.ndarray, shapes: list[tuple[int, ...]]) -> pd.Data
 def adversarial_validation(features: pd.DataFrame, is_test: np.ndarray, seed: int) -> Shift | None:
     """Cross-validated AUC of a train-vs-test classifier on ``features`` (numbers, or pandas
     categories); None when either set is too small to cross-validate."""
+    from threadpoolctl import threadpool_limits
+
+    # One OpenMP thread: the fits are small, and beside another busy process (a second
+    # pytest worker, a training run) OpenMP's spinning threads made inspect 20x slower.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _adversarial_validation(features, is_test, seed)
+
+
+def _adversarial_validation(features: pd.DataFrame, is_test: np.ndarray, seed: int) -> Shift | None:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.inspection import permutation_importance
     from sklearn.metrics import roc_auc_score
