@@ -19,11 +19,11 @@ def _png(image):
     return cv2.imencode(".png", image)[1].tobytes()
 
 
-def _shiftable(root, ids):
-    """An image whose rightmost column is empty, so a 1-px shift right loses nothing."""
+def _shiftable(root, ids, ground=0):
+    """An image whose rightmost column is the empty ground, so a 1-px shift right loses nothing."""
     for i in ids:
         im = cv2.imread(str(root / "train" / f"{i}.png"), cv2.IMREAD_GRAYSCALE)
-        if im[:, -1].max() == 0:
+        if im[:, -1].max() == ground:
             return i, im
     raise AssertionError("no shiftable image")
 
@@ -120,20 +120,12 @@ def look_alikes(demo, tmp_path_factory):
         im = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         path.write_bytes(_png((96 + im.astype(np.uint16) // 4).astype(np.uint8)))
     train = pd.read_csv(root / "train.csv", dtype=str)
-    c_id, c_im = _shiftable_faint(root, train.id.iloc[2:200])
+    c_id, c_im = _shiftable(root, train.id.iloc[2:200], ground=96)
     label = train.set_index("id").loc[c_id, "label"]
     _add_train(root, "dup_shifted", _png(np.roll(c_im, 1, axis=1)), label)
     a = train.iloc[0]
     _add_train(root, "dup_exact", (root / "train" / f"{a.id}.png").read_bytes(), a.label)
     return root, {"c": c_id, "a": a.id}
-
-
-def _shiftable_faint(root, ids):
-    for i in ids:
-        im = cv2.imread(str(root / "train" / f"{i}.png"), cv2.IMREAD_GRAYSCALE)
-        if im[:, -1].max() == 96:
-            return i, im
-    raise AssertionError("no shiftable image")
 
 
 def test_look_alikes_are_not_chained_and_folds_stay_balanced(look_alikes, comp, workdir):

@@ -10,10 +10,22 @@ BLANK_STD = 2.0  # pixel standard deviation (0-255) under which an image is 'alm
 ROBUST_Z = 5.0  # robust z-score of brightness or contrast beyond which an image is unusual
 
 
+CHUNK = 4096  # images per step of a statistic: a float copy of the whole set would not fit
+
+
+def row_moments(pixels: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's pixel mean and standard deviation, computed a chunk at a time."""
+    mean = np.empty(len(pixels), dtype=np.float32)
+    std = np.empty(len(pixels), dtype=np.float32)
+    for start in range(0, len(pixels), chunk):
+        flat = np.asarray(pixels[start:start + chunk]).reshape(min(chunk, len(pixels) - start), -1).astype(np.float32)
+        mean[start:start + chunk], std[start:start + chunk] = flat.mean(1), flat.std(1)
+    return mean, std
+
+
 def image_outliers(pixels: np.ndarray, shapes: list[tuple[int, ...]], bad: dict[int, str]) -> pd.DataFrame:
     """Rows worth a look, most unusual first: columns row, score, reasons."""
-    flat = pixels.reshape(len(pixels), -1).astype(np.float32)
-    mean, std = flat.mean(1), flat.std(1)
+    mean, std = row_moments(pixels)
     common = Counter(s[:2] for s in shapes if s).most_common(1)[0][0]
     rows = []
     for i in range(len(pixels)):

@@ -31,17 +31,28 @@ class Shift:
 def image_features(pixels: np.ndarray, shapes: list[tuple[int, ...]]) -> pd.DataFrame:
     """Per image: its own height and width (before resizing; NaN when undecodable), mean,
     contrast, channel means and an 8x8 grey thumbnail."""
-    grey = pixels.mean(axis=-1, dtype=np.float32)
+    from comp.inspection.outliers import CHUNK
+
+    n, colour = len(pixels), pixels.shape[-1] == 3
+    brightness, contrast = np.empty(n, np.float32), np.empty(n, np.float32)
+    means = np.empty((n, pixels.shape[-1]), np.float32)
+    thumbs = np.empty((n, THUMB, THUMB), np.float32)
+    for start in range(0, n, CHUNK):  # a chunk at a time: a float copy of the set would not fit
+        part = np.asarray(pixels[start:start + CHUNK])
+        grey = part.mean(axis=-1, dtype=np.float32)
+        rows = slice(start, start + len(part))
+        brightness[rows], contrast[rows] = grey.mean(axis=(1, 2)), grey.std(axis=(1, 2))
+        means[rows] = part.mean(axis=(1, 2), dtype=np.float32)
+        thumbs[rows] = [cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for g in grey]
     columns = {
         "height": [s[0] if s else np.nan for s in shapes],
         "width": [s[1] if s else np.nan for s in shapes],
-        "brightness": grey.mean(axis=(1, 2)),
-        "contrast": grey.std(axis=(1, 2)),
+        "brightness": brightness,
+        "contrast": contrast,
     }
-    if pixels.shape[-1] == 3:
+    if colour:
         for c, name in enumerate(("red", "green", "blue")):
-            columns[f"{name} mean"] = pixels[..., c].mean(axis=(1, 2), dtype=np.float32)
-    thumbs = np.stack([cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for g in grey])
+            columns[f"{name} mean"] = means[:, c]
     for r in range(THUMB):
         for c in range(THUMB):
             columns[f"thumbnail pixel ({r},{c})"] = thumbs[:, r, c]

@@ -156,15 +156,23 @@ def _shift(ctx: StageContext, report: dict, features: pd.DataFrame, ids: list, w
 
 
 def _image_stats(pixels, shapes, bad, geometry) -> dict:
+    from comp.inspection.outliers import CHUNK
+
     sizes = pd.Series([f"{s[0]}x{s[1]}" for s in shapes if s]).value_counts()
     channels = pd.Series([s[2] for s in shapes if s]).value_counts()
     good = np.array([i not in bad for i in range(len(pixels))])
+    low, high, total, count = 255, 0, 0.0, 0
+    for start in range(0, len(pixels), CHUNK):  # a chunk at a time: the set may not fit in memory twice
+        part = np.asarray(pixels[start:start + CHUNK])[good[start:start + CHUNK]]
+        if part.size:
+            low, high = min(low, int(part.min())), max(high, int(part.max()))
+            total, count = total + float(part.sum(dtype=np.float64)), count + part.size
     return {
         "sizes": {k: int(v) for k, v in sizes.items()},
         "channels": {int(k): int(v) for k, v in channels.items()},
         "model_input": list(geometry),
-        "value_range": [int(pixels[good].min()), int(pixels[good].max())],
-        "mean": round(float(pixels[good].mean()), 2),
+        "value_range": [low, high],
+        "mean": round(total / max(count, 1), 2),
     }
 
 
