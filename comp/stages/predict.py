@@ -143,13 +143,14 @@ def predict_member(ctx: StageContext, member: dict, x) -> np.ndarray:
 
     rows = np.arange(len(x))
     total, count = None, 0
+    # One set of view layers for the member: a fold model's traced forwards are kept per view,
+    # so its kept weight sets reuse them instead of tracing anew.
+    views = views_for(member["augmentations"], x.spec(), ctx.task.kind, member["views"]) if member["views"] else []
     for refs in member["models"]:
         model = None
         for _, model in member_models(ctx.rundir.path, refs):
-            views = []
-            if member["views"] and model.is_keras:
-                views = views_for(member["augmentations"], x.spec(), ctx.task.kind, member["views"])
-            pred = model.predictions(x, rows, ctx.task, ctx.cfg.predict.batch_size, views).astype(np.float64)
+            pred = model.predictions(x, rows, ctx.task, ctx.cfg.predict.batch_size,
+                                     views if model.is_keras else []).astype(np.float64)
             total = pred if total is None else total + pred
             count += 1
         if model is not None and model.is_keras:

@@ -83,11 +83,22 @@ def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.D
 
 def make_forward(model: keras.Model, view: Any = None) -> Callable:
     """``model`` in inference mode as a traced function, each batch first through ``view`` (a
-    fixed test-time view, e.g. ``comp.layers.AffineView``) when given. Keep it to reuse the
-    trace: weights assigned later are read by it, not baked in."""
-    if view is None:
-        return tf.function(lambda b: model(b, training=False), reduce_retracing=True)
-    return tf.function(lambda b: model(view(b), training=False), reduce_retracing=True)
+    fixed test-time view, e.g. ``comp.layers.AffineView``) when given. Traced once, on the
+    first batch, with the batch dimension left open (a last, smaller batch reuses the trace).
+    Keep it to reuse the trace: weights assigned later are read by it, not baked in."""
+    def call(batch):
+        return model(batch if view is None else view(batch), training=False)
+
+    traced = None
+
+    def forward(batch):
+        nonlocal traced
+        if traced is None:
+            spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), batch)
+            traced = tf.function(call, input_signature=[spec])
+        return traced(batch)
+
+    return forward
 
 
 def predict_outputs(model: keras.Model, x: Any, batch_size: int = 256, view: Any = None,
@@ -182,13 +193,7 @@ class Trainer:
         self.snapshots = Snapshots(spec.snapshots, task.higher_is_better, len(self.model.variables))
         self.swa = RunningAverage(spec.swa_epochs)
         self._train_step = None
-        model = self.model
-
-        @tf.function(reduce_retracing=True)
-        def forward(x):
-            return model(x, training=False)
-
-        self._forward = forward
+        self._forward = make_forward(self.model)
 
     # -- the distributed step --------------------------------------------------------------
     def _build_step(self, global_batch: int, seed: int) -> None:
