@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,20 @@ ROBUST_Z = 5.0  # robust z-score of brightness or contrast beyond which an image
 CHUNK = 4096  # images per step of a statistic: a float copy of the whole set would not fit
 
 
-def row_moments(pixels: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def chunks(pixels: np.ndarray, size: int = CHUNK) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, images) a chunk at a time: statistics never need the whole set in memory."""
+    for start in range(0, len(pixels), size):
+        rows = slice(start, min(start + size, len(pixels)))
+        yield rows, np.asarray(pixels[rows])
+
+
+def row_moments(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each image's pixel mean and standard deviation, computed a chunk at a time."""
     mean = np.empty(len(pixels), dtype=np.float32)
     std = np.empty(len(pixels), dtype=np.float32)
-    for start in range(0, len(pixels), chunk):
-        flat = np.asarray(pixels[start:start + chunk]).reshape(min(chunk, len(pixels) - start), -1).astype(np.float32)
-        mean[start:start + chunk], std[start:start + chunk] = flat.mean(1), flat.std(1)
+    for rows, part in chunks(pixels):
+        flat = part.reshape(len(part), -1).astype(np.float32)
+        mean[rows], std[rows] = flat.mean(1), flat.std(1)
     return mean, std
 
 

@@ -31,16 +31,14 @@ class Shift:
 def image_features(pixels: np.ndarray, shapes: list[tuple[int, ...]]) -> pd.DataFrame:
     """Per image: its own height and width (before resizing; NaN when undecodable), mean,
     contrast, channel means and an 8x8 grey thumbnail."""
-    from comp.inspection.outliers import CHUNK
+    from comp.inspection.outliers import chunks
 
     n, colour = len(pixels), pixels.shape[-1] == 3
     brightness, contrast = np.empty(n, np.float32), np.empty(n, np.float32)
     means = np.empty((n, pixels.shape[-1]), np.float32)
     thumbs = np.empty((n, THUMB, THUMB), np.float32)
-    for start in range(0, n, CHUNK):  # a chunk at a time: a float copy of the set would not fit
-        part = np.asarray(pixels[start:start + CHUNK])
+    for rows, part in chunks(pixels):  # a float copy of the whole set would not fit
         grey = part.mean(axis=-1, dtype=np.float32)
-        rows = slice(start, start + len(part))
         brightness[rows], contrast[rows] = grey.mean(axis=(1, 2)), grey.std(axis=(1, 2))
         means[rows] = part.mean(axis=(1, 2), dtype=np.float32)
         thumbs[rows] = [cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for g in grey]

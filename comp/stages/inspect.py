@@ -156,14 +156,14 @@ def _shift(ctx: StageContext, report: dict, features: pd.DataFrame, ids: list, w
 
 
 def _image_stats(pixels, shapes, bad, geometry) -> dict:
-    from comp.inspection.outliers import CHUNK
+    from comp.inspection.outliers import chunks
 
     sizes = pd.Series([f"{s[0]}x{s[1]}" for s in shapes if s]).value_counts()
     channels = pd.Series([s[2] for s in shapes if s]).value_counts()
     good = np.array([i not in bad for i in range(len(pixels))])
     low, high, total, count = 255, 0, 0.0, 0
-    for start in range(0, len(pixels), CHUNK):  # a chunk at a time: the set may not fit in memory twice
-        part = np.asarray(pixels[start:start + CHUNK])[good[start:start + CHUNK]]
+    for rows, part in chunks(pixels):  # the set may not fit in memory twice
+        part = part[good[rows]]
         if part.size:
             low, high = min(low, int(part.min())), max(high, int(part.max()))
             total, count = total + float(part.sum(dtype=np.float64)), count + part.size
