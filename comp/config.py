@@ -50,6 +50,8 @@ SCHEMA: dict[str, Key] = {
     "data.channels": Key("int?", "1 (gray) or 3 (colour); null = most common", ("1", "3")),
     "data.max_pixels": Key("int", "an image whose header claims more pixels is a bad image, refused before "
                                   "decoding", low=1),
+    "data.in_memory_mb": Key("float", "decoded image sets up to this size are held in memory; larger ones stay "
+                                      "in the disk cache and are read batch by batch", low=0),
     "data.on_bad_image": Key(
         "str", "an image that cannot be decoded: stop with an error, or skip it and list it", ("error", "skip")
     ),
@@ -151,6 +153,8 @@ SCHEMA: dict[str, Key] = {
     "model.hp": Key("dict", "fixed values for the model plugin's hyperparameters"),
     "check.lr": Key("float", "Adam LR of the short check trainings (zero-input baseline, overfit)", low=0,
                     open_low=True),
+    "check.max_rows": Key("int", "the checks train on at most this many training rows (a random sample) and "
+                                 "a quarter as many validation rows", low=1),
     "check.zero_input_epochs": Key("int", "epochs of the real-vs-zeroed-inputs comparison", low=1),
     "check.overfit_examples": Key("int", "size of the batch the model must overfit", low=1),
     "check.overfit_steps": Key("int", "maximum steps to overfit that batch", low=1),

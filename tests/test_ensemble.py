@@ -12,8 +12,10 @@ from comp.blending import blend, greedy_selection, nested_selection
 from tests.conftest import SMOKE, comp_subprocess
 
 # Two folds, four epochs, every kind of kept weights: the ensemble has all its candidates.
+# data.in_memory_mb=0: every stage reads the images from the disk cache batch by batch, as
+# it does for a set too large for memory
 KEEP = ("train.epochs=4", "train.snapshots=2", "train.swa_epochs=3", "train.keep_ema=auto",
-        "ensemble.candidates=[fold,snapshots,swa,ema]", "predict.tta=auto")
+        "ensemble.candidates=[fold,snapshots,swa,ema]", "predict.tta=auto", "data.in_memory_mb=0")
 SECTIONS = ["summary", "budget", "stages", "training", "errors", "filters", "histograms", "regularize", "tune",
             "ensemble"]
 

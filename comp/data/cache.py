@@ -1,8 +1,8 @@
 """Decoded images cached once, keyed by file content, memory-mapped when large.
 
 Images are decoded straight into the entry's ``pixels.npy`` (``RowFile``), so a set larger
-than memory can be cached; entries above ``MMAP_BYTES`` are read back as memory
-maps, smaller ones into memory.
+than memory can be cached; entries above ``in_memory_bytes`` (``data.in_memory_mb``) are
+opened as ``comp.data.rows.DiskRows``, read row by row on demand, smaller ones into memory.
 
 The key hashes every file's bytes plus the target geometry, so an edited, added or
 removed image gives a new key (the old entry is simply not used again).
@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from comp.data.images import MAX_PIXELS, decode_all
+from comp.data.rows import DiskRows
 
 DECODER_VERSION = "2"  # bump when decoding or resizing changes, so old entries are ignored
-MMAP_BYTES = 256 * 2**20  # above this an entry is memory-mapped instead of read into RAM
+IN_MEMORY_BYTES = 256 * 2**20  # data.in_memory_mb's default: larger entries stay on disk, read by rows
 
 
 @dataclass
 class ImageSet:
-    pixels: np.ndarray  # uint8 (n, h, w, c); rows of bad images are zeros
+    pixels: np.ndarray | DiskRows  # uint8 (n, h, w, c); rows of bad images are zeros
     geometry: tuple[int, int, int]
     bad: dict[int, str]  # row -> why it could not be decoded
     shapes: list[tuple[int, ...]]  # each file's own (h, w, c) before resizing; () when bad
@@ -80,12 +81,12 @@ def file_digests(paths: list[Path], index_path: Path | None = None) -> list[str]
 
 def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
                    size: list[int] | None = None, channels: int | None = None,
-                   max_pixels: int = MAX_PIXELS) -> ImageSet:
+                   max_pixels: int = MAX_PIXELS, in_memory_bytes: int = IN_MEMORY_BYTES) -> ImageSet:
     """Decode ``paths`` (or reuse the cached decode of identical files) at the given geometry."""
     key = hashlib.sha256(json.dumps([DECODER_VERSION, digests, size, channels, max_pixels]).encode()).hexdigest()[:24]
     entry = cache_dir / key
     if (entry / "meta.json").is_file():
-        cached = _read_entry(entry)
+        cached = _read_entry(entry, in_memory_bytes)
         if cached is not None:
             return cached
         print(f"notice: the decoded-image cache entry {entry} is damaged; decoding the images again", flush=True)
@@ -108,7 +109,7 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
         os.replace(staging, entry)  # atomic: a reader sees a whole entry or none
     except OSError:  # another process published the same entry first
         shutil.rmtree(staging, ignore_errors=True)
-    published = _read_entry(entry, verify=False)  # hashed as it was written
+    published = _read_entry(entry, in_memory_bytes, verify=False)  # hashed as it was written
     if published is None:
         raise OSError(f"{entry}: the decoded-image cache entry just written cannot be read back")
     return ImageSet(published.pixels, published.geometry, published.bad, published.shapes, False)
@@ -155,17 +156,18 @@ def _sha256(pixels: np.ndarray, rows: int = 4096) -> str:
     return digest.hexdigest()
 
 
-def _read_entry(entry: Path, verify: bool = True) -> ImageSet | None:
+def _read_entry(entry: Path, in_memory_bytes: int, verify: bool = True) -> ImageSet | None:
     """A cache entry, or None when it is damaged: unreadable metadata, a file of the wrong
-    size, or (below the memory-mapping size, where reading it all is cheap) other bytes
+    size, or (when it is read into memory, where hashing it all is cheap) other bytes
     than were written."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
         size = (entry / "pixels.npy").stat().st_size
         if size != meta["bytes"]:
             return None
-        pixels = np.load(entry / "pixels.npy", mmap_mode="r" if size > MMAP_BYTES else None)
-        if verify and size <= MMAP_BYTES and _sha256(pixels) != meta["sha256"]:
+        in_memory = size <= in_memory_bytes
+        pixels = np.load(entry / "pixels.npy") if in_memory else DiskRows.open(entry / "pixels.npy")
+        if verify and in_memory and _sha256(pixels) != meta["sha256"]:
             return None
         return ImageSet(pixels, tuple(meta["geometry"]), {int(k): v for k, v in meta["bad"].items()},
                         [tuple(s) for s in meta["shapes"]], True)

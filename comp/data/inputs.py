@@ -1,7 +1,8 @@
 """Model inputs of a competition, images or table columns, behind one small interface.
 
-Training and prediction take rows by index (``take``); ``spec(rows)`` describes them to a
-model plugin, with statistics fit on those rows only (a fold's training rows), so no
+``take(rows)`` gives the rows as arrays; ``rows(rows)`` gives what training and prediction
+stream through (the same arrays, or a lazy view of images kept on disk, gathered batch by
+batch so a fold is never copied); ``spec(rows)`` describes them to a model plugin, with statistics fit on those rows only (a fold's training rows), so no
 validation row leaks into normalisation or vocabularies.
 """
 from __future__ import annotations
@@ -28,6 +29,10 @@ class Inputs(ABC):
     def take(self, rows: np.ndarray) -> Any:
         """What a Keras model built from ``spec`` takes for these rows."""
 
+    def rows(self, rows: np.ndarray) -> Any:
+        """``take(rows)``, or a lazy view of them (``streamed``) where the data live on disk."""
+        return self.take(rows)
+
     @abstractmethod
     def spec(self, rows: np.ndarray | None = None) -> InputSpec:
         """The input description, statistics fit on ``rows`` (default: all)."""
@@ -42,11 +47,11 @@ class Inputs(ABC):
 
 
 class ImageInputs(Inputs):
-    """uint8 images (n, height, width, channels); a memory-mapped array works as is."""
+    """uint8 images (n, height, width, channels), in memory or ``DiskRows`` read on demand."""
 
     modality = IMAGE
 
-    def __init__(self, pixels: np.ndarray):
+    def __init__(self, pixels):
         self.pixels = pixels
 
     def __len__(self) -> int:
@@ -54,6 +59,9 @@ class ImageInputs(Inputs):
 
     def take(self, rows):
         return np.asarray(self.pixels[rows])
+
+    def rows(self, rows):
+        return self.pixels.subset(rows) if getattr(self.pixels, "streamed", False) else self.take(rows)
 
     def spec(self, rows=None) -> InputSpec:
         return InputSpec(tuple(int(s) for s in self.pixels.shape[1:]), IMAGE)

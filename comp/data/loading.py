@@ -23,7 +23,7 @@ def image_set(competition: Competition, cfg: Config, split: str,
     size = list(geometry[:2]) if geometry else cfg.data.image_size
     channels = geometry[2] if geometry else cfg.data.channels
     images = load_image_set(paths, competition.digests(split), cache_root(cfg.paths.cache) / "images",
-                            size, channels, cfg.data.max_pixels)
+                            size, channels, cfg.data.max_pixels, int(cfg.data.in_memory_mb * 2**20))
     if strict and images.bad and cfg.data.on_bad_image == "error":
         row, reason = next(iter(sorted(images.bad.items())))
         raise DataError(f"{reason} ({len(images.bad)} bad {split} image(s); "

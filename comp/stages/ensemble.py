@@ -187,7 +187,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                         ref = {"model": folder, "weights": folder, "set": name}
                         if cand.kind in ("swa", "ema"):  # averaged weights have no BatchNorm statistics of their own
                             fit_rows = np.flatnonzero((fold_of >= 0) & (fold_of != k))
-                            recalibrate_batchnorm(fm.model, inputs.take(fit_rows), batch, seed=cfg.seed + k)
+                            recalibrate_batchnorm(fm.model, inputs.rows(fit_rows), batch, seed=cfg.seed + k)
                             cand.derived.setdefault(k, {})[name] = [v.numpy() for v in fm.model.variables]
                             ref["weights"] = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
                         refs.append(ref)

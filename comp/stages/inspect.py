@@ -11,6 +11,7 @@ import pandas as pd
 from comp import artifacts
 from comp.context import StageContext
 from comp.data.loading import image_set
+from comp.data.rows import stacked
 from comp.inspection import duplicates as dup
 from comp.inspection.outliers import image_outliers
 from comp.inspection import shift as adversarial
@@ -47,7 +48,7 @@ def run(ctx: StageContext) -> dict:
     if comp.modality == "image":
         train_set = image_set(comp, ctx.cfg, "train", strict=False)
         test_set = image_set(comp, ctx.cfg, "test", geometry=train_set.geometry, strict=False)
-        pixels = np.concatenate([np.asarray(train_set.pixels), np.asarray(test_set.pixels)])
+        pixels = stacked(train_set.pixels, test_set.pixels)  # read in place when they live on disk
         shapes = train_set.shapes + test_set.shapes
         bad = {**train_set.bad, **{len(train_ids) + k: v for k, v in test_set.bad.items()}}
         report["images"] = _image_stats(pixels, shapes, bad, train_set.geometry)
@@ -57,7 +58,7 @@ def run(ctx: StageContext) -> dict:
         pairs, notes, refused = found.pairs, found.notes, found.refused
         outliers = image_outliers(pixels, shapes, bad)
         groups = summary.groups if summary.groups is not None else pd.Series(["all"] * len(train_ids))
-        contact_sheet(np.asarray(train_set.pixels), groups.reset_index(drop=True), ctx.work / "contact_sheet.png",
+        contact_sheet(train_set.pixels, groups.reset_index(drop=True), ctx.work / "contact_sheet.png",
                       ctx.cfg.inspect.examples_per_class)
         shift_features = adversarial.image_features(pixels, shapes) if ctx.cfg.inspect.adversarial else None
         if bad:

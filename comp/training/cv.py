@@ -162,7 +162,8 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     if hook:
         hooks.on_epoch_end.append(hook)
     mixer = split_policy(model.augmentations, spec, task.kind)[1]
-    result = train_fold(build, task, (inputs.take(fit_rows), y[fit_rows]), (inputs.take(val_rows), y[val_rows]),
+    # rows(): images kept on disk are gathered batch by batch, never copied for the fold
+    result = train_fold(build, task, (inputs.rows(fit_rows), y[fit_rows]), (inputs.rows(val_rows), y[val_rows]),
                         train, seed=seed, fold_dir=fold_dir, deadline=deadline, callbacks=hooks, mixer=mixer)
     diagnosis = diagnostics.finish(result.best_epoch) if diagnostics else []
     pred = task.predictions(FoldModel(result.model).outputs(inputs, val_rows, task, train.predict_batch_size))

@@ -39,7 +39,7 @@ class FoldModel:
         key = id(view) if view is not None else None
         if key not in self.forwards:  # tracing costs more than predicting a small fold's rows
             self.forwards[key] = (make_forward(self.model, view), view)  # the view is kept alive with its id
-        return predict_outputs(self.model, inputs.take(rows), batch_size, forward=self.forwards[key][0])
+        return predict_outputs(self.model, inputs.rows(rows), batch_size, forward=self.forwards[key][0])
 
     def predictions(self, inputs, rows: np.ndarray, task: Any, batch_size: int = 256,
                     views: list | None = None) -> np.ndarray:

@@ -55,16 +55,41 @@ class EpochCallbacks:
     on_train_begin: list[Callable[[keras.Model, int], None]] = field(default_factory=list)
 
 
+def streamed(leaf: Any) -> bool:
+    """Rows read on demand (e.g. ``comp.data.rows.DiskRows``: ``read(positions)``, ``shape``,
+    ``dtype``) rather than an array held in memory."""
+    return getattr(leaf, "streamed", False)
+
+
+def _gather(data: Any) -> Callable:
+    """``index -> data's rows at index``: a gather from host tensors, a read for streamed rows."""
+    def one(leaf, index):
+        if not streamed(leaf):
+            return tf.gather(leaf, index)
+        rows = tf.numpy_function(leaf.read, [index], tf.as_dtype(leaf.dtype), stateful=False)
+        rows.set_shape([None, *leaf.shape[1:]])
+        return rows
+
+    return lambda index: tf.nest.map_structure(lambda leaf: one(leaf, index), data)
+
+
 def batches(x: Any, batch_size: int) -> tf.data.Dataset:
-    """Rows of ``x`` (an array or a dict of arrays) in order, batched."""
-    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+    """Rows of ``x`` (an array, streamed rows, or a dict of them) in order, batched."""
+    if not any(streamed(leaf) for leaf in tf.nest.flatten(x)):
+        return tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+    n = rows_of(x)
+    return (tf.data.Dataset.range(0, n, batch_size)
+            .map(lambda start: tf.range(start, tf.minimum(start + batch_size, n)))
+            .map(_gather(device_data(x)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def device_data(data: Any) -> Any:
     """``data`` (arrays, or tuples/dicts of them) as host tensors, copied once for a whole
-    fit: every epoch gathers its batches from these by index."""
+    fit: every epoch gathers its batches from these by index. Streamed rows stay where
+    they are (on disk): batches read them."""
     with tf.device("/cpu:0"):
-        return tf.nest.map_structure(tf.convert_to_tensor, data)
+        return tf.nest.map_structure(lambda leaf: leaf if streamed(leaf) else tf.convert_to_tensor(leaf), data)
 
 
 def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.Dataset:
@@ -72,12 +97,8 @@ def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.D
     batched, gathered in parallel and prefetched: no copy of the data per epoch and no
     shuffle buffer holding one. The same seed gives the same batches (exact resume)."""
     order = np.random.default_rng(seed).permutation(rows)
-
-    def gather(index):
-        return tf.nest.map_structure(lambda t: tf.gather(t, index), data)
-
     return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-            .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(_gather(data), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
 

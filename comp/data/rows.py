@@ -1,0 +1,174 @@
+"""Image rows kept on disk and read on demand, for sets larger than memory.
+
+A decoded-image cache entry above ``data.in_memory_mb`` is opened as :class:`DiskRows`:
+an array-like over the entry's ``.npy`` file whose rows are read with ``preadv`` only
+when indexed. Unlike a ``numpy.memmap`` the rows read never stay mapped into this
+process (a memory map keeps every page it touched resident until it is unmapped, so one
+epoch over a 100k-image set would add the whole file to the process's memory); the
+kernel's page cache keeps the file hot instead. No library offers this (``np.memmap``
+maps; ``np.fromfile`` reads one contiguous range), so it is written here.
+
+``subset(positions)`` gives a lazy view of some rows (a fold's), which the training loop
+gathers batch by batch: no copy of a fold is ever made. :class:`StackedRows` joins such
+parts (train then test) for the inspect stage's chunked statistics.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+READ_ROWS = 4096  # rows per read when iterating
+
+
+class DiskRows:
+    """Rows of a 2+-dimensional ``.npy`` array in ``path`` (``index``: which rows, in which
+    order; default all). Indexing with an int, a slice or an integer array returns numpy
+    arrays; ``subset`` returns another lazy view."""
+
+    streamed = True  # the training loop gathers its batches from it instead of holding it
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype=np.uint8,
+                 index: np.ndarray | None = None):
+        self.path, self.offset = Path(path), int(offset)
+        self.file_shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.index = None if index is None else np.asarray(index, dtype=np.int64)
+        self.row_bytes = int(np.prod(self.file_shape[1:])) * self.dtype.itemsize
+        self._fd: int | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> "DiskRows":
+        """The whole array of a C-ordered ``.npy`` file (its header read, nothing else)."""
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+        if fortran:
+            raise ValueError(f"{path}: a Fortran-ordered array cannot be read by rows")
+        return cls(path, offset, shape, dtype)
+
+    # -- array-like ------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.file_shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.file_shape)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * self.row_bytes
+
+    def __len__(self) -> int:
+        return self.file_shape[0] if self.index is None else len(self.index)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            position = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= position < len(self):
+                raise IndexError(f"row {key} of {len(self)}")
+            return self.read(np.array([position]))[0]
+        if isinstance(key, slice):
+            return self.read(np.arange(*key.indices(len(self))))
+        return self.read(np.asarray(key))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), READ_ROWS):
+            yield from self[start:start + READ_ROWS]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        rows = self[:]
+        return rows if dtype is None else rows.astype(dtype)
+
+    def subset(self, positions) -> "DiskRows":
+        """A lazy view of rows ``positions`` (of this view), nothing read."""
+        positions = np.asarray(positions, dtype=np.int64)
+        index = positions if self.index is None else self.index[positions]
+        return DiskRows(self.path, self.offset, self.file_shape, self.dtype, index)
+
+    # -- reading ---------------------------------------------------------------------------
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """Rows ``positions`` of this view, in that order: the file's rows are read sorted,
+        each run of consecutive rows with one ``preadv`` straight into the result (the call
+        releases the GIL, so tf.data's parallel calls overlap)."""
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        rows = positions if self.index is None else self.index[positions]
+        out = np.empty((len(rows), *self.file_shape[1:]), dtype=self.dtype)
+        if not len(rows):
+            return out
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        if ordered[0] < 0 or ordered[-1] >= self.file_shape[0]:
+            raise IndexError(f"rows outside 0..{self.file_shape[0] - 1} of {self.path}")
+        sorted_out = out if np.array_equal(order, np.arange(len(order))) else np.empty_like(out)
+        flat = sorted_out.reshape(len(rows), -1).view(np.uint8)
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        fd = self._file()
+        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(ordered)]):
+            want = (stop - start) * self.row_bytes
+            got = os.preadv(fd, [memoryview(flat[start:stop]).cast("B")],
+                            self.offset + int(ordered[start]) * self.row_bytes)
+            if got != want:
+                raise OSError(f"{self.path}: short read ({got} of {want} bytes); the file was truncated")
+        if sorted_out is not out:
+            out[order] = sorted_out
+        return out
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return self._fd
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __getstate__(self) -> dict:  # an open descriptor does not travel; the copy opens its own
+        return {**self.__dict__, "_fd": None}
+
+
+class StackedRows:
+    """Parts (arrays or :class:`DiskRows` of one row shape) one after another, read by int,
+    slice or iteration: train and test side by side without copying them into one array."""
+
+    def __init__(self, *parts):
+        self.parts = [p for p in parts if len(p)]
+        first = parts[0]
+        self.shape = (sum(len(p) for p in parts), *first.shape[1:])
+        self.dtype, self.ndim = first.dtype, len(first.shape)
+        self._starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            position = int(key) + (len(self) if key < 0 else 0)
+            part = int(np.searchsorted(self._starts, position, side="right")) - 1
+            return np.asarray(self.parts[part][position - self._starts[part]])
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            pieces = []
+            for part, begin in zip(self.parts, self._starts):
+                lo, hi = max(start - begin, 0), min(stop - begin, len(part))
+                if lo < hi:
+                    pieces.append(np.asarray(part[lo:hi]))
+            return np.concatenate(pieces) if pieces else np.empty((0, *self.shape[1:]), self.dtype)
+        raise TypeError("StackedRows takes an int or a contiguous slice")
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for part in self.parts:
+            yield from part
+
+
+def stacked(*parts):
+    """One array of the parts when all are in memory (small sets: a copy is cheap), else a
+    :class:`StackedRows` reading them in place."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    return StackedRows(*parts)
