@@ -120,3 +120,38 @@ def test_one_traced_step_serves_every_batch_and_epoch():
     result = trainer.fit((x[fit], y[fit]), (x[val], y[val]), epochs=4, global_batch=64, seed=0, patience=4)
     assert trainer._train_step.experimental_get_tracing_count() == 1
     assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_xla_auto_trains_without_xla_when_the_step_does_not_compile(monkeypatch, capsys):
+    """train.xla=auto on a GPU compiles the step; a model XLA cannot compile (here an op
+    that runs Python) trains without it, with one notice, instead of failing the fold."""
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+    from sklearn.datasets import load_diabetes
+
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+    from comp.training import loop
+    from comp.training.spec import TrainSpec
+
+    x, target = load_diabetes(return_X_y=True)
+    x = x.astype("float32")
+    frame = pd.DataFrame({"y": target.astype(str)})
+    task = make_task("regression", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
+    y = task.encode(frame)
+
+    def build():
+        inputs = keras.Input((x.shape[1],))
+        hidden = keras.layers.Lambda(
+            lambda t: tf.ensure_shape(tf.numpy_function(np.tanh, [t], tf.float32, stateful=False), t.shape),
+            output_shape=(x.shape[1],))(inputs)
+        return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(hidden)))
+
+    monkeypatch.setattr(loop, "use_xla", lambda setting, model: True)  # as on a GPU
+    trainer = loop.Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=3, xla="auto"),
+                           1e-2, steps_per_epoch=6)
+    assert trainer.xla
+    result = trainer.fit((x[:350], y[:350]), (x[350:], y[350:]), epochs=3, global_batch=64, seed=0, patience=3)
+    assert not trainer.xla and "notice: train.xla=auto: the train step does not compile with XLA" in capsys.readouterr().out
+    assert result.history["loss"][-1] < result.history["loss"][0]

@@ -122,7 +122,7 @@ def train_spec(cfg, lr: float):
                      optimizer=t.optimizer, weight_decay=t.weight_decay, schedule=t.schedule, warmup=t.warmup,
                      label_smoothing=t.label_smoothing, clip=t.clip, ema=t.ema,
                      snapshots=t.snapshots, swa_epochs=t.swa_epochs, keep_ema=t.keep_ema,
-                     strategy=t.strategy, lr_scaling=t.lr_scaling, mixed_precision=t.mixed_precision,
+                     strategy=t.strategy, lr_scaling=t.lr_scaling, mixed_precision=t.mixed_precision, xla=t.xla,
                      bn_momentum=t.bn_momentum, diagnostics=t.diagnostics,
                      predict_batch_size=cfg.predict.batch_size)
 

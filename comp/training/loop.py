@@ -102,6 +102,18 @@ def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.D
             .prefetch(tf.data.AUTOTUNE))
 
 
+def use_xla(setting: str, model: keras.Model) -> bool:
+    """Whether to compile the train step with XLA: ``on``, ``off``, or ``auto``: on a GPU
+    when every layer supports it (Keras's own rule for ``jit_compile="auto"``). On CPU XLA
+    is off: measured slower there (benchmarks/README.md, "XLA")."""
+    if setting in ("on", "off"):
+        return setting == "on"
+    from comp.training.batchnorm import nested_layers
+
+    return bool(tf.config.list_logical_devices("GPU")) and all(
+        getattr(layer, "supports_jit", True) for layer in nested_layers(model))
+
+
 def make_forward(model: keras.Model, view: Any = None) -> Callable:
     """``model`` in inference mode as a traced function, each batch first through ``view`` (a
     fixed test-time view, e.g. ``comp.layers.AffineView``) when given. Traced once, on the
@@ -215,6 +227,8 @@ class Trainer:
         self.swa = RunningAverage(spec.swa_epochs)
         self._train_step = None
         self._forward = make_forward(self.model)
+        self.xla = use_xla(spec.xla, self.model)
+        self._xla_proven = False
 
     # -- the distributed step --------------------------------------------------------------
     def _build_step(self, global_batch: int, seed: int) -> None:
@@ -242,11 +256,18 @@ class Trainer:
             return (tf.reduce_sum(per_example), tf.reduce_sum(task.batch_metric(y, p)),
                     tf.cast(tf.shape(per_example)[0], tf.float32))
 
+        replica_step = train_replica
+        if self.xla:
+            # XLA compiles the per-replica step (as Keras does under a strategy); the
+            # cross-replica reduction stays outside the compiled function.
+            replica_step = tf.function(train_replica, jit_compile=True)
+
         def step(batch):
-            out = strategy.run(train_replica, args=batch)
+            out = strategy.run(replica_step, args=batch)
             return [strategy.reduce("SUM", v, axis=None) for v in out]
 
         self._step_fn, self._train_step = step, None
+        self._step_args = (global_batch, seed)
 
     def _train_epoch(self, dataset) -> tuple[float, float]:
         # Sums stay on the device until the epoch ends: no host sync per step.
@@ -257,10 +278,29 @@ class Trainer:
             # the last, smaller batch of an epoch does not trace a second step.
             self._train_step = tf.function(self._step_fn, input_signature=[distributed.element_spec])
         for batch in distributed:
-            out = self._train_step(batch)
+            if totals is None and self.xla and self.spec.xla == "auto" and not self._xla_proven:
+                out = self._first_xla_step(batch, distributed.element_spec)
+            else:
+                out = self._train_step(batch)
             totals = out if totals is None else [a + b for a, b in zip(totals, out)]
         loss, metric, count = (float(t) for t in totals)
         return loss / max(count, 1.0), metric / max(count, 1.0)
+
+    def _first_xla_step(self, batch, element_spec):
+        """The first XLA step of a fit under ``train.xla=auto``: a model XLA cannot compile
+        (an op without an XLA kernel, a deterministic op XLA lacks) trains without it, said
+        once, instead of failing. Compilation fails before anything runs, so no weight moved."""
+        try:
+            out = self._train_step(batch)
+            self._xla_proven = True
+            return out
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as exc:
+            print(f"notice: train.xla=auto: the train step does not compile with XLA "
+                  f"({str(exc).strip().splitlines()[0][:160]}); training without it", flush=True)
+            self.xla = False
+            self._build_step(*self._step_args)
+            self._train_step = tf.function(self._step_fn, input_signature=[element_spec])
+            return self._train_step(batch)
 
     def outputs(self, x: Any, batch_size: int) -> np.ndarray:
         """The model's outputs on ``x`` (inference mode), on the host."""

@@ -41,6 +41,7 @@ class TrainSpec:
     strategy: str = "auto"
     lr_scaling: str = "linear"
     mixed_precision: str = "auto"
+    xla: str = "auto"  # compile the train step with XLA: auto = on GPU (falls back if it cannot compile)
     bn_momentum: float | str = "auto"
     diagnostics: bool = True
     predict_batch_size: int = 256
