@@ -16,6 +16,8 @@ otherwise the best candidate is the result. Nothing here reads the test set: sta
 """
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +88,7 @@ class Candidate:
     files: list[list[dict]] = field(default_factory=list)  # per fold: {model: folder, weights: folder, set: name}
     derived: dict = field(default_factory=dict)  # fold -> set -> recalibrated weights (swa, ema)
     seconds: float = 0.0
+    dropped: str = ""  # why it was not evaluated on every fold (the budget)
 
 
 def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
@@ -137,7 +140,12 @@ class Data:
         return self.cache[shape]
 
 
-def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.ndarray, fold_of: np.ndarray) -> None:
+def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.ndarray, fold_of: np.ndarray,
+             deadline: float = math.inf) -> list[Candidate]:
+    """Each candidate's OOF predictions, without and with test-time views; returns those
+    evaluated on every fold. A candidate whose next fold would end after ``deadline`` (its
+    own time per fold so far, or the last fold evaluated when it has none) is not evaluated;
+    a stage's plain fold models then stand without views (their OOF is the stage's own)."""
     """OOF predictions of every candidate with and without its test-time views, and the
     model references that predict the test set the same way. Each fold model is loaded once
     for all the candidates made from it."""
@@ -159,6 +167,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             cand.files = [[{"model": f}] for f in folders]
         else:
             groups.setdefault(cand.root, []).append(cand)
+    last_fold = 0.0  # seconds the last evaluation of one candidate on one fold took
     for root, group in groups.items():
         group.sort(key=lambda c: c.kind != "fold")  # the fold model's own weights first, before any are replaced
         inputs = data.get(group[0].input_shape)
@@ -175,6 +184,12 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
             shared = time.monotonic() - began
             for cand in group:
+                if cand.dropped:
+                    continue
+                per_fold = cand.seconds / k if k else last_fold
+                if ctx.budget.clock() + per_fold > deadline:
+                    cand.dropped = f"~{per_fold:.0f}s per fold did not fit the ensemble's share of the budget"
+                    continue
                 began = time.monotonic()
                 cand.views = [v.name for v in views]
                 refs, p_sum, t_sum = [], 0.0, 0.0
@@ -203,9 +218,22 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                 if views:
                     cand.tta[rows] = t_sum / len(refs)
                 cand.files.append(refs)
-                cand.seconds += time.monotonic() - began + shared / len(group)
+                last_fold = time.monotonic() - began + shared / len(group)
+                cand.seconds += last_fold
             if fm.is_keras:
                 keras.backend.clear_session()
+    kept = []
+    for cand in candidates:
+        if cand.dropped and cand.kind == "fold":  # the stage's own OOF, no model to run
+            relative = cand.root.relative_to(ctx.rundir.path).as_posix()
+            cand.plain, cand.tta, cand.views = np.load(cand.root / artifacts.OOF_PROBS), None, []
+            cand.files = [[{"model": f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"}] for k in range(n_folds)]
+            ctx.log(f"{cand.name}: test-time views not tried ({cand.dropped})")
+        elif cand.dropped:
+            ctx.log(f"{cand.name}: not evaluated ({cand.dropped})")
+            continue
+        kept.append(cand)
+    return kept
 
 
 def save_derived(ctx: StageContext, cand: Candidate) -> None:
@@ -248,7 +276,15 @@ def run(ctx: StageContext) -> dict:
     if not candidates:
         raise ConfigError(f"ensemble: no training stage among {', '.join(ctx.upstream)} has models for all "
                           f"{n_folds} folds of the kinds ensemble.candidates={list(cfg.ensemble.candidates)}")
-    evaluate(ctx, candidates, Data(ctx), y, fold_of)
+    # Under a budget the ensemble may spend half the time left when it starts; prediction,
+    # submission and the report get the rest.
+    deadline = ctx.budget.clock() + 0.5 * max(ctx.budget.remaining(), 0.0) if ctx.budget.limited else math.inf
+    evaluated = evaluate(ctx, candidates, Data(ctx), y, fold_of, deadline)
+    dropped = [c.name for c in candidates if c.dropped and c not in evaluated]
+    if not evaluated:
+        raise ConfigError(f"ensemble: no candidate could be evaluated within the budget ({'; '.join(dropped)}); "
+                          "add fold to ensemble.candidates or raise budget")
+    candidates = evaluated
     rows_out = []
     chosen_oof = []
     for cand in candidates:
@@ -323,6 +359,7 @@ def run(ctx: StageContext) -> dict:
         "folds": n_folds,
         "decoding": decoding,
         "fold_models": True,
+        "not_evaluated": dropped,  # candidates the budget left out
         "task": task.kind,
         # what made the prediction: the submission's name says it (one stage's plain fold models: that stage)
         "source": first.stage if single_plain and "/" not in first.name else NAME,
