@@ -228,3 +228,37 @@ def test_adversarial_validation_sees_darker_test_images(demo, tmp_path, comp, wo
     assert shift["auc"] > 0.9
     assert {d["feature"] for d in shift["differs"]} & {"brightness", "contrast"}
     assert "PROBLEM: train and test differ" in out
+
+
+def test_one_pixel_shifted_copies_of_sharp_32px_images_are_found():
+    """Sharp-edged 32x32 scenes: a 1-px shift is half a 16x16 thumbnail pixel, which left
+    such copies far apart there; the 32x32 re-measure finds them and adds no other pair."""
+    from comp.inspection.duplicates import find_pairs
+
+    rng = np.random.default_rng(0)
+    scenes = []
+    for _ in range(400):
+        im = np.full((32, 32, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+        for _ in range(int(rng.integers(3, 7))):
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x0, y0, x1, y1 = (int(v) for v in rng.integers(0, 32, 4))
+            cv2.rectangle(im, (x0, y0), (x1, y1), colour, -1)
+        scenes.append(im)
+    copies = []
+    for i in range(10):  # shifted right by one pixel, the first column repeated
+        moved = scenes[i].copy()
+        moved[:, 1:], moved[:, :1] = scenes[i][:, :-1], scenes[i][:, :1]
+        copies.append(moved)
+    def pairs_among(images):
+        found = find_pairs(np.stack(images), near_distance=8.0, near_ratio=0.2, phash_distance=6,
+                           max_group_share=0.01)
+        assert "32x32 over 1-px shifts" in found.notes[0]
+        return {(p.a, p.b) for p in found.pairs}
+
+    alone = pairs_among(scenes)  # random scenes that happen to be alike
+    pairs = pairs_among(scenes + copies)
+    planted = {(i, 400 + i) for i in range(10)}
+    assert planted <= pairs
+    alike = {i for pair in alone for i in pair}
+    for a, b in pairs - planted - alone:  # nothing else, but a copy of an image that was alike already
+        assert {a % 400, b % 400} <= alike and max(a, b) >= 400
