@@ -1,6 +1,6 @@
 """comp's training path vs plain `model.fit`, side by side in one run.
 
-    python benchmarks/loop_overhead.py [digits|mnist5k] [epochs=10] [repeats=2] [diagnostics=off] [keep=off]
+    python benchmarks/loop_overhead.py [digits|mnist5k] [epochs=10] [repeats=2] [diagnostics=off] [keep=off] [xla=on]
 
 Both train the same Keras model (built by comp: uint8 input, scaling and the default
 shift/rotate/zoom augmentation in the graph, small_cnn, the task's head) on the same rows
@@ -13,7 +13,9 @@ the same LR) and number of epochs, validating after every epoch.
 - keras: `model.fit(x, y, validation_data=...)` on in-memory float32 arrays.
 
 Prints each side's best wall time over ``repeats`` alternating runs and the ratio
-keras / comp (1.0: no overhead; the target is >= 0.97).
+keras / comp (1.0: no overhead; the target is >= 0.97). ``xla=on`` compiles comp's train
+step with XLA (``train.xla=on``; model.fit stays as Keras runs it with deterministic ops:
+without XLA), to measure what XLA does on this machine.
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ def main(argv: list[str]) -> int:
     keep = {} if "keep=off" not in argv else {"snapshots": 0, "swa_epochs": 0, "keep_ema": 0}
     spec = TrainSpec(lr=lr, epochs=epochs, batch_size=batch, patience=epochs, optimizer="adamw", weight_decay=0.01,
                      schedule="cosine", warmup=1.0, **{"snapshots": 3, "swa_epochs": 5, "keep_ema": "auto", **keep},
-                     diagnostics=diagnostics)
+                     diagnostics=diagnostics, xla="on" if "xla=on" in argv else "off")
 
     def run_comp() -> float:
         with tempfile.TemporaryDirectory() as out:

@@ -59,8 +59,10 @@ def test_a_tight_budget_skips_checks_but_still_reports_them(comp, workdir, monke
 
     ticks = iter(range(0, 10**6, 1))  # a clock that advances 1 s per reading, whatever the machine's speed
     monkeypatch.setattr(Budget, "clock", staticmethod(lambda: float(next(ticks))))
-    code, out, err = comp("run", "stage=check", "budget=5s", *SMOKE)
+    # check.max_rows: on a large set the checks sample their rows (here 300 of fold 0's ~720)
+    code, out, err = comp("run", "stage=check", "budget=5s", *SMOKE, "check.max_rows=300")
     assert code == 0, err
+    assert "model small_cnn on 300 training rows of fold 0" in out
     lines = {m.group(2): m.group(1) for m in LINE.finditer(out)}
     assert lines == {"initial loss": "PASS", "overfit one batch": "WARN", "LR range test": "WARN",
                      "zero-input baseline": "WARN"}
