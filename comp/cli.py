@@ -175,17 +175,12 @@ LOCATE = ("competition", "run", "paths.runs", "paths.cache", "task", "metric")
 
 
 def _cmd_report(overrides: list[str]) -> int:
-    from comp.competition import load_competition
-    from comp.demo import cache_root
-    from comp.demo import resolve as resolve_competition
+    from comp.competition import open_competition
     from comp.errors import CompError
     from comp.report import write_report
-    from comp.tasks import make_task
 
     cfg = _run_config("report", overrides, LOCATE)
-    root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
-    competition = load_competition(root, task=cfg.task, metric=cfg.metric, cache=cache_root(cfg.paths.cache))
-    task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, [])
+    competition, task, _ = open_competition(cfg)
     run_path = Path(cfg.paths.runs) / (cfg.run or competition.name)
     if not run_path.is_dir():
         raise CompError(f"{run_path} does not exist: run `comp run stage=all` first (or name the run with run=NAME)")

@@ -85,6 +85,19 @@ class Competition:
         return h.hexdigest()[:16]
 
 
+def open_competition(cfg) -> tuple[Competition, object, list[str]]:
+    """The competition a config names (a folder, or demo:NAME) with its task, and what was
+    inferred on the way: where every command (run, report, export) starts."""
+    from comp.demo import cache_root, resolve
+    from comp.tasks import make_task
+
+    cache = cache_root(cfg.paths.cache)
+    competition = load_competition(resolve(cfg.competition, cache), task=cfg.task, metric=cfg.metric, cache=cache)
+    notes = list(competition.notes)
+    task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, notes)
+    return competition, task, notes
+
+
 def load_competition(root: str | Path, task: str | None = None, metric: str | None = None,
                      cache: Path | None = None) -> Competition:
     """Read and check ``root``; ``task``/``metric`` override comp.yaml and inference; with a

@@ -22,16 +22,11 @@ EXPORT_DIR = "export"
 
 def export_run(cfg) -> Path:
     """Export the run named by ``cfg`` (competition, run, paths.runs, predict.source)."""
-    from comp.competition import load_competition
-    from comp.demo import cache_root
-    from comp.demo import resolve as resolve_competition
+    from comp.competition import open_competition
     from comp.rundir import RunDir
     from comp.stages.predict import member_stages, members_of
-    from comp.tasks import make_task
 
-    root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
-    competition = load_competition(root, task=cfg.task, metric=cfg.metric, cache=cache_root(cfg.paths.cache))
-    task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, [])
+    competition, task, _ = open_competition(cfg)
     rundir = RunDir(Path(cfg.paths.runs) / (cfg.run or competition.name))
     source = "ensemble" if cfg.predict.source == "auto" else cfg.predict.source
     record = rundir.record(source)

@@ -13,17 +13,14 @@ from pathlib import Path
 import yaml
 
 from comp.budget import Budget
-from comp.competition import load_competition
+from comp.competition import open_competition
 from comp.config import Config, parse_duration
 from comp.context import StageContext
-from comp.demo import cache_root
-from comp.demo import resolve as resolve_competition
 from comp.errors import ConfigError
 from comp.provenance import git_revision, package_versions
 from comp.files import write_text
 from comp.rundir import RunDir, RunLock
 from comp.stages import PLANNED, STAGES
-from comp.tasks import make_task
 
 PROVENANCE = "config.yaml"  # the command, resolved config, seed, versions and git revision
 
@@ -35,10 +32,7 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
     directory is locked (``wait``: queue behind a command holding it)."""
     budget = Budget(parse_duration(cfg.budget) if cfg.budget else None)
     targets = _targets(cfg.stage)
-    root = resolve_competition(cfg.competition, cache_root(cfg.paths.cache))
-    competition = load_competition(root, task=cfg.task, metric=cfg.metric, cache=cache_root(cfg.paths.cache))
-    notes = list(competition.notes)
-    task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, notes)
+    competition, task, notes = open_competition(cfg)
     task.check_submission_format(competition.sample)
     rundir, submissions = _run_location(cfg, competition.name)
     _check_writable(rundir.path, submissions, cfg)
