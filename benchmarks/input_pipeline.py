@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     from comp.data.rows import DiskRows
     from comp.tasks import make_task
     from comp.tasks.base import TaskSource
-    from comp.training.loop import Trainer, device_data, epoch_batches
+    from comp.training.loop import Trainer, device_data, epoch_batches, training_batches
     from comp.training.model import build_model
     from comp.training.spec import TrainSpec
 
@@ -78,11 +78,11 @@ def main(argv: list[str]) -> int:
         steps = -(-n // batch)
         trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-3, epochs=epochs), 1e-3, steps)
         trainer._build_step(batch, seed=0)
-        data = device_data((on_disk, y))
+        batches = trainer.distribute(training_batches(device_data((on_disk, y)), n, batch, 0, range(epochs + 1)))
         model_s = float("inf")
         for epoch in range(epochs + 1):  # the first epoch traces the step
             began = time.perf_counter()
-            trainer._train_epoch(epoch_batches(data, n, batch, seed=epoch))
+            trainer._train_epoch(batches, steps)
             if epoch:
                 model_s = min(model_s, time.perf_counter() - began)
     print(f"{n} images {size}x{size}x3, batch {batch}: pipeline in memory {n / memory_s:,.0f} images/s, "

@@ -92,14 +92,28 @@ def device_data(data: Any) -> Any:
         return tf.nest.map_structure(lambda leaf: leaf if streamed(leaf) else tf.convert_to_tensor(leaf), data)
 
 
-def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.Dataset:
-    """One epoch of ``data`` (from ``device_data``) in the order a seeded permutation gives,
-    batched, gathered in parallel and prefetched: no copy of the data per epoch and no
-    shuffle buffer holding one. The same seed gives the same batches (exact resume)."""
-    order = np.random.default_rng(seed).permutation(rows)
-    return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+def training_batches(data: Any, rows: int, batch_size: int, seed: int, epochs: range) -> tf.data.Dataset:
+    """The batches of ``epochs`` one after another, each epoch in the order a seeded
+    permutation gives (``seed + epoch``: a resumed fit continues with the same batches),
+    gathered in parallel and prefetched across epoch ends (the next epoch's first batches
+    load while this one is evaluated). No copy of the data per epoch and no shuffle buffer
+    holding one; one dataset for the whole fit, so it is distributed once."""
+    def order(epoch):
+        return np.random.default_rng(seed + int(epoch)).permutation(rows)
+
+    def epoch_rows(epoch):
+        permutation = tf.numpy_function(order, [epoch], tf.int64, stateful=False)
+        permutation.set_shape([rows])
+        return tf.data.Dataset.from_tensor_slices(permutation).batch(batch_size)
+
+    return (tf.data.Dataset.from_tensor_slices(np.asarray(list(epochs), dtype=np.int64)).flat_map(epoch_rows)
             .map(_gather(data), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """One epoch of ``training_batches`` (data from ``device_data``)."""
+    return training_batches(data, rows, batch_size, seed, range(1))
 
 
 def use_xla(setting: str, model: keras.Model) -> bool:
@@ -269,17 +283,25 @@ class Trainer:
         self._step_fn, self._train_step = step, None
         self._step_args = (global_batch, seed)
 
-    def _train_epoch(self, dataset) -> tuple[float, float]:
-        # Sums stay on the device until the epoch ends: no host sync per step.
-        totals = None
+    def distribute(self, dataset: tf.data.Dataset):
+        """An iterator over ``dataset`` (a whole fit's batches) distributed to the replicas,
+        with the step traced for its element spec: both once per fit."""
         distributed = self.strategy.experimental_distribute_dataset(dataset)
         if self._train_step is None:
-            # Traced once for the whole fit: the signature leaves the batch dimension open, so
-            # the last, smaller batch of an epoch does not trace a second step.
+            # The signature leaves the batch dimension open, so the last, smaller batch of an
+            # epoch does not trace a second step.
             self._train_step = tf.function(self._step_fn, input_signature=[distributed.element_spec])
-        for batch in distributed:
+        self._element_spec = distributed.element_spec
+        return iter(distributed)
+
+    def _train_epoch(self, batches, steps: int) -> tuple[float, float]:
+        """``steps`` steps on the next batches of ``batches`` (from ``distribute``)."""
+        # Sums stay on the device until the epoch ends: no host sync per step.
+        totals = None
+        for _ in range(steps):
+            batch = next(batches)
             if totals is None and self.xla and self.spec.xla == "auto" and not self._xla_proven:
-                out = self._first_xla_step(batch, distributed.element_spec)
+                out = self._first_xla_step(batch, self._element_spec)
             else:
                 out = self._train_step(batch)
             totals = out if totals is None else [a + b for a, b in zip(totals, out)]
@@ -411,7 +433,9 @@ class Trainer:
         if not saved and plan.data["budgeted"]:
             plan.data["fold_seconds"] = round(deadline - began, 1)
         rows = rows_of(train[0])
-        train_data = device_data(train)
+        train_batches = self.distribute(training_batches(device_data(train), rows, global_batch, seed,
+                                                         range(start, epochs)))
+        steps = math.ceil(rows / global_batch)
         for hook in callbacks.on_train_begin:
             hook(self.model, self.steps_per_epoch)
         timings: list[float] = []
@@ -420,9 +444,8 @@ class Trainer:
             if stopping.data["stopped"] or epoch >= plan.data["epochs"]:
                 break
             t0 = time.monotonic()
-            train_ds = epoch_batches(train_data, rows, global_batch, seed + epoch)
             lr = float(self.schedule(self.optimizer.iterations))  # the LR this epoch starts with
-            loss, metric = self._train_epoch(train_ds)
+            loss, metric = self._train_epoch(train_batches, steps)
             logs = {"loss": loss, self.task.progress_metric: metric,
                     **self._evaluate_epoch(val, global_batch, epoch), "lr": lr}
             for key, value in logs.items():
