@@ -152,6 +152,13 @@ def _start_devices(cfg: Config) -> None:
     from comp.training.strategy import configure_devices, get_strategy
 
     configure_devices(cfg.train.logical_cpus)
+    if cfg.train.xla == "on" and ((cfg.train.logical_cpus or 0) > 1 or os.environ.get("TF_CONFIG")):
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            # TensorFlow cannot compile a replicated step's cross-device merge for CPUs
+            raise ConfigError("train.xla=on: XLA compiles the train step on GPUs or one CPU, not for several CPU "
+                              "devices or CPU workers; use train.xla=auto (off on CPU) or off")
     if os.environ.get("TF_CONFIG") and cfg.train.strategy in ("auto", "multi_worker"):
         get_strategy("multi_worker")  # collectives must be set up at program start
 

@@ -25,8 +25,12 @@ def test_disk_rows_read_like_the_array(tmp_path, digit_images):
     view = rows.subset(fold).subset(np.arange(0, 1000, 7))
     assert np.array_equal(np.asarray(view), images[fold][::7])
     assert np.array_equal(np.stack(list(rows)), images)
+    mask = np.arange(len(images)) % 3 == 0
+    assert np.array_equal(rows[mask], images[mask]) and np.array_equal(rows[[-2, 0]], images[[-2, 0]])
     with pytest.raises(IndexError):
         rows[len(images)]
+    with pytest.raises(IndexError):
+        rows.subset([len(images)])
 
     joined = stacked(rows, images[:50])
     assert isinstance(joined, StackedRows) and len(joined) == len(images) + 50

@@ -1,4 +1,4 @@
-"""Decoded images cached once, keyed by file content, memory-mapped when large.
+"""Decoded images cached once, keyed by file content, read from disk on demand when large.
 
 Images are decoded straight into the entry's ``pixels.npy`` (``RowFile``), so a set larger
 than memory can be cached; entries above ``in_memory_bytes`` (``data.in_memory_mb``) are

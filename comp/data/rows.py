@@ -20,7 +20,20 @@ from typing import Iterator
 
 import numpy as np
 
-READ_ROWS = 4096  # rows per read when iterating
+READ_BYTES = 64 * 2**20  # iteration reads this much at a time (4,096 rows of 64x64x3)
+MAX_PREAD = 2**30  # bytes per preadv call (Linux returns at most ~2 GiB per call)
+
+
+class _File:
+    """One read-only descriptor shared by a DiskRows and its subsets, closed with the last."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class DiskRows:
@@ -31,12 +44,13 @@ class DiskRows:
     streamed = True  # the training loop gathers its batches from it instead of holding it
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype=np.uint8,
-                 index: np.ndarray | None = None):
+                 index: np.ndarray | None = None, file: _File | None = None):
         self.path, self.offset = Path(path), int(offset)
         self.file_shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
         self.index = None if index is None else np.asarray(index, dtype=np.int64)
         self.row_bytes = int(np.prod(self.file_shape[1:])) * self.dtype.itemsize
-        self._fd: int | None = None
+        # Opened here, not on first read: tf.data's parallel reads would race to open it.
+        self._file = file or _File(self.path)
 
     @classmethod
     def open(cls, path: Path) -> "DiskRows":
@@ -77,8 +91,9 @@ class DiskRows:
         return self.read(np.asarray(key))
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for start in range(0, len(self), READ_ROWS):
-            yield from self[start:start + READ_ROWS]
+        step = max(1, READ_BYTES // max(self.row_bytes, 1))
+        for start in range(0, len(self), step):
+            yield from self[start:start + step]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         rows = self[:]
@@ -86,50 +101,60 @@ class DiskRows:
 
     def subset(self, positions) -> "DiskRows":
         """A lazy view of rows ``positions`` (of this view), nothing read."""
-        positions = np.asarray(positions, dtype=np.int64)
+        positions = self._positions(positions)
         index = positions if self.index is None else self.index[positions]
-        return DiskRows(self.path, self.offset, self.file_shape, self.dtype, index)
+        return DiskRows(self.path, self.offset, self.file_shape, self.dtype, index, self._file)
+
+    def _positions(self, positions) -> np.ndarray:
+        """Integer positions in this view (negative ones from its end; a boolean mask as its rows)."""
+        positions = np.asarray(positions)
+        if positions.dtype == bool:
+            if positions.shape != (len(self),):
+                raise IndexError(f"a boolean mask of {positions.shape} for {len(self)} rows")
+            return np.flatnonzero(positions)
+        if positions.size and not np.issubdtype(positions.dtype, np.integer):
+            raise IndexError(f"rows must be integers, not {positions.dtype}")
+        positions = positions.astype(np.int64).reshape(-1)
+        positions = np.where(positions < 0, positions + len(self), positions)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
+            raise IndexError(f"rows outside 0..{len(self) - 1}")
+        return positions
 
     # -- reading ---------------------------------------------------------------------------
     def read(self, positions: np.ndarray) -> np.ndarray:
         """Rows ``positions`` of this view, in that order: the file's rows are read sorted,
         each run of consecutive rows with one ``preadv`` straight into the result (the call
         releases the GIL, so tf.data's parallel calls overlap)."""
-        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        positions = self._positions(positions)
         rows = positions if self.index is None else self.index[positions]
         out = np.empty((len(rows), *self.file_shape[1:]), dtype=self.dtype)
         if not len(rows):
             return out
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
-        if ordered[0] < 0 or ordered[-1] >= self.file_shape[0]:
-            raise IndexError(f"rows outside 0..{self.file_shape[0] - 1} of {self.path}")
         sorted_out = out if np.array_equal(order, np.arange(len(order))) else np.empty_like(out)
         flat = sorted_out.reshape(len(rows), -1).view(np.uint8)
         breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        fd = self._file()
+        fd = self._file.fd
         for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(ordered)]):
-            want = (stop - start) * self.row_bytes
-            got = os.preadv(fd, [memoryview(flat[start:stop]).cast("B")],
-                            self.offset + int(ordered[start]) * self.row_bytes)
-            if got != want:
-                raise OSError(f"{self.path}: short read ({got} of {want} bytes); the file was truncated")
+            buffer = memoryview(flat[start:stop]).cast("B")
+            offset, done = self.offset + int(ordered[start]) * self.row_bytes, 0
+            while done < len(buffer):  # one call reads at most ~2 GiB
+                got = os.preadv(fd, [buffer[done:done + MAX_PREAD]], offset + done)
+                if got <= 0:
+                    raise OSError(f"{self.path}: short read ({done} of {len(buffer)} bytes); the file was "
+                                  "truncated: delete it to decode the images again")
+                done += got
         if sorted_out is not out:
             out[order] = sorted_out
         return out
 
-    def _file(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return self._fd
-
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
-            self._fd = None
-
     def __getstate__(self) -> dict:  # an open descriptor does not travel; the copy opens its own
-        return {**self.__dict__, "_fd": None}
+        return {k: v for k, v in self.__dict__.items() if k != "_file"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._file = _File(self.path)
 
 
 class StackedRows:

@@ -117,7 +117,7 @@ def fine_distances(fine: np.ndarray, pairs: np.ndarray, chunk: int = 20000) -> n
     for start in range(0, len(pairs), chunk):
         a = fine[pairs[start:start + chunk, 0]].astype(np.float32)
         b = fine[pairs[start:start + chunk, 1]].astype(np.float32)
-        centre_a = a[:, m:-m, m:-m].reshape(len(a), -1)
+        centre_a = a[:, m:FINE - m, m:FINE - m].reshape(len(a), -1)
         best = np.full(len(a), np.inf, dtype=np.float32)
         for dy in range(-m, m + 1):  # shifts of both signs: moving b covers moving a the other way
             for dx in range(-m, m + 1):

@@ -11,11 +11,14 @@ BLANK_STD = 2.0  # pixel standard deviation (0-255) under which an image is 'alm
 ROBUST_Z = 5.0  # robust z-score of brightness or contrast beyond which an image is unusual
 
 
-CHUNK = 4096  # images per step of a statistic: a float copy of the whole set would not fit
+CHUNK_BYTES = 48 * 2**20  # uint8 pixels per step of a statistic (4,096 images of 64x64x3): a float
+# copy of the whole set would not fit
 
 
-def chunks(pixels: np.ndarray, size: int = CHUNK) -> Iterator[tuple[slice, np.ndarray]]:
-    """(rows, images) a chunk at a time: statistics never need the whole set in memory."""
+def chunks(pixels: np.ndarray, size: int | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, images) ``size`` images (default: CHUNK_BYTES of them) at a time: statistics
+    never need the whole set in memory."""
+    size = size or max(1, CHUNK_BYTES // max(int(np.prod(pixels.shape[1:])), 1))
     for start in range(0, len(pixels), size):
         rows = slice(start, min(start + size, len(pixels)))
         yield rows, np.asarray(pixels[rows])

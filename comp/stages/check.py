@@ -55,14 +55,13 @@ def run(ctx: StageContext) -> dict:
     fold_of = read_folds(ctx)
     train_rows, val_rows = np.flatnonzero(fold_of > 0), np.flatnonzero(fold_of == 0)  # fold 0, as baseline
     spec = inputs.spec(train_rows)
+    steps = steps_per_epoch(len(train_rows), cfg.train.batch_size)  # training's, for its BatchNorm momentum
     # The checks' short trainings hold their rows in memory: on a large set, a sample
     # (a pre-flight needs no more; 90k 64x64 colour images would take 1.1 GB, 10k take 0.12 GB).
     rng = np.random.default_rng(cfg.seed)
     train_rows, val_rows = (np.sort(rng.choice(rows, limit, replace=False)) if len(rows) > limit else rows
                             for rows, limit in ((train_rows, opts.max_rows), (val_rows, max(opts.max_rows // 4, 1))))
     x_train, y_train = inputs.take(train_rows), y[train_rows]
-
-    steps = steps_per_epoch(len(train_rows), cfg.train.batch_size)
 
     def build():
         # No augmentation: the checks look at the model and the data, not at regularisers.

@@ -142,13 +142,16 @@ class Data:
 
 def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.ndarray, fold_of: np.ndarray,
              deadline: float = math.inf) -> list[Candidate]:
-    """Each candidate's OOF predictions, without and with test-time views; returns those
-    evaluated on every fold. A candidate whose next fold would end after ``deadline`` (its
-    own time per fold so far, or the last fold evaluated when it has none) is not evaluated;
-    a stage's plain fold models then stand without views (their OOF is the stage's own)."""
     """OOF predictions of every candidate with and without its test-time views, and the
-    model references that predict the test set the same way. Each fold model is loaded once
-    for all the candidates made from it."""
+    model references that predict the test set the same way; returns the candidates
+    evaluated on every fold. Each fold model is loaded once for all the candidates made
+    from it.
+
+    Under a ``deadline`` candidates are kept in order while the folds left of them and of
+    the candidates before them fit (a candidate's time per fold so far, or before its first
+    fold its passes over the rows times the last measured time per pass); one that does
+    not is dropped before it spends more. A stage's plain fold models then stand without
+    views (their OOF is the stage's own)."""
     import keras
 
     from comp.augmentation import views_for
@@ -167,12 +170,18 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             cand.files = [[{"model": f}] for f in folders]
         else:
             groups.setdefault(cand.root, []).append(cand)
-    last_fold = 0.0  # seconds the last evaluation of one candidate on one fold took
+    per_pass = 0.0  # seconds of one pass over a fold's rows (a prediction, a view, a recalibration), last measured
+
+    def passes(cand: Candidate, views: int) -> int:
+        return len(cand.sets or [None]) * (1 + views + (cand.kind in ("swa", "ema")))
+
     for root, group in groups.items():
         group.sort(key=lambda c: c.kind != "fold")  # the fold model's own weights first, before any are replaced
         inputs = data.get(group[0].input_shape)
         relative = root.relative_to(ctx.rundir.path).as_posix()
         for k in range(n_folds):
+            if all(c.dropped for c in group):
+                break
             rows = np.flatnonzero(fold_of == k)
             fold_dir = root / artifacts.FOLD_DIR.format(fold=k)
             folder = f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"
@@ -183,13 +192,16 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                 views = views_for(group[0].model.get("augmentations", []), inputs.spec(), task.kind, cfg.predict.tta)
             weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
             shared = time.monotonic() - began
+            committed = 0.0  # seconds the candidates kept so far still need, this fold included
             for cand in group:
                 if cand.dropped:
                     continue
-                per_fold = cand.seconds / k if k else last_fold
-                if ctx.budget.clock() + per_fold > deadline:
-                    cand.dropped = f"~{per_fold:.0f}s per fold did not fit the ensemble's share of the budget"
+                per_fold = cand.seconds / k if k else passes(cand, len(views)) * per_pass
+                if ctx.budget.clock() + committed + per_fold * (n_folds - k) > deadline:
+                    cand.dropped = (f"~{per_fold:.0f}s per fold for {n_folds - k} more fold(s) did not fit the "
+                                    "ensemble's share of the budget")
                     continue
+                committed += per_fold * (n_folds - k)
                 began = time.monotonic()
                 cand.views = [v.name for v in views]
                 refs, p_sum, t_sum = [], 0.0, 0.0
@@ -218,8 +230,11 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                 if views:
                     cand.tta[rows] = t_sum / len(refs)
                 cand.files.append(refs)
-                last_fold = time.monotonic() - began + shared / len(group)
-                cand.seconds += last_fold
+                spent = time.monotonic() - began + shared / len(group)
+                per_pass = spent / passes(cand, len(views))
+                cand.seconds += spent
+                # this fold is done (the clock has moved on): the folds after it, at its measured pace
+                committed += cand.seconds / (k + 1) * (n_folds - k - 1) - per_fold * (n_folds - k)
             if fm.is_keras:
                 keras.backend.clear_session()
     kept = []
@@ -280,7 +295,8 @@ def run(ctx: StageContext) -> dict:
     # submission and the report get the rest.
     deadline = ctx.budget.clock() + 0.5 * max(ctx.budget.remaining(), 0.0) if ctx.budget.limited else math.inf
     evaluated = evaluate(ctx, candidates, Data(ctx), y, fold_of, deadline)
-    dropped = [c.name for c in candidates if c.dropped and c not in evaluated]
+    kept = {c.name for c in evaluated}
+    dropped = [c.name for c in candidates if c.name not in kept]
     if not evaluated:
         raise ConfigError(f"ensemble: no candidate could be evaluated within the budget ({'; '.join(dropped)}); "
                           "add fold to ensemble.candidates or raise budget")

@@ -118,8 +118,10 @@ def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.D
 
 def use_xla(setting: str, model: keras.Model) -> bool:
     """Whether to compile the train step with XLA: ``on``, ``off``, or ``auto``: on a GPU
-    when every layer supports it (Keras's own rule for ``jit_compile="auto"``). On CPU XLA
-    is off: measured slower there (benchmarks/README.md, "XLA")."""
+    when every layer supports it (Keras's rule for ``jit_compile="auto"``, less its clause
+    that turns XLA off whenever op determinism is on, as comp's always is: an op XLA cannot
+    compile deterministically fails at compile time, and ``auto`` then trains without XLA).
+    On CPU XLA is off: measured slower there (benchmarks/README.md, loop_overhead xla=on)."""
     if setting in ("on", "off"):
         return setting == "on"
     from comp.training.batchnorm import nested_layers
@@ -299,7 +301,10 @@ class Trainer:
         # Sums stay on the device until the epoch ends: no host sync per step.
         totals = None
         for _ in range(steps):
-            batch = next(batches)
+            batch = next(batches, None)
+            if batch is None:  # the dataset holds exactly the planned epochs' batches
+                raise RuntimeError("the training batches ran out before the epoch's steps: the distributed "
+                                   "dataset rebatched across epochs")
             if totals is None and self.xla and self.spec.xla == "auto" and not self._xla_proven:
                 out = self._first_xla_step(batch, self._element_spec)
             else:
@@ -311,7 +316,8 @@ class Trainer:
     def _first_xla_step(self, batch, element_spec):
         """The first XLA step of a fit under ``train.xla=auto``: a model XLA cannot compile
         (an op without an XLA kernel, a deterministic op XLA lacks) trains without it, said
-        once, instead of failing. Compilation fails before anything runs, so no weight moved."""
+        once per fold, instead of failing. Compilation fails before anything runs, so no
+        weight moved."""
         try:
             out = self._train_step(batch)
             self._xla_proven = True
@@ -435,7 +441,7 @@ class Trainer:
         rows = rows_of(train[0])
         train_batches = self.distribute(training_batches(device_data(train), rows, global_batch, seed,
                                                          range(start, epochs)))
-        steps = math.ceil(rows / global_batch)
+        steps = math.ceil(rows / global_batch)  # what the data give (the schedule was told the same)
         for hook in callbacks.on_train_begin:
             hook(self.model, self.steps_per_epoch)
         timings: list[float] = []
