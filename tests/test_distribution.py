@@ -82,3 +82,10 @@ def test_two_localhost_workers_train_identical_weights(workdir):
     (worker_sub,) = (workdir / "runs/mw/.worker-1/submissions").glob("mw-baseline-accuracy=*.csv")
     assert chief_sub.read_bytes() == worker_sub.read_bytes()
     assert "skipped in a multi-worker run" in outs[0][0]
+
+
+def test_xla_on_several_cpu_devices_is_refused_before_any_work(workdir):
+    done = comp_subprocess("run", "stage=baseline", "train.xla=on", "train.logical_cpus=2", cwd=workdir)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: train.xla=on: XLA compiles the train step on GPUs")
+    assert not (workdir / "runs").exists()
