@@ -7,9 +7,10 @@ Builds (in a temporary folder, kept out of git, removed after) a competition of 
 size x size x 3 JPEG scenes, 90% train and 10% test, whose label (4 classes) is the kind of
 one large shape drawn over random clutter, so the models have something to learn. Then
 runs the default pipeline on it in a fresh process, with a budget, and reports the
-process tree's peak RSS (``getrusage(RUSAGE_CHILDREN)``: the largest process) next to the
-decoded cache's size (the ``pixels.npy`` entries of train and test), each stage's seconds
-and the submission's OOF score. Extra ``key=value`` arguments go to ``comp run``.
+process tree's peak RSS (``getrusage(RUSAGE_CHILDREN)``: the largest process, tune's trial
+processes included) next to the size of the decoded uint8 cache at the images' size
+(N x size x size x 3), each stage's seconds and the submission's OOF score. Extra
+``key=value`` arguments go to ``comp run``.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> int:
             print(done.stdout[-3000:], done.stderr[-3000:])
             print(f"comp run failed with exit {done.returncode}")
             return 1
-        cache = sum(p.stat().st_size for p in (root / "cache").rglob("pixels.npy"))
+        entries = sum(p.stat().st_size for p in (root / "cache").rglob("pixels.npy"))
         stages = {p.parent.name: json.loads(p.read_text()).get("seconds")
                   for p in sorted((root / "runs/shapes").glob("*/stage.json"))}
         score = json.loads((root / "runs/shapes/predict/stage.json").read_text()).get("score")
@@ -98,8 +99,9 @@ def main(argv: list[str]) -> int:
         report = (root / "runs/shapes/report.html").is_file()
     print(f"stage=all on {n} images ({size}x{size}x3), {budget}: completed in {wall:.0f}s; "
           f"submission {submissions[-1] if submissions else 'none'}; report {'written' if report else 'missing'}")
-    print(f"decoded cache {cache / 2**20:.0f} MiB; peak RSS {peak / 2**20:.0f} MiB = {peak / cache:.2f}x the cache "
-          f"(target < 2x)")
+    cache = n * size * size * 3  # the uint8 cache of the images at their size (train and test entries)
+    print(f"decoded cache {cache / 2**20:.0f} MiB ({entries / 2**20:.0f} MiB with the other sizes tune tried); "
+          f"peak RSS {peak / 2**20:.0f} MiB = {peak / cache:.2f}x the cache (target < 2x)")
     print(f"stage seconds: {stages}; submitted OOF {score}; log: {log}")
     return 0
 

@@ -198,8 +198,9 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                     continue
                 per_fold = cand.seconds / k if k else passes(cand, len(views)) * per_pass
                 if ctx.budget.clock() + committed + per_fold * (n_folds - k) > deadline:
-                    cand.dropped = (f"~{per_fold:.0f}s per fold for {n_folds - k} more fold(s) did not fit the "
-                                    "ensemble's share of the budget")
+                    cand.dropped = ("the budget was spent before the ensemble" if deadline <= ctx.budget.clock()
+                                    else f"~{per_fold:.0f}s per fold for {n_folds - k} more fold(s) did not fit "
+                                         "the ensemble's share of the budget")
                     continue
                 committed += per_fold * (n_folds - k)
                 began = time.monotonic()
