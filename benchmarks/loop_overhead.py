@@ -1,6 +1,6 @@
 """comp's training path vs plain `model.fit`, side by side in one run.
 
-    python benchmarks/loop_overhead.py [digits|mnist5k] [epochs=10] [repeats=2] [diagnostics=off] [keep=off] [xla=on]
+    python benchmarks/loop_overhead.py [digits|mnist5k] [epochs=10] [repeats=2] [diagnostics=off] [keep=off] [xla=on] [augment=off]
 
 Both train the same Keras model (built by comp: uint8 input, scaling and the default
 shift/rotate/zoom augmentation in the graph, small_cnn, the task's head) on the same rows
@@ -15,7 +15,9 @@ the same LR) and number of epochs, validating after every epoch.
 Prints each side's best wall time over ``repeats`` alternating runs and the ratio
 keras / comp (1.0: no overhead; the target is >= 0.97). ``xla=on`` compiles comp's train
 step with XLA (``train.xla=on``; model.fit stays as Keras runs it with deterministic ops:
-without XLA), to measure what XLA does on this machine.
+without XLA), to measure what XLA does on this machine; the default augmentation's affine
+transforms have no XLA kernel, so pair it with ``augment=off`` (both sides train without
+augmentation).
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def main(argv: list[str]) -> int:
     y = task.encode(competition.train[competition.target_cols])
     fold_of = np.arange(len(y)) % 5
     fit_rows, val_rows = np.flatnonzero(fold_of != 0), np.flatnonzero(fold_of == 0)
-    augmentations = ("rotate", "shift", "zoom")
+    augmentations = () if "augment=off" in argv else ("rotate", "shift", "zoom")
     batch, lr = 64, 2e-3
     diagnostics = "diagnostics=off" not in argv
     keep = {} if "keep=off" not in argv else {"snapshots": 0, "swa_epochs": 0, "keep_ema": 0}

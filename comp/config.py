@@ -136,8 +136,9 @@ SCHEMA: dict[str, Key] = {
     ),
     "train.lr_scaling": Key("str", "how the LR grows with the number of replicas", ("linear", "sqrt", "none")),
     "train.mixed_precision": Key("str", "mixed_float16 compute; auto = on GPU only", ("auto", "on", "off")),
-    "train.xla": Key("str", "compile the train step with XLA (jit_compile); auto = on GPU only, and off again "
-                            "with a notice if the model does not compile", ("auto", "on", "off")),
+    "train.xla": Key("str", "compile the train step with XLA (jit_compile); auto = Keras's rule (GPU, no op "
+                            "determinism: off in comp's deterministic runs); a step that does not compile trains "
+                            "without XLA after a notice", ("auto", "on", "off")),
     "train.logical_cpus": Key("int?", "split the CPU into this many devices (tests the multi-device path)", low=1),
     "train.augmentations": Key("augmentations", "augmentation plugins applied while training, each NAME or "
                                                 "NAME:STRENGTH (e.g. [shift:0.15,rotate:10]); auto = the light "

@@ -155,3 +155,30 @@ def test_xla_auto_trains_without_xla_when_the_step_does_not_compile(monkeypatch,
     result = trainer.fit((x[:350], y[:350]), (x[350:], y[350:]), epochs=3, global_batch=64, seed=0, patience=3)
     assert not trainer.xla and "notice: train.xla=auto: the train step does not compile with XLA" in capsys.readouterr().out
     assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_xla_auto_follows_keras_rule_and_knows_affine_augmentation_does_not_compile(monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    from comp.training.loop import use_xla
+
+    def model(*layers):
+        inputs = keras.Input((8, 8, 1))
+        x = inputs
+        for layer in layers:
+            x = layer(x)
+        return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+
+    from comp.training import loop
+
+    plain, rotating = model(keras.layers.Rescaling(1 / 255)), model(keras.layers.RandomRotation(0.1))
+    assert not use_xla("auto", plain)  # this machine has no GPU
+    assert use_xla("on", rotating) and not use_xla("off", plain)
+    real = tf.config.list_logical_devices
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["/gpu:0"] if kind == "GPU" else real(kind))
+    monkeypatch.setattr(loop, "op_determinism", lambda: True)
+    assert not use_xla("auto", plain)  # comp's default: deterministic ops, which XLA cannot always compile
+    monkeypatch.setattr(loop, "op_determinism", lambda: False)
+    assert use_xla("auto", plain)
+    assert not use_xla("auto", rotating)  # ImageProjectiveTransformV3 has no XLA kernel

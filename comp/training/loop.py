@@ -117,17 +117,31 @@ def epoch_batches(data: Any, rows: int, batch_size: int, seed: int) -> tf.data.D
 
 
 def use_xla(setting: str, model: keras.Model) -> bool:
-    """Whether to compile the train step with XLA: ``on``, ``off``, or ``auto``: on a GPU
-    when every layer supports it (Keras's rule for ``jit_compile="auto"``, less its clause
-    that turns XLA off whenever op determinism is on, as comp's always is: an op XLA cannot
-    compile deterministically fails at compile time, and ``auto`` then trains without XLA).
-    On CPU XLA is off: measured slower there (benchmarks/README.md, loop_overhead xla=on)."""
+    """Whether to compile the train step with XLA: ``on``, ``off``, or ``auto``: Keras's rule
+    for ``jit_compile="auto"`` on a GPU (every layer supports XLA, and op determinism is
+    off), with the affine augmentation layers XLA cannot compile counted out. comp turns op
+    determinism on (exact resume, reproducible runs), so ``auto`` stays off unless that is
+    lifted: with it XLA cannot compile common ops (MaxPoolGrad: "Unimplemented", measured).
+    A step that does not compile trains without XLA after one notice (``on`` included)."""
     if setting in ("on", "off"):
         return setting == "on"
     from comp.training.batchnorm import nested_layers
 
-    return bool(tf.config.list_logical_devices("GPU")) and all(
-        getattr(layer, "supports_jit", True) for layer in nested_layers(model))
+    return bool(tf.config.list_logical_devices("GPU")) and not op_determinism() and all(
+        getattr(layer, "supports_jit", True) and not isinstance(layer, XLA_UNSUPPORTED)
+        for layer in nested_layers(model))
+
+
+def op_determinism() -> bool:
+    from tensorflow.python.framework.config import is_op_determinism_enabled  # what Keras itself reads
+
+    return bool(is_op_determinism_enabled())
+
+
+# Keras's affine augmentation layers claim XLA support, but under TensorFlow they run
+# ImageProjectiveTransformV3, which has no XLA kernel ("Detected unsupported operations",
+# measured): auto leaves XLA off for models holding them rather than fail to compile.
+XLA_UNSUPPORTED = (keras.layers.RandomTranslation, keras.layers.RandomRotation, keras.layers.RandomZoom)
 
 
 def make_forward(model: keras.Model, view: Any = None) -> Callable:
@@ -305,7 +319,7 @@ class Trainer:
             if batch is None:  # the dataset holds exactly the planned epochs' batches
                 raise RuntimeError("the training batches ran out before the epoch's steps: the distributed "
                                    "dataset rebatched across epochs")
-            if totals is None and self.xla and self.spec.xla == "auto" and not self._xla_proven:
+            if totals is None and self.xla and not self._xla_proven:
                 out = self._first_xla_step(batch, self._element_spec)
             else:
                 out = self._train_step(batch)
@@ -314,7 +328,7 @@ class Trainer:
         return loss / max(count, 1.0), metric / max(count, 1.0)
 
     def _first_xla_step(self, batch, element_spec):
-        """The first XLA step of a fit under ``train.xla=auto``: a model XLA cannot compile
+        """The first XLA step of a fit: a model XLA cannot compile
         (an op without an XLA kernel, a deterministic op XLA lacks) trains without it, said
         once per fold, instead of failing. Compilation fails before anything runs, so no
         weight moved."""
@@ -323,7 +337,7 @@ class Trainer:
             self._xla_proven = True
             return out
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as exc:
-            print(f"notice: train.xla=auto: the train step does not compile with XLA "
+            print(f"notice: train.xla={self.spec.xla}: the train step does not compile with XLA "
                   f"({str(exc).strip().splitlines()[0][:160]}); training without it", flush=True)
             self.xla = False
             self._build_step(*self._step_args)
