@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from recipe_defaults import dataset  # noqa: E402
 
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from comp.training.strategy import localhost_cluster  # noqa: E402
 
 
 def epoch_seconds(run: Path) -> float:
@@ -60,8 +51,7 @@ def main(argv: list[str]) -> int:
         for label, extra in setups.items():
             subprocess.run([exe, *common, *extra], cwd=work, check=True, capture_output=True)
             results[label] = epoch_seconds(work / "runs" / extra[0].split("=")[1])
-        ports = _free_ports(2)
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        cluster = localhost_cluster(2)
         procs = [subprocess.Popen([exe, *common, "run=mw", "train.batch_size=32"], cwd=work, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,

@@ -1,13 +1,13 @@
 """tf.distribute on CPU: two logical devices, and two localhost workers."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from comp.training.strategy import localhost_cluster
 from tests.conftest import TEXTBOOK, comp_subprocess
 
 # No BatchNorm, augmentation or dropout: each replica would compute its own batch statistics
@@ -43,21 +43,10 @@ def test_lr_follows_the_replicas():
     assert scaled_lr(3e-4, 4, "none") == 3e-4
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_two_localhost_workers_train_identical_weights(workdir):
     import keras
 
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    cluster = localhost_cluster(2)
     exe = str(Path(sys.executable).with_name("comp"))
     args = [exe, "run", "stage=all", *FAST, "split.folds=2", "run=mw"]
     procs = [subprocess.Popen(args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -41,6 +41,21 @@ def worker_role() -> tuple[int, int]:
     return index, max(workers, 1)
 
 
+def localhost_cluster(workers: int) -> dict:
+    """A TF_CONFIG ``cluster`` of ``workers`` processes on this machine, on ports free now:
+    multi-worker training tried on one machine (tests, benchmarks/scaling.py)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(workers)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return {"worker": [f"127.0.0.1:{sock.getsockname()[1]}" for sock in socks]}
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def get_strategy(name: str = "auto"):
     """auto: TF_CONFIG -> MultiWorkerMirroredStrategy, several GPUs (or logical CPUs) ->
     MirroredStrategy, one GPU -> OneDeviceStrategy, else the default strategy."""
