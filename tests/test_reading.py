@@ -181,6 +181,11 @@ def test_decoded_images_are_cached_and_invalidated(demo, tmp_path, monkeypatch):
     second = load_image_set(paths, digests(), tmp_path / "cache")
     assert second.from_cache
     np.testing.assert_array_equal(first.pixels, second.pixels)
+    # The geometry found (8x8x1) named explicitly, as training asks for it: the same entry.
+    explicit = load_image_set(paths, digests(), tmp_path / "cache", size=[8, 8], channels=1)
+    assert explicit.from_cache and len(list((tmp_path / "cache").glob("*/pixels.npy"))) == 2  # one file, linked
+    np.testing.assert_array_equal(first.pixels, explicit.pixels)
+    assert len({p.resolve() for p in (tmp_path / "cache").glob("*/pixels.npy")}) == 1
 
     cv2.imwrite(str(paths[0]), np.full((8, 8), 255, np.uint8))  # the file changes
     monkeypatch.undo()

@@ -83,13 +83,17 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
                    size: list[int] | None = None, channels: int | None = None,
                    max_pixels: int = MAX_PIXELS, in_memory_bytes: int = IN_MEMORY_BYTES) -> ImageSet:
     """Decode ``paths`` (or reuse the cached decode of identical files) at the given geometry."""
-    key = hashlib.sha256(json.dumps([DECODER_VERSION, digests, size, channels, max_pixels]).encode()).hexdigest()[:24]
+    key = _key(digests, size, channels, max_pixels)
     entry = cache_dir / key
     if (entry / "meta.json").is_file():
         cached = _read_entry(entry, in_memory_bytes)
         if cached is not None:
+            if not (size and channels):
+                _alias(entry, cache_dir / _key(digests, list(cached.geometry[:2]), cached.geometry[2], max_pixels))
             return cached
         print(f"notice: the decoded-image cache entry {entry} is damaged; decoding the images again", flush=True)
+        if entry.is_symlink():
+            entry.unlink()
         shutil.rmtree(entry, ignore_errors=True)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +116,31 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
     published = _read_entry(entry, in_memory_bytes, verify=False)  # hashed as it was written
     if published is None:
         raise OSError(f"{entry}: the decoded-image cache entry just written cannot be read back")
+    if not (size and channels):
+        # The most common geometry was found: the same decode is the entry for that geometry
+        # named explicitly (training reads the images at the geometry it recorded), so link it
+        # rather than decode 100k images twice.
+        _alias(entry, cache_dir / _key(digests, list(published.geometry[:2]), published.geometry[2], max_pixels))
     return ImageSet(published.pixels, published.geometry, published.bad, published.shapes, False)
+
+
+def _key(digests: list[str], size, channels, max_pixels: int) -> str:
+    return hashlib.sha256(json.dumps([DECODER_VERSION, digests, size, channels, max_pixels]).encode()).hexdigest()[:24]
+
+
+def _alias(entry: Path, alias: Path) -> None:
+    """``alias`` as a link to ``entry`` (atomically; a file system without links just decodes again)."""
+    if alias.exists():
+        return
+    staging = alias.with_name(f".{alias.name}.{os.getpid()}.link")
+    try:
+        os.symlink(entry.name, staging, target_is_directory=True)
+        os.replace(staging, alias)
+    except OSError:
+        try:
+            os.unlink(staging)
+        except OSError:
+            pass
 
 
 class RowFile:
