@@ -99,13 +99,13 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         planned = budget.limited and name in budget.pending
         if planned:  # what each training stage got and used (docs/recipe.md 10)
             t0 = budget.clock()
-            given = budget.stage_deadline(name) - t0
+            given = round(budget.stage_deadline(name) - t0, 1)  # as recorded, so log and record agree
             print(f"[budget] {name} gets {given:.0f}s", flush=True)
         result = module.run(ctx)
         budget.finished(name)
         if planned:
-            used = budget.clock() - t0
-            result["budget"] = {"given_s": round(given, 1), "used_s": round(used, 1)}
+            used = round(budget.clock() - t0, 1)
+            result["budget"] = {"given_s": given, "used_s": used}
             print(f"[budget] {name} used {used:.0f}s of {given:.0f}s; the command is at "
                   f"{budget.clock() - budget.start:.0f}s of {budget.seconds:.0f}s", flush=True)
         record = {
