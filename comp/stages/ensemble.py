@@ -161,13 +161,15 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     task, cfg, batch = ctx.task, ctx.cfg, ctx.cfg.predict.batch_size
     n_folds = int(fold_of.max()) + 1
     groups: dict[Path, list[Candidate]] = {}
-    for cand in candidates:
+    def own_oof(cand: Candidate) -> None:
+        """A stage's plain fold models as they stand: its own OOF predictions, no model to load."""
         relative = cand.root.relative_to(ctx.rundir.path).as_posix()
-        folders = [f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}" for k in range(n_folds)]
+        cand.plain, cand.tta, cand.views = np.load(cand.root / artifacts.OOF_PROBS), None, []
+        cand.files = [[{"model": f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"}] for k in range(n_folds)]
+
+    for cand in candidates:
         if cand.kind == "fold" and (cfg.predict.tta == 1 or ctx.competition.modality != "image"):
-            # No views to try: the stage's own OOF predictions are this candidate's, no model to load.
-            cand.plain = np.load(cand.root / artifacts.OOF_PROBS)
-            cand.files = [[{"model": f}] for f in folders]
+            own_oof(cand)  # no views to try
         else:
             groups.setdefault(cand.root, []).append(cand)
     per_pass = 0.0  # seconds of one pass over a fold's rows (a prediction, a view, a recalibration), last measured
@@ -241,9 +243,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     kept = []
     for cand in candidates:
         if cand.dropped and cand.kind == "fold":  # the stage's own OOF, no model to run
-            relative = cand.root.relative_to(ctx.rundir.path).as_posix()
-            cand.plain, cand.tta, cand.views = np.load(cand.root / artifacts.OOF_PROBS), None, []
-            cand.files = [[{"model": f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"}] for k in range(n_folds)]
+            own_oof(cand)
             ctx.log(f"{cand.name}: test-time views not tried ({cand.dropped})")
         elif cand.dropped:
             ctx.log(f"{cand.name}: not evaluated ({cand.dropped})")
