@@ -151,6 +151,10 @@ SCHEMA: dict[str, Key] = {
     "train.diagnostics": Key(
         "bool", "per-epoch diagnostics (diagnostics.csv, TensorBoard, learning curve) and verdicts per fold"
     ),
+    "train.probe_every": Key(
+        "every", "epochs between the diagnostics' probes (gradients, update ratios, activations); auto = the first "
+                 "and last epochs and as many between as 2% of the training time allows; 1 = every epoch"
+    ),
     "model.name": Key("str", "model plugin (see `comp plugins`); auto = the task kind's default for the inputs "
                              "(images: small_cnn, street numbers: seq_cnn, tables: hgb)"),
     "model.hp": Key("dict", "fixed values for the model plugin's hyperparameters"),
@@ -430,6 +434,12 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             result = "all" if (text or "").lower() == "all" else (int(text) if text is not None else value)
             if result != "all" and (isinstance(result, bool) or not isinstance(result, int) or result < 1):
                 raise ValueError
+        elif kind == "every":  # auto, or every N (>= 1)
+            result = yaml.safe_load(text) if text is not None else value
+            if isinstance(result, str) and result.lower() == "auto":
+                result = "auto"
+            elif isinstance(result, bool) or not isinstance(result, int) or result < 1:
+                raise ValueError
         elif kind == "tta":  # auto, a number of views (>= 1), or a list of view names
             result = yaml.safe_load(text) if text is not None else value
             if isinstance(result, str) and result.lower() == "auto":
@@ -491,4 +501,5 @@ def _describe(kind: str) -> str:
         "folds": "a whole number of folds of at least 1, or all",
         "dict": "a mapping such as {a: 1}",
         "tta": "auto, a number of views of at least 1, or a list of view names",
+        "every": "auto or a whole number of at least 1",
     }[kind]

@@ -123,7 +123,7 @@ def train_spec(cfg, lr: float):
                      label_smoothing=t.label_smoothing, clip=t.clip, ema=t.ema,
                      snapshots=t.snapshots, swa_epochs=t.swa_epochs, keep_ema=t.keep_ema,
                      strategy=t.strategy, lr_scaling=t.lr_scaling, mixed_precision=t.mixed_precision, xla=t.xla,
-                     bn_momentum=t.bn_momentum, diagnostics=t.diagnostics,
+                     bn_momentum=t.bn_momentum, diagnostics=t.diagnostics, probe_every=t.probe_every,
                      predict_batch_size=cfg.predict.batch_size)
 
 

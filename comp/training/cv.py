@@ -157,7 +157,7 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     if train.diagnostics:
         probe = probe_rows(fit_rows, seed=seed)
         diagnostics = Diagnostics(fold_dir, task, (inputs.take(probe), y[probe]), batch_size=train.batch_size,
-                                  bn_setting=train.bn_momentum, title=title)
+                                  bn_setting=train.bn_momentum, title=title, probe_every=train.probe_every)
     hooks = diagnostics.callbacks() if diagnostics else EpochCallbacks()
     if hook:
         hooks.on_epoch_end.append(hook)

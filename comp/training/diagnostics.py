@@ -1,17 +1,24 @@
 """Watch training, not just the final number (docs/recipe.md 4).
 
 ``Diagnostics`` hooks into the training loop of one fold. After every epoch it records
-the loop's numbers (train/val loss and accuracy, LR) and, on one fixed probe batch of
-training rows (256), the global gradient norm, the update/weight ratio of every kernel,
-the activation variance and dead-ReLU fraction of every ReLU layer (nested models
-included) and the probe's own loss and accuracy in inference mode.
+the loop's numbers (train/val loss and accuracy, LR). On probed epochs it adds, on one
+fixed probe batch of training rows (256), the global gradient norm, the update/weight
+ratio of every kernel, the activation variance and dead-ReLU fraction of every ReLU layer
+(nested models included) and the probe's own loss and accuracy in inference mode.
 The rows go to ``diagnostics.csv`` (rewritten after each epoch, so a resumed fold keeps
-its earlier epochs) and to TensorBoard event files in ``tensorboard/``; after training,
-``finish`` draws ``learning_curve.png``, turns the rows into verdicts (``diagnose``) and
-writes them with the BatchNorm momentum used to ``diagnostics.json``. Only the chief
-writes; other workers do nothing.
+its earlier epochs; ``probed`` says which rows carry the probe's columns) and to
+TensorBoard event files in ``tensorboard/``; after training, ``finish`` draws
+``learning_curve.png``, turns the rows into verdicts (``diagnose``) and writes them with
+the BatchNorm momentum used to ``diagnostics.json``. Only the chief writes; other workers
+do nothing.
 
 Choices:
+- Which epochs are probed (``probe_every``): ``auto`` probes the first epoch and the last,
+  and in between whenever the diagnostics' own time so far (probe, CSV, TensorBoard),
+  with one more probe, stays within ``SHARE`` of the training time so far: every epoch
+  when epochs are long, a few per fold when an epoch takes half a second (where a probe and
+  its one-off tracing would otherwise cost a fifth of training: measured on the digits demo,
+  benchmarks/loop_overhead.py). An integer N probes every N-th epoch (1: all) and the last.
 - The probe pass runs with ``training=False``, in its own tf.function outside the
   distributed step: in training mode BatchNorm would update its moving statistics and
   Dropout would advance its RNG state, so the diagnostics would change the training
@@ -21,10 +28,11 @@ Choices:
   training rows, so in inference mode they should score at least the epoch's running
   training accuracy; far less means the inference path itself is off (moving
   statistics), while a good probe with validation at chance points at the data.
-- Update/weight ratio of a kernel: ``||W_end - W_start|| / ||W_start||`` over the epoch,
+- Update/weight ratio of a kernel: ``||W_end - W_start|| / ||W_start||`` over the probed
+  epoch (its start is kept on the device every epoch, so any epoch can be probed),
   divided by the steps per epoch: the mean per-step ratio when the steps point the same
-  way, a lower bound of it otherwise. Healthy: ~1e-3. Biases and BatchNorm's
-  gamma/beta are left out (a bias starts at zero).
+  way, a lower bound of it otherwise. Healthy: ~1e-3. Biases and BatchNorm's gamma/beta
+  are left out (a bias starts at zero).
 - A ReLU unit (a channel: the last axis) is dead when it is zero for every probe row
   and position. Activation variance is over all elements of the layer's output.
 - When nothing is wrong the verdict list is ``["no problems seen"]``, printed like any
@@ -33,6 +41,7 @@ Choices:
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,6 +63,9 @@ JSON = "diagnostics.json"
 CURVE = "learning_curve.png"
 TENSORBOARD = "tensorboard"
 PROBE_ROWS = 256
+PROBE_CHUNK_BYTES = 2 ** 20  # probe chunks: the training batch, or more rows while their input stays below this
+EAGER_PROBES = 2  # the first probes of a fold run eagerly: tracing the probe costs ~5 eager passes (digits)
+SHARE = 0.02  # probe_every=auto: the diagnostics' share of training time (besides the first and last probes)
 
 
 LOG_KEYS = ("loss", "val_loss", "val_score", "lr")
@@ -147,21 +159,23 @@ def _unique(names: list[str]) -> list[str]:
 
 
 # -- the hook --------------------------------------------------------------------------------
-HISTOGRAM_EVERY = 5  # epochs between TensorBoard's per-layer weight and gradient histograms (the first included)
+HISTOGRAM_EVERY = 5  # epochs at least between TensorBoard's per-layer weight and gradient histograms (and at the end)
 
 
 class Diagnostics:
-    """Per-epoch diagnostics of one fold; ``callbacks()`` goes to ``train_fold``."""
+    """Per-epoch diagnostics of one fold; ``callbacks()`` goes to ``train_fold``.
+    ``probe_every``: ``"auto"`` or every N epochs (see the module docstring)."""
 
     def __init__(self, fold_dir: Path, task: Any, probe: tuple[np.ndarray, np.ndarray], *,
                  batch_size: int = 256, bn_setting: Any = None, title: str = "",
-                 is_chief: bool | None = None):
+                 is_chief: bool | None = None, probe_every: int | str = "auto"):
         self.fold_dir = Path(fold_dir)
         self.task = task
         self.probe = probe
         self.batch_size = max(1, int(batch_size))
         self.bn_setting = bn_setting
         self.title = title
+        self.probe_every = probe_every if probe_every == "auto" else max(1, int(probe_every))
         self.active = worker_role()[0] == 0 if is_chief is None else is_chief
         self.rows: dict[int, dict[str, float]] = {}
         self.model: keras.Model | None = None
@@ -172,22 +186,31 @@ class Diagnostics:
         self.taps_error: str | None = None
         self.relu_names: list[str] = []
         self.batchnorm: dict[str, Any] = {}
-        self._previous: list[np.ndarray] = []
+        self._start: list[tf.Tensor] = []  # kernels at the start of the running epoch
+        self._last_start: list[tf.Tensor] = []  # ... and of the epoch before (for the final probe)
+        self._last_epoch: int | None = None  # the last epoch this attempt ran (0-based)
+        self._last_histogram: int | None = None
         self._histograms: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self._began = 0.0
+        self._spent = 0.0  # seconds the diagnostics took this attempt
+        self._probe_seconds = 0.0  # the last probe's
+        self._probes = 0  # this attempt's
         self._probe_step = None
         self._writer = None
 
     def callbacks(self) -> EpochCallbacks:
-        return EpochCallbacks(on_epoch_end=[self.on_epoch_end], on_train_begin=[self.on_train_begin])
+        return EpochCallbacks(on_epoch_end=[self.on_epoch_end], on_train_begin=[self.on_train_begin],
+                              on_train_end=[self.on_train_end])
 
     # hooks ------------------------------------------------------------------------------------
     def on_train_begin(self, model: keras.Model, steps_per_epoch: int) -> None:
         if not self.active:
             return
+        self._began = time.monotonic()
         self.model, self.steps_per_epoch = model, int(steps_per_epoch)
         self.kernels = [v for v in model.trainable_variables if len(v.shape) >= 2]
         self.kernel_names = _unique([_layer_name(v) for v in self.kernels])
-        self._previous = [v.numpy() for v in self.kernels]
+        self._start = self._snapshot()
         try:
             self.taps = _Taps(model)
         except Exception as exc:  # an exotic model: the other diagnostics still run
@@ -203,26 +226,75 @@ class Diagnostics:
                 self.rows[int(row["epoch"])] = row
         self.fold_dir.mkdir(parents=True, exist_ok=True)
         self._writer = tf.summary.create_file_writer(str(self.fold_dir / TENSORBOARD))
+        self._spent += time.monotonic() - self._began
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         if not self.active or self.model is None:
             return
+        began = time.monotonic()
+        probed = self._due(epoch, began)
         row: dict[str, float] = {"epoch": epoch + 1}
         row.update({k: float(logs[k]) for k in LOG_KEYS if k in logs})
         row.update({k: float(v) for k, v in logs.items() if k not in row and isinstance(v, (int, float))})
-        row.update(self._measure())
+        row["probed"] = float(probed)
+        if probed:
+            row.update(self._measure(self._start))
         self.rows = {e: r for e, r in self.rows.items() if e < epoch + 1}
         self.rows[epoch + 1] = row
+        self._last_epoch, self._last_start, self._start = epoch, self._start, self._snapshot()
+        self._write(row, histograms=probed and self._histogram_due(epoch), keys=row)
+        self._spent += time.monotonic() - began
+
+    def on_train_end(self) -> None:
+        """Probe the last epoch if it was not (its weights are still the model's)."""
+        if not self.active or self.model is None or self._last_epoch is None:
+            return
+        row = self.rows[self._last_epoch + 1]
+        if row.get("probed"):
+            if self._last_histogram != self._last_epoch:
+                self._write_histograms(self._last_epoch)
+            return
+        measured = self._measure(self._last_start)
+        row.update(measured, probed=1.0)
+        self._write(row, histograms=True, keys=measured)
+
+    def _due(self, epoch: int, now: float) -> bool:
+        """Probe this epoch? (see ``probe_every`` in the module docstring)"""
+        if self._last_epoch is None:  # the first epoch of this attempt
+            return True
+        if self.probe_every != "auto":
+            return epoch % self.probe_every == 0
+        training = now - self._began - self._spent
+        return self._spent + self._probe_seconds <= SHARE * training
+
+    def _histogram_due(self, epoch: int) -> bool:
+        # Histograms cost more than scalars; not at the first probe (the last one always has them).
+        last = self._last_histogram if self._last_histogram is not None else 0
+        return epoch - last >= HISTOGRAM_EVERY
+
+    def _snapshot(self) -> list[tf.Tensor]:
+        # On the device: a copy of each kernel, no transfer to the host.
+        return [tf.identity(v) for v in self.kernels]
+
+    def _write(self, row: dict[str, float], histograms: bool, keys: Iterable[str]) -> None:
+        """The CSV, and TensorBoard's scalars of ``keys`` (of ``row``) and maybe histograms."""
+        epoch = int(row["epoch"])
         write_csv(self.fold_dir / CSV, self.frame())
-        with self._writer.as_default(step=epoch + 1):
-            for key, value in row.items():
-                if key != "epoch":
-                    tf.summary.scalar(_tb_name(key, self.task.progress_metric), value)
-            if epoch % HISTOGRAM_EVERY == 0:  # histograms cost more than scalars; the report draws the final ones
-                for name, weights, grads in self._histograms:
-                    tf.summary.histogram(f"weights/{name}", weights)
-                    tf.summary.histogram(f"gradients/{name}", grads)
+        with self._writer.as_default(step=epoch):
+            for key in keys:
+                if key not in ("epoch", "probed"):
+                    tf.summary.scalar(_tb_name(key, self.task.progress_metric), row[key])
+        if histograms:
+            self._write_histograms(epoch - 1)
         self._writer.flush()
+
+    def _write_histograms(self, epoch: int) -> None:
+        with self._writer.as_default(step=epoch + 1):
+            for name, weights, grads in self._histograms:
+                tf.summary.histogram(f"weights/{name}", weights)
+                tf.summary.histogram(f"gradients/{name}", grads)
+        self._writer.flush()
+        self._last_histogram = epoch
 
     def _make_probe_step(self):
         """One probe chunk -> loss sum, correct count, gradients, ReLU summaries (traced once)."""
@@ -243,16 +315,30 @@ class Diagnostics:
 
         return step
 
-    def _measure(self) -> dict[str, float]:
+    def _chunk_rows(self) -> int:
+        """The training batch bounds the rows one pass may hold (activations, gradients); tiny
+        inputs go in larger chunks (fewer passes), up to the whole probe."""
+        x = self.probe[0]
+        leaves = x.values() if isinstance(x, dict) else [x]
+        row_bytes = sum(int(np.prod(v.shape[1:], dtype=np.int64)) * v.dtype.itemsize for v in leaves)
+        return max(self.batch_size, min(PROBE_ROWS, PROBE_CHUNK_BYTES // max(row_bytes, 1)))
+
+    def _measure(self, start: list[tf.Tensor]) -> dict[str, float]:
+        """The probe's columns for the weights the model holds, ``start`` being the kernels at
+        the start of their epoch."""
+        began = time.monotonic()
         x, y = self.probe
         all_vars = self.model.trainable_variables
         acts = _ActivationStats()
         names = self.relu_names
         full = [np.zeros(v.shape, np.float64) for v in all_vars]
         loss_sum = hits = 0.0
-        for i in range(0, len(y), self.batch_size):  # chunks bound the memory
-            loss, correct, grads, summaries = self._probe_step(select(x, slice(i, i + self.batch_size)),
-                                                               y[i:i + self.batch_size])
+        # auto probes only a few epochs of a fold whose epochs are short: tracing would not pay
+        step = self._probe_step if self._probes >= EAGER_PROBES else self._probe_step.python_function
+        self._probes += 1
+        chunk = self._chunk_rows()
+        for i in range(0, len(y), chunk):  # chunks bound the memory
+            loss, correct, grads, summaries = step(select(x, slice(i, i + chunk)), y[i:i + chunk])
             loss_sum, hits = loss_sum + float(loss), hits + float(correct)
             for j, g in enumerate(grads):
                 full[j] += g.numpy().astype(np.float64)
@@ -272,13 +358,11 @@ class Diagnostics:
             "grad_norm": math.sqrt(total_sq),
         }
         ratios = []
-        current = [v.numpy() for v in self.kernels]
-        for name, before, now in zip(self.kernel_names, self._previous, current):
-            norm = float(np.linalg.norm(before))
-            ratios.append(float(np.linalg.norm(now - before)) / norm / max(self.steps_per_epoch, 1)
+        for before, now in zip(start, self.kernels):
+            norm = float(tf.norm(before))
+            ratios.append(float(tf.norm(now - before)) / norm / max(self.steps_per_epoch, 1)
                           if norm > 0 else float("nan"))
-        self._previous = current
-        self._histograms = list(zip(self.kernel_names, current, grads))  # for TensorBoard, per epoch
+        self._histograms = [(name, v.numpy(), g) for name, v, g in zip(self.kernel_names, self.kernels, grads)]
         finite = [r for r in ratios if np.isfinite(r)]
         out["update_ratio_median"] = float(np.median(finite)) if finite else float("nan")
         out["update_ratio_min"] = float(min(finite)) if finite else float("nan")
@@ -297,6 +381,7 @@ class Diagnostics:
             if name in acts.count:
                 out[f"act_var/{name}"] = acts.variance(name)
                 out[f"dead_relu/{name}"] = acts.dead(name)
+        self._probe_seconds = time.monotonic() - began
         return out
 
     # after training --------------------------------------------------------------------------
@@ -323,11 +408,13 @@ class Diagnostics:
             "epochs": len(frame),
             "steps_per_epoch": self.steps_per_epoch,
             "probe_rows": int(len(self.probe[0])),
+            "probe_every": self.probe_every,
+            "probed_epochs": [int(e) for e, r in sorted(self.rows.items()) if r.get("probed", 1)],
             "batchnorm": self.batchnorm,
             "kernels": self.kernel_names,
             "relu_layers": self.relu_names,
             "activations_unavailable": self.taps_error,
-            "update_ratio": "||W_end - W_start|| / ||W_start|| over the epoch / steps per epoch (kernels only)",
+            "update_ratio": "||W_end - W_start|| / ||W_start|| over the probed epoch / steps per epoch (kernels only)",
             "probe_mode": "outside the training step, training=False (no dropout; BatchNorm moving statistics)",
             "thresholds": {"ratio_high": RATIO_HIGH, "ratio_low": RATIO_LOW, "grad_huge": GRAD_HUGE,
                            "grad_growth": GRAD_GROWTH, "grad_tiny": GRAD_TINY, "gap": GAP,
@@ -335,7 +422,8 @@ class Diagnostics:
                            "collapse": COLLAPSE, "improving_epochs": IMPROVING_EPOCHS,
                            "improving_gain": IMPROVING_GAIN},
         })
-        self.model, self.taps, self.kernels, self._previous = None, None, [], []  # let the model go
+        self.model, self.taps, self.kernels = None, None, []  # let the model go
+        self._start, self._last_start, self._histograms = [], [], []
         self._probe_step = None
         return found
 
@@ -362,7 +450,8 @@ def plot_learning_curve(frame: pd.DataFrame, best_epoch: int | None, path: Path,
     import matplotlib.pyplot as plt
 
     panels = [(k, f"val_{k}") for k in ("loss", metric) if k in frame]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6), squeeze=False)
+    width, height = 5 * max(len(panels), 1), 3.6
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(width, height), squeeze=False)
     for ax, (train_key, val_key) in zip(axes[0], panels):
         ax.plot(frame["epoch"], frame[train_key], marker="o", label="train")
         if val_key in frame:
@@ -374,7 +463,9 @@ def plot_learning_curve(frame: pd.DataFrame, best_epoch: int | None, path: Path,
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # Fixed margins in inches: tight_layout took a third of the drawing's time, once per fold
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.55 / height,
+                        top=1 - (0.5 if title else 0.25) / height, wspace=1.0 / 5)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

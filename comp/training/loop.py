@@ -49,10 +49,12 @@ class LoopResult:
 class EpochCallbacks:
     """Hooks the loop calls: ``on_epoch_end`` ones receive (epoch, logs); ``on_train_begin``
     ones (model, steps per epoch), once the model exists (restored when resuming) and
-    before its first step."""
+    before its first step; ``on_train_end`` ones (no arguments) after the last epoch, while
+    the model still holds that epoch's weights (the best ones are loaded after them)."""
 
     on_epoch_end: list[Callable[[int, dict], None]] = field(default_factory=list)
     on_train_begin: list[Callable[[keras.Model, int], None]] = field(default_factory=list)
+    on_train_end: list[Callable[[], None]] = field(default_factory=list)
 
 
 def streamed(leaf: Any) -> bool:
@@ -492,6 +494,8 @@ class Trainer:
             if stop:
                 break
 
+        for hook in callbacks.on_train_end:
+            hook()
         for var, value in zip(self.model.variables, self.best.weights):
             var.assign(value)
         return LoopResult(history.data, self.best.epoch, len(history.data[MONITOR]),

@@ -44,4 +44,5 @@ class TrainSpec:
     xla: str = "auto"  # compile the train step with XLA: auto = on GPU (falls back if it cannot compile)
     bn_momentum: float | str = "auto"
     diagnostics: bool = True
+    probe_every: int | str = "auto"  # epochs between the diagnostics' probes; auto: by their share of the time
     predict_batch_size: int = 256

@@ -44,7 +44,8 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
              chance: float | None = None, bn_layers: int = 0, bn_momentum: float | None = None,
              steps_per_epoch: int | None = None, accuracy: str | None = "accuracy",
              higher_is_better: bool = True, metric: str = "score") -> list[str]:
-    """Findings from per-epoch records (the rows of diagnostics.csv), each one line.
+    """Findings from per-epoch records (the rows of diagnostics.csv), each one line. The
+    probe's rules read the rows whose ``probed`` is 1 (all rows when there is no such column).
 
     ``accuracy`` names the task's accuracy-like metric (a share in [0, 1]; its columns are
     ``<name>``, ``val_<name>`` and ``probe_<name>``); None turns off the rules that need one
@@ -59,11 +60,14 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
     epoch = f["epoch"].astype(int).to_numpy()
     found: list[str] = []
     col = lambda name: f[name].astype(float).to_numpy() if name in f else None  # noqa: E731
+    p = f[f["probed"].astype(float) > 0].reset_index(drop=True) if "probed" in f else f
+    p_epoch = p["epoch"].astype(int).to_numpy()
+    pcol = lambda name: p[name].astype(float).to_numpy() if name in p else None  # noqa: E731
 
     # Learning rate: update/weight ratio per step (~1e-3 is healthy).
-    ratio_cols = _columns(f, "update_ratio")
-    if ratio_cols:
-        ratios = f[ratio_cols].astype(float)
+    ratio_cols = _columns(p, "update_ratio")
+    if ratio_cols and len(p):
+        ratios = p[ratio_cols].astype(float)
         high = (ratios > RATIO_HIGH).sum(axis=1).to_numpy()
         need = min(2, len(ratio_cols))
         if high.max() >= need:
@@ -71,7 +75,7 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
             found.append(
                 f"LR likely too high: update ratio {np.nanmax(ratios.iloc[i]):.0e} (median "
                 f"{np.nanmedian(ratios.iloc[i]):.0e}, expected ~1e-3) in {high[i]} of {len(ratio_cols)} layers "
-                f"at epoch {epoch[i]}; lower train.lr (e.g. 10x)")
+                f"at epoch {p_epoch[i]}; lower train.lr (e.g. 10x)")
         values = ratios.to_numpy().ravel()
         values = values[np.isfinite(values)]
         if len(values) and np.median(values) < RATIO_LOW:
@@ -79,33 +83,35 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
                          f"(expected ~1e-3); raise train.lr")
 
     # Gradients.
-    grad, loss = col("grad_norm"), col("loss")
+    grad, loss = pcol("grad_norm"), col("loss")
     acc = col(accuracy) if accuracy else None
-    if grad is not None:
-        bad = ~np.isfinite(grad) | (~np.isfinite(loss) if loss is not None else False)
+    if grad is not None and len(p):
+        bad = np.concatenate([p_epoch[~np.isfinite(grad)], epoch[~np.isfinite(loss)] if loss is not None else []])
         first_finite = grad[np.isfinite(grad)]
-        if bad.any():
-            found.append(f"exploding gradients: loss or gradient norm not finite from epoch {epoch[bad.argmax()]}; "
+        if len(bad):
+            found.append(f"exploding gradients: loss or gradient norm not finite from epoch {int(bad.min())}; "
                          "lower train.lr")
         elif len(first_finite):
             start = max(grad[0], 1e-12)
             peak = int(np.argmax(grad))
             if grad[peak] > GRAD_HUGE or (peak > 0 and grad[peak] / start > GRAD_GROWTH):
-                found.append(f"exploding gradients: gradient norm {grad[0]:.3g} at epoch {epoch[0]} -> "
-                             f"{grad[peak]:.3g} at epoch {epoch[peak]}; lower train.lr or clip gradients")
-        unconverged = acc < 0.9 if acc is not None else (loss > 0.1 if loss is not None else np.ones(len(f), bool))
+                found.append(f"exploding gradients: gradient norm {grad[0]:.3g} at epoch {p_epoch[0]} -> "
+                             f"{grad[peak]:.3g} at epoch {p_epoch[peak]}; lower train.lr or clip gradients")
+        p_acc, p_loss = pcol(accuracy) if accuracy else None, pcol("loss")
+        unconverged = p_acc < 0.9 if p_acc is not None else (p_loss > 0.1 if p_loss is not None
+                                                             else np.ones(len(p), bool))
         tiny = np.isfinite(grad) & (grad < GRAD_TINY) & unconverged
         if tiny.any():
             found.append(f"vanishing gradients: gradient norm {np.nanmin(grad[tiny]):.1e} in "
-                         f"{_epochs(epoch[tiny])} while training has not converged")
+                         f"{_epochs(p_epoch[tiny])} while training has not converged")
         else:
-            gcols = _columns(f, "grad_norm")
+            gcols = _columns(p, "grad_norm")
             if len(gcols) >= 2:
-                g0 = f[gcols].iloc[0].astype(float)
+                g0 = p[gcols].iloc[0].astype(float)
                 if np.isfinite(g0).all() and g0.max() > 0 and g0.iloc[0] / g0.max() < DEPTH_GRAD_RATIO:
                     found.append(f"vanishing gradients through depth: gradient norm {g0.iloc[0]:.1e} in "
                                  f"{gcols[0].split('/', 1)[1]} vs {g0.max():.1e} in {g0.idxmax().split('/', 1)[1]} "
-                                 f"at epoch {epoch[0]}")
+                                 f"at epoch {p_epoch[0]}")
 
     # Inference mode broken (training rows score far worse with training=False than while
     # training), or validation at chance while training is good: BatchNorm statistics or a
@@ -132,8 +138,9 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
                     "BatchNorm statistics lag the weights or inference-mode preprocessing differs")
         else:
             msg += ": BatchNorm statistics or preprocessing mismatch"
-            if probe_acc is not None and np.all(probe_acc[stuck] >= chance + 0.5 * (1 - chance)):
-                msg += (f" (training rows score {np.min(probe_acc[stuck]):.2f} in inference mode: "
+            probed_stuck = probe_acc[stuck & np.isfinite(probe_acc)] if probe_acc is not None else []
+            if len(probed_stuck) and np.all(probed_stuck >= chance + 0.5 * (1 - chance)):
+                msg += (f" (training rows score {np.min(probed_stuck):.2f} in inference mode: "
                         "the validation images likely differ in preprocessing or labels)")
         if bn_layers:
             detail = f"{bn_layers} BatchNorm layer(s)"
@@ -179,28 +186,28 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
                          f"{score[-1]:.4g} at epoch {epoch[-1]} (the last; best at epoch {epoch[best]}); "
                          "underfit or too short: raise train.epochs or the budget, or the LR")
 
-    # Dead ReLUs at the last epoch.
-    dead_cols = _columns(f, "dead_relu")
-    if dead_cols:
-        last = f[dead_cols].iloc[-1].astype(float)
+    # Dead ReLUs at the last probed epoch.
+    dead_cols = _columns(p, "dead_relu")
+    if dead_cols and len(p):
+        last = p[dead_cols].iloc[-1].astype(float)
         many = last[last > DEAD]
         if len(many):
             layers = ", ".join(f"{c.split('/', 1)[1]} {v:.0%}" for c, v in many.items())
-            found.append(f"many dead ReLUs at epoch {epoch[-1]} (units never active on the probe batch): {layers}; "
+            found.append(f"many dead ReLUs at epoch {p_epoch[-1]} (units never active on the probe batch): {layers}; "
                          "lower the LR or check the initialisation")
 
     # Activation variance collapsing through depth (first epoch: the initialisation's doing).
-    var_cols = _columns(f, "act_var")
-    if len(var_cols) >= 2:
-        v = f[var_cols].iloc[0].astype(float)
+    var_cols = _columns(p, "act_var")
+    if len(var_cols) >= 2 and len(p):
+        v = p[var_cols].iloc[0].astype(float)
         if v.iloc[0] > 0 and np.isfinite(v).all():
             low = v.iloc[1:].idxmin()
             dead_col = "dead_relu/" + low.split("/", 1)[1]
-            dead_low = float(f[dead_col].iloc[0]) if dead_col in f else 0.0
+            dead_low = float(p[dead_col].iloc[0]) if dead_col in p else 0.0
             if v[low] / v.iloc[0] < COLLAPSE and not dead_low > DEAD:  # dead units: reported above
                 found.append(f"activation variance collapses through depth: {v.iloc[0]:.1e} in "
                              f"{var_cols[0].split('/', 1)[1]} -> {v[low]:.1e} in {low.split('/', 1)[1]} at epoch "
-                             f"{epoch[0]}; check the initialisation (He-normal for ReLU)")
+                             f"{p_epoch[0]}; check the initialisation (He-normal for ReLU)")
     return found or [NO_PROBLEMS]
 
 
