@@ -245,3 +245,22 @@ def test_check_plugin_rejects_other_keys(comp):
     assert code == 2 and "check-plugin takes model=NAME" in err
     with pytest.raises(ConfigError):
         load_config(["check.lr_steps=many"])
+
+
+def test_a_budget_sizes_the_zero_input_baseline_to_what_is_left_of_the_share(comp, workdir, monkeypatch):
+    """At 100,000 images the checks took twice their share: the zero-input baseline trains
+    twice over its rows. Under a budget it trains on as many rows as fit what is left, at the
+    speed the LR range test measured."""
+    from comp.budget import Budget
+
+    ticks = iter(range(0, 10**6, 1))  # 1 s per reading: the LR test's 10 steps of 64 rows "take" 1 s
+    monkeypatch.setattr(Budget, "clock", staticmethod(lambda: float(next(ticks))))
+    code, out, err = comp("run", "stage=check", "budget=100s", *SMOKE, "check.lr_steps=10")
+    assert code == 0, err
+    found = re.search(r"^(PASS|WARN|FAIL) zero-input baseline: .* \(on (\d+) of the (\d+) rows: what fits the "
+                      r"checks' share of the budget\)$", out, re.MULTILINE)
+    assert found, out
+    rows, total = int(found.group(2)), int(found.group(3))
+    assert 256 <= rows < total
+    check = next(c for c in _record(workdir, "check")["checks"] if c["name"] == "zero-input baseline")
+    assert check["numbers"]["rows"] == rows

@@ -16,6 +16,7 @@ from comp.errors import ConfigError
 from comp.files import write_csv
 
 NAME = "check"
+MIN_ZERO_INPUT_ROWS = 256  # fewer training rows tell real inputs from blank ones too noisily
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
 CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "check")
 TRAINS = False
@@ -45,6 +46,7 @@ def run(ctx: StageContext) -> dict:
     from comp.stages.training import load_train, model_name, read_folds
     from comp.training import sanity
     from comp.training.batchnorm import resolve_momentum, steps_per_epoch
+    from comp.training.loop import select
     from comp.training.model import build_model, is_estimator
 
     cfg, task, opts = ctx.cfg, ctx.task, ctx.cfg.check
@@ -82,18 +84,42 @@ def run(ctx: StageContext) -> dict:
         return sanity.check_overfit_batch(build, inputs.take(train_rows[pick]), y_train[pick], task=task,
                                           steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed)
 
+    speed: dict[str, float] = {}
+
     def lr_range():
+        started = ctx.budget.clock()
         result, sweep = sanity.lr_range_test(
             build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=opts.lr_steps,
             batch_size=cfg.train.batch_size, seed=cfg.seed)
+        if len(sweep):  # seconds per training row, tracing included: on the safe side
+            speed["row"] = (ctx.budget.clock() - started) / (len(sweep) * cfg.train.batch_size)
         write_csv(ctx.work / "lr_range.csv", sweep)
         sanity.plot_lr_range(sweep, result.numbers["suggested_lr"], ctx.work / "lr_range.png")
         return result
 
     def zero_input():
-        return sanity.check_input_independent(
-            build, (x_train, y_train), (inputs.take(val_rows), y[val_rows]), inputs.blank, task=task,
+        # Two trainings of zero_input_epochs over the rows (and a forward pass over a quarter as
+        # many validation rows): under a budget, as many rows as fit what is left of the share,
+        # at the speed the LR range test trained at.
+        rows, fit_val = len(y_train), len(val_rows)
+        if ctx.budget.limited and "row" in speed:
+            left = share - (ctx.budget.clock() - began)
+            rows = min(rows, int(left / (speed["row"] * (2 * opts.zero_input_epochs + 0.5))))
+            fit_val = min(fit_val, max(rows // 4, 1))
+            if rows < MIN_ZERO_INPUT_ROWS:
+                return _skipped("zero-input baseline", f"skipped: {left:.0f}s left of the checks' share of "
+                                                       f"budget={cfg.budget} (10%) trains fewer than "
+                                                       f"{MIN_ZERO_INPUT_ROWS} rows twice")
+        pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(y_train))[:rows])
+        pick_val = val_rows[:fit_val]
+        train = (x_train, y_train) if rows == len(y_train) else (select(x_train, pick), y_train[pick])
+        result = sanity.check_input_independent(
+            build, train, (inputs.take(pick_val), y[pick_val]), inputs.blank, task=task,
             epochs=opts.zero_input_epochs, lr=opts.lr, batch_size=cfg.train.batch_size, seed=cfg.seed)
+        if rows < len(y_train):
+            result.message += f" (on {rows} of the {len(y_train)} rows: what fits the checks' share of the budget)"
+            result.numbers["rows"] = rows
+        return result
 
     # Cheapest and most useful first (the LR test feeds train.lr=auto; the zero-input
     # baseline trains twice). Under a budget the checks get 10% of it: they are a
