@@ -122,6 +122,54 @@ def test_one_traced_step_serves_every_batch_and_epoch():
     assert result.history["loss"][-1] < result.history["loss"][0]
 
 
+def test_a_hard_deadline_stops_inside_an_epoch(monkeypatch):
+    """A search's trial must not run past the search's end (at 100,000 images one epoch of a
+    wide trial took 1,032 s of a 739-s search): past ``hard_deadline`` the running epoch is
+    dropped and the best finished one stands; with none finished, nothing can be scored."""
+    import time
+
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+    from sklearn.datasets import load_diabetes
+
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+    from comp.training import loop
+    from comp.training.spec import TrainSpec
+
+    x, target = load_diabetes(return_X_y=True)
+    x = x.astype("float32")
+    frame = pd.DataFrame({"y": target.astype(str)})
+    task = make_task("regression", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
+    y = task.encode(frame)
+    fit, val = slice(0, 350), slice(350, None)
+
+    def build():
+        inputs = keras.Input((x.shape[1],))
+        return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(inputs)))
+
+    def train(hard_deadline, hooks=None):
+        trainer = loop.Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=5), 1e-2,
+                               steps_per_epoch=6)
+        return trainer, trainer.fit((x[fit], y[fit]), (x[val], y[val]), epochs=5, global_batch=64, seed=0,
+                                    patience=5, hard_deadline=hard_deadline, callbacks=hooks)
+
+    with pytest.raises(loop.OutOfTime, match="the deadline passed .* into the first epoch"):
+        train(time.monotonic())
+
+    # The clock jumps an hour once epoch 2 has ended: epoch 3 stops at its first step.
+    skipped = {"seconds": 0.0}
+    monkeypatch.setattr(loop.time, "monotonic", lambda real=time.monotonic: real() + skipped["seconds"])
+    jump = loop.EpochCallbacks(on_epoch_end=[lambda epoch, logs: skipped.update(seconds=3600.0 * (epoch >= 1))])
+    ends = []
+    jump.on_train_end.append(ends.append)
+    trainer, result = train(time.monotonic() + 600, jump)
+    assert result.epochs_run == 2 and result.stopped_by_budget and len(result.history["loss"]) == 2
+    assert ends == [False]  # the model held part of epoch 3: no hook takes it for epoch 2's weights
+    assert result.best_epoch in (1, 2)
+
+
 def test_xla_auto_trains_without_xla_when_the_step_does_not_compile(monkeypatch, capsys):
     """train.xla=auto on a GPU compiles the step; a model XLA cannot compile (here an op
     that runs Python) trains without it, with one notice, instead of failing the fold."""

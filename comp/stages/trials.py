@@ -173,13 +173,15 @@ class TrialRunner:
         return self._inputs[key], self._y
 
     def run(self, changes: dict[str, Any], out: Path, epochs: int, deadline: float = math.inf,
-            folds: list[int] | None = None, keep_weights: bool = False) -> Trial:
+            folds: list[int] | None = None, keep_weights: bool = False, hard: bool = False) -> Trial:
         """Train ``changes`` on the folds into ``out`` (resuming its finished folds).
         ``keep_weights``: the folds keep their epoch weights for the ensemble, as a full-length
-        trial's folds may be reused by a training on every fold."""
+        trial's folds may be reused by a training on every fold. ``hard``: ``deadline`` also
+        stops an epoch part-way, and a fold that cannot finish one raises
+        ``comp.training.loop.OutOfTime`` (a search's trial past the search's end)."""
         folds = self.folds if folds is None else folds
         if not self._in_child(changes):
-            return self._run_here(changes, out, epochs, deadline, folds, keep_weights)
+            return self._run_here(changes, out, epochs, deadline, folds, keep_weights, hard)
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -192,7 +194,8 @@ class TrialRunner:
         ctx = replace(self.ctx, budget=None, task=None)
         from concurrent.futures.process import BrokenProcessPool
 
-        future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, seconds_left, keep_weights)
+        future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, seconds_left, keep_weights,
+                                   hard)
         try:
             return future.result()
         except BrokenProcessPool:  # the child died (e.g. out of memory): this trial fails, the next gets a new one
@@ -200,7 +203,7 @@ class TrialRunner:
             raise
 
     def _run_here(self, changes: dict[str, Any], out: Path, epochs: int, deadline: float,
-                  folds: list[int], keep_weights: bool) -> Trial:
+                  folds: list[int], keep_weights: bool, hard: bool) -> Trial:
         from comp.stages.training import augmentations, model_name, train_spec
         from comp.training.cv import cross_validate
         from comp.training.spec import ModelSpec
@@ -216,7 +219,8 @@ class TrialRunner:
             spec = replace(spec, snapshots=0, swa_epochs=0, keep_ema=0.0)
         began = time.monotonic()
         result = cross_validate(inputs, y, self.fold_of, ctx.task, model, spec, out, seed=cfg.seed,
-                                deadline=deadline, log=lambda m: None, only=folds)
+                                deadline=deadline, hard_deadline=deadline if hard else math.inf,
+                                log=lambda m: None, only=folds)
         return Trial(dict(changes), float(result.score), [float(f["score"]) for f in result.folds], list(folds),
                      round(time.monotonic() - began, 1), epochs=spec.epochs,
                      stopped_by_budget=result.stopped_by_budget)
@@ -235,7 +239,7 @@ def _die_with_parent() -> None:
 
 
 def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[str, Any], out: Path, epochs: int,
-                 seconds_left: float, keep_weights: bool) -> Trial:
+                 seconds_left: float, keep_weights: bool, hard: bool) -> Trial:
     """One trial in a child process (see ``TRIALS_PER_PROCESS``)."""
     from comp.tasks import make_task
     from comp.training.strategy import configure_devices
@@ -245,7 +249,7 @@ def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[s
     ctx = replace(ctx, task=make_task(comp.task_kind, comp.task_source(), comp.metric, comp.root, []))
     runner = TrialRunner(ctx, lr, folds, isolate=False)
     return runner.run(changes, out, epochs, deadline=time.monotonic() + seconds_left, folds=folds,
-                      keep_weights=keep_weights)
+                      keep_weights=keep_weights, hard=hard)
 
 
 def changes_yaml(changes: dict[str, Any], comment: str) -> str:

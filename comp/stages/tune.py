@@ -153,6 +153,7 @@ class _Objective:
 
     def __call__(self, trial_id: str, values: dict[str, Any]) -> dict[str, float]:
         from comp.stages.trials import TrialRunner
+        from comp.training.loop import OutOfTime
 
         ctx = self.ctx
         phase, lr = values["comp_phase"], float(values["comp_lr"])
@@ -166,11 +167,15 @@ class _Objective:
             start_cfg = self.runner.config(base)
             changes = {**base, **to_changes(values, start_cfg, ctx.competition, ctx.task)}
             trial = self.runner.run(changes, self.trials_dir / phase / trial_id, epochs, deadline=self.hard_deadline,
-                                    folds=folds, keep_weights=phase == "fine")  # fine trials' folds may be reused
+                                    folds=folds, keep_weights=phase == "fine",  # fine trials' folds may be reused
+                                    hard=True)  # a trial must not run past the search's end
         except CompError as exc:
             from comp.tuning.search import Stop
 
             raise Stop(exc) from None
+        except OutOfTime as exc:  # not scored; the search ends (its time is up)
+            ctx.log(f"{phase} trial {trial_id} stopped at the end of the search's time: {exc}")
+            raise
         except Exception as exc:  # e.g. knob values the model cannot be built with: this trial fails
             ctx.log(f"{phase} trial {trial_id} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             raise

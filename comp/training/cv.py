@@ -43,6 +43,7 @@ class CVResult:
 
 def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any, model: ModelSpec,
                    train: TrainSpec, out_dir: Path, *, seed: int, deadline: float = float("inf"),
+                   hard_deadline: float = float("inf"),
                    log: Callable[[str], None] = print, epoch_hooks: EpochHookFactory | None = None,
                    title: str = "", only: list[int] | None = None) -> CVResult:
     """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``,
@@ -50,6 +51,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     scoring the rows of the folds trained.
 
     Each fold gets an equal share of the time left before ``deadline`` (a monotonic time).
+    Past ``hard_deadline`` a network stops inside its epoch; one that has not finished an
+    epoch raises ``comp.training.loop.OutOfTime`` (a search's trial that cannot be scored).
     """
     from comp.training.model import is_estimator
 
@@ -74,7 +77,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             fit_rows = np.flatnonzero(used & (fold_of != k))
             fold = _train_estimator_fold if estimator else _train_keras_fold
             info, pred = fold(inputs, y, fit_rows, val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
-                              deadline=fold_deadline, log=log, label=f"fold {k + 1}/{n_folds}",
+                              deadline=fold_deadline, hard_deadline=hard_deadline, log=log,
+                              label=f"fold {k + 1}/{n_folds}",
                               hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
                               title=f"{title} fold {k + 1}/{n_folds}")
             gc.collect()
@@ -130,7 +134,7 @@ def _finished_fold(fold_dir: Path, log) -> tuple[dict, np.ndarray] | None:
 
 
 def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
-                      seed, deadline, log, label, hook, title) -> tuple[dict, np.ndarray]:
+                      seed, deadline, hard_deadline, log, label, hook, title) -> tuple[dict, np.ndarray]:
     import keras
 
     from comp.augmentation import split_policy
@@ -164,7 +168,8 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     mixer = split_policy(model.augmentations, spec, task.kind)[1]
     # rows(): images kept on disk are gathered batch by batch, never copied for the fold
     result = train_fold(build, task, (inputs.rows(fit_rows), y[fit_rows]), (inputs.rows(val_rows), y[val_rows]),
-                        train, seed=seed, fold_dir=fold_dir, deadline=deadline, callbacks=hooks, mixer=mixer)
+                        train, seed=seed, fold_dir=fold_dir, deadline=deadline, hard_deadline=hard_deadline,
+                        callbacks=hooks, mixer=mixer)
     diagnosis = diagnostics.finish(result.best_epoch) if diagnostics else []
     pred = task.predictions(FoldModel(result.model).outputs(inputs, val_rows, task, train.predict_batch_size))
     save_fold_model(result.model, fold_dir)
@@ -207,7 +212,8 @@ def describe_plan(plan: dict) -> str:
 
 
 def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
-                          seed, deadline, log, label, hook, title) -> tuple[dict, np.ndarray]:
+                          seed, deadline, hard_deadline, log, label, hook, title) -> tuple[dict, np.ndarray]:
+    # An estimator's fit cannot be stopped part-way: the deadlines do not apply.
     from comp.training.fit import fit_estimator
     from comp.training.fold_model import FoldModel, save_fold_model
     from comp.training.model import build_estimator

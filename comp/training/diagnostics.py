@@ -190,6 +190,7 @@ class Diagnostics:
         self._last_start: list[tf.Tensor] = []  # ... and of the epoch before (for the final probe)
         self._last_epoch: int | None = None  # the last epoch this attempt ran (0-based)
         self._last_histogram: int | None = None
+        self._last_probed: int | None = None  # epochs are 0-based here
         self._histograms: list[tuple[str, np.ndarray, np.ndarray]] = []
         self._began = 0.0
         self._spent = 0.0  # seconds the diagnostics took this attempt
@@ -239,20 +240,22 @@ class Diagnostics:
         row["probed"] = float(probed)
         if probed:
             row.update(self._measure(self._start))
+            self._last_probed = epoch
         self.rows = {e: r for e, r in self.rows.items() if e < epoch + 1}
         self.rows[epoch + 1] = row
         self._last_epoch, self._last_start, self._start = epoch, self._start, self._snapshot()
         self._write(row, histograms=probed and self._histogram_due(epoch), keys=row)
         self._spent += time.monotonic() - began
 
-    def on_train_end(self) -> None:
-        """Probe the last epoch if it was not (its weights are still the model's)."""
+    def on_train_end(self, complete: bool = True) -> None:
+        """Probe the last epoch if it was not (its weights are still the model's, unless
+        training stopped inside the epoch after it: ``complete`` False)."""
         if not self.active or self.model is None or self._last_epoch is None:
             return
         row = self.rows[self._last_epoch + 1]
-        if row.get("probed"):
-            if self._last_histogram != self._last_epoch:
-                self._write_histograms(self._last_epoch)
+        if row.get("probed") or not complete:
+            if self._histograms and self._last_histogram != self._last_probed:
+                self._write_histograms(self._last_probed)
             return
         measured = self._measure(self._last_start)
         row.update(measured, probed=1.0)

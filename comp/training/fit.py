@@ -38,7 +38,7 @@ class FoldResult:
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np.ndarray],
                val: tuple[Any, np.ndarray], spec: TrainSpec, seed: int, fold_dir: Path,
                deadline: float, callbacks: EpochCallbacks | None = None,
-               mixer: Callable | None = None) -> FoldResult:
+               mixer: Callable | None = None, hard_deadline: float = math.inf) -> FoldResult:
     """Fit a fresh model from ``build`` on ``train``; returns it with its best weights loaded.
 
     ``mixer`` is a batch-level augmentation (``comp.api.Augmentation`` with ``batch=True``).
@@ -55,7 +55,7 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
     trainer = Trainer(strategy, build, task, spec, fold_lr, steps, mixer=mixer)
     result = trainer.fit(
         train, val, epochs=spec.epochs, global_batch=global_batch, seed=seed,
-        patience=spec.patience, deadline=deadline, state_dir=fold_dir / "resume",
+        patience=spec.patience, deadline=deadline, hard_deadline=hard_deadline, state_dir=fold_dir / "resume",
         is_chief=worker_role()[0] == 0, callbacks=callbacks)
     write_csv(fold_dir / "history.csv", pd.DataFrame(result.history).rename_axis("epoch").reset_index())
     return FoldResult(trainer.model, result.epochs_run, result.best_epoch, result.stopped_by_budget,

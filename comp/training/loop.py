@@ -30,8 +30,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from comp.training.strategy import worker_role
+
 MONITOR = "val_score"  # the competition metric on the validation rows
 PLAN_MARGIN = 0.95  # a budget plan uses this share of the time left: epochs vary a little
+
+
+class OutOfTime(Exception):
+    """A fit's hard deadline passed before it finished one epoch: nothing to score."""
 
 
 @dataclass
@@ -49,12 +55,13 @@ class LoopResult:
 class EpochCallbacks:
     """Hooks the loop calls: ``on_epoch_end`` ones receive (epoch, logs); ``on_train_begin``
     ones (model, steps per epoch), once the model exists (restored when resuming) and
-    before its first step; ``on_train_end`` ones (no arguments) after the last epoch, while
-    the model still holds that epoch's weights (the best ones are loaded after them)."""
+    before its first step; ``on_train_end`` ones after training, before the best weights are
+    loaded, with True when the model holds the last finished epoch's weights (False: training
+    stopped inside an epoch)."""
 
     on_epoch_end: list[Callable[[int, dict], None]] = field(default_factory=list)
     on_train_begin: list[Callable[[keras.Model, int], None]] = field(default_factory=list)
-    on_train_end: list[Callable[[], None]] = field(default_factory=list)
+    on_train_end: list[Callable[[bool], None]] = field(default_factory=list)
 
 
 def streamed(leaf: Any) -> bool:
@@ -312,11 +319,14 @@ class Trainer:
         self._element_spec = distributed.element_spec
         return iter(distributed)
 
-    def _train_epoch(self, batches, steps: int) -> tuple[float, float]:
-        """``steps`` steps on the next batches of ``batches`` (from ``distribute``)."""
+    def _train_epoch(self, batches, steps: int, stop_at: float = math.inf) -> tuple[float, float] | None:
+        """``steps`` steps on the next batches of ``batches`` (from ``distribute``); None when
+        the clock passed ``stop_at`` before the last step."""
         # Sums stay on the device until the epoch ends: no host sync per step.
         totals = None
         for _ in range(steps):
+            if stop_at < math.inf and time.monotonic() > stop_at:
+                return None
             batch = next(batches, None)
             if batch is None:  # the dataset holds exactly the planned epochs' batches
                 raise RuntimeError("the training batches ran out before the epoch's steps: the distributed "
@@ -424,7 +434,7 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
     def fit(self, train: tuple[Any, np.ndarray], val: tuple[Any, np.ndarray], *,
             epochs: int, global_batch: int, seed: int, patience: int, deadline: float = math.inf,
-            state_dir: Path | None = None, is_chief: bool = True,
+            hard_deadline: float = math.inf, state_dir: Path | None = None, is_chief: bool = True,
             callbacks: EpochCallbacks | None = None) -> LoopResult:
         """Train and load the best weights (by the competition metric) at the end.
 
@@ -433,6 +443,10 @@ class Trainer:
         before the deadline (``plan`` in the result). A decaying schedule (cosine, one-cycle,
         step) runs to its end; a constant or plateau one without a budget stops after
         ``patience`` epochs without improvement.
+
+        Past ``hard_deadline`` training stops inside the running epoch, which is dropped (the
+        best of the finished ones stands); with none finished it raises ``OutOfTime``. Only on
+        one worker: workers would have to agree on the step to stop at.
         """
         from comp.training.state import DamagedState, Record
 
@@ -458,6 +472,8 @@ class Trainer:
         train_batches = self.distribute(training_batches(device_data(train), rows, global_batch, seed,
                                                          range(start, epochs)))
         steps = math.ceil(rows / global_batch)  # what the data give (the schedule was told the same)
+        stop_at = hard_deadline if worker_role()[1] == 1 else math.inf
+        interrupted = False
         for hook in callbacks.on_train_begin:
             hook(self.model, self.steps_per_epoch)
         timings: list[float] = []
@@ -467,7 +483,14 @@ class Trainer:
                 break
             t0 = time.monotonic()
             lr = float(self.schedule(self.optimizer.iterations))  # the LR this epoch starts with
-            loss, metric = self._train_epoch(train_batches, steps)
+            sums = self._train_epoch(train_batches, steps, stop_at)
+            if sums is None:  # the hard deadline passed inside this epoch
+                if epoch == 0:
+                    raise OutOfTime(f"the deadline passed {time.monotonic() - began:.0f}s into the first epoch "
+                                    f"(planned {steps} steps)")
+                stopping.data["stopped"] = stopping.data["stopped_by_budget"] = interrupted = True
+                break
+            loss, metric = sums
             logs = {"loss": loss, self.task.progress_metric: metric,
                     **self._evaluate_epoch(val, global_batch, epoch), "lr": lr}
             for key, value in logs.items():
@@ -495,7 +518,7 @@ class Trainer:
                 break
 
         for hook in callbacks.on_train_end:
-            hook()
+            hook(not interrupted)
         for var, value in zip(self.model.variables, self.best.weights):
             var.assign(value)
         return LoopResult(history.data, self.best.epoch, len(history.data[MONITOR]),

@@ -18,10 +18,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import keras_tuner as kt
+from keras_tuner.src import config as kt_config
 from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import trial as trial_module
 
 from comp.tuning.space import Knob
+
+# keras-tuner prints the traceback of every failed trial while DEBUG is on (its default):
+# the objective says in one line why a trial failed or stopped; the traceback stays in the
+# trial's record (trial.json).
+kt_config.DEBUG = False
 
 # (trial id, values) -> {"score": the objective, other metrics to keep with the trial}
 Objective = Callable[[str, dict[str, Any]], dict[str, float]]
