@@ -140,6 +140,17 @@ class Data:
         return self.cache[shape]
 
 
+def _pass_seconds(fm, inputs, rows: np.ndarray, task, batch: int) -> float:
+    """Seconds one prediction pass over ``rows`` should take: one batch timed after a first
+    one (which traces), scaled. Before any candidate has run a fold, so that a candidate that
+    cannot finish in time is not given a fold to find out."""
+    sample = rows[:batch]
+    fm.predictions(inputs, sample, task, batch)
+    began = time.monotonic()
+    fm.predictions(inputs, sample, task, batch)
+    return (time.monotonic() - began) * len(rows) / max(len(sample), 1)
+
+
 def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.ndarray, fold_of: np.ndarray,
              deadline: float = math.inf) -> list[Candidate]:
     """OOF predictions of every candidate with and without its test-time views, and the
@@ -149,7 +160,8 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
 
     Under a ``deadline`` candidates are kept in order while the folds left of them and of
     the candidates before them fit (a candidate's time per fold so far, or before its first
-    fold its passes over the rows times the last measured time per pass); one that does
+    fold its passes over the rows times the last measured time per pass, at first one
+    batch's time scaled to the fold's rows); one that does
     not is dropped before it spends more. A stage's plain fold models then stand without
     views (their OOF is the stage's own)."""
     import keras
@@ -194,6 +206,8 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                 views = views_for(group[0].model.get("augmentations", []), inputs.spec(), task.kind, cfg.predict.tta)
             weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
             shared = time.monotonic() - began
+            if per_pass == 0.0 and deadline < math.inf:
+                per_pass = _pass_seconds(fm, inputs, rows, task, batch)
             committed = 0.0  # seconds the candidates kept so far still need, this fold included
             for cand in group:
                 if cand.dropped:
