@@ -247,15 +247,15 @@ def test_check_plugin_rejects_other_keys(comp):
         load_config(["check.lr_steps=many"])
 
 
-def test_a_budget_sizes_the_zero_input_baseline_to_what_is_left_of_the_share(comp, workdir, monkeypatch):
-    """At 100,000 images the checks took twice their share: the zero-input baseline trains
-    twice over its rows. Under a budget it trains on as many rows as fit what is left, at the
-    speed the LR range test measured."""
+def test_a_budget_sizes_the_training_checks_to_what_is_left_of_the_share(comp, workdir, monkeypatch):
+    """The checks took twice their share of a budget at 3,000 and at 100,000 64x64 images (the
+    LR range test's 200 steps, the zero-input baseline's two trainings). Under a budget each
+    trains as much as fits what is left, at the speed the check before it measured."""
     from comp.budget import Budget
 
-    ticks = iter(range(0, 10**6, 1))  # 1 s per reading: the LR test's 10 steps of 64 rows "take" 1 s
+    ticks = iter(range(0, 10**6, 1))  # 1 s per reading: each check "takes" about 1 s
     monkeypatch.setattr(Budget, "clock", staticmethod(lambda: float(next(ticks))))
-    code, out, err = comp("run", "stage=check", "budget=100s", *SMOKE, "check.lr_steps=10")
+    code, out, err = comp("run", "stage=check", "budget=130s", *SMOKE, "check.lr_steps=10")
     assert code == 0, err
     found = re.search(r"^(PASS|WARN|FAIL) zero-input baseline: .* \(on (\d+) of the (\d+) rows: what fits the "
                       r"checks' share of the budget\)$", out, re.MULTILINE)
@@ -264,3 +264,11 @@ def test_a_budget_sizes_the_zero_input_baseline_to_what_is_left_of_the_share(com
     assert 256 <= rows < total
     check = next(c for c in _record(workdir, "check")["checks"] if c["name"] == "zero-input baseline")
     assert check["numbers"]["rows"] == rows
+
+    # With the default 200-step sweep it is the LR range test that does not fit: fewer steps.
+    code, out, err = comp("run", "stage=check", "budget=130s", *SMOKE, "overwrite=true")
+    assert code == 0, err
+    found = re.search(r"^(PASS|WARN) LR range test: .* \((\d+) of check.lr_steps=200: what fits the checks' share "
+                      r"of the budget\)$", out, re.MULTILINE)
+    assert found and 50 <= int(found.group(2)) < 200, out
+    assert len(pd.read_csv(workdir / "runs/digits/check/lr_range.csv")) <= int(found.group(2))

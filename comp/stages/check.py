@@ -17,6 +17,7 @@ from comp.files import write_csv
 
 NAME = "check"
 MIN_ZERO_INPUT_ROWS = 256  # fewer training rows tell real inputs from blank ones too noisily
+MIN_LR_STEPS = 50  # 10 per decade of the default sweep (1e-5 to 1): fewer miss the loss's minimum
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
 CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "check")
 TRAINS = False
@@ -79,36 +80,51 @@ def run(ctx: StageContext) -> dict:
         keras.backend.clear_session()
         return results
 
-    def overfit():
-        pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
-        return sanity.check_overfit_batch(build, inputs.take(train_rows[pick]), y_train[pick], task=task,
-                                          steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed)
-
+    # Under a budget each training check is sized to what is left of the checks' share, at
+    # the seconds per training row the check before it measured (tracing included: on the
+    # safe side). At 3,000 64x64 images the 200-step LR range test alone took twice the share.
     speed: dict[str, float] = {}
 
+    def left() -> float:
+        return share - (ctx.budget.clock() - began)
+
+    def overfit():
+        pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
+        started = ctx.budget.clock()
+        result = sanity.check_overfit_batch(build, inputs.take(train_rows[pick]), y_train[pick], task=task,
+                                            steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed)
+        speed["row"] = (ctx.budget.clock() - started) / max(result.numbers["steps"] * len(pick), 1)
+        return result
+
     def lr_range():
+        steps = opts.lr_steps
+        if ctx.budget.limited and "row" in speed:
+            steps = min(steps, int(left() / (speed["row"] * cfg.train.batch_size)))
+            if steps < min(MIN_LR_STEPS, opts.lr_steps):
+                return _skipped("LR range test", f"skipped: {max(left(), 0):.0f}s left of the checks' share of "
+                                                 f"budget={cfg.budget} (10%) sweeps fewer than {MIN_LR_STEPS} steps")
         started = ctx.budget.clock()
         result, sweep = sanity.lr_range_test(
-            build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=opts.lr_steps,
+            build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=steps,
             batch_size=cfg.train.batch_size, seed=cfg.seed)
-        if len(sweep):  # seconds per training row, tracing included: on the safe side
+        if len(sweep):
             speed["row"] = (ctx.budget.clock() - started) / (len(sweep) * cfg.train.batch_size)
         write_csv(ctx.work / "lr_range.csv", sweep)
         sanity.plot_lr_range(sweep, result.numbers["suggested_lr"], ctx.work / "lr_range.png")
+        if steps < opts.lr_steps:
+            result.message += f" ({steps} of check.lr_steps={opts.lr_steps}: what fits the checks' share of the budget)"
         return result
 
     def zero_input():
         # Two trainings of zero_input_epochs over the rows (and a forward pass over a quarter as
-        # many validation rows): under a budget, as many rows as fit what is left of the share,
-        # at the speed the LR range test trained at.
+        # many validation rows).
         rows, fit_val = len(y_train), len(val_rows)
         if ctx.budget.limited and "row" in speed:
-            left = share - (ctx.budget.clock() - began)
-            rows = min(rows, int(left / (speed["row"] * (2 * opts.zero_input_epochs + 0.5))))
+            rows = min(rows, int(left() / (speed["row"] * (2 * opts.zero_input_epochs + 0.5))))
             fit_val = min(fit_val, max(rows // 4, 1))
             if rows < MIN_ZERO_INPUT_ROWS:
-                return _skipped("zero-input baseline", f"skipped: {left:.0f}s left of the checks' share of "
-                                                       f"budget={cfg.budget} (10%) trains fewer than "
+                return _skipped("zero-input baseline", f"skipped: {max(left(), 0):.0f}s left of the checks' share "
+                                                       f"of budget={cfg.budget} (10%) trains fewer than "
                                                        f"{MIN_ZERO_INPUT_ROWS} rows twice")
         pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(y_train))[:rows])
         pick_val = val_rows[:fit_val]
