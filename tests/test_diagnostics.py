@@ -178,6 +178,23 @@ def test_verdicts_read_the_probe_only_where_it_ran():
     assert any(f.startswith("exploding gradients") and "from epoch 4" in f
                for f in diagnose(records.to_dict("records"), num_classes=10))
 
+    # A fold resumed from a diagnostics.csv written before the probe was scheduled: its rows
+    # have no probed value and were all probed; the first-epoch rules still read epoch 1.
+    resumed = pd.DataFrame(_records(n, **{"act_var/conv2d_1": [1e-5] + [0.08] * 7}))
+    resumed["probed"] = [np.nan] * 4 + [0, 0, 0, 1]
+    resumed.loc[[4, 5, 6], list(probe_columns)] = np.nan
+    found = diagnose(resumed.to_dict("records"), num_classes=10)
+    assert len(found) == 1 and found[0].startswith("activation variance collapses") and "at epoch 1" in found[0]
+
+    # Inference-mode lag on probed epochs while validation sits at chance on an unprobed one:
+    # the message quotes a probed score, never nan.
+    lagging = pd.DataFrame(_records(n, accuracy=np.full(n, 0.9), val_accuracy=[0.5] * 6 + [0.1, 0.5],
+                                    probe_accuracy=np.full(n, 0.3)))
+    lagging["probed"] = probed
+    lagging.loc[probed == 0, list(probe_columns)] = np.nan
+    (found,) = [f for f in diagnose(lagging.to_dict("records"), num_classes=10) if "inference mode" in f]
+    assert "score only 0.30 in inference mode" in found and "nan" not in found
+
 
 def test_probe_every_config_key():
     from comp.config import load_config

@@ -60,7 +60,8 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
     epoch = f["epoch"].astype(int).to_numpy()
     found: list[str] = []
     col = lambda name: f[name].astype(float).to_numpy() if name in f else None  # noqa: E731
-    p = f[f["probed"].astype(float) > 0].reset_index(drop=True) if "probed" in f else f
+    # Rows without a ``probed`` value (written before the probe was scheduled) were all probed.
+    p = f[f["probed"].astype(float).fillna(1.0) > 0].reset_index(drop=True) if "probed" in f else f
     p_epoch = p["epoch"].astype(int).to_numpy()
     pcol = lambda name: p[name].astype(float).to_numpy() if name in p else None  # noqa: E731
 
@@ -134,7 +135,8 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
         if stuck.any():
             msg += f" (at chance {chance:.2f} in {_epochs(epoch[stuck])})"
         if lag.any():
-            msg += (f", and training rows score only {probe_acc[i]:.2f} in inference mode ({_epochs(epoch[lag])}): "
+            worst = probe_acc[i] if lag[i] else float(np.min(probe_acc[lag]))  # epoch i may be unprobed
+            msg += (f", and training rows score only {worst:.2f} in inference mode ({_epochs(epoch[lag])}): "
                     "BatchNorm statistics lag the weights or inference-mode preprocessing differs")
         else:
             msg += ": BatchNorm statistics or preprocessing mismatch"
