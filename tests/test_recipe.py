@@ -155,18 +155,36 @@ def test_a_hard_deadline_stops_inside_an_epoch(monkeypatch):
         return trainer, trainer.fit((x[fit], y[fit]), (x[val], y[val]), epochs=5, global_batch=64, seed=0,
                                     patience=5, hard_deadline=hard_deadline, callbacks=hooks)
 
-    with pytest.raises(loop.OutOfTime, match="the deadline passed .* into the first epoch"):
+    with pytest.raises(loop.OutOfTime, match="the deadline passed .* before its first epoch of 6 steps finished"):
         train(time.monotonic())
 
-    # The clock jumps an hour once epoch 2 has ended: epoch 3 stops at its first step.
     skipped = {"seconds": 0.0}
     monkeypatch.setattr(loop.time, "monotonic", lambda real=time.monotonic: real() + skipped["seconds"])
+
+    # The clock jumps an hour once epoch 2 has ended: epoch 3 does not start.
     jump = loop.EpochCallbacks(on_epoch_end=[lambda epoch, logs: skipped.update(seconds=3600.0 * (epoch >= 1))])
     ends = []
     jump.on_train_end.append(ends.append)
     trainer, result = train(time.monotonic() + 600, jump)
     assert result.epochs_run == 2 and result.stopped_by_budget and len(result.history["loss"]) == 2
-    assert ends == [False]  # the model held part of epoch 3: no hook takes it for epoch 2's weights
+    assert ends == [True]  # the model holds epoch 2's weights
+
+    # The clock jumps while epoch 3's second batch is drawn: the epoch stops at its third step.
+    skipped["seconds"] = 0.0
+    distribute = loop.Trainer.distribute
+
+    def counting(self, dataset):
+        batches = distribute(self, dataset)
+        for n, batch in enumerate(batches, start=1):
+            if n == 6 * 2 + 2:
+                skipped["seconds"] = 3600.0
+            yield batch
+
+    monkeypatch.setattr(loop.Trainer, "distribute", counting)
+    ends = []
+    trainer, result = train(time.monotonic() + 600, loop.EpochCallbacks(on_train_end=[ends.append]))
+    assert result.epochs_run == 2 and result.stopped_by_budget and len(result.history["loss"]) == 2
+    assert ends == [False]  # part of epoch 3 moved the weights: no hook may take them for epoch 2's
     assert result.best_epoch in (1, 2)
 
 

@@ -81,8 +81,9 @@ def run(ctx: StageContext) -> dict:
         return results
 
     # Under a budget each training check is sized to what is left of the checks' share, at
-    # the seconds per training row the check before it measured (tracing included: on the
-    # safe side). At 3,000 64x64 images the 200-step LR range test alone took twice the share.
+    # the seconds per training row the check before it measured (a step's time over its rows:
+    # on the safe side, steps have fixed costs) after the model's set-up (building, tracing).
+    # At 3,000 64x64 images the 200-step LR range test alone took twice the share.
     speed: dict[str, float] = {}
 
     def left() -> float:
@@ -92,15 +93,20 @@ def run(ctx: StageContext) -> dict:
         pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
         started = ctx.budget.clock()
         result = sanity.check_overfit_batch(build, inputs.take(train_rows[pick]), y_train[pick], task=task,
-                                            steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed)
-        speed["row"] = (ctx.budget.clock() - started) / max(result.numbers["steps"] * len(pick), 1)
+                                            steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed,
+                                            clock=ctx.budget.clock)
+        total, steps, step = ctx.budget.clock() - started, result.numbers["steps"], result.numbers["step_seconds"]
+        if step:
+            speed["row"], speed["setup"] = step / len(pick), max(total - steps * step, 0.0)
+        else:
+            speed["row"], speed["setup"] = total / max(steps * len(pick), 1), 0.0
         return result
 
     def lr_range():
         steps = opts.lr_steps
         if ctx.budget.limited and "row" in speed:
-            steps = min(steps, int(left() / (speed["row"] * cfg.train.batch_size)))
-            if steps < min(MIN_LR_STEPS, opts.lr_steps):
+            steps = units_that_fit(left() - speed["setup"], speed["row"] * cfg.train.batch_size, steps, MIN_LR_STEPS)
+            if not steps:
                 return _skipped("LR range test", f"skipped: {max(left(), 0):.0f}s left of the checks' share of "
                                                  f"budget={cfg.budget} (10%) sweeps fewer than {MIN_LR_STEPS} steps")
         started = ctx.budget.clock()
@@ -108,7 +114,8 @@ def run(ctx: StageContext) -> dict:
             build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=steps,
             batch_size=cfg.train.batch_size, seed=cfg.seed)
         if len(sweep):
-            speed["row"] = (ctx.budget.clock() - started) / (len(sweep) * cfg.train.batch_size)
+            spent = ctx.budget.clock() - started - speed.get("setup", 0.0)
+            speed["row"] = max(spent, 0.0) / (len(sweep) * cfg.train.batch_size) or speed.get("row", 0.0)
         write_csv(ctx.work / "lr_range.csv", sweep)
         sanity.plot_lr_range(sweep, result.numbers["suggested_lr"], ctx.work / "lr_range.png")
         if steps < opts.lr_steps:
@@ -120,14 +127,17 @@ def run(ctx: StageContext) -> dict:
         # many validation rows).
         rows, fit_val = len(y_train), len(val_rows)
         if ctx.budget.limited and "row" in speed:
-            rows = min(rows, int(left() / (speed["row"] * (2 * opts.zero_input_epochs + 0.5))))
+            rows = units_that_fit(left() - 2 * speed["setup"], speed["row"] * (2 * opts.zero_input_epochs + 0.5),
+                                  rows, MIN_ZERO_INPUT_ROWS)
             fit_val = min(fit_val, max(rows // 4, 1))
-            if rows < MIN_ZERO_INPUT_ROWS:
+            if not rows:
                 return _skipped("zero-input baseline", f"skipped: {max(left(), 0):.0f}s left of the checks' share "
                                                        f"of budget={cfg.budget} (10%) trains fewer than "
                                                        f"{MIN_ZERO_INPUT_ROWS} rows twice")
-        pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(y_train))[:rows])
-        pick_val = val_rows[:fit_val]
+        rng = np.random.default_rng(cfg.seed)
+        pick, pick_val = (np.sort(rng.permutation(rows_in)[:n]) for rows_in, n in ((len(y_train), rows),
+                                                                                   (len(val_rows), fit_val)))
+        pick_val = val_rows[pick_val]
         train = (x_train, y_train) if rows == len(y_train) else (select(x_train, pick), y_train[pick])
         result = sanity.check_input_independent(
             build, train, (inputs.take(pick_val), y[pick_val]), inputs.blank, task=task,
@@ -176,6 +186,13 @@ def run(ctx: StageContext) -> dict:
         ctx.log(f"LR range plot: {ctx.rundir.path / NAME / 'lr_range.png'}; "
                 f"train.lr=auto trains with the suggested LR {suggested:.3g}")
     return _record(results, suggested, name)
+
+
+def units_that_fit(seconds: float, unit_seconds: float, wanted: int, least: int) -> int:
+    """How many of ``wanted`` units (steps, rows) of ``unit_seconds`` each fit ``seconds``;
+    0 when fewer than ``least`` (or all wanted, when fewer are wanted) do."""
+    n = min(wanted, int(max(seconds, 0.0) / unit_seconds)) if unit_seconds > 0 else wanted
+    return n if n >= min(least, wanted) else 0
 
 
 def _skipped(name: str, why: str):

@@ -321,11 +321,11 @@ class Trainer:
 
     def _train_epoch(self, batches, steps: int, stop_at: float = math.inf) -> tuple[float, float] | None:
         """``steps`` steps on the next batches of ``batches`` (from ``distribute``); None when
-        the clock passed ``stop_at`` before the last step."""
+        the clock passed ``stop_at`` after the first step and before the last."""
         # Sums stay on the device until the epoch ends: no host sync per step.
         totals = None
-        for _ in range(steps):
-            if stop_at < math.inf and time.monotonic() > stop_at:
+        for i in range(steps):
+            if i and stop_at < math.inf and time.monotonic() > stop_at:
                 return None
             batch = next(batches, None)
             if batch is None:  # the dataset holds exactly the planned epochs' batches
@@ -483,12 +483,14 @@ class Trainer:
                 break
             t0 = time.monotonic()
             lr = float(self.schedule(self.optimizer.iterations))  # the LR this epoch starts with
-            sums = self._train_epoch(train_batches, steps, stop_at)
-            if sums is None:  # the hard deadline passed inside this epoch
+            ran = time.monotonic() <= stop_at
+            sums = self._train_epoch(train_batches, steps, stop_at) if ran else None
+            if sums is None:  # the hard deadline passed before or inside this epoch
                 if epoch == 0:
-                    raise OutOfTime(f"the deadline passed {time.monotonic() - began:.0f}s into the first epoch "
-                                    f"(planned {steps} steps)")
-                stopping.data["stopped"] = stopping.data["stopped_by_budget"] = interrupted = True
+                    raise OutOfTime(f"the deadline passed {time.monotonic() - began:.0f}s into the fit, before its "
+                                    f"first epoch of {steps} steps finished")
+                stopping.data["stopped"] = stopping.data["stopped_by_budget"] = True
+                interrupted = ran  # some of this epoch's steps moved the weights
                 break
             loss, metric = sums
             logs = {"loss": loss, self.task.progress_metric: metric,

@@ -7,6 +7,7 @@ failed check: a failure is information for the user, not a crash.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -115,11 +116,13 @@ def check_input_independent(build: Builder, train: tuple[Any, np.ndarray], val: 
 
 
 def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, steps: int, lr: float,
-                        seed: int) -> CheckResult:
+                        seed: int, clock: Callable[[], float] = time.monotonic) -> CheckResult:
     """Fit one small batch to ~zero loss with regularisation off.
 
     Regularisation off = the forward pass in inference mode (no dropout, no augmentation)
-    and no weight penalties; a model that cannot memorise 20 examples has a bug.
+    and no weight penalties; a model that cannot memorise 20 examples has a bug. Its
+    numbers include ``step_seconds``, the mean time of a step after the first (which
+    traces), by ``clock``: None when it stopped after one step.
     """
     keras.utils.set_random_seed(seed)
     model = build()
@@ -139,10 +142,13 @@ def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, ste
         return loss
 
     first = float(value())
-    done = 0
+    done, traced = 0, None
     for done in range(1, steps + 1):
         if float(step()) < 1e-3:  # memorised: no need to spend the remaining steps
             break
+        if done == 1:
+            traced = clock()
+    step_seconds = (clock() - traced) / (done - 1) if traced is not None and done > 1 else None
     final = float(value())
     metric = float(np.mean(np.asarray(task.batch_metric(y_t, model(x_t, training=False)))))
     keras.backend.clear_session()
@@ -156,7 +162,7 @@ def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, ste
         message += "; the model cannot memorise a tiny batch: check the model, the loss and the LR"
     return CheckResult("overfit one batch", status, message,
                        {"initial_loss": first, "loss": final, task.progress_metric: metric, "steps": done,
-                        "examples": int(len(y))})
+                        "examples": int(len(y)), "step_seconds": step_seconds})
 
 
 def lr_range_test(build: Builder, x: Any, y: np.ndarray, *, task: Any, lr_min: float, lr_max: float,
