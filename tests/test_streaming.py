@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from comp.data.rows import DiskRows, StackedRows, stacked
+from comp.data.rows import DiskRows, MemoryRows, StackedRows, stacked
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,27 @@ def test_disk_rows_read_like_the_array(tmp_path, digit_images):
         f.truncate(f.seek(0, 2) - 10)
     with pytest.raises(OSError, match="short read"):
         DiskRows.open(tmp_path / "pixels.npy")[-1]
+
+
+def test_a_fold_of_an_in_memory_set_is_a_view_not_a_copy(digit_images):
+    """Sets below data.in_memory_mb: a fold's rows are a view of the whole array, and every
+    fold's batches are gathered from one host tensor of it (no copy per fold)."""
+    import tensorflow as tf
+
+    from comp.data.inputs import ImageInputs
+    from comp.training.loop import batches
+
+    digit_images = digit_images[0]
+    inputs = ImageInputs(digit_images)
+    rng = np.random.default_rng(0)
+    a, b = np.sort(rng.choice(len(digit_images), 300, replace=False)), rng.permutation(len(digit_images))[:50]
+    fold_a, fold_b = inputs.rows(a), inputs.rows(b)
+    assert isinstance(fold_a, MemoryRows) and fold_a.array is digit_images  # the same memory
+    np.testing.assert_array_equal(fold_a[:], digit_images[a])
+    np.testing.assert_array_equal(fold_b.subset([3, -1])[:], digit_images[b[[3, -1]]])
+    np.testing.assert_array_equal(np.concatenate(list(batches(fold_b, 16).as_numpy_iterator())), digit_images[b])
+    assert fold_a.host_tensor() is fold_b.host_tensor()  # made once, inside or outside a tf.data map
+    assert isinstance(fold_a.host_tensor(), tf.Tensor) and fold_a.host_tensor().shape == digit_images.shape
 
 
 def test_training_from_disk_equals_training_from_memory(tmp_path, digit_images):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from comp.api import IMAGE, TABULAR, Column, InputSpec
+from comp.data.rows import MemoryRows
 
 MAX_VOCABULARY = 1000  # most frequent categories kept per column (the rest share one OOV slot)
 MAX_TREE_CATEGORIES = 250  # scikit-learn's histogram GBMs take at most 255 categories per column
@@ -30,7 +31,7 @@ class Inputs(ABC):
         """What a Keras model built from ``spec`` takes for these rows."""
 
     def rows(self, rows: np.ndarray) -> Any:
-        """``take(rows)``, or a lazy view of them (``streamed``) where the data live on disk."""
+        """``take(rows)``, or a lazy view of them (``streamed``: images, in memory or on disk)."""
         return self.take(rows)
 
     @abstractmethod
@@ -53,6 +54,8 @@ class ImageInputs(Inputs):
 
     def __init__(self, pixels):
         self.pixels = pixels
+        # In memory: one view of the whole array, so that its host tensor serves every fold.
+        self._rows = pixels if getattr(pixels, "streamed", False) else MemoryRows(pixels)
 
     def __len__(self) -> int:
         return len(self.pixels)
@@ -61,7 +64,7 @@ class ImageInputs(Inputs):
         return np.asarray(self.pixels[rows])
 
     def rows(self, rows):
-        return self.pixels.subset(rows) if getattr(self.pixels, "streamed", False) else self.take(rows)
+        return self._rows.subset(rows)
 
     def spec(self, rows=None) -> InputSpec:
         return InputSpec(tuple(int(s) for s in self.pixels.shape[1:]), IMAGE)

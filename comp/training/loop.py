@@ -75,6 +75,9 @@ def _gather(data: Any) -> Callable:
     def one(leaf, index):
         if not streamed(leaf):
             return tf.gather(leaf, index)
+        if hasattr(leaf, "host_tensor"):  # rows of an array in memory (comp.data.rows.MemoryRows)
+            rows = index if leaf.index is None else tf.gather(tf.constant(leaf.index), index)
+            return tf.gather(leaf.host_tensor(), rows)
         rows = tf.numpy_function(leaf.read, [index], tf.as_dtype(leaf.dtype), stateful=False)
         rows.set_shape([None, *leaf.shape[1:]])
         return rows
