@@ -92,24 +92,30 @@ def test_a_budget_plans_the_schedule_to_end_decayed(comp, workdir):
         assert history["lr"].iloc[-1] < 0.2 * history["lr"].max()
 
 
-def test_one_traced_step_serves_every_batch_and_epoch():
-    """The last, smaller batch of each epoch reuses the step traced for the full ones (a
-    retrace per fold costs seconds and, on a GPU, a recompile)."""
-    import keras
+def _diabetes():
+    """scikit-learn's diabetes table as a regression task: (x float32, encoded y, task)."""
     import pandas as pd
-    import tensorflow as tf
     from sklearn.datasets import load_diabetes
 
     from comp.tasks import make_task
     from comp.tasks.base import TaskSource
+
+    x, target = load_diabetes(return_X_y=True)
+    frame = pd.DataFrame({"y": target.astype(str)})
+    task = make_task("regression", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
+    return x.astype("float32"), task.encode(frame), task
+
+
+def test_one_traced_step_serves_every_batch_and_epoch():
+    """The last, smaller batch of each epoch reuses the step traced for the full ones (a
+    retrace per fold costs seconds and, on a GPU, a recompile)."""
+    import keras
+    import tensorflow as tf
+
     from comp.training.loop import Trainer
     from comp.training.spec import TrainSpec
 
-    x, target = load_diabetes(return_X_y=True)
-    x = x.astype("float32")
-    frame = pd.DataFrame({"y": target.astype(str)})
-    task = make_task("regression", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
-    y = task.encode(frame)
+    x, y, task = _diabetes()
     fit, val = slice(0, 350), slice(350, None)  # 350 rows: 5 batches of 64 and one of 30
 
     def build():
@@ -129,20 +135,12 @@ def test_a_hard_deadline_stops_inside_an_epoch(monkeypatch):
     import time
 
     import keras
-    import pandas as pd
     import tensorflow as tf
-    from sklearn.datasets import load_diabetes
 
-    from comp.tasks import make_task
-    from comp.tasks.base import TaskSource
     from comp.training import loop
     from comp.training.spec import TrainSpec
 
-    x, target = load_diabetes(return_X_y=True)
-    x = x.astype("float32")
-    frame = pd.DataFrame({"y": target.astype(str)})
-    task = make_task("regression", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
-    y = task.encode(frame)
+    x, y, task = _diabetes()
     fit, val = slice(0, 350), slice(350, None)
 
     def build():
@@ -192,20 +190,12 @@ def test_xla_auto_trains_without_xla_when_the_step_does_not_compile(monkeypatch,
     """train.xla=auto on a GPU compiles the step; a model XLA cannot compile (here an op
     that runs Python) trains without it, with one notice, instead of failing the fold."""
     import keras
-    import pandas as pd
     import tensorflow as tf
-    from sklearn.datasets import load_diabetes
 
-    from comp.tasks import make_task
-    from comp.tasks.base import TaskSource
     from comp.training import loop
     from comp.training.spec import TrainSpec
 
-    x, target = load_diabetes(return_X_y=True)
-    x = x.astype("float32")
-    frame = pd.DataFrame({"y": target.astype(str)})
-    task = make_task("regression", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
-    y = task.encode(frame)
+    x, y, task = _diabetes()
 
     def build():
         inputs = keras.Input((x.shape[1],))

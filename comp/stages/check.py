@@ -89,6 +89,10 @@ def run(ctx: StageContext) -> dict:
     def left() -> float:
         return share - (ctx.budget.clock() - began)
 
+    def too_little(name: str, what: str):
+        return _skipped(name, f"skipped: {max(left(), 0):.0f}s left of the checks' share of budget={cfg.budget} "
+                              f"(10%) {what}")
+
     def overfit():
         pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
         started = ctx.budget.clock()
@@ -107,8 +111,7 @@ def run(ctx: StageContext) -> dict:
         if ctx.budget.limited and "row" in speed:
             steps = units_that_fit(left() - speed["setup"], speed["row"] * cfg.train.batch_size, steps, MIN_LR_STEPS)
             if not steps:
-                return _skipped("LR range test", f"skipped: {max(left(), 0):.0f}s left of the checks' share of "
-                                                 f"budget={cfg.budget} (10%) sweeps fewer than {MIN_LR_STEPS} steps")
+                return too_little("LR range test", f"sweeps fewer than {MIN_LR_STEPS} steps")
         started = ctx.budget.clock()
         result, sweep = sanity.lr_range_test(
             build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=steps,
@@ -131,9 +134,7 @@ def run(ctx: StageContext) -> dict:
                                   rows, MIN_ZERO_INPUT_ROWS)
             fit_val = min(fit_val, max(rows // 4, 1))
             if not rows:
-                return _skipped("zero-input baseline", f"skipped: {max(left(), 0):.0f}s left of the checks' share "
-                                                       f"of budget={cfg.budget} (10%) trains fewer than "
-                                                       f"{MIN_ZERO_INPUT_ROWS} rows twice")
+                return too_little("zero-input baseline", f"trains fewer than {MIN_ZERO_INPUT_ROWS} rows twice")
         rng = np.random.default_rng(cfg.seed)
         pick, pick_val = (np.sort(rng.permutation(rows_in)[:n]) for rows_in, n in ((len(y_train), rows),
                                                                                    (len(val_rows), fit_val)))
