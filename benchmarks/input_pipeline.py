@@ -36,7 +36,8 @@ def main(argv: list[str]) -> int:
     from comp.data.rows import DiskRows
     from comp.tasks import make_task
     from comp.tasks.base import TaskSource
-    from comp.training.loop import Trainer, device_data, epoch_batches, training_batches
+    from comp.training.feeding import device_data, epoch_batches, shuffled, training_batches
+    from comp.training.trainer import Trainer
     from comp.training.model import build_model
     from comp.training.spec import TrainSpec
 
@@ -76,13 +77,15 @@ def main(argv: list[str]) -> int:
 
         keras.utils.set_random_seed(0)
         steps = -(-n // batch)
-        trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-3, epochs=epochs), 1e-3, steps)
+        trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-3, epochs=epochs, optimizer="adam", weight_decay=0.0,
+                                                                        schedule="constant", warmup=0.0, snapshots=0,
+                                                                        swa_epochs=0, keep_ema=0.0), 1e-3, steps)
         trainer._build_step(batch, seed=0)
-        batches = trainer.distribute(training_batches(device_data((on_disk, y)), n, batch, 0, range(epochs + 1)))
+        batches = trainer.distribute(training_batches(device_data((on_disk, y)), shuffled(n, 0), batch, range(epochs + 1)))
         model_s = float("inf")
         for epoch in range(epochs + 1):  # the first epoch traces the step
             began = time.perf_counter()
-            trainer._train_epoch(batches, steps)
+            trainer._train_epoch(batches, steps, [])
             if epoch:
                 model_s = min(model_s, time.perf_counter() - began)
     print(f"{n} images {size}x{size}x3, batch {batch}: pipeline in memory {n / memory_s:,.0f} images/s, "

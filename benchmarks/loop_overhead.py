@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     cfg = load_config([f"competition={root}"])
     competition = load_competition(root)
     task = make_task(competition.task_kind, competition.task_source(), competition.metric, competition.root, [])
-    inputs, _ = load_inputs(competition, cfg, "train")
+    inputs, _ = load_inputs(competition, "train", cfg.reading())
     y = task.encode(competition.train[competition.target_cols])
     fold_of = np.arange(len(y)) % 5
     fit_rows, val_rows = np.flatnonzero(fold_of != 0), np.flatnonzero(fold_of == 0)

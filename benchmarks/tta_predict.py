@@ -27,7 +27,7 @@ def main(args: list[str]) -> None:
     from comp.tasks import make_task
     from comp.tasks.base import TaskSource
     from comp.training.fold_model import FoldModel
-    from comp.training.loop import predict_outputs
+    from comp.training.inference import predict_outputs
     from comp.training.model import build_model
 
     labels = pd.DataFrame({"label": [str(i % 10) for i in range(20)]})

@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from comp.objective import Objective
+
 Scorer = Callable[[np.ndarray, np.ndarray], float]  # (rows, predictions of those rows) -> score
 
 
@@ -29,30 +31,29 @@ def blend(predictions: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return (total / max(float(np.sum(weights)), 1e-12)).astype(np.float32)
 
 
-def greedy_selection(predictions: list[np.ndarray], rows: np.ndarray, score: Scorer, higher_is_better: bool,
+def greedy_selection(predictions: list[np.ndarray], rows: np.ndarray, score: Scorer, objective: Objective,
                      rounds: int) -> np.ndarray:
     """Weights (summing to one) of the best blend found in ``rounds`` greedy additions, scored
     on ``rows``; ties go to the earlier candidate and to the smaller blend."""
-    sign = 1.0 if higher_is_better else -1.0
     parts = [p[rows].astype(np.float64) for p in predictions]
-    singles = [sign * score(rows, p.astype(np.float32)) for p in parts]
-    first = int(np.argmax(singles))
+    singles = [score(rows, p.astype(np.float32)) for p in parts]
+    first = objective.best_index(singles)
     counts = np.zeros(len(parts))
     counts[first] = 1
     total = parts[first].copy()
     best_value, best_counts = singles[first], counts.copy()
     for _ in range(rounds):
         n = counts.sum()
-        values = [sign * score(rows, ((total + p) / (n + 1)).astype(np.float32)) for p in parts]
-        pick = int(np.argmax(values))
+        values = [score(rows, ((total + p) / (n + 1)).astype(np.float32)) for p in parts]
+        pick = objective.best_index(values)
         counts[pick] += 1
         total += parts[pick]
-        if values[pick] > best_value + 1e-12:
+        if objective.better(values[pick], best_value, margin=1e-12):
             best_value, best_counts = values[pick], counts.copy()
     return best_counts / best_counts.sum()
 
 
-def nested_selection(predictions: list[np.ndarray], fold_of: np.ndarray, score: Scorer, higher_is_better: bool,
+def nested_selection(predictions: list[np.ndarray], fold_of: np.ndarray, score: Scorer, objective: Objective,
                      rounds: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """(the blend's honest out-of-fold predictions, the weights chosen for each fold): fold
     k's rows are blended with weights selected on the other folds' rows only."""
@@ -60,7 +61,7 @@ def nested_selection(predictions: list[np.ndarray], fold_of: np.ndarray, score: 
     chosen = []
     for k in range(int(fold_of.max()) + 1):
         inside, outside = np.flatnonzero(fold_of == k), np.flatnonzero((fold_of >= 0) & (fold_of != k))
-        weights = greedy_selection(predictions, outside, score, higher_is_better, rounds)
+        weights = greedy_selection(predictions, outside, score, objective, rounds)
         out[inside] = blend([p[inside] for p in predictions], weights)
         chosen.append(weights)
     return out, chosen

@@ -1,57 +1,49 @@
-"""Wall-clock budget for one command: stages and epochs shrink to fit it."""
+"""The wall-clock budget of one command: what each stage may spend, on one clock (``comp.clock``).
+
+Each stage declares its share in its module (``TIME``, a ``Share``); the pipeline asks
+``Budget.box(stage, share)`` when the stage starts and hands it the resulting
+``comp.clock.TimeBox``. Without a budget every box is unlimited.
+
+- The training stages share the training time, by weight (``Share(training=w)``): each
+  gets ``w / sum(w of the training stages still to run)`` of the training time left when it
+  starts, so what a stage leaves unused goes to the next ones (docs/recipe.md 10: the
+  baseline needs enough epochs to be a fair reference, the searches get the rest).
+- The training time ends ``RESERVE`` before the budget: 10% of it (at least 15 s) is kept
+  for prediction, submission and the report.
+- ``Share(of_budget=f)``: ``f`` of the whole budget, at most what is left (the checks).
+- ``Share(of_remaining=f)``: ``f`` of what is left of the budget when the stage starts
+  (the ensemble).
+- No share: until the budget's end.
+"""
 from __future__ import annotations
 
 import math
-import time
+from dataclasses import dataclass
+
+from comp import clock
+from comp.clock import TimeBox
+
+RESERVE_SHARE, RESERVE_SECONDS = 0.1, 15.0  # kept after training: 10% of the budget, at least 15 s
 
 
-# How the training stages share the training time of a budget (docs/recipe.md 10): the
-# baseline needs enough epochs to be a fair reference, the searches get the rest. Shares are
-# of the time left when a stage starts, so what a stage leaves unused goes to the next ones.
-STAGE_WEIGHTS = {"baseline": 0.4, "regularize": 0.25, "tune": 0.35}
+@dataclass(frozen=True)
+class Share:
+    """What part of the budget a stage may spend (see the module docstring)."""
+
+    training: float = 0.0  # weight among the training stages
+    of_budget: float = 0.0
+    of_remaining: float = 0.0
 
 
 class Budget:
-    """``seconds=None`` means unlimited. Times are ``clock()`` values (monotonic seconds);
-    tests replace ``clock`` to exercise budget logic without depending on the machine's speed."""
-
-    clock = staticmethod(time.monotonic)
+    """``seconds=None`` means unlimited. Times are ``comp.clock.now()`` values; tests replace
+    that clock to exercise budget logic without depending on the machine's speed."""
 
     def __init__(self, seconds: float | None):
         self.seconds = seconds
-        self.start = self.clock()
-        self.pending: list[str] = []  # training stages still to run, in order
-        self.deadlines: dict[str, float] = {}  # fixed when a stage starts
-
-    def plan(self, stages: list[str]) -> str:
-        """Plan the training stages' shares; the line to print."""
-        self.pending = [s for s in stages if s in STAGE_WEIGHTS]
-        if not self.limited or not self.pending:
-            return ""
-        total = sum(STAGE_WEIGHTS[s] for s in self.pending)
-        training = max(self.training_deadline() - self.clock(), 0.0)
-        parts = ", ".join(f"{s} {STAGE_WEIGHTS[s] / total:.0%} (~{training * STAGE_WEIGHTS[s] / total:.0f}s)"
-                          for s in self.pending)
-        return (f"budget plan: {self.seconds:.0f}s; {self.seconds - (self.training_deadline() - self.start):.0f}s "
-                f"kept for prediction and submission, the training stages share the rest: {parts} (a stage that "
-                "finishes early or is unchanged leaves its time to the next)")
-
-    def stage_deadline(self, stage: str) -> float:
-        """When ``stage`` must finish: its weight's share of the training time left when it
-        first asks (later calls give the same time)."""
-        if not self.limited:
-            return math.inf
-        if stage not in self.deadlines:
-            pending = self.pending if stage in self.pending else [stage]
-            share = STAGE_WEIGHTS.get(stage, 1.0) / sum(STAGE_WEIGHTS.get(s, 1.0) for s in pending)
-            now = self.clock()
-            self.deadlines[stage] = now + max(self.training_deadline() - now, 0.0) * share
-        return self.deadlines[stage]
-
-    def finished(self, stage: str) -> None:
-        """``stage`` ran or was skipped: its weight leaves the plan."""
-        if stage in self.pending:
-            self.pending.remove(stage)
+        self.start = clock.now()
+        self.pending: dict[str, float] = {}  # training stages still to run, in order -> weight
+        self.boxes: dict[str, TimeBox] = {}  # fixed when a stage starts
 
     @property
     def limited(self) -> bool:
@@ -60,14 +52,56 @@ class Budget:
     def remaining(self) -> float:
         if self.seconds is None:
             return math.inf
-        return self.start + self.seconds - self.clock()
+        return self.start + self.seconds - clock.now()
 
-    def training_deadline(self) -> float:
-        """When training must stop so that prediction and submission still fit.
+    def elapsed(self) -> float:
+        return clock.now() - self.start
 
-        Keeps 10% of the budget (at least 15 s) for the stages after training.
-        """
+    def training_end(self) -> float:
+        """When training must stop so that prediction and submission still fit."""
         if self.seconds is None:
             return math.inf
-        reserve = max(15.0, 0.1 * self.seconds)
+        reserve = max(RESERVE_SECONDS, RESERVE_SHARE * self.seconds)
         return self.start + max(self.seconds - reserve, 0.0)
+
+    def plan(self, shares: dict[str, Share | None]) -> str:
+        """Plan the training stages' shares (``shares``: the stages to run, in order); the
+        line to print."""
+        self.pending = {name: s.training for name, s in shares.items() if s is not None and s.training}
+        if not self.limited or not self.pending:
+            return ""
+        total = sum(self.pending.values())
+        training = max(self.training_end() - clock.now(), 0.0)
+        parts = ", ".join(f"{s} {w / total:.0%} (~{training * w / total:.0f}s)" for s, w in self.pending.items())
+        return (f"budget plan: {self.seconds:.0f}s; {self.seconds - (self.training_end() - self.start):.0f}s "
+                f"kept for prediction and submission, the training stages share the rest: {parts} (a stage that "
+                "finishes early or is unchanged leaves its time to the next)")
+
+    def planned(self, stage: str) -> bool:
+        """Whether ``stage`` is a training stage of this budget's plan, still to run."""
+        return self.limited and stage in self.pending
+
+    def box(self, stage: str, share: Share | None) -> TimeBox:
+        """The time ``stage`` may spend, from now (later calls give the same box)."""
+        if stage not in self.boxes:
+            self.boxes[stage] = self._box(stage, share)
+        return self.boxes[stage]
+
+    def _box(self, stage: str, share: Share | None) -> TimeBox:
+        now = clock.now()
+        if not self.limited:
+            return TimeBox(math.inf, now)
+        end = self.start + self.seconds
+        if share is None:
+            return TimeBox(end, now)
+        if share.training:
+            pending = self.pending if stage in self.pending else {stage: share.training}
+            fraction = share.training / sum(pending.values())
+            return TimeBox(now + max(self.training_end() - now, 0.0) * fraction, now)
+        if share.of_budget:
+            return TimeBox(now + min(share.of_budget * self.seconds, max(end - now, 0.0)), now)
+        return TimeBox(now + share.of_remaining * max(end - now, 0.0), now)
+
+    def finished(self, stage: str) -> None:
+        """``stage`` ran or was skipped: its weight leaves the plan."""
+        self.pending.pop(stage, None)

@@ -101,7 +101,7 @@ def entry() -> None:
     import os
 
     if os.environ.get("COMP_NATIVE_LOG", "") != "stderr":
-        from comp.demo import cache_root
+        from comp.paths import cache_root
         from comp.native_log import redirect_native_stderr
 
         try:

@@ -88,7 +88,8 @@ class Competition:
 def open_competition(cfg) -> tuple[Competition, object, list[str]]:
     """The competition a config names (a folder, or demo:NAME) with its task, and what was
     inferred on the way: where every command (run, report, export) starts."""
-    from comp.demo import cache_root, resolve
+    from comp.demo import resolve
+    from comp.paths import cache_root
     from comp.tasks import make_task
 
     cache = cache_root(cfg.paths.cache)

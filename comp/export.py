@@ -24,20 +24,21 @@ def export_run(cfg) -> Path:
     """Export the run named by ``cfg`` (competition, run, paths.runs, predict.source)."""
     from comp.competition import open_competition
     from comp.rundir import RunDir
-    from comp.stages.predict import member_stages, members_of
+    from comp.records import members_of
+    from comp.stages.predict import member_stages, source_views
 
     competition, task, _ = open_competition(cfg)
     rundir = RunDir(Path(cfg.paths.runs) / (cfg.run or competition.name))
     source = "ensemble" if cfg.predict.source == "auto" else cfg.predict.source
-    record = rundir.record(source)
-    if not record:
+    if not rundir.record(source):
         raise CompError(f"{rundir.path / source} is missing: run `comp run stage={source}` (or stage=all) first, "
                         "then export")
-    if not record.get("fold_models", True):
+    result = rundir.result(source)  # a damaged file is named, not exported
+    if not result.fold_models:
         raise ConfigError(f"export: stage {source} kept no fold models for every fold; set predict.source=baseline")
-    members = members_of(cfg, source, record)
-    for stage in sorted(member_stages(members) | {source}):
-        rundir.verify(stage)  # a damaged model file is named, not exported
+    members = members_of(source, result, source_views(cfg))
+    for stage in sorted(member_stages(members)):
+        rundir.verify(stage)
     model = ensemble_model(rundir.path, members, task)
     target = rundir.path / EXPORT_DIR
     scratch = rundir.path / f".{EXPORT_DIR}.tmp"
@@ -55,7 +56,7 @@ def export_run(cfg) -> Path:
     return target
 
 
-def ensemble_model(run_path: Path, members: list[dict], task):
+def ensemble_model(run_path: Path, members: list, task):
     """One Keras model computing the weighted blend of ``members`` (see ``comp.stages.predict``)."""
     import keras
 
@@ -66,12 +67,12 @@ def ensemble_model(run_path: Path, members: list[dict], task):
     from comp.stages.predict import member_models
 
     inputs, outputs, weights = None, [], []
-    total = sum(m["weight"] for m in members)
+    total = sum(m.weight for m in members)
     for i, member in enumerate(members):
-        refs = [ref for fold in member["models"] for ref in fold]
+        refs = [ref for fold in member.models for ref in fold]
         for j, (ref, fold_model) in enumerate(member_models(run_path, refs, reuse=False)):
             if not fold_model.is_keras:
-                raise ConfigError(f"export: ensemble member {member['name']} is not a Keras model; only Keras "
+                raise ConfigError(f"export: ensemble member {member.name} is not a Keras model; only Keras "
                                   "members export (set ensemble.candidates without variants, or "
                                   "predict.source=baseline)")
             model = fold_model.model
@@ -80,16 +81,16 @@ def ensemble_model(run_path: Path, members: list[dict], task):
                 inputs = keras.tree.map_structure(
                     lambda t: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0]), model.input)
             views = []
-            if member["views"]:
-                spec = InputSpec(tuple(member["input_shape"]))
-                views = views_for(member["augmentations"], spec, task.kind, member["views"])
+            if member.views:
+                spec = InputSpec(tuple(member.input_shape))
+                views = views_for(member.augmentations, spec, task.kind, member.views)
                 for view in views:
                     view.name = f"m{i}_{j}_{view.name}"
             for view in [None, *views]:
                 # training=False recorded in the graph: Keras's random augmentation layers default to
                 # training=True when called without it (a served model would augment its inputs)
                 outputs.append(model(view(inputs) if view is not None else inputs, training=False))
-                weights.append(member["weight"] / total / len(refs) / (1 + len(views)))
+                weights.append(member.weight / total / len(refs) / (1 + len(views)))
     if inputs is None:
         raise ConfigError("export: the ensemble has no members")
     return keras.Model(inputs, WeightedSum(weights, name="blend")(outputs), name="comp_ensemble")

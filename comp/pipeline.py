@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from comp import clock
 from comp.budget import Budget
 from comp.competition import open_competition
 from comp.config import Config, parse_duration
@@ -20,7 +21,7 @@ from comp.errors import ConfigError
 from comp.provenance import git_revision, package_versions
 from comp.files import write_text
 from comp.rundir import RunDir, RunLock
-from comp.stages import PLANNED, STAGES
+from comp.stages import PLANNED, STAGES, TRAINING
 
 PROVENANCE = "config.yaml"  # the command, resolved config, seed, versions and git revision
 
@@ -50,10 +51,12 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
 
     if os.environ.get("KERASTUNER_ORACLE_IP") and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "chief"):
         # A keras-tuner worker: trials only, read from the chief's run directory, no lock held.
-        if targets != ["tune"]:
+        searching = [name for name, module in STAGES.items() if hasattr(module, "work")]
+        if len(targets) != 1 or targets[0] not in searching:
             raise ConfigError(f"KERASTUNER_TUNER_ID={os.environ['KERASTUNER_TUNER_ID']} makes this a keras-tuner "
-                              "worker, which runs stage=tune only (the chief runs the other stages)")
-        STAGES["tune"].work(cfg, competition, task, rundir)
+                              f"worker, which runs stage={' or stage='.join(searching)} only (the chief runs the "
+                              "other stages)")
+        STAGES[targets[0]].work(cfg, competition, task, rundir)
         return {}
 
     command = "comp " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -76,12 +79,12 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         print(f"notice: {notice}", flush=True)
     fingerprint = competition.fingerprint()
     record: dict = {}
-    line = budget.plan(plan)
+    line = budget.plan({name: STAGES[name].TIME for name in plan})
     if line:
         print(line, flush=True)
     for name in plan:
         module = STAGES[name]
-        upstream = module.inputs(cfg, available)
+        upstream = module.inputs(cfg, available, TRAINING)
         key = _stage_key(name, cfg, fingerprint, {role: rundir.record(dep)["output_id"]
                                                   for role, dep in upstream.items()})
         previous = rundir.record(name)
@@ -94,20 +97,20 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
             rundir.verify(dep)
         began = time.time()
         work = rundir.partial(name, key)
+        planned = budget.planned(name)
+        box = budget.box(name, module.TIME)
         ctx = StageContext(name, cfg, competition, task, rundir, work, budget, upstream, submissions,
-                           cfg.run or competition.name)
-        planned = budget.limited and name in budget.pending
+                           cfg.run or competition.name, time=box)
         if planned:  # what each training stage got and used (docs/recipe.md 10)
-            t0 = budget.clock()
-            given = round(budget.stage_deadline(name) - t0, 1)  # as recorded, so log and record agree
+            given = round(box.end - box.start, 1)  # as recorded, so log and record agree
             print(f"[budget] {name} gets {given:.0f}s", flush=True)
         result = module.run(ctx)
         budget.finished(name)
         if planned:
-            used = round(budget.clock() - t0, 1)
+            used = round(clock.now() - box.start, 1)
             result["budget"] = {"given_s": given, "used_s": used}
             print(f"[budget] {name} used {used:.0f}s of {given:.0f}s; the command is at "
-                  f"{budget.clock() - budget.start:.0f}s of {budget.seconds:.0f}s", flush=True)
+                  f"{budget.elapsed():.0f}s of {budget.seconds:.0f}s", flush=True)
         record = {
             **result,
             "stage": name,
@@ -182,7 +185,7 @@ def _plan(targets: list[str], cfg: Config, available: set[str]) -> list[str]:
     def visit(name: str) -> None:
         if name not in needed:
             needed.add(name)
-            for dep in STAGES[name].inputs(cfg, available | needed).values():
+            for dep in STAGES[name].inputs(cfg, available | needed, TRAINING).values():
                 visit(dep)
 
     for name in targets:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from typing import Callable, TextIO
 
+from comp import clock
 from comp.budget import Budget
 
 
@@ -29,12 +29,12 @@ class Progress:
     def epoch_hook(self, stage: str, fold: int, folds: int, epochs: int, budget: Budget,
                    metric: str) -> Callable[[int, dict], None]:
         """A loop hook showing stage, fold k/K, epoch, loss, the validation metric and the budget's ETA."""
-        began = time.monotonic()
+        began = clock.now()
 
         def hook(epoch: int, logs: dict) -> None:
             if not self.enabled:
                 return
-            per_epoch = (time.monotonic() - began) / (epoch + 1)
+            per_epoch = (clock.now() - began) / (epoch + 1)
             if budget.limited:
                 eta = f"budget left {_duration(budget.remaining())}"
             else:

@@ -76,6 +76,7 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.notices: list[str] = []  # damage found and repaired, for the log
+        self._verified: set[str] = set()  # stages whose files this command checked (once is enough)
 
     def output(self, stage: str) -> Path:
         """Finished output folder of ``stage``; a clear error if that stage has not run."""
@@ -102,9 +103,20 @@ class RunDir:
                 self.notices.append(notice)
             return None
 
+    def result(self, stage: str):
+        """The finished stage's result (``comp.records``), its files checked first; a clear
+        error if the stage has not run."""
+        from comp.records import result_of
+
+        self.output(stage)
+        self.verify(stage)
+        return result_of(self.record(stage))
+
     def verify(self, stage: str) -> None:
         """Refuse with one line when a file of the finished stage differs from its checksum
-        recorded at publication (truncated, edited, deleted)."""
+        recorded at publication (truncated, edited, deleted). Checked once per command."""
+        if stage in self._verified:
+            return
         record = self.record(stage)
         folder = self.path / stage
         for name, digest in (record or {}).get("files", {}).items():
@@ -113,6 +125,7 @@ class RunDir:
                 what = "is missing" if not path.is_file() else "is damaged (its checksum differs from the one " \
                                                                "recorded when the stage finished)"
                 raise CompError(f"{path} {what}; rerun the stage with `comp run stage={stage} overwrite=true`")
+        self._verified.add(stage)
 
     def partial(self, stage: str, key: str) -> Path:
         """Work folder for ``stage``; kept across interruptions while ``key`` is unchanged."""
@@ -135,6 +148,7 @@ class RunDir:
         (work / ".key").unlink(missing_ok=True)
         write_json(work / STAGE_RECORD, {**record, "files": checksums(work)})
         final = self.path / stage
+        self._verified.discard(stage)
         trash = self.path / f".{stage}.old"
         if trash.exists():
             shutil.rmtree(trash)

@@ -12,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def test_defaults_cover_every_key():
     cfg = load_config([])
     assert cfg.split.folds == 5 and cfg.train.lr == "auto" and cfg.model.name == "auto"
-    assert set(SCHEMA) <= {k for k in SCHEMA if cfg.get(k) is not None or SCHEMA[k].type.endswith("?")}
+    assert set(SCHEMA) <= {k for k in SCHEMA if cfg.get(k) is not None or SCHEMA[k].nullable}
 
 
 @pytest.mark.parametrize("group_file", sorted(CONFIGS.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -68,3 +68,40 @@ def test_digest_depends_only_on_named_sections():
     a, b = load_config([]), load_config(["train.epochs=3"])
     assert a.digest(["split"]) == b.digest(["split"])
     assert a.digest(["train"]) != b.digest(["train"])
+
+
+def test_the_schema_help_defaults_and_checks_come_from_the_section_fields():
+    """One source: a field of a section (here TrainSpec, the train section itself) is its key's
+    default, help, range and type; --help, the defaults and validation all follow it."""
+    import dataclasses
+
+    from comp.config import describe_keys
+    from comp.training.spec import TrainSpec
+
+    cfg = load_config([])
+    assert cfg.train == TrainSpec()  # the training library's spec is the train section
+    help_text = describe_keys()
+    for f in dataclasses.fields(TrainSpec):
+        spec = SCHEMA[f"train.{f.name}"]
+        assert spec.help in help_text and f"train.{f.name}" in help_text
+    assert "(default: 40)" in help_text.splitlines()[[k for k in SCHEMA].index("train.epochs")]
+    low = SCHEMA["train.epochs"].low
+    with pytest.raises(ConfigError, match=f"train.epochs in override 'train.epochs=0': 0 is out of range; use a "
+                                          f"number >= {low:g}"):
+        load_config(["train.epochs=0"])
+    with pytest.raises(ConfigError, match="train.schedule in override 'train.schedule=linear': 'linear' is not one of "
+                                          "constant, cosine, onecycle, step, plateau"):
+        load_config(["train.schedule=linear"])
+
+
+def test_retired_keys_say_what_replaced_them_and_saved_configs_load_back():
+    from comp.config import Config
+
+    with pytest.raises(ConfigError, match="config key 'inspect.max_pairwise' in override 'inspect.max_pairwise=5' "
+                                          "is retired: near-duplicate search"):
+        load_config(["inspect.max_pairwise=5"])
+    cfg = load_config(["experiment=smoke", "model.hp.filters=16", "data.image_size=[16, 16]"])
+    assert Config.from_dict(cfg.to_dict()) == cfg  # a run's config.yaml reads back as the same config
+    assert cfg.merged({"train.epochs": 7, "model.hp.blocks": 1}).train.epochs == 7
+    with pytest.raises(ConfigError, match="train.epochs in a trial: expected an integer"):
+        cfg.merged({"train.epochs": "many"})

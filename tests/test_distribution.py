@@ -1,6 +1,7 @@
 """tf.distribute on CPU: two logical devices, and two localhost workers."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,20 @@ def test_two_localhost_workers_train_identical_weights(workdir):
     (chief_sub,) = (workdir / "submissions").glob("mw-baseline-accuracy=*.csv")
     (worker_sub,) = (workdir / "runs/mw/.worker-1/submissions").glob("mw-baseline-accuracy=*.csv")
     assert chief_sub.read_bytes() == worker_sub.read_bytes()
-    assert "skipped in a multi-worker run" in outs[0][0]
+    # The pre-flight checks train on the folds' Trainer: they run on both workers, in step.
+    checks = [re.findall(r"^(?:PASS|WARN|FAIL) .*$", out, re.MULTILINE) for out, _ in outs]
+    assert len(checks[0]) == 4 and checks[0] == checks[1], checks
+    assert not any("skipped" in line for line in checks[0]), checks[0]
+
+
+def test_the_checks_train_under_a_mirrored_strategy(workdir):
+    done = comp_subprocess("run", "stage=check", *FAST, "train.logical_cpus=2", "check.lr_steps=60", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    record = _record(workdir, "digits", "check")
+    assert len(record["checks"]) == 4 and not record["skipped"], record["checks"]
+    assert [c["name"] for c in record["checks"]][1] == "overfit one batch"
+    assert record["checks"][1]["status"] == "PASS"  # 20 examples memorised, split over two replicas
+    assert record["checks"][2]["numbers"]["steps"] > 0  # the LR range test swept on both replicas
 
 
 def test_xla_on_several_cpu_devices_is_refused_before_any_work(workdir):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from comp.blending import blend, greedy_selection, nested_selection
+from comp.objective import Objective
 from tests.conftest import SMOKE, comp_subprocess
 
 # Two folds, four epochs, every kind of kept weights: the ensemble has all its candidates.
@@ -36,7 +37,7 @@ def test_averaged_weights_score_badly_until_batchnorm_is_recalibrated(tmp_path):
     from comp.tasks.base import TaskSource
     from comp.training.averaging import assign, recalibrate_batchnorm
     from comp.training.fit import train_fold
-    from comp.training.loop import predict_outputs
+    from comp.training.inference import predict_outputs
     from comp.training.model import build_model
     from comp.training.spec import TrainSpec
 
@@ -45,7 +46,8 @@ def test_averaged_weights_score_badly_until_batchnorm_is_recalibrated(tmp_path):
     task = make_task("classification", TaskSource(labels, labels.assign(id="x")[["id", "label"]], "id", ("label",)))
     y = task.encode(labels)
     fit, val = np.arange(0, 1400), np.arange(1400, len(y))
-    spec = TrainSpec(lr=2e-2, epochs=8, schedule="constant", snapshots=3, swa_epochs=8, keep_ema="auto",
+    spec = TrainSpec(lr=2e-2, epochs=8, optimizer="adam", weight_decay=0.0, warmup=0.0, schedule="constant",
+                     snapshots=3, swa_epochs=8, keep_ema="auto",
                      diagnostics=False)
 
     def build():
@@ -84,16 +86,16 @@ def test_greedy_selection_blends_complementary_models_and_the_nested_score_is_ho
     def accuracy(rows, p):
         return float(np.mean(p.argmax(1) == y[rows]))
 
-    weights = greedy_selection(preds, np.arange(n), accuracy, True, rounds=10)
+    weights = greedy_selection(preds, np.arange(n), accuracy, Objective(True), rounds=10)
     assert weights[0] == 0 and weights[1] > 0 and weights[2] > 0 and np.isclose(weights.sum(), 1)
     assert accuracy(np.arange(n), blend(preds, weights)) > max(accuracy(np.arange(n), p) for p in preds)
-    nested, per_fold = nested_selection(preds, fold_of, accuracy, True, rounds=10)
+    nested, per_fold = nested_selection(preds, fold_of, accuracy, Objective(True), rounds=10)
     assert len(per_fold) == 3 and accuracy(np.arange(n), nested) <= accuracy(np.arange(n), blend(preds, weights))
 
     # Candidates that are noise: selection on all rows finds a lucky blend, the nested score does not.
     noise = [rng.dirichlet([1, 1], n) for _ in range(8)]
-    full = accuracy(np.arange(n), blend(noise, greedy_selection(noise, np.arange(n), accuracy, True, 10)))
-    honest = accuracy(np.arange(n), nested_selection(noise, fold_of, accuracy, True, 10)[0])
+    full = accuracy(np.arange(n), blend(noise, greedy_selection(noise, np.arange(n), accuracy, Objective(True), 10)))
+    honest = accuracy(np.arange(n), nested_selection(noise, fold_of, accuracy, Objective(True), 10)[0])
     assert honest < full
 
 
@@ -184,7 +186,7 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
     from comp.config import load_config
     from comp.data.loading import load_inputs
 
-    x = load_inputs(load_competition(demo), load_config(list(SMOKE)), "test")[0].take(np.arange(len(first)))
+    x = load_inputs(load_competition(demo), "test", load_config(list(SMOKE)).reading())[0].take(np.arange(len(first)))
     exported = keras.saving.load_model(run / "export/model.keras", safe_mode=True)
     np.testing.assert_allclose(exported.predict(x, verbose=0), first, atol=1e-5)
     np.testing.assert_allclose(np.asarray(exported(x)), first, atol=1e-5)  # no augmentation when called directly

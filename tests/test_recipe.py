@@ -6,11 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from comp.training.loop import plan_epochs
+from comp.objective import Objective
+from comp.training.callbacks import plan_epochs
 from comp.training.optimizers import build_optimizer, exclude_from_decay
 from comp.training.schedules import FINAL_FRACTION, Plateau, PlannedSchedule
 from comp.training.verdicts import NO_PROBLEMS, diagnose
-from tests.conftest import SMOKE
+from tests.conftest import PLAIN_TRAINING, SMOKE
 
 
 def _lrs(schedule, steps):
@@ -36,9 +37,9 @@ def test_onecycle_step_and_plateau_shapes():
     step = _lrs(PlannedSchedule(1.0, "step", 100), 100)
     assert step[40] == 1.0 and step[60] == pytest.approx(0.1) and step[90] == pytest.approx(0.01)
     s = PlannedSchedule(1.0, "plateau", 100)
-    plateau = Plateau(s, higher_is_better=True, patience=2, factor=0.5)
-    for score in (0.5, 0.6, 0.6, 0.55):  # two epochs without improvement
-        plateau.on_epoch_end(score)
+    plateau = Plateau(s, Objective(higher_is_better=True), patience=2, factor=0.5)
+    for epoch, score in enumerate((0.5, 0.6, 0.6, 0.55)):  # two epochs without improvement
+        plateau.on_epoch_end(epoch, {"val_score": score})
     assert float(s(0)) == pytest.approx(0.5) and plateau.get_state() == {"best": 0.6, "wait": 0}
 
 
@@ -112,8 +113,8 @@ def test_one_traced_step_serves_every_batch_and_epoch():
     import keras
     import tensorflow as tf
 
-    from comp.training.loop import Trainer
     from comp.training.spec import TrainSpec
+    from comp.training.trainer import Trainer
 
     x, y, task = _diabetes()
     fit, val = slice(0, 350), slice(350, None)  # 350 rows: 5 batches of 64 and one of 30
@@ -122,8 +123,9 @@ def test_one_traced_step_serves_every_batch_and_epoch():
         inputs = keras.Input((x.shape[1],))
         return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(inputs)))
 
-    trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=4), 1e-2, steps_per_epoch=6)
-    result = trainer.fit((x[fit], y[fit]), (x[val], y[val]), epochs=4, global_batch=64, seed=0, patience=4)
+    trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=4, patience=4, **PLAIN_TRAINING), 1e-2,
+                      steps_per_epoch=6)
+    result = trainer.fit((x[fit], y[fit]), (x[val], y[val]), epochs=4, global_batch=64, seed=0)
     assert trainer._train_step.experimental_get_tracing_count() == 1
     assert result.history["loss"][-1] < result.history["loss"][0]
 
@@ -132,12 +134,11 @@ def test_a_hard_deadline_stops_inside_an_epoch(monkeypatch):
     """A search's trial must not run past the search's end (at 100,000 images one epoch of a
     wide trial took 1,032 s of a 739-s search): past ``hard_deadline`` the running epoch is
     dropped and the best finished one stands; with none finished, nothing can be scored."""
-    import time
-
     import keras
     import tensorflow as tf
 
-    from comp.training import loop
+    from comp import clock
+    from comp.training import trainer as loop
     from comp.training.spec import TrainSpec
 
     x, y, task = _diabetes()
@@ -147,23 +148,23 @@ def test_a_hard_deadline_stops_inside_an_epoch(monkeypatch):
         inputs = keras.Input((x.shape[1],))
         return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(inputs)))
 
-    def train(hard_deadline, hooks=None):
-        trainer = loop.Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=5), 1e-2,
-                               steps_per_epoch=6)
+    def train(hard_deadline, hooks=()):
+        trainer = loop.Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=5, patience=5, **PLAIN_TRAINING),
+                               1e-2, steps_per_epoch=6)
         return trainer, trainer.fit((x[fit], y[fit]), (x[val], y[val]), epochs=5, global_batch=64, seed=0,
-                                    patience=5, hard_deadline=hard_deadline, callbacks=hooks)
+                                    hard_deadline=hard_deadline, callbacks=hooks)
 
     with pytest.raises(loop.OutOfTime, match="the deadline passed .* before its first epoch of 6 steps finished"):
-        train(time.monotonic())
+        train(clock.now())
 
     skipped = {"seconds": 0.0}
-    monkeypatch.setattr(loop.time, "monotonic", lambda real=time.monotonic: real() + skipped["seconds"])
+    monkeypatch.setattr(clock, "now", lambda real=clock.now: real() + skipped["seconds"])
 
     # The clock jumps an hour once epoch 2 has ended: epoch 3 does not start.
-    jump = loop.EpochCallbacks(on_epoch_end=[lambda epoch, logs: skipped.update(seconds=3600.0 * (epoch >= 1))])
     ends = []
-    jump.on_train_end.append(ends.append)
-    trainer, result = train(time.monotonic() + 600, jump)
+    jump = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: skipped.update(seconds=3600.0 * (epoch >= 1)),
+                                          on_train_end=lambda logs: ends.append(logs["complete"]))
+    trainer, result = train(clock.now() + 600, [jump])
     assert result.epochs_run == 2 and result.stopped_by_budget and len(result.history["loss"]) == 2
     assert ends == [True]  # the model holds epoch 2's weights
 
@@ -180,7 +181,8 @@ def test_a_hard_deadline_stops_inside_an_epoch(monkeypatch):
 
     monkeypatch.setattr(loop.Trainer, "distribute", counting)
     ends = []
-    trainer, result = train(time.monotonic() + 600, loop.EpochCallbacks(on_train_end=[ends.append]))
+    trainer, result = train(clock.now() + 600, [keras.callbacks.LambdaCallback(
+        on_train_end=lambda logs: ends.append(logs["complete"]))])
     assert result.epochs_run == 2 and result.stopped_by_budget and len(result.history["loss"]) == 2
     assert ends == [False]  # part of epoch 3 moved the weights: no hook may take them for epoch 2's
     assert result.best_epoch in (1, 2)
@@ -192,7 +194,7 @@ def test_xla_auto_trains_without_xla_when_the_step_does_not_compile(monkeypatch,
     import keras
     import tensorflow as tf
 
-    from comp.training import loop
+    from comp.training import trainer as loop
     from comp.training.spec import TrainSpec
 
     x, y, task = _diabetes()
@@ -205,10 +207,10 @@ def test_xla_auto_trains_without_xla_when_the_step_does_not_compile(monkeypatch,
         return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(16, activation="relu")(hidden)))
 
     monkeypatch.setattr(loop, "use_xla", lambda setting, model: True)  # as on a GPU
-    trainer = loop.Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=3, xla="auto"),
-                           1e-2, steps_per_epoch=6)
+    trainer = loop.Trainer(tf.distribute.get_strategy(), build, task,
+                           TrainSpec(lr=1e-2, epochs=3, xla="auto", patience=3, **PLAIN_TRAINING), 1e-2, steps_per_epoch=6)
     assert trainer.xla
-    result = trainer.fit((x[:350], y[:350]), (x[350:], y[350:]), epochs=3, global_batch=64, seed=0, patience=3)
+    result = trainer.fit((x[:350], y[:350]), (x[350:], y[350:]), epochs=3, global_batch=64, seed=0)
     assert not trainer.xla and "notice: train.xla=auto: the train step does not compile with XLA" in capsys.readouterr().out
     assert result.history["loss"][-1] < result.history["loss"][0]
 
@@ -217,7 +219,7 @@ def test_xla_auto_follows_keras_rule_and_knows_affine_augmentation_does_not_comp
     import keras
     import tensorflow as tf
 
-    from comp.training.loop import use_xla
+    from comp.training.xla import use_xla
 
     def model(*layers):
         inputs = keras.Input((8, 8, 1))
@@ -226,7 +228,7 @@ def test_xla_auto_follows_keras_rule_and_knows_affine_augmentation_does_not_comp
             x = layer(x)
         return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
 
-    from comp.training import loop
+    from comp.training import xla as loop
 
     plain, rotating = model(keras.layers.Rescaling(1 / 255)), model(keras.layers.RandomRotation(0.1))
     assert not use_xla("auto", plain)  # this machine has no GPU

@@ -3,6 +3,7 @@ import json
 import math
 
 import pandas as pd
+import pytest
 import yaml
 
 from comp.config import load_config
@@ -77,3 +78,41 @@ def test_bad_search_settings_stop_before_any_work(comp, workdir, demo):
     code, out, err = comp("run", "stage=baseline", *SMOKE, "config=no/such.yaml")
     assert code == 2 and "config=no/such.yaml: no such file" in err
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.slow  # ~1.5 min: `pytest -m slow` (tests/test_tune.py resumes a killed search in the default run)
+def test_a_killed_search_resumes_from_its_oracle_without_redoing_finished_folds(workdir, demo):
+    """regularize is a keras-tuner search (one change at a time is its oracle): killed during
+    its second change, the same command resumes there, keeping the first change's verdict and
+    the second's finished fold."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = [str(Path(sys.executable).with_name("comp")), "run", "stage=regularize", *SMOKE, "regularize.time=100",
+            "regularize.changes=[label_smoothing,weight_decay]"]
+    partial = workdir / "runs/digits/regularize.partial"
+    second = partial / "trials/weight_decay/fold_0/done.json"
+    proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not second.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert second.is_file(), "the kill point was never reached"
+    finished = {p.relative_to(partial): p.stat().st_mtime_ns for p in partial.glob("trials/*/fold_*/done.json")}
+    assert len(finished) == 3  # label_smoothing's two folds, weight_decay's first
+
+    result = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    published = workdir / "runs/digits/regularize"
+    assert {p: (published / p).stat().st_mtime_ns for p in finished} == finished  # nothing trained again
+    assert "label_smoothing:" not in result.stdout  # its verdict came back with the oracle's state
+    assert "weight_decay:" in result.stdout
+    table = pd.read_csv(published / "table.csv")
+    assert table["change"].tolist() == ["baseline", "label_smoothing", "weight_decay"]
+    assert not table["verdict"].str.startswith("not").any()

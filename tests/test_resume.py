@@ -95,13 +95,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, recipe):
 
 def test_the_best_epochs_weights_survive_a_resume(tmp_path):
     """A fold killed after its best epoch must end with that epoch's weights, not the last's."""
-    from comp.training.loop import BestWeights
+    from comp.objective import Objective
+    from comp.training.callbacks import BestWeights
     from comp.training.state import TrainingState
 
-    best = BestWeights(higher_is_better=True)
+    best = BestWeights(Objective(higher_is_better=True))
     best.offer(0.9, 3, lambda: [np.full((2, 2), 3.0, "float32"), np.arange(4, dtype="float32")])
     TrainingState([best]).save(tmp_path, epoch=5)
-    resumed = BestWeights(higher_is_better=True)  # what a new process starts with
+    resumed = BestWeights(Objective(higher_is_better=True))  # what a new process starts with
     TrainingState([resumed]).restore(tmp_path)
     assert (resumed.score, resumed.epoch) == (0.9, 3)
     np.testing.assert_array_equal(resumed.weights[0], np.full((2, 2), 3.0))

@@ -4,6 +4,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from comp.data.rows import DiskRows, MemoryRows, StackedRows, stacked
+from tests.conftest import PLAIN_TRAINING
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_a_fold_of_an_in_memory_set_is_a_view_not_a_copy(digit_images):
     import tensorflow as tf
 
     from comp.data.inputs import ImageInputs
-    from comp.training.loop import batches
+    from comp.training.feeding import batches
 
     digit_images = digit_images[0]
     inputs = ImageInputs(digit_images)
@@ -74,7 +75,7 @@ def test_training_from_disk_equals_training_from_memory(tmp_path, digit_images):
 
     from comp.tasks import make_task
     from comp.tasks.base import TaskSource
-    from comp.training.loop import Trainer
+    from comp.training.trainer import Trainer
     from comp.training.spec import TrainSpec
 
     images, target = digit_images
@@ -95,9 +96,9 @@ def test_training_from_disk_equals_training_from_memory(tmp_path, digit_images):
 
     def train(x_fit, x_val):
         keras.utils.set_random_seed(0)
-        trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=3), 1e-2,
+        trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-2, epochs=3, patience=3, **PLAIN_TRAINING), 1e-2,
                           steps_per_epoch=22)
-        result = trainer.fit((x_fit, y[fit]), (x_val, y[val]), epochs=3, global_batch=64, seed=0, patience=3)
+        result = trainer.fit((x_fit, y[fit]), (x_val, y[val]), epochs=3, global_batch=64, seed=0)
         return result.history, trainer.outputs(x_val, 64)
 
     memory_history, memory_outputs = train(images[fit], images[val])

@@ -4,6 +4,7 @@ import math
 import keras_tuner as kt
 import pytest
 
+from comp.objective import Objective
 from comp.stages.trials import Trial, beats_noise, paired_gain
 from comp.tuning.space import Knob, apply_ranges, knobs_from_hp
 
@@ -57,18 +58,18 @@ def test_plugin_knobs_keep_their_ranges_and_tune_space_replaces_or_drops_them():
 def test_the_paired_gain_counts_only_what_beats_the_fold_noise():
     reference = Trial({}, 0.900, [0.90, 0.90], [0, 1], 1.0)
     steady = Trial({}, 0.910, [0.91, 0.91], [0, 1], 1.0)
-    gain, noise = paired_gain(steady, reference, higher_is_better=True)
+    gain, noise = paired_gain(steady, reference, Objective(higher_is_better=True))
     assert math.isclose(gain, 0.01) and noise == 0.0
     assert beats_noise(gain, noise)
     noisy = Trial({}, 0.905, [0.93, 0.88], [0, 1], 1.0)
-    gain, noise = paired_gain(noisy, reference, higher_is_better=True)
+    gain, noise = paired_gain(noisy, reference, Objective(higher_is_better=True))
     assert math.isclose(noise, 0.025) and gain < noise and not beats_noise(gain, noise)
     # One fold gained, the other did not: the gain equals its standard error - noise.
     half = Trial({}, 0.9017361, [0.9034722, 0.90], [0, 1], 1.0)
-    gain, noise = paired_gain(half, reference, higher_is_better=True)
+    gain, noise = paired_gain(half, reference, Objective(higher_is_better=True))
     assert math.isclose(gain, noise, rel_tol=1e-4) and not beats_noise(gain, noise)
     lower = Trial({}, 0.5, [0.5, 0.5], [0, 1], 1.0)  # an error metric: lower is better
-    gain, _ = paired_gain(lower, Trial({}, 0.6, [0.6, 0.6], [0, 1], 1.0), higher_is_better=False)
+    gain, _ = paired_gain(lower, Trial({}, 0.6, [0.6, 0.6], [0, 1], 1.0), Objective(higher_is_better=False))
     assert math.isclose(gain, 0.1)
 
 
@@ -83,8 +84,8 @@ def test_every_oracle_drives_the_objective_and_resumes_without_redoing_trials(ki
         return {"score": -(values["x"] - 0.3) ** 2, "fold_0": 0.0}
 
     def oracle(deadline=lambda: False):
-        return make_oracle(kind, [Knob("x", 0.0, 1.0)], {"comp_epochs": 3}, higher_is_better=True, max_trials=4,
-                           max_epochs=3, seed=1, deadline=deadline)
+        return make_oracle(kind, [Knob("x", 0.0, 1.0)], {"comp_epochs": 3}, objective=Objective(higher_is_better=True),
+                           max_trials=4, max_epochs=3, seed=1, deadline=deadline)
 
     trials = search(oracle(), objective, tmp_path, kind)
     assert len(trials) == len(calls) >= 3

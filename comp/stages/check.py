@@ -7,10 +7,10 @@ not raised: the run goes on and the user decides.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from comp import clock
+from comp.budget import Share
 from comp.context import StageContext
 from comp.errors import ConfigError
 from comp.files import write_csv
@@ -21,9 +21,11 @@ MIN_LR_STEPS = 50  # 10 per decade of the default sweep (1e-5 to 1): fewer miss 
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
 CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "check")
 TRAINS = False
+# A pre-flight: the training after it is the point. What does not fit is skipped.
+TIME = Share(of_budget=0.1)
 
 
-def inputs(cfg, available) -> dict[str, str]:
+def inputs(cfg, available, training=()) -> dict[str, str]:
     return {"split": "split"}
 
 
@@ -37,8 +39,8 @@ def validate(cfg, competition, task) -> None:
         raise ConfigError(f"check.lr_min={opts.lr_min:g}, check.lr_max={opts.lr_max:g}: "
                           "need 0 < lr_min < lr_max")
     for key in ("zero_input_epochs", "overfit_examples", "overfit_steps", "lr_steps"):
-        if opts.get(key) < 1:
-            raise ConfigError(f"check.{key}={opts.get(key)}: use at least 1")
+        if getattr(opts, key) < 1:
+            raise ConfigError(f"check.{key}={getattr(opts, key)}: use at least 1")
 
 
 def run(ctx: StageContext) -> dict:
@@ -47,8 +49,9 @@ def run(ctx: StageContext) -> dict:
     from comp.stages.training import load_train, model_name, read_folds
     from comp.training import sanity
     from comp.training.batchnorm import resolve_momentum, steps_per_epoch
-    from comp.training.loop import select
+    from comp.training.feeding import select
     from comp.training.model import build_model, is_estimator
+    from comp.training.strategy import get_strategy, worker_role
 
     cfg, task, opts = ctx.cfg, ctx.task, ctx.cfg.check
     name = model_name(cfg, ctx.competition, task)
@@ -65,6 +68,10 @@ def run(ctx: StageContext) -> dict:
     train_rows, val_rows = (np.sort(rng.choice(rows, limit, replace=False)) if len(rows) > limit else rows
                             for rows, limit in ((train_rows, opts.max_rows), (val_rows, max(opts.max_rows // 4, 1))))
     x_train, y_train = inputs.take(train_rows), y[train_rows]
+    strategy = get_strategy(cfg.train.strategy)  # the checks train as the folds will, on every strategy
+    # Workers must all run the same steps, so under several workers the checks are not sized
+    # by each one's own clock: they run in full.
+    timed = ctx.time.limited and worker_role()[1] == 1
 
     def build():
         # No augmentation: the checks look at the model and the data, not at regularisers.
@@ -86,20 +93,20 @@ def run(ctx: StageContext) -> dict:
     # At 3,000 64x64 images the 200-step LR range test alone took twice the share.
     speed: dict[str, float] = {}
 
-    def left() -> float:
-        return share - (ctx.budget.clock() - began)
+    box = ctx.time  # the checks' share of the budget (TIME): they are a pre-flight, the training after is the point
+    left = box.remaining
 
     def too_little(name: str, what: str):
         return _skipped(name, f"skipped: {max(left(), 0):.0f}s left of the checks' share of budget={cfg.budget} "
-                              f"(10%) {what}")
+                              f"({TIME.of_budget:.0%}) {what}")
 
     def overfit():
         pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
-        started = ctx.budget.clock()
+        started = clock.now()
         result = sanity.check_overfit_batch(build, inputs.take(train_rows[pick]), y_train[pick], task=task,
                                             steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed,
-                                            clock=ctx.budget.clock)
-        total, steps, step = ctx.budget.clock() - started, result.numbers["steps"], result.numbers["step_seconds"]
+                                            clock=clock.now, strategy=strategy)
+        total, steps, step = clock.now() - started, result.numbers["steps"], result.numbers["step_seconds"]
         if step:
             speed["row"], speed["setup"] = step / len(pick), max(total - steps * step, 0.0)
         else:
@@ -108,16 +115,16 @@ def run(ctx: StageContext) -> dict:
 
     def lr_range():
         steps = opts.lr_steps
-        if ctx.budget.limited and "row" in speed:
+        if timed and "row" in speed:
             steps = units_that_fit(left() - speed["setup"], speed["row"] * cfg.train.batch_size, steps, MIN_LR_STEPS)
             if not steps:
                 return too_little("LR range test", f"sweeps fewer than {MIN_LR_STEPS} steps")
-        started = ctx.budget.clock()
+        started = clock.now()
         result, sweep = sanity.lr_range_test(
             build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=steps,
-            batch_size=cfg.train.batch_size, seed=cfg.seed)
+            batch_size=cfg.train.batch_size, seed=cfg.seed, strategy=strategy)
         if len(sweep):
-            spent = ctx.budget.clock() - started - speed.get("setup", 0.0)
+            spent = clock.now() - started - speed.get("setup", 0.0)
             speed["row"] = max(spent, 0.0) / (len(sweep) * cfg.train.batch_size) or speed.get("row", 0.0)
         write_csv(ctx.work / "lr_range.csv", sweep)
         sanity.plot_lr_range(sweep, result.numbers["suggested_lr"], ctx.work / "lr_range.png")
@@ -129,7 +136,7 @@ def run(ctx: StageContext) -> dict:
         # Two trainings of zero_input_epochs over the rows (and a forward pass over a quarter as
         # many validation rows).
         rows, fit_val = len(y_train), len(val_rows)
-        if ctx.budget.limited and "row" in speed:
+        if timed and "row" in speed:
             rows = units_that_fit(left() - 2 * speed["setup"], speed["row"] * (2 * opts.zero_input_epochs + 0.5),
                                   rows, MIN_ZERO_INPUT_ROWS)
             fit_val = min(fit_val, max(rows // 4, 1))
@@ -142,32 +149,22 @@ def run(ctx: StageContext) -> dict:
         train = (x_train, y_train) if rows == len(y_train) else (select(x_train, pick), y_train[pick])
         result = sanity.check_input_independent(
             build, train, (inputs.take(pick_val), y[pick_val]), inputs.blank, task=task,
-            epochs=opts.zero_input_epochs, lr=opts.lr, batch_size=cfg.train.batch_size, seed=cfg.seed)
+            epochs=opts.zero_input_epochs, lr=opts.lr, batch_size=cfg.train.batch_size, seed=cfg.seed,
+            strategy=strategy)
         if rows < len(y_train):
             result.message += f" (on {rows} of the {len(y_train)} rows: what fits the checks' share of the budget)"
             result.numbers["rows"] = rows
         return result
 
     # Cheapest and most useful first (the LR test feeds train.lr=auto; the zero-input
-    # baseline trains twice). Under a budget the checks get 10% of it: they are a
-    # pre-flight, and the training after them is the point. What does not fit is skipped.
-    began = ctx.budget.clock()
-    share = min(0.1 * ctx.budget.seconds, max(ctx.budget.remaining(), 0.0)) if ctx.budget.limited else math.inf
+    # baseline trains twice). What does not fit the checks' share of a budget is skipped.
     results = []
     checks = [("initial loss", initial_loss), ("overfit one batch", overfit),
               ("LR range test", lr_range), ("zero-input baseline", zero_input)]
-    from comp.training.strategy import worker_role
-
-    multi_worker = worker_role()[1] > 1
     for check_name, check in checks:
-        if multi_worker:
-            # The checks' short trainings use model.fit, which multi-worker runs cannot
-            # share; they belong on one machine before the cluster run.
-            found = [_skipped(check_name, "skipped in a multi-worker run: run `comp run stage=check` on one "
-                                          "machine first")]
-        elif results and ctx.budget.clock() - began > share:
-            found = [_skipped(check_name, f"skipped: the checks' share of budget={cfg.budget} (10%, "
-                                          f"{share:.1f}s) is spent")]
+        if timed and results and box.remaining() < 0:
+            found = [_skipped(check_name, f"skipped: the checks' share of budget={cfg.budget} "
+                                          f"({TIME.of_budget:.0%}, {box.seconds:.1f}s) is spent")]
         else:
             found = check()
             found = found if isinstance(found, list) else [found]
@@ -225,3 +222,13 @@ def _skip_all(ctx: StageContext, why: str) -> dict:
 
     ctx.log(f"all checks skipped: {why}")
     return _record(results, None, model_name(ctx.cfg, ctx.competition, ctx.task))
+
+
+def _report_lr_range(run) -> str:
+    from comp.html import note, png
+
+    lr = run.folder(NAME) / "lr_range.png"
+    return png(lr, "LR range test") if lr.is_file() else note("the LR range test did not run")
+
+
+REPORT = {"training": _report_lr_range}

@@ -17,34 +17,35 @@ otherwise the best candidate is the result. Nothing here reads the test set: sta
 from __future__ import annotations
 
 import math
-
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from comp import artifacts
+from comp import artifacts, clock
+from comp.budget import Share
 from comp.context import StageContext
 from comp.errors import ConfigError
 from comp.files import write_csv, write_json, write_npy
+from comp.modalities import modality_of
+from comp.records import Member, ModelRef
+from comp.stages.training import check_views
 
 NAME = "ensemble"
 HELP = "blend the training stages' models (fold models, top epochs, SWA, EMA, variants, TTA) with weights chosen on OOF"
 CONFIG = ("ensemble", "predict.tta", "predict.batch_size", "data.on_bad_image", "split.group_column")
 TRAINS = False
+# Half of what is left when it starts; prediction, submission and the report get the rest.
+TIME = Share(of_remaining=0.5)
 KINDS = ("fold", "snapshots", "swa", "ema", "variants")
 TABLE = "candidates.csv"
 CANDIDATES_DIR = "candidates"  # the chosen SWA/EMA members' weights with recalibrated BatchNorm statistics
 
 
-def inputs(cfg, available) -> dict[str, str]:
-    from comp.stages import STAGES
-
-    training = [name for name, module in STAGES.items() if module.TRAINS]
+def inputs(cfg, available, training=()) -> dict[str, str]:
     finished = [name for name in training if name in available]
-    return {"split": "split", **{name: name for name in finished or training[:1]}}
+    return {"split": "split", **{name: name for name in finished or list(training)[:1]}}
 
 
 def validate(cfg, competition, task) -> None:
@@ -55,21 +56,6 @@ def validate(cfg, competition, task) -> None:
         raise ConfigError(f"ensemble.candidates={chosen}: list some of {', '.join(KINDS)}"
                           + (f" ({', '.join(map(str, unknown))} unknown)" if unknown else ""))
     check_views(cfg, competition, task)
-
-
-def check_views(cfg, competition, task) -> None:
-    """A list in ``predict.tta`` names views the training augmentations offer (images only)."""
-    from comp.api import IMAGE, InputSpec
-
-    tta = cfg.predict.tta
-    if isinstance(tta, list):
-        if competition.modality != IMAGE:
-            raise ConfigError(f"predict.tta={tta}: test-time views are for images; this competition is "
-                              f"{competition.modality}; use predict.tta=1")
-        from comp.augmentation import views_for
-        from comp.stages.training import augmentations
-
-        views_for(augmentations(cfg, competition, task), InputSpec((32, 32, 3)), task.kind, tta)
 
 
 @dataclass
@@ -85,7 +71,7 @@ class Candidate:
     tta: np.ndarray | None = None  # OOF predictions averaged over the original and the views
     views: list[str] = field(default_factory=list)  # the views evaluated
     keep_tta: bool = False  # the views improved this candidate's OOF score: prediction uses them
-    files: list[list[dict]] = field(default_factory=list)  # per fold: {model: folder, weights: folder, set: name}
+    files: list[list[ModelRef]] = field(default_factory=list)  # per fold: its models
     derived: dict = field(default_factory=dict)  # fold -> set -> recalibrated weights (swa, ema)
     seconds: float = 0.0
     dropped: str = ""  # why it was not evaluated on every fold (the budget)
@@ -98,13 +84,15 @@ def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
     wanted = set(ctx.cfg.ensemble.candidates)
     found: list[Candidate] = []
     for stage in ctx.upstream.values():
-        record = ctx.rundir.record(stage)
-        if stage == "split" or not record.get("fold_models", True) or record.get("folds") != n_folds:
+        if stage == "split":
+            continue
+        result = ctx.rundir.result(stage)
+        if not result.fold_models or result.folds != n_folds:
             continue  # regularize keeps no fold models; a stage on other folds cannot be blended by fold
         root = ctx.rundir.output(stage)
-        shape = tuple(record["input_shape"]) if "input_shape" in record else None
+        shape = tuple(result.input_shape) if result.input_shape else None
         if "fold" in wanted:
-            found.append(Candidate(stage, stage, "fold", root, record["model"], shape))
+            found.append(Candidate(stage, stage, "fold", root, result.model, shape))
         infos = [root / artifacts.FOLD_DIR.format(fold=k) / WEIGHTS_INFO for k in range(n_folds)]
         if all(p.is_file() for p in infos):
             import json
@@ -115,14 +103,14 @@ def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
             for kind, sets in (("snapshots", snapshots), ("swa", ["swa"] if "swa" in common else []),
                                ("ema", ["ema"] if "ema" in common else [])):
                 if kind in wanted and sets:
-                    found.append(Candidate(f"{stage}:{kind}", stage, kind, root, record["model"], shape, sets))
+                    found.append(Candidate(f"{stage}:{kind}", stage, kind, root, result.model, shape, sets))
         elif any(p.is_file() for p in infos):
             ctx.log(f"{stage}: some of its folds kept no epoch weights (reused from a search trial that kept "
                     "none): no snapshot, SWA or EMA candidates from it")
         if "variants" in wanted:
-            for name, variant in record.get("variants", {}).items():
+            for name, variant in result.variants.items():
                 found.append(Candidate(f"{stage}/{name}", stage, "fold",
-                                       root / artifacts.VARIANT_DIR.format(name=name), variant["model"], shape))
+                                       root / artifacts.VARIANT_DIR.format(name=name), variant.model, shape))
     return found
 
 
@@ -136,7 +124,7 @@ class Data:
         from comp.data.loading import load_inputs
 
         if shape not in self.cache:
-            self.cache[shape] = load_inputs(self.ctx.competition, self.ctx.cfg, "train", geometry=shape)[0]
+            self.cache[shape] = load_inputs(self.ctx.competition, "train", self.ctx.cfg.reading(), geometry=shape)[0]
         return self.cache[shape]
 
 
@@ -146,9 +134,9 @@ def _pass_seconds(fm, inputs, rows: np.ndarray, task, batch: int) -> float:
     cannot finish in time is not given a fold to find out."""
     sample = rows[:batch]
     fm.predictions(inputs, sample, task, batch)
-    began = time.monotonic()
+    began = clock.now()
     fm.predictions(inputs, sample, task, batch)
-    return (time.monotonic() - began) * len(rows) / max(len(sample), 1)
+    return (clock.now() - began) * len(rows) / max(len(sample), 1)
 
 
 def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.ndarray, fold_of: np.ndarray,
@@ -177,10 +165,10 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
         """A stage's plain fold models as they stand: its own OOF predictions, no model to load."""
         relative = cand.root.relative_to(ctx.rundir.path).as_posix()
         cand.plain, cand.tta, cand.views = np.load(cand.root / artifacts.OOF_PROBS), None, []
-        cand.files = [[{"model": f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"}] for k in range(n_folds)]
+        cand.files = [[ModelRef(f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}")] for k in range(n_folds)]
 
     for cand in candidates:
-        if cand.kind == "fold" and (cfg.predict.tta == 1 or ctx.competition.modality != "image"):
+        if cand.kind == "fold" and (cfg.predict.tta == 1 or not modality_of(ctx.competition).test_views):
             own_oof(cand)  # no views to try
         else:
             groups.setdefault(cand.root, []).append(cand)
@@ -199,13 +187,13 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             rows = np.flatnonzero(fold_of == k)
             fold_dir = root / artifacts.FOLD_DIR.format(fold=k)
             folder = f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"
-            began = time.monotonic()
+            began = clock.now()
             fm = load_fold_model(fold_dir)
             views = []
-            if fm.is_keras and ctx.competition.modality == "image":
+            if fm.is_keras and modality_of(ctx.competition).test_views:
                 views = views_for(group[0].model.get("augmentations", []), inputs.spec(), task.kind, cfg.predict.tta)
             weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
-            shared = time.monotonic() - began
+            shared = clock.now() - began
             if per_pass == 0.0 and deadline < math.inf:
                 per_pass = _pass_seconds(fm, inputs, rows, task, batch)
             committed = 0.0  # seconds the candidates kept so far still need, this fold included
@@ -213,28 +201,28 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                 if cand.dropped:
                     continue
                 per_fold = cand.seconds / k if k else passes(cand, len(views)) * per_pass
-                if ctx.budget.clock() + committed + per_fold * (n_folds - k) > deadline:
-                    cand.dropped = ("the budget was spent before the ensemble" if deadline <= ctx.budget.clock()
+                if clock.now() + committed + per_fold * (n_folds - k) > deadline:
+                    cand.dropped = ("the budget was spent before the ensemble" if deadline <= clock.now()
                                     else f"~{per_fold:.0f}s per fold for {n_folds - k} more fold(s) did not fit "
                                          "the ensemble's share of the budget")
                     continue
                 committed += per_fold * (n_folds - k)
-                began = time.monotonic()
+                began = clock.now()
                 cand.views = [v.name for v in views]
                 refs, p_sum, t_sum = [], 0.0, 0.0
                 for name in cand.sets or [None]:
                     if name is None:
-                        refs.append({"model": folder})
+                        refs.append(ModelRef(folder))
                     else:
                         _check_fits(fm.model, weights[name], fold_dir, name)
                         assign(fm.model, weights[name])
-                        ref = {"model": folder, "weights": folder, "set": name}
+                        kept = folder
                         if cand.kind in ("swa", "ema"):  # averaged weights have no BatchNorm statistics of their own
                             fit_rows = np.flatnonzero((fold_of >= 0) & (fold_of != k))
                             recalibrate_batchnorm(fm.model, inputs.rows(fit_rows), batch, seed=cfg.seed + k)
                             cand.derived.setdefault(k, {})[name] = [v.numpy() for v in fm.model.variables]
-                            ref["weights"] = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
-                        refs.append(ref)
+                            kept = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
+                        refs.append(ModelRef(folder, kept, name))
                     p = fm.predictions(inputs, rows, task, batch).astype(np.float64)
                     p_sum = p_sum + p
                     if views:
@@ -247,7 +235,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                 if views:
                     cand.tta[rows] = t_sum / len(refs)
                 cand.files.append(refs)
-                spent = time.monotonic() - began + shared / len(group)
+                spent = clock.now() - began + shared / len(group)
                 per_pass = spent / passes(cand, len(views))
                 cand.seconds += spent
                 # this fold is done (the clock has moved on): the folds after it, at its measured pace
@@ -297,7 +285,7 @@ def run(ctx: StageContext) -> dict:
     n_folds = int(fold_of.max()) + 1
     scored = fold_of >= 0
     rows = np.flatnonzero(scored)
-    sign = 1 if task.higher_is_better else -1
+    objective = task.objective
 
     def honest(pred) -> tuple[dict, float]:
         return task.fit_decoding(y[scored], pred[scored], fold_of[scored])
@@ -306,10 +294,7 @@ def run(ctx: StageContext) -> dict:
     if not candidates:
         raise ConfigError(f"ensemble: no training stage among {', '.join(ctx.upstream)} has models for all "
                           f"{n_folds} folds of the kinds ensemble.candidates={list(cfg.ensemble.candidates)}")
-    # Under a budget the ensemble may spend half the time left when it starts; prediction,
-    # submission and the report get the rest.
-    deadline = ctx.budget.clock() + 0.5 * max(ctx.budget.remaining(), 0.0) if ctx.budget.limited else math.inf
-    evaluated = evaluate(ctx, candidates, Data(ctx), y, fold_of, deadline)
+    evaluated = evaluate(ctx, candidates, Data(ctx), y, fold_of, ctx.time.end)  # its share of a budget (TIME)
     kept = {c.name for c in evaluated}
     dropped = [c.name for c in candidates if c.name not in kept]
     if not evaluated:
@@ -321,7 +306,7 @@ def run(ctx: StageContext) -> dict:
     for cand in candidates:
         plain_score = honest(cand.plain)[1]
         tta_score = honest(cand.tta)[1] if cand.tta is not None else None
-        keep_tta = cand.keep_tta = tta_score is not None and sign * tta_score > sign * plain_score
+        keep_tta = cand.keep_tta = tta_score is not None and objective.better(tta_score, plain_score)
         pred = cand.tta if keep_tta else cand.plain
         chosen_oof.append(pred)
         fold_scores = [task.score(y[fold_of == k], pred[fold_of == k]) for k in range(n_folds)]
@@ -334,9 +319,9 @@ def run(ctx: StageContext) -> dict:
                 + (f", with {len(cand.views)} test-time views {tta_score:.5f} ({rows_out[-1]['tta']})"
                    if tta_score is not None else "") + f" ({cand.seconds:.0f}s)")
 
-    singles = [sign * (r["oof_tta"] if r["tta"] == "kept" else r["oof"]) for r in rows_out]
-    best = int(np.argmax(singles))
-    best_score = sign * singles[best]
+    singles = [r["oof_tta"] if r["tta"] == "kept" else r["oof"] for r in rows_out]
+    best = objective.best_index(singles)
+    best_score = singles[best]
 
     def scorer(idx, pred):
         return task.score(y[idx], pred)
@@ -345,14 +330,14 @@ def run(ctx: StageContext) -> dict:
     used, nested_score, full_score = "single", None, None
     final_oof = chosen_oof[best]
     if cfg.ensemble.rounds > 0 and len(candidates) > 1:
-        nested_oof, _ = nested_selection(chosen_oof, fold_of, scorer, task.higher_is_better, cfg.ensemble.rounds)
+        nested_oof, _ = nested_selection(chosen_oof, fold_of, scorer, objective, cfg.ensemble.rounds)
         nested_score = honest(nested_oof)[1]
-        full = greedy_selection(chosen_oof, rows, scorer, task.higher_is_better, cfg.ensemble.rounds)
+        full = greedy_selection(chosen_oof, rows, scorer, objective, cfg.ensemble.rounds)
         full_score = honest(blend(chosen_oof, full))[1]
         ctx.log(f"blend by greedy selection ({cfg.ensemble.rounds} rounds): OOF {full_score:.5f} with weights "
                 f"chosen on all OOF rows, {nested_score:.5f} nested (each fold's weights from the other folds); "
                 f"best single candidate {candidates[best].name} {best_score:.5f}")
-        if sign * nested_score > sign * best_score:
+        if objective.better(nested_score, best_score):
             weights, used, final_oof = full, "blend", nested_oof
     members = [(c, float(w)) for c, w in zip(candidates, weights) if w > 0]
     decoding, score = honest(blend(chosen_oof, weights) if used == "blend" else final_oof)
@@ -394,10 +379,9 @@ def run(ctx: StageContext) -> dict:
         "task": task.kind,
         # what made the prediction: the submission's name says it (one stage's plain fold models: that stage)
         "source": first.stage if single_plain and "/" not in first.name else NAME,
-        "members": [{"name": c.name, "stage": c.stage, "kind": c.kind, "weight": w,
-                     "views": c.views if c.keep_tta else [],
-                     "augmentations": list(c.model.get("augmentations", [])),
-                     "input_shape": list(c.input_shape) if c.input_shape else None, "models": c.files}
+        "members": [Member(c.name, c.stage, c.kind, w, c.views if c.keep_tta else [],
+                           list(c.model.get("augmentations", [])), list(c.input_shape) if c.input_shape else None,
+                           c.files).to_dict()
                     for c, w in members],
         "blend": {"used": used, "nested_score": nested_score, "full_score": full_score,
                   "best_single": candidates[best].name, "best_single_score": best_score,
@@ -408,3 +392,28 @@ def run(ctx: StageContext) -> dict:
         record["input_shape"] = list(first.input_shape)
     return record
 
+
+def _report_candidates(run) -> str:
+    """The candidates with and without their views, the blend and what was chosen."""
+    import html
+
+    from comp.html import missing, note, table
+
+    path = run.folder(NAME) / TABLE
+    result = run.result(NAME)
+    if result is None or not path.is_file():
+        return missing(NAME)
+    frame = pd.read_csv(path)
+    blend = result.extra.get("blend", {})
+    members = ", ".join(f"{m.name} {m.weight:.2f}" + (f" with {len(m.views)} views" if m.views else "")
+                        for m in result.members)
+    tta = frame[frame["kind"] != "blend"]
+    effect = ""
+    if "oof_tta" in tta and tta["oof_tta"].notna().any():
+        effect = note("TTA effect (OOF with views - without): " + ", ".join(
+            f"{r.candidate} {r.oof_tta - r.oof:+.5f}" for r in tta.itertuples() if not pd.isna(r.oof_tta)))
+    return (f"<p>Result: {'blend' if blend.get('used') == 'blend' else 'best single candidate'}: "
+            f"{html.escape(members)}; OOF {result.score:.5f}</p>" + effect + table(frame))
+
+
+REPORT = {"ensemble": _report_candidates}

@@ -10,23 +10,22 @@ import pandas as pd
 
 from comp import artifacts
 from comp.context import StageContext
-from comp.data.loading import image_set
-from comp.data.rows import stacked
-from comp.inspection import duplicates as dup
-from comp.inspection.outliers import image_outliers
-from comp.inspection import shift as adversarial
-from comp.inspection.pictures import class_bars, contact_sheet
-from comp.inspection.report import render_markdown
-from comp.inspection.tabular import duplicate_row_digests, feature_summary
 from comp.files import write_csv, write_json, write_text
+from comp.inspection import duplicates as dup
+from comp.inspection import shift as adversarial
+from comp.inspection.pictures import class_bars
+from comp.inspection.report import render_markdown
+from comp.modalities import modality_of
 
 NAME = "inspect"
 HELP = "class balance, sizes, duplicates, train/test leaks, conflicting labels, corrupt files, outliers"
 CONFIG = ("task", "data", "inspect", "split.seed", "split.group_column")
 TRAINS = False
+# Until the budget's end (no share of its own).
+TIME = None
 
 
-def inputs(cfg, available) -> dict[str, str]:
+def inputs(cfg, available, training=()) -> dict[str, str]:
     return {}
 
 
@@ -45,45 +44,11 @@ def run(ctx: StageContext) -> dict:
         name = comp.target_cols[0] if len(comp.target_cols) == 1 else "labels"
         class_bars(summary.counts, ctx.work / "class_counts.png", f"{name}: {len(summary.counts)} values")
 
-    if comp.modality == "image":
-        train_set = image_set(comp, ctx.cfg, "train", strict=False)
-        test_set = image_set(comp, ctx.cfg, "test", geometry=train_set.geometry, strict=False)
-        pixels = stacked(train_set.pixels, test_set.pixels)  # read in place when they live on disk
-        shapes = train_set.shapes + test_set.shapes
-        bad = {**train_set.bad, **{len(train_ids) + k: v for k, v in test_set.bad.items()}}
-        report["images"] = _image_stats(pixels, shapes, bad, train_set.geometry)
-        opts = ctx.cfg.inspect
-        found = dup.find_pairs(pixels, opts.near_distance, opts.near_ratio, opts.phash_distance,
-                               opts.max_group_share, skip=set(bad))
-        pairs, notes, refused = found.pairs, found.notes, found.refused
-        outliers = image_outliers(pixels, shapes, bad)
-        groups = summary.groups if summary.groups is not None else pd.Series(["all"] * len(train_ids))
-        contact_sheet(train_set.pixels, groups.reset_index(drop=True), ctx.work / "contact_sheet.png",
-                      ctx.cfg.inspect.examples_per_class)
-        shift_features = adversarial.image_features(pixels, shapes) if ctx.cfg.inspect.adversarial else None
-        if bad:
-            problems.append(f"{len(bad)} corrupt image file(s): "
-                            + ", ".join(f"{where[i]} {ids[i]}" for i in sorted(bad)[:10]))
-    else:
-        features = comp.feature_cols
-        summary = feature_summary(comp.train, features)
-        write_csv(ctx.work / "features.csv", summary)
-        report["features"] = summary.to_dict("records")
-        constant = summary.loc[summary["constant"], "feature"].tolist()
-        if constant:
-            problems.append(f"constant feature column(s): {', '.join(constant)}")
-        rows = pd.concat([comp.train[features], comp.test[features]], ignore_index=True)
-        pairs, notes = dup.exact_pairs(duplicate_row_digests(rows, features)), ["exact duplicate feature rows"]
-        refused = []
-        outliers = pd.DataFrame(columns=["row", "score", "reasons"])
-        bad = {}
-        shift_features = None
-        used = [c for c in features if c != ctx.cfg.split.group_column]
-        if ctx.cfg.inspect.adversarial and used and comp.test is not None:
-            from comp.data.tabular import read_table
-
-            train_in, test_in, _ = read_table(comp.train, comp.test, used)
-            shift_features = adversarial.table_features(train_in, test_in)
+    found = modality_of(comp).inspect(comp, ctx.cfg.reading(), ctx.cfg.inspect, summary.groups, ctx.work, where, ids)
+    report.update(found.report)
+    problems += found.problems
+    pairs, notes, refused, outliers, bad = found.pairs, found.notes, found.refused, found.outliers, found.bad
+    shift_features = found.shift_features
 
     group_of = dup.groups(len(ids), pairs)
     table = _duplicate_table(group_of, pairs, ids, where, labels)
@@ -156,27 +121,6 @@ def _shift(ctx: StageContext, report: dict, features: pd.DataFrame, ids: list, w
             f"(all ranked in inspect/adversarial.csv: validate on the most test-like rows)"]
 
 
-def _image_stats(pixels, shapes, bad, geometry) -> dict:
-    from comp.inspection.outliers import chunks
-
-    sizes = pd.Series([f"{s[0]}x{s[1]}" for s in shapes if s]).value_counts()
-    channels = pd.Series([s[2] for s in shapes if s]).value_counts()
-    good = np.array([i not in bad for i in range(len(pixels))])
-    low, high, total, count = 255, 0, 0.0, 0
-    for rows, part in chunks(pixels):  # the set may not fit in memory twice
-        part = part[good[rows]]
-        if part.size:
-            low, high = min(low, int(part.min())), max(high, int(part.max()))
-            total, count = total + float(part.sum(dtype=np.float64)), count + part.size
-    return {
-        "sizes": {k: int(v) for k, v in sizes.items()},
-        "channels": {int(k): int(v) for k, v in channels.items()},
-        "model_input": list(geometry),
-        "value_range": [low, high],
-        "mean": round(total / max(count, 1), 2),
-    }
-
-
 def _duplicate_table(group_of, pairs, ids, where, labels) -> pd.DataFrame:
     members = {}
     kinds: dict[int, str] = {}
@@ -229,3 +173,28 @@ def _overview(report: dict) -> str:
     if report.get("shift", {}).get("auc") is not None:
         parts.append(f"train vs test AUC {report['shift']['auc']:.3f} (0.5 = alike)")
     return "; ".join(parts)
+
+
+def _report_summary(run) -> str:
+    """The report's data section: the problems first, the class balance and examples."""
+    import html
+    import json
+
+    from comp.html import missing, note, png
+
+    folder = run.folder(NAME)
+    if not run.record(NAME) or not (folder / "report.json").is_file():
+        return missing(NAME)
+    report = json.loads((folder / "report.json").read_text())
+    problems = report.get("problems", [])
+    parts = [f"<p>{report.get('rows', {})}</p>".replace("{", "").replace("}", "").replace("'", "")]
+    parts.append("<h3>Problems</h3>" + ("<ul>" + "".join(f"<li class='problem'>{html.escape(str(p))}</li>"
+                                                          for p in problems) + "</ul>" if problems
+                                         else note("inspect found no problems")))
+    for name, alt in (("class_counts.png", "class balance"), ("contact_sheet.png", "examples per class")):
+        if (folder / name).is_file():
+            parts.append(png(folder / name, alt))
+    return "".join(parts)
+
+
+REPORT = {"summary": _report_summary}

@@ -12,6 +12,8 @@ import pandas as pd
 
 from comp import artifacts
 from comp.context import StageContext
+from comp.modalities import modality_of
+from comp.records import Member, ModelRef, Result, members_of, source_of
 from comp.errors import ConfigError
 from comp.files import write_csv, write_npy
 
@@ -19,16 +21,15 @@ NAME = "predict"
 HELP = "predict the test set with the ensemble's members (or one training stage's fold models), test-time views included"
 CONFIG = ("predict", "data.on_bad_image", "split.group_column")  # the ensemble's choices arrive through its output
 TRAINS = False
+# Until the budget's end: what is left is prediction's.
+TIME = None
 
 
-def inputs(cfg, available) -> dict[str, str]:
-    from comp.stages import STAGES
-
-    training = [name for name, module in STAGES.items() if module.TRAINS]
+def inputs(cfg, available, training=()) -> dict[str, str]:
     source = cfg.predict.source
     if source == "auto":  # the ensemble: it blends (or picks the best of) every training stage on OOF
         return {"ensemble": "ensemble"}
-    if source not in training + ["ensemble"]:
+    if source not in [*training, "ensemble"]:
         raise ConfigError(f"predict.source={source!r}: use auto, ensemble or one of {', '.join(training)}")
     return {source: source}
 
@@ -37,87 +38,77 @@ def validate(cfg, competition, task) -> None:
     """An undecodable test image stops the run here, before any training (unless
     data.on_bad_image=skip, which predicts it from a blank image); a list of views in
     predict.tta names views the model offers."""
-    from comp.stages.ensemble import check_views
+    from comp.stages.training import check_views
 
     check_views(cfg, competition, task)
-    if competition.modality == "image" and cfg.data.on_bad_image == "error":
-        from comp.data.loading import image_set
-
-        image_set(competition, cfg, "test")
+    modality_of(competition).check_readable(competition, "test", cfg.reading())
 
 
-def pick_source(ctx: StageContext) -> tuple[str, dict]:
+def pick_source(ctx: StageContext) -> tuple[str, Result]:
     """The input stage with fold models and the best OOF score (ties: the earliest)."""
-    records = {name: ctx.rundir.record(name) for name in ctx.upstream.values()}
+    results = {name: ctx.rundir.result(name) for name in ctx.upstream.values()}
     # Records of stages that never keep fold models say so; a baseline always has them.
-    usable = {name: r for name, r in records.items() if r.get("fold_models", True)}
+    usable = {name: r for name, r in results.items() if r.fold_models}
     if not usable:
-        raise ConfigError(f"predict: {', '.join(records)} kept no fold models for every fold; "
+        raise ConfigError(f"predict: {', '.join(results)} kept no fold models for every fold; "
                           "set predict.source=baseline")
-    sign = 1 if next(iter(usable.values())).get("higher_is_better", True) else -1
-    best = max(usable, key=lambda name: (sign * usable[name]["score"], -list(usable).index(name)))
-    if len(records) > 1:
-        ctx.log("OOF " + ", ".join(f"{n} {r['score']:.5f}" + ("" if n in usable else " (no fold models)")
-                                   for n, r in records.items()) + f": predicting with {best}")
+    objective = next(iter(usable.values())).objective
+    best = objective.best(usable, key=lambda name: usable[name].score)  # ties: the earliest
+    if len(results) > 1:
+        ctx.log("OOF " + ", ".join(f"{n} {r.score:.5f}" + ("" if n in usable else " (no fold models)")
+                                   for n, r in results.items()) + f": predicting with {best}")
     return best, usable[best]
 
 
-def members_of(cfg, source: str, record: dict) -> list[dict]:
-    """The ensemble's members, or a training stage's fold models as the only member."""
-    if "members" in record:
-        return record["members"]
-    tta = cfg.predict.tta
-    return [{"name": source, "stage": source, "kind": "fold", "weight": 1.0,
-             "views": [] if tta == "auto" else tta, "augmentations": list(record.get("model", {}).get("augmentations", [])),
-             "input_shape": record.get("input_shape"),
-             "models": [[{"model": f"{source}/{artifacts.FOLD_DIR.format(fold=k)}"}] for k in range(record["folds"])]}]
+def source_views(cfg) -> list | int:
+    """The views a training stage's own fold models predict through (predict.source=STAGE):
+    none for ``auto`` (the ensemble decides views on OOF), else what predict.tta says."""
+    return [] if cfg.predict.tta == "auto" else cfg.predict.tta
 
 
 def run(ctx: StageContext) -> dict:
     from comp.data.loading import load_inputs
 
-    source, record = pick_source(ctx)
+    source, result = pick_source(ctx)
     comp, task = ctx.competition, ctx.task
-    members = members_of(ctx.cfg, source, record)
+    members = members_of(source, result, source_views(ctx.cfg))
     # The members' files live in the stages that trained them: checked like any input.
     for stage in sorted(member_stages(members) - set(ctx.upstream.values())):
         ctx.rundir.verify(stage)
     loaded: dict = {}
     total, weights = None, 0.0
     for member in members:
-        shape = tuple(member["input_shape"]) if member.get("input_shape") else None
+        shape = tuple(member.input_shape) if member.input_shape else None
         if shape not in loaded:
-            loaded[shape] = load_inputs(comp, ctx.cfg, "test", geometry=shape)[0]
-            if comp.modality == "image":
-                _report_bad(ctx, shape)
+            loaded[shape] = load_inputs(comp, "test", ctx.cfg.reading(), geometry=shape)[0]
+            _report_bad(ctx, shape)
         pred = predict_member(ctx, member, loaded[shape])
-        total = pred * member["weight"] if total is None else total + pred * member["weight"]
-        weights += member["weight"]
+        total = pred * member.weight if total is None else total + pred * member.weight
+        weights += member.weight
     predictions = (total / weights).astype(np.float32)
-    decoding = record.get("decoding", {})
+    decoding = result.decoding
     write_npy(ctx.work / artifacts.TEST_PROBS, predictions)
     write_csv(ctx.work / artifacts.TEST_TABLE, pd.DataFrame({
         comp.id_col: comp.test_ids,
         "prediction": task.decode(predictions, decoding),
     }))
     ctx.log(f"{len(comp.test_ids)} test rows from {source}: " + ", ".join(
-        f"{m['name']} x{m['weight']:.2f} ({len(m['models'])} folds"
-        + (f", {len(m['views']) + 1} views" if m["views"] else "") + ")" for m in members))
+        f"{m.name} x{m.weight:.2f} ({len(m.models)} folds"
+        + (f", {len(m.views) + 1} views" if m.views else "") + ")" for m in members))
     return {
-        "source": record.get("source", source),
-        "score": record["score"],
-        "metric": record["metric"],
+        "source": source_of(source, result),
+        "score": result.score,
+        "metric": result.metric,
         "decoding": decoding,
     }
 
 
-def member_stages(members: list[dict]) -> set[str]:
+def member_stages(members: list[Member]) -> set[str]:
     """The stages whose files the members' models and weight sets are."""
-    return {ref[key].split("/")[0] for m in members for refs in m["models"] for ref in refs
-            for key in ("model", "weights") if ref.get(key)}
+    return {stage for member in members for stage in member.stages}
 
 
-def member_models(run_path: Path, refs: list[dict], reuse: bool = True) -> Iterator[tuple[dict, Any]]:
+def member_models(run_path: Path, refs: list[ModelRef], reuse: bool = True) -> Iterator[tuple[ModelRef, Any]]:
     """(ref, FoldModel) for each model reference: the fold model with the ref's kept weight
     set (a top epoch, an average) assigned. With ``reuse`` a model file is loaded again only
     when a weight set replaced the weights a later ref wants as saved; without, every ref
@@ -127,15 +118,15 @@ def member_models(run_path: Path, refs: list[dict], reuse: bool = True) -> Itera
 
     model, loaded_from = None, None
     for ref in refs:
-        if not reuse or ref["model"] != loaded_from:
-            model, loaded_from = load_fold_model(run_path / ref["model"]), ref["model"]
-        if ref.get("weights"):
-            assign(model.model, load_weight_sets(run_path / ref["weights"])[0][ref["set"]])
+        if not reuse or ref.model != loaded_from:
+            model, loaded_from = load_fold_model(run_path / ref.model), ref.model
+        if ref.weights:
+            assign(model.model, load_weight_sets(run_path / ref.weights)[0][ref.set])
             loaded_from = None
         yield ref, model
 
 
-def predict_member(ctx: StageContext, member: dict, x) -> np.ndarray:
+def predict_member(ctx: StageContext, member: Member, x) -> np.ndarray:
     """One member on every test row: the mean over its folds' models and its views."""
     import keras
 
@@ -145,8 +136,8 @@ def predict_member(ctx: StageContext, member: dict, x) -> np.ndarray:
     total, count = None, 0
     # One set of view layers for the member: a fold model's traced forwards are kept per view,
     # so its kept weight sets reuse them instead of tracing anew.
-    views = views_for(member["augmentations"], x.spec(), ctx.task.kind, member["views"]) if member["views"] else []
-    for refs in member["models"]:
+    views = views_for(member.augmentations, x.spec(), ctx.task.kind, member.views) if member.views else []
+    for refs in member.models:
         model = None
         for _, model in member_models(ctx.rundir.path, refs):
             pred = model.predictions(x, rows, ctx.task, ctx.cfg.predict.batch_size,
@@ -159,9 +150,7 @@ def predict_member(ctx: StageContext, member: dict, x) -> np.ndarray:
 
 
 def _report_bad(ctx: StageContext, shape) -> None:
-    from comp.data.loading import image_set
-
-    bad = image_set(ctx.competition, ctx.cfg, "test", geometry=shape).bad
+    bad = modality_of(ctx.competition).unreadable(ctx.competition, "test", ctx.cfg.reading(), geometry=shape)
     if bad:  # only with data.on_bad_image=skip: they are predicted from a blank image
-        ids = [ctx.competition.test_ids[i] for i in sorted(bad)]
+        ids = [ctx.competition.test_ids[i] for i in bad]
         ctx.log(f"{len(ids)} undecodable test image(s) predicted from a blank image: {', '.join(ids[:10])}")

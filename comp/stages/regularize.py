@@ -18,15 +18,17 @@ searches around the result and trains the final configuration on every fold.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
+from comp.budget import Share
+from comp.clock import TimeBox
 from comp.context import StageContext
 from comp.errors import ConfigError
+from comp.modalities import modality_of
 from comp.files import write_csv
 
 NAME = "regularize"
@@ -35,8 +37,9 @@ HELP = ("try one regularisation change at a time from the baseline (on regulariz
 CONFIG = ("seed", "regularize", "task", "metric", "data", "train", "model", "predict.batch_size",
           "split.group_column")
 TRAINS = True
+# Of the training time: one change at a time on two folds needs less than the baseline.
+TIME = Share(training=0.25)
 TABLE = "table.csv"
-BEST = "best.yaml"
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class Setting:
     """What a change needs to know about the configuration it changes."""
 
     cfg: Any
-    modality: str
+    modality: Any  # comp.modalities.Modality
     task: Any
     keras: bool
     policy: tuple[str, ...]  # the augmentation policy entries
@@ -88,7 +91,7 @@ def _weight_decay(s: Setting):
 
 def _mix(name: str):
     def make(s: Setting):
-        if not s.keras or s.modality != "image":
+        if not s.keras or not s.modality.augmentable:
             return "mixes images only"
         if not _usable(name, s):
             return f"augmentation {name} is not installed or does not preserve {s.task.kind} labels"
@@ -102,11 +105,11 @@ def _mix(name: str):
 def _stronger_augmentation(s: Setting):
     from comp.augmentation import parse_entry, resolve
 
-    if not s.keras or s.modality != "image":
+    if not s.keras or not s.modality.augmentable:
         return "no image augmentation to strengthen"
     entries, changed = [], False
     for entry in s.policy:
-        aug, strength = resolve(entry, s.modality, s.task.kind)
+        aug, strength = resolve(entry, s.modality.name, s.task.kind)
         if aug.strength is None or aug.batch:
             entries.append(entry)
             continue
@@ -125,12 +128,7 @@ def _plugin_regularizers(s: Setting):
 
 
 def _smaller_input(s: Setting):
-    if s.modality != "image" or not s.image_size:
-        return "not images"
-    h, w = s.image_size
-    if min(h, w) < 32:
-        return f"images of {h}x{w} are already small"
-    return {"data.image_size": [int(round(h * 0.75)), int(round(w * 0.75))]}
+    return s.modality.smaller_input(s.image_size)
 
 
 def _usable(name: str, s: Setting) -> bool:
@@ -139,7 +137,7 @@ def _usable(name: str, s: Setting) -> bool:
     if name not in {info.name for info in AUGMENTATIONS.list()}:
         return False
     aug = AUGMENTATIONS.load(name)
-    return s.modality in aug.modalities and s.task.kind in aug.tasks
+    return s.modality.name in aug.modalities and s.task.kind in aug.tasks
 
 
 def _batch(entry: str) -> bool:
@@ -165,7 +163,7 @@ CHANGES = (
 BY_NAME = {c.name: c for c in CHANGES}
 
 
-def inputs(cfg, available) -> dict[str, str]:
+def inputs(cfg, available, training=()) -> dict[str, str]:
     deps = {"split": "split", "baseline": "baseline"}
     if cfg.train.lr == "auto":
         deps["check"] = "check"
@@ -213,92 +211,108 @@ def setting(cfg, competition, task, image_size, defaults: dict[str, Any] | None 
         defaults = plugin_defaults(cfg, competition, task)
     knobs = {**defaults, **dict(cfg.model.hp)}
     declared = plugin.regularizers if estimator else plugin_regularizers(plugin)
-    return Setting(cfg, competition.modality, task, not estimator, augmentations(cfg, competition, task),
+    return Setting(cfg, modality_of(competition), task, not estimator, augmentations(cfg, competition, task),
                    declared, knobs, image_size)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    from comp.stages.training import model_name, resolve_lr
-    from comp.stages.trials import TrialRunner, base_epochs
-    from comp.training.model import is_estimator
+    import json
 
-    keras_model = not is_estimator(model_name(ctx.cfg, ctx.competition, ctx.task))
-    lr = resolve_lr(ctx)[0] if keras_model else 0.0  # an estimator has no LR of ours
-    runner = TrialRunner(ctx, lr, [])
-    try:
-        return _search(ctx, runner, lr, base_epochs(ctx))
-    finally:
-        runner.close()
-
-
-def _search(ctx: StageContext, runner, lr: float, epochs: int) -> dict[str, Any]:
-    from comp.stages.trials import (baseline_fold_seconds, baseline_trial, beats_noise, lr_setting, paired_gain,
-                                    relative_time, trial_folds, write_best)
+    from comp.stages.trials import (Trial, TrialObjective, base_epochs, baseline_fold_seconds, baseline_trial,
+                                    finished_trial, gate, lr_setting, search_record, search_window, trial_folds,
+                                    write_best)
+    from comp.tuning.search import search
+    from comp.tuning.sequential import SequentialOracle
 
     cfg, task = ctx.cfg, ctx.task
-    baseline = ctx.rundir.record(ctx.upstream["baseline"])
-    folds = trial_folds(cfg.regularize.folds, baseline["folds"])
-    runner.folds = folds
-    began = time.monotonic()
+    lr, epochs = _lr(ctx), base_epochs(ctx)
+    baseline = ctx.rundir.result(ctx.upstream["baseline"])
+    folds = trial_folds(cfg.regularize.folds, baseline.folds)
     unit = baseline_fold_seconds(ctx) * len(folds)  # one trial of the baseline's configuration
-    if ctx.budget.limited:
-        end = began + max(ctx.budget.stage_deadline(NAME) - ctx.budget.clock(), 0.0)
-        limit = f"its share of budget={cfg.budget}"
-    else:
-        end = began + relative_time(cfg.regularize.time, baseline_fold_seconds(ctx) * baseline["folds"])
-        limit = f"regularize.time={cfg.regularize.time:g} x the baseline's training time, at least a minute"
-    current = baseline_trial(ctx, folds)
-    image_size = tuple(baseline["input_shape"][:2]) if "input_shape" in baseline else None
-    ctx.log(f"{len(folds)} of {baseline['folds']} folds per change, {epochs} epochs, LR {lr:.3g}; from the baseline "
-            f"({task.metric_name} {current.score:.5f} on these folds); {end - began:.0f}s ({limit}), "
+    box, limit = search_window(ctx, cfg.regularize.time, "regularize.time")
+    start = baseline_trial(ctx, folds)
+    image_size = tuple(baseline.input_shape[:2]) if baseline.input_shape else None
+    ctx.log(f"{len(folds)} of {baseline.folds} folds per change, {epochs} epochs, LR {lr:.3g}; from the baseline "
+            f"({task.metric_name} {start.score:.5f} on these folds); {max(box.remaining(), 0):.0f}s ({limit}), "
             f"about {unit:.0f}s per change")
-    rows: list[dict[str, Any]] = [_row("baseline", "the baseline's configuration", current, None, None, "reference")]
-    kept: list[str] = []
     defaults = plugin_defaults(cfg, ctx.competition, task)  # the changes never change the model plugin
-    for change in ordered(cfg):
-        now_cfg = runner.config(current.changes)
-        made = change.make(setting(now_cfg, ctx.competition, task, image_size, defaults))
-        if isinstance(made, str):
-            rows.append(_row(change.name, change.help, None, None, None, f"not applicable: {made}"))
-            continue
-        if "data.image_size" in made:
-            image_size = tuple(made["data.image_size"])
-        expected = unit * change.cost
-        if time.monotonic() + expected > end:
-            rows.append(_row(change.name, change.help, None, None, None,
-                             f"not tried: needs ~{expected:.0f}s, {max(end - time.monotonic(), 0):.0f}s left"))
-            continue
-        candidate = runner.run({**current.changes, **made}, ctx.work / "trials" / change.name, epochs,
-                               deadline=end + expected, keep_weights=True)  # tune may reuse these folds
-        candidate.folder = f"{NAME}/trials/{change.name}"
-        gain, noise = paired_gain(candidate, current, task.higher_is_better)
-        keep = beats_noise(gain, noise)
-        verdict = ("kept" if keep else "gain within noise" if gain > 0 else "no gain" if gain == 0 else "worse")
-        rows.append(_row(change.name, change.help, candidate, gain, noise, verdict))
-        ctx.log(f"{change.name}: {task.metric_name} {candidate.score:.5f} vs {current.score:.5f}, gain "
-                f"{gain:+.5f}, noise (SE of fold gains) {noise:.5f}: {verdict} ({candidate.seconds:.0f}s)")
-        if keep:
-            current, kept = candidate, kept + [change.name]
+    changes = {c.name: c for c in ordered(cfg)}
+
+    def propose(name: str, current: dict[str, Any]):
+        now = cfg.merged({**lr_setting(lr), **current}, where="a searched configuration")
+        size = tuple(now.data.image_size) if now.data.image_size else image_size
+        return changes[name].make(setting(now, ctx.competition, task, size, defaults))
+
+    def fits(name: str) -> str | None:
+        expected = unit * changes[name].cost
+        return None if expected <= box.remaining() else \
+            f"not tried: needs ~{expected:.0f}s, {max(box.remaining(), 0):.0f}s left"
+
+    def decide(name: str, kt_trial, current: dict[str, Any]):
+        change, current = changes[name], Trial.from_dict(current)
+        candidate = finished_trial(kt_trial, json.loads(kt_trial.hyperparameters.values["comp_changes"]),
+                                   f"{NAME}/trials/{name}")
+        if candidate is None:
+            why = (kt_trial.message or "").strip().splitlines()[-1:] or ["see the log"]
+            return False, {"row": _row(name, change.help, None, None, None, f"failed: {why[0][:200]}")}
+        verdict = gate(candidate, current, task.objective)
+        ctx.log(f"{name}: {task.metric_name} {candidate.score:.5f} vs {current.score:.5f}, gain "
+                f"{verdict.gain:+.5f}, noise (SE of fold gains) {verdict.noise:.5f}: {verdict.words} "
+                f"({candidate.seconds:.0f}s)")
+        return verdict.keep, {"row": _row(name, change.help, candidate, verdict.gain, verdict.noise, verdict.words),
+                              "trial": candidate.to_dict()}
+
+    oracle = SequentialOracle(list(changes), start.to_dict(), propose=propose, fits=fits, decide=decide,
+                              objective=task.objective, seed=cfg.seed,
+                              fixed={"comp_lr": lr, "comp_epochs": epochs, "comp_folds": ",".join(map(str, folds))})
+    # A change tried gets its expected time past the window's end: a trial is planned to fit, never cut.
+    objective = TrialObjective(ctx, lambda trial_id, values: _plan(trial_id, values, ctx.work),
+                               time=lambda plan: TimeBox(box.end + unit * changes[plan.label].cost))
+    try:
+        search(oracle, objective, ctx.work / "oracle", NAME)
+    finally:
+        objective.close()
+    rows = [_row("baseline", "the baseline's configuration", start, None, None, "reference")]
+    for entry in oracle.rows:
+        change = changes[entry["step"]]
+        rows.append(entry["row"] if "row" in entry else _row(
+            change.name, change.help, None, None, None,
+            entry["skipped"] if entry["applies"] else f"not applicable: {entry['skipped']}"))
+    current, kept = Trial.from_dict(oracle.current), oracle.kept
     table = pd.DataFrame(rows)
     write_csv(ctx.work / TABLE, table)
     ctx.log("tried one at a time:\n" + _markdown(table))
-    write_best(ctx.work / BEST, {**lr_setting(lr), **current.changes},
-               f"stage regularize: the baseline's configuration with the changes kept ({', '.join(kept) or 'none'});\n"
-               f"{task.metric_name} {current.score:.5f} on folds {', '.join(str(k + 1) for k in folds)}.\n"
-               f"Use: comp run stage=baseline config=<this file>")
-    return {
-        "score": current.score,
-        "metric": task.metric_name,
-        "higher_is_better": task.higher_is_better,
-        "scored_folds": folds,
-        "fold_scores": current.fold_scores,
-        "fold_models": False,  # trials cover some folds; stage tune trains the result on every fold
-        "kept": kept,
-        "best": current.to_dict(),
-        "lr": lr,
-        "epochs": epochs,
-        "table": rows,
-    }
+    write_best(ctx, lr, current, f"the baseline's configuration with the changes kept ({', '.join(kept) or 'none'});")
+    # trials cover some folds; stage tune trains the result on every fold
+    return search_record(ctx, current, kept=kept, best=current.to_dict(), lr=lr, epochs=epochs, table=rows)
+
+
+def _lr(ctx: StageContext) -> float:
+    """The baseline's LR for a Keras model; 0 for an estimator (it has no LR of ours)."""
+    from comp.stages.training import model_name, resolve_lr
+    from comp.training.model import is_estimator
+
+    return resolve_lr(ctx)[0] if not is_estimator(model_name(ctx.cfg, ctx.competition, ctx.task)) else 0.0
+
+
+def _plan(trial_id: str, values: dict[str, Any], work):
+    """A change's trial, from its values alone (what a worker knows)."""
+    import json
+
+    from comp.stages.trials import TrialPlan
+
+    name = values["comp_step"]
+    return TrialPlan(json.loads(values["comp_changes"]), work / "trials" / name, int(values["comp_epochs"]),
+                     float(values["comp_lr"]), [int(k) for k in str(values["comp_folds"]).split(",")],
+                     keep_weights=True, label=name)  # tune may reuse these folds
+
+
+def work(cfg, competition, task, rundir) -> None:
+    """A keras-tuner worker: run the changes the chief's oracle hands out, one at a time."""
+    from comp.stages.trials import TrialObjective, serve_worker, worker_context
+
+    ctx = worker_context(NAME, cfg, competition, task, rundir, inputs(cfg, set()))  # trials only: no lock held
+    serve_worker(ctx, TrialObjective(ctx, lambda trial_id, values: _plan(trial_id, values, ctx.work)), [NAME])
 
 
 def _row(name: str, what: str, trial, gain, noise, verdict: str) -> dict[str, Any]:
@@ -322,3 +336,13 @@ def _markdown(table: pd.DataFrame) -> str:
         shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.5f}")
     shown["seconds"] = shown["seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     return shown.drop(columns=["what"]).to_string(index=False)
+
+
+def _report_table(run) -> str:
+    from comp.html import missing, table
+
+    path = run.folder(NAME) / TABLE
+    return table(pd.read_csv(path)) if run.record(NAME) and path.is_file() else missing(NAME)
+
+
+REPORT = {"regularize": _report_table}

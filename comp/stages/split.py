@@ -11,7 +11,7 @@ import pandas as pd
 
 from comp import artifacts
 from comp.context import StageContext
-from comp.data.loading import image_set
+from comp.modalities import modality_of
 from comp.errors import DataError
 from comp.inspection.duplicates import groups as connected_groups
 from comp.files import write_csv
@@ -20,12 +20,14 @@ NAME = "split"
 HELP = "stratified, group- and duplicate-aware k-fold assignment (folds.csv) used by every later stage"
 CONFIG = ("task", "split", "data.on_bad_image")
 TRAINS = False
+# Until the budget's end (no share of its own).
+TIME = None
 # Folds may differ from an even split by this much before the log says so. Duplicate groups
 # are capped at inspect.max_group_share (1%) of the images, well inside it.
 BALANCE_TOLERANCE = 0.10
 
 
-def inputs(cfg, available) -> dict[str, str]:
+def inputs(cfg, available, training=()) -> dict[str, str]:
     return {"inspect": "inspect"} if cfg.split.duplicate_aware else {}
 
 
@@ -37,8 +39,7 @@ def validate(cfg, competition, task) -> None:
     if group_col and group_col not in competition.train.columns:
         raise DataError(f"split.group_column={group_col!r} is not a column of train.csv "
                         f"(columns: {', '.join(competition.train.columns)})")
-    if competition.modality == "image" and cfg.data.on_bad_image == "error":
-        image_set(competition, cfg, "train")  # an undecodable file stops here, before any writing
+    modality_of(competition).check_readable(competition, "train", cfg.reading())  # before any writing
     task.check_folds(competition.train[competition.target_cols], n_folds)
 
 
@@ -126,7 +127,4 @@ def _groups(ctx: StageContext) -> tuple[np.ndarray, list[str]]:
 
 
 def _undecodable_rows(ctx: StageContext) -> np.ndarray:
-    if ctx.competition.modality != "image":
-        return np.array([], dtype=int)
-    bad = image_set(ctx.competition, ctx.cfg, "train").bad  # raises unless data.on_bad_image=skip
-    return np.array(sorted(bad), dtype=int)
+    return np.array(modality_of(ctx.competition).unreadable(ctx.competition, "train", ctx.cfg.reading()), dtype=int)

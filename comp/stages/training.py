@@ -2,7 +2,6 @@
 call the training library (``comp.training.cv.cross_validate``) and publish its results."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +9,17 @@ import numpy as np
 import pandas as pd
 
 from comp import artifacts
+from comp.clock import TimeBox
 from comp.context import StageContext
 from comp.errors import CompError, ConfigError
 from comp.files import write_csv, write_json, write_npy
+from comp.modalities import modality_of
 
 
 def read_folds(ctx: StageContext) -> np.ndarray:
     """Fold number of every train row, in train.csv order (-1: in no fold)."""
-    path = ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS
-    folds = pd.read_csv(path, dtype={"id": str}).set_index("id")["fold"]
-    return folds.loc[ctx.competition.train[ctx.competition.id_col]].to_numpy()
+    comp = ctx.competition
+    return artifacts.read_folds(ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS, comp.train[comp.id_col])
 
 
 def load_targets(ctx: StageContext) -> np.ndarray:
@@ -32,7 +32,7 @@ def load_train(ctx: StageContext):
     """(train inputs, encoded targets) in train.csv order; notes on the inputs are logged."""
     from comp.data.loading import load_inputs
 
-    inputs, notes = load_inputs(ctx.competition, ctx.cfg, "train")
+    inputs, notes = load_inputs(ctx.competition, "train", ctx.cfg.reading())
     for note in notes:
         ctx.log(note)
     return inputs, load_targets(ctx)
@@ -99,6 +99,20 @@ def validate_model(cfg, competition, task, variants: bool = False) -> None:
                           "to smooth; set it to 0")
 
 
+def check_views(cfg, competition, task) -> None:
+    """A list in ``predict.tta`` names views the training augmentations offer, for inputs that
+    have test-time views."""
+    tta = cfg.predict.tta
+    if isinstance(tta, list):
+        modality = modality_of(competition)
+        if not modality.test_views:
+            raise ConfigError(f"predict.tta={tta}: test-time views are for images; this competition is "
+                              f"{competition.modality}; use predict.tta=1")
+        from comp.augmentation import views_for
+
+        views_for(augmentations(cfg, competition, task), modality.probe_spec(), task.kind, tta)
+
+
 def resolve_lr(ctx: StageContext) -> tuple[float, str]:
     """(learning rate, where it came from): train.lr, or for ``auto`` the check stage's pick."""
     lr = ctx.cfg.train.lr
@@ -115,16 +129,10 @@ def resolve_lr(ctx: StageContext) -> tuple[float, str]:
 
 
 def train_spec(cfg, lr: float):
-    from comp.training.spec import TrainSpec
+    """The ``train`` section with the LR resolved: what the training library is given."""
+    from dataclasses import replace
 
-    t = cfg.train
-    return TrainSpec(lr=lr, epochs=t.epochs, batch_size=t.batch_size, patience=t.patience, loss=t.loss,
-                     optimizer=t.optimizer, weight_decay=t.weight_decay, schedule=t.schedule, warmup=t.warmup,
-                     label_smoothing=t.label_smoothing, clip=t.clip, ema=t.ema,
-                     snapshots=t.snapshots, swa_epochs=t.swa_epochs, keep_ema=t.keep_ema,
-                     strategy=t.strategy, lr_scaling=t.lr_scaling, mixed_precision=t.mixed_precision, xla=t.xla,
-                     bn_momentum=t.bn_momentum, diagnostics=t.diagnostics, probe_every=t.probe_every,
-                     predict_batch_size=cfg.predict.batch_size)
+    return replace(cfg.train, lr=lr)
 
 
 def variant_names(cfg, competition, task) -> list[str]:
@@ -149,37 +157,32 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     main = model_name(cfg, comp, task)
     models = [(main, dict(cfg.model.hp), out)] + [
         (name, {}, out / artifacts.VARIANT_DIR.format(name=name)) for name in variant_names(cfg, comp, task)]
-    deadline = ctx.budget.stage_deadline(ctx.name)
+    box = ctx.time
     n_folds = int(fold_of.max()) + 1
-    if ctx.budget.limited:
+    if box.limited:
         shared = f"the {len(models)} models and their {n_folds} folds" if len(models) > 1 else f"the {n_folds} folds"
-        ctx.log(f"budget: {max(deadline - ctx.budget.clock(), 0):.0f}s of budget={cfg.budget}, shared equally by "
-                f"{shared}")
+        ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}, shared equally by {shared}")
     from comp.training.model import is_estimator
 
     # One LR for every Keras model of the stage, resolved (and any fallback said) once.
     lr = resolve_lr(ctx) if any(not is_estimator(name) for name, _, _ in models) else (0.0, "none")
     records = []
     for i, (name, hp, folder) in enumerate(models):
-        # The training library times itself with time.monotonic; the budget has its own clock
-        # (replaceable in tests): hand over the seconds left, not a time on another clock.
-        share = (deadline - ctx.budget.clock()) / (len(models) - i)  # what a faster model leaves goes on
-        label = "" if i == 0 else f"variant {name}: "
-        records.append(_train_model(ctx, inputs, y, fold_of, name, hp, lr, folder, time.monotonic() + share, label))
+        label = "" if i == 0 else f"variant {name}: "  # what a faster model leaves goes on to the next
+        records.append(_train_model(ctx, inputs, y, fold_of, name, hp, lr, folder, box.split(len(models) - i), label))
     record, variants = records[0], records[1:]
     if variants:
         record["variants"] = {r["model"]["name"]: {k: r[k] for k in ("score", "scores", "fold_scores", "model",
                                                                      "decoding", "folds")}
                               for r in variants}
-        sign = 1 if task.higher_is_better else -1
-        ranked = sorted(records, key=lambda r: -sign * r["score"])
+        ranked = task.objective.ranked(records, key=lambda r: r["score"])
         ctx.log("OOF " + task.metric_name + " by model: "
                 + ", ".join(f"{r['model']['name']} {r['score']:.5f}" for r in ranked))
     return record
 
 
 def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr: tuple[float, str], out: Path,
-                 deadline: float, label: str) -> dict[str, Any]:
+                 box: TimeBox, label: str) -> dict[str, Any]:
     """One model plugin cross-validated into ``out`` with its OOF artifacts; its stage record.
     ``lr`` is (learning rate, where it came from), used when the model is a Keras one."""
     from comp.progress import Progress
@@ -193,8 +196,8 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
     lr, lr_source = lr if keras_model else (0.0, "none")
     spec = train_spec(cfg, lr)
     n_folds = int(fold_of.max()) + 1
-    shape = inputs.spec().shape
-    what = f"{len(inputs)} images {shape}" if comp.modality == "image" else f"{len(inputs)} rows, {shape[0]} columns"
+    modality = modality_of(comp)
+    what = modality.describe(inputs)
     recipe = ""
     if keras_model:
         recipe = (f", {spec.optimizer} lr {lr:.3g} ({lr_source}) {spec.schedule}"
@@ -219,8 +222,8 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
 
         return both
 
-    result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed, deadline=deadline, log=log,
-                            epoch_hooks=hooks, title=ctx.name)
+    result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed, time=box, log=log,
+                            epoch_hooks=hooks, title=ctx.name, predict_batch_size=cfg.predict.batch_size)
     write_npy(out / artifacts.OOF_PROBS, result.oof)
     write_json(out / artifacts.DECODING, result.decoding)
     write_csv(out / artifacts.OOF_TABLE, pd.DataFrame({
@@ -252,6 +255,7 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
         "plan": [f.get("plan") for f in result.folds],
         "fold_models": True,  # fold_k/ models for every fold: stage predict can use this stage
     }
-    if comp.modality == "image":
-        record["input_shape"] = list(shape)
+    shape = modality.input_shape(inputs)
+    if shape:
+        record["input_shape"] = shape
     return record

@@ -1,11 +1,18 @@
-"""What the search stages (regularize, tune) share: a configuration - the run's config with a
-few dotted changes - cross-validated on some folds and compared, fold by fold, with another
-one trained on the same folds."""
+"""The search core that regularize and tune share.
+
+A trial is a configuration (the run's config with a few dotted changes) cross-validated on some
+folds (``TrialRunner``, in a child process for Keras models); keras-tuner proposes trials (an
+oracle: ``comp.tuning``) and runs them through ``TrialObjective``, which reads everything a
+trial needs from its values, so a keras-tuner worker on another machine can run it too
+(``serve_worker``). A result is compared fold by fold with another trained on the same folds
+(``gate``: kept when its gain beats the standard error of the paired per-fold gains). Each
+search works in a window (``search_window``: its share of a budget, or a multiple of the
+baseline's training time) and ends by writing ``best.yaml`` (``write_best``) and its record
+(``search_record``)."""
 from __future__ import annotations
 
 import math
 import shutil
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,9 +20,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from comp import artifacts
+from comp import artifacts, clock
+from comp.clock import UNLIMITED, TimeBox
 from comp.context import StageContext
 from comp.files import write_text
+from comp.objective import Objective
 
 def lr_setting(lr: float) -> dict[str, float]:
     """``{"train.lr": lr}`` for a Keras model's LR; nothing for a model without one (lr 0)."""
@@ -51,16 +60,15 @@ def trial_folds(setting: int | str, n_folds: int) -> list[int]:
     return list(range(n_folds if setting == "all" else min(int(setting), n_folds)))
 
 
-def paired_gain(candidate: Trial, reference: Trial, higher_is_better: bool) -> tuple[float, float]:
+def paired_gain(candidate: Trial, reference: Trial, objective: Objective) -> tuple[float, float]:
     """(OOF gain of ``candidate`` over ``reference``, standard error of the per-fold gains).
 
     Both trained the same folds with the same seeds, so the fold-wise differences are paired:
     their standard error is the noise a gain must beat. With one fold there is no estimate
     (the error is infinite: nothing counts as an improvement)."""
-    sign = 1.0 if higher_is_better else -1.0
-    diffs = sign * (np.asarray(candidate.fold_scores) - np.asarray(reference.fold_scores))
+    diffs = objective.gain(np.asarray(candidate.fold_scores), np.asarray(reference.fold_scores))
     se = float(np.std(diffs, ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.inf
-    return sign * (candidate.score - reference.score), se
+    return objective.gain(candidate.score, reference.score), se
 
 
 def beats_noise(gain: float, noise: float) -> bool:
@@ -69,9 +77,57 @@ def beats_noise(gain: float, noise: float) -> bool:
     return gain > 1e-9 and gain - noise > 1e-9
 
 
+@dataclass(frozen=True)
+class Verdict:
+    gain: float  # the OOF gain over the reference (positive: better)
+    noise: float  # the standard error of the paired per-fold gains
+    keep: bool
+
+    @property
+    def words(self) -> str:
+        return ("kept" if self.keep else "gain within noise" if self.gain > 0 else "no gain" if self.gain == 0
+                else "worse")
+
+
+def gate(candidate: Trial, reference: Trial, objective: Objective) -> Verdict:
+    """The keep gate of both searches: ``candidate`` replaces ``reference`` (trained on the same
+    folds) only when its gain beats the fold noise."""
+    gain, noise = paired_gain(candidate, reference, objective)
+    return Verdict(gain, noise, beats_noise(gain, noise))
+
+
+def search_window(ctx: StageContext, factor: float, key: str) -> tuple[TimeBox, str]:
+    """(the time box a search stage works in, what set it): its share of ``budget=``, or without
+    one ``factor`` x the baseline's training time, at least a minute."""
+    if ctx.time.limited:
+        return ctx.time, f"its share of budget={ctx.cfg.budget}"
+    baseline = ctx.rundir.result(ctx.upstream["baseline"])
+    seconds = relative_time(factor, baseline_fold_seconds(ctx) * baseline.folds)
+    return TimeBox.of(seconds), f"{key}={factor:g} x the baseline's training time, at least a minute"
+
+
+BEST = "best.yaml"  # a search stage's result as a config file
+
+
+def write_best(ctx: StageContext, lr: float, trial: Trial, headline: str) -> None:
+    """``best.yaml``: the configuration a search stage found, as a config file
+    (``comp run stage=baseline config=<file>`` trains with it), headed by what it is."""
+    folds = ", ".join(str(k + 1) for k in trial.folds)
+    comment = (f"stage {ctx.name}: {headline}\n{ctx.task.metric_name} {trial.score:.5f} on folds {folds}.\n"
+               "Use: comp run stage=baseline config=<this file>")
+    write_text(ctx.work / BEST, changes_yaml({**lr_setting(lr), **trial.changes}, comment))
+
+
+def search_record(ctx: StageContext, trial: Trial, **extra: Any) -> dict[str, Any]:
+    """A search stage's record: ``trial``'s score on the folds it was scored on (no fold models
+    for every fold unless the stage trained them)."""
+    return {"score": trial.score, "metric": ctx.task.metric_name, "higher_is_better": ctx.task.higher_is_better,
+            "scored_folds": trial.folds, "fold_scores": trial.fold_scores, "fold_models": False, **extra}
+
+
 def baseline_trial(ctx: StageContext, folds: list[int]) -> Trial:
     """The baseline's own result restricted to ``folds``: no training needed."""
-    record = ctx.rundir.record(ctx.upstream["baseline"])
+    result = ctx.rundir.result(ctx.upstream["baseline"])
     folder = ctx.rundir.output(ctx.upstream["baseline"])
     from comp.stages.training import load_targets, read_folds
 
@@ -81,7 +137,7 @@ def baseline_trial(ctx: StageContext, folds: list[int]) -> Trial:
     rows = np.isin(fold_of, folds)
     _, score = ctx.task.fit_decoding(y[rows], oof[rows], fold_of[rows])
     seconds = sum(_fold_infos(ctx)[k].get("seconds", 0.0) for k in folds)
-    return Trial({}, float(score), [record["fold_scores"][k] for k in folds], folds, seconds,
+    return Trial({}, float(score), [result.fold_scores[k] for k in folds], folds, seconds,
                  epochs=base_epochs(ctx), folder=ctx.upstream["baseline"])
 
 
@@ -110,8 +166,8 @@ def relative_time(factor: float, baseline_seconds: float) -> float:
 def base_epochs(ctx: StageContext) -> int:
     """The epochs the baseline's schedule was planned for: every trial trains as long, so
     scores compare (a budget may have planned fewer than train.epochs)."""
-    record = ctx.rundir.record(ctx.upstream["baseline"])
-    planned = [p["epochs"] for p in record.get("plan") or [] if p]
+    result = ctx.rundir.result(ctx.upstream["baseline"])
+    planned = [p["epochs"] for p in result.extra.get("plan") or [] if p]
     return int(max(planned)) if planned else int(ctx.cfg.train.epochs)
 
 
@@ -163,47 +219,48 @@ class TrialRunner:
     def _data(self, cfg):
         from comp.data.loading import load_inputs
 
-        key = tuple(cfg.data.image_size or ()) if self.ctx.competition.modality == "image" else ()
+        from comp.modalities import modality_of
+
+        key = modality_of(self.ctx.competition).data_key(cfg.reading())
         if key not in self._inputs:
-            self._inputs[key] = load_inputs(self.ctx.competition, cfg, "train")[0]
+            self._inputs[key] = load_inputs(self.ctx.competition, "train", cfg.reading())[0]
         if self._y is None:
             from comp.stages.training import load_targets
 
             self._y = load_targets(self.ctx)
         return self._inputs[key], self._y
 
-    def run(self, changes: dict[str, Any], out: Path, epochs: int, deadline: float = math.inf,
-            folds: list[int] | None = None, keep_weights: bool = False, hard: bool = False) -> Trial:
-        """Train ``changes`` on the folds into ``out`` (resuming its finished folds).
-        ``keep_weights``: the folds keep their epoch weights for the ensemble, as a full-length
-        trial's folds may be reused by a training on every fold. ``hard``: ``deadline`` also
-        stops an epoch part-way, and a fold that cannot finish one raises
-        ``comp.training.loop.OutOfTime`` (a search's trial past the search's end)."""
+    def run(self, changes: dict[str, Any], out: Path, epochs: int, time: TimeBox = UNLIMITED,
+            folds: list[int] | None = None, keep_weights: bool = False) -> Trial:
+        """Train ``changes`` on the folds into ``out`` (resuming its finished folds) within
+        ``time``. ``keep_weights``: the folds keep their epoch weights for the ensemble, as a
+        full-length trial's folds may be reused by a training on every fold. A hard ``time``
+        also stops an epoch part-way, and a fold that cannot finish one raises
+        ``comp.training.trainer.OutOfTime`` (a search's trial past the search's end)."""
         folds = self.folds if folds is None else folds
         if not self._in_child(changes):
-            return self._run_here(changes, out, epochs, deadline, folds, keep_weights, hard)
+            return self._run_here(changes, out, epochs, time, folds, keep_weights)
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                              max_tasks_per_child=TRIALS_PER_PROCESS, initializer=_die_with_parent)
-        seconds_left = deadline - time.monotonic()  # clocks need not agree across processes
-        # The child gets plain seconds, not the budget's clock, and builds the task again (a
-        # task may hold a metric plugin's lambda, which does not pickle).
-        ctx = replace(self.ctx, budget=None, task=None)
+        # The child gets plain seconds (its clock may be another test's fake) and builds the
+        # task again (a task may hold a metric plugin's lambda, which does not pickle).
+        ctx = replace(self.ctx, budget=None, task=None, time=UNLIMITED)
         from concurrent.futures.process import BrokenProcessPool
 
-        future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, seconds_left, keep_weights,
-                                   hard)
+        future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, time.remaining(),
+                                   keep_weights, time.hard)
         try:
             return future.result()
         except BrokenProcessPool:  # the child died (e.g. out of memory): this trial fails, the next gets a new one
             self._pool = None
             raise
 
-    def _run_here(self, changes: dict[str, Any], out: Path, epochs: int, deadline: float,
-                  folds: list[int], keep_weights: bool, hard: bool) -> Trial:
+    def _run_here(self, changes: dict[str, Any], out: Path, epochs: int, time: TimeBox,
+                  folds: list[int], keep_weights: bool) -> Trial:
         from comp.stages.training import augmentations, model_name, train_spec
         from comp.training.cv import cross_validate
         from comp.training.spec import ModelSpec
@@ -217,13 +274,128 @@ class TrialRunner:
         spec = replace(train_spec(cfg, lr), epochs=max(int(epochs), 1))
         if not keep_weights:  # a short trial is only scored, never blended
             spec = replace(spec, snapshots=0, swa_epochs=0, keep_ema=0.0)
-        began = time.monotonic()
-        result = cross_validate(inputs, y, self.fold_of, ctx.task, model, spec, out, seed=cfg.seed,
-                                deadline=deadline, hard_deadline=deadline if hard else math.inf,
-                                log=lambda m: None, only=folds)
+        began = clock.now()
+        result = cross_validate(inputs, y, self.fold_of, ctx.task, model, spec, out, seed=cfg.seed, time=time,
+                                log=lambda m: None, only=folds, predict_batch_size=cfg.predict.batch_size)
         return Trial(dict(changes), float(result.score), [float(f["score"]) for f in result.folds], list(folds),
-                     round(time.monotonic() - began, 1), epochs=spec.epochs,
+                     round(clock.now() - began, 1), epochs=spec.epochs,
                      stopped_by_budget=result.stopped_by_budget)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial trains, read from its values alone (a worker has nothing else)."""
+
+    changes: dict[str, Any]
+    folder: Path
+    epochs: int
+    lr: float
+    folds: list[int]
+    keep_weights: bool  # a full-length trial's folds may be reused by a training on every fold
+    label: str  # the trial in the log, e.g. "coarse trial 3"
+    group: str = ""  # trials alike in cost (a search phase)
+    announce: str | None = None  # when set, logged with the score once the trial is done
+
+
+class TrialObjective:
+    """keras-tuner's trial -> its plan (``plan(trial_id, values)``) cross-validated: the OOF score
+    and each fold's score are the trial's metrics. A problem of the setup (a ``CompError``) stops
+    the search; any other failure fails this trial only. ``time(plan)`` is the box a trial trains
+    in (a hard one: it must not outlive its search)."""
+
+    def __init__(self, ctx: StageContext, plan, time=lambda plan: UNLIMITED):
+        self.ctx, self.plan, self.time = ctx, plan, time
+        self.runner = None
+        self.seconds: dict[str, list[float]] = {}  # per group: how long its trials took here
+
+    def expected(self, group: str, estimate: float) -> float:
+        """Seconds the next trial of ``group`` should take: the estimate from the baseline's
+        speed, or the mean of this group's trials so far when they ran slower (bigger models)."""
+        seen = self.seconds.get(group)
+        return max(estimate, sum(seen) / len(seen)) if seen else estimate
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
+
+    def __call__(self, trial_id: str, values: dict[str, Any]) -> dict[str, float]:
+        from comp.errors import CompError
+        from comp.progress import resident_mb
+        from comp.training.trainer import OutOfTime
+        from comp.tuning.search import Stop
+
+        ctx, plan = self.ctx, None
+        try:
+            plan = self.plan(trial_id, values)
+            if self.runner is None or self.runner.lr != plan.lr:
+                self.close()
+                self.runner = TrialRunner(ctx, plan.lr, plan.folds)
+            trial = self.runner.run(plan.changes, plan.folder, plan.epochs, self.time(plan), folds=plan.folds,
+                                    keep_weights=plan.keep_weights)
+        except CompError as exc:
+            raise Stop(exc) from None
+        except OutOfTime as exc:  # not scored; the search ends (its time is up)
+            ctx.log(f"{plan.label} stopped at the end of the search's time: {exc}")
+            raise
+        except Exception as exc:  # e.g. knob values the model cannot be built with: this trial fails
+            label = plan.label if plan else f"trial {trial_id}"
+            ctx.log(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            raise
+        if plan.announce is not None:
+            ctx.log(f"{plan.label} ({plan.epochs} epochs): {plan.announce} -> {ctx.task.metric_name} "
+                    f"{trial.score:.5f} ({trial.seconds:.0f}s)")
+        self.seconds.setdefault(plan.group, []).append(trial.seconds)
+        # Memory after the trial (its models freed): growth across trials is a leak (keras-tuner #702, #873).
+        return {"score": trial.score, "seconds": trial.seconds, "rss_mb": resident_mb(), "epochs": trial.epochs,
+                "stopped_by_budget": float(trial.stopped_by_budget),
+                **{f"fold_{k}": s for k, s in zip(plan.folds, trial.fold_scores)}}
+
+
+def finished_trial(kt_trial, changes: dict[str, Any], folder: str) -> Trial | None:
+    """A finished keras-tuner trial as a ``Trial`` (None: it failed or was cut before its end)."""
+    from comp.tuning.search import trial_score
+
+    score = trial_score(kt_trial)
+    if score is None:
+        return None
+    metrics = kt_trial.metrics
+
+    def value(name: str, default: float = math.nan) -> float:
+        return float(metrics.get_last_value(name)) if metrics.exists(name) else default
+
+    folds = sorted(int(n[5:]) for n in metrics.metrics if n.startswith("fold_"))
+    return Trial(dict(changes), score, [value(f"fold_{k}") for k in folds], folds, value("seconds"),
+                 epochs=int(value("epochs", 0)), folder=folder, stopped_by_budget=bool(value("stopped_by_budget", 0)))
+
+
+def worker_context(stage: str, cfg, competition, task, rundir, upstream: dict[str, str]) -> StageContext:
+    """A keras-tuner worker's context for ``stage``: its scratch folder in the chief's run
+    directory (the chief publishes every result), no budget."""
+    import os
+
+    from comp.budget import Budget
+
+    scratch = rundir.path / f".tuner-{os.environ['KERASTUNER_TUNER_ID']}"
+    return StageContext(stage, cfg, competition, task, rundir, scratch, Budget(None), upstream)
+
+
+def serve_worker(ctx: StageContext, objective: TrialObjective, phases: list[str]) -> None:
+    """A keras-tuner worker of a search stage: run the trials the chief's oracle hands out,
+    phase after phase (the chief keeps every result)."""
+    import os
+
+    from comp.tuning.search import make_oracle, search
+
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    try:
+        for i, phase in enumerate(phases):
+            local = make_oracle("random", [], {}, objective=ctx.task.objective, max_trials=1, max_epochs=1,
+                                seed=ctx.cfg.seed, deadline=lambda: False)
+            print(f"[{ctx.name}] worker {tuner_id}: {phase} trials from the chief", flush=True)
+            search(local, objective, ctx.work / "oracle", phase, phase=i)
+    finally:
+        objective.close()  # the trial process ends with the worker
 
 
 def _die_with_parent() -> None:
@@ -248,8 +420,7 @@ def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[s
     comp = ctx.competition
     ctx = replace(ctx, task=make_task(comp.task_kind, comp.task_source(), comp.metric, comp.root, []))
     runner = TrialRunner(ctx, lr, folds, isolate=False)
-    return runner.run(changes, out, epochs, deadline=time.monotonic() + seconds_left, folds=folds,
-                      keep_weights=keep_weights, hard=hard)
+    return runner.run(changes, out, epochs, TimeBox.of(seconds_left, hard), folds=folds, keep_weights=keep_weights)
 
 
 def changes_yaml(changes: dict[str, Any], comment: str) -> str:
@@ -263,10 +434,6 @@ def changes_yaml(changes: dict[str, Any], comment: str) -> str:
         node[leaf] = value
     body = yaml.safe_dump(nested, sort_keys=True) if nested else "{}\n"
     return "".join(f"# {line}\n" for line in comment.splitlines()) + body
-
-
-def write_best(path: Path, changes: dict[str, Any], comment: str) -> None:
-    write_text(path, changes_yaml(changes, comment))
 
 
 def reuse_folds(source: Path, target: Path, folds: list[int]) -> None:

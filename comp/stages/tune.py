@@ -26,15 +26,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from comp import clock
+from comp.budget import Share
+from comp.clock import TimeBox
 from comp.context import StageContext
-from comp.errors import CompError, ConfigError
+from comp.errors import ConfigError
+from comp.modalities import modality_of
 from comp.files import write_csv
 
 NAME = "tune"
@@ -42,14 +44,15 @@ HELP = "keras-tuner search (coarse, then fine) scored on tune.folds folds; train
 CONFIG = ("seed", "tune", "baseline", "task", "metric", "data", "train", "model", "predict.batch_size",
           "split.group_column")
 TRAINS = True
+# Of the training time: the searches get the rest (with the final training on every fold).
+TIME = Share(training=0.35)
 TRIALS = "trials.csv"
-BEST = "best.yaml"
 STRENGTH = "augmentation_strength"  # a searched factor on every augmentation strength of the policy
 PHASES = ("coarse", "fine")
 FIXED = ("comp_phase", "comp_epochs", "comp_base", "comp_lr", "comp_folds")  # what a worker needs per trial
 
 
-def inputs(cfg, available) -> dict[str, str]:
+def inputs(cfg, available, training=()) -> dict[str, str]:
     return {"split": "split", "baseline": "baseline", "regularize": "regularize"}
 
 
@@ -83,10 +86,7 @@ def space(cfg, competition, task, lr: float, image_size: tuple[int, int] | None)
                           default=t.schedule))
         if _strengths(augmentations(cfg, competition, task), competition.modality, task.kind):
             knobs.append(Knob(STRENGTH, 0.5, 2.0, log=True, default=1.0))
-        if competition.modality == "image" and image_size and min(image_size) >= 32:
-            h, w = image_size
-            knobs.append(Knob("data.image_size", choices=(f"{h}x{w}", f"{round(h * 0.75)}x{round(w * 0.75)}"),
-                              default=f"{h}x{w}"))
+        knobs += modality_of(competition).search_knobs(image_size)
     # The plugin's knobs are searched around the configured values (model.hp, or a change kept
     # by regularize); tune.space={model.hp.NAME: []} keeps one as configured.
     configured = {f"model.hp.{k}": v for k, v in dict(cfg.model.hp).items()}
@@ -131,64 +131,29 @@ def to_changes(values: dict[str, Any], cfg, competition, task) -> dict[str, Any]
     return changes
 
 
-class _Objective:
-    """A trial: its values -> the OOF score on the trial folds (fold scores as extra metrics)."""
+def _plan(ctx: StageContext, trial_id: str, values: dict[str, Any]):
+    """A trial from its values alone (what a worker knows): the starting configuration (its
+    changes, LR and folds are fixed values of every trial) with the trial's knob values."""
+    from comp.stages.trials import TrialPlan, lr_setting
 
-    def __init__(self, ctx: StageContext, trials_dir: Path, hard_deadline: float):
-        self.ctx = ctx
-        self.trials_dir = trials_dir
-        self.hard_deadline = hard_deadline
-        self.runner = None
-        self.seconds: dict[str, list[float]] = {}  # per phase: how long its trials took here
+    phase, lr = values["comp_phase"], float(values["comp_lr"])
+    base = json.loads(values["comp_base"])
+    start_cfg = ctx.cfg.merged({**lr_setting(lr), **base}, where="a searched configuration")
+    shown = ", ".join(f"{k.split('.')[-1]} {_short(v)}" for k, v in values.items()
+                      if not k.startswith("tuner/") and k not in FIXED)
+    return TrialPlan({**base, **to_changes(values, start_cfg, ctx.competition, ctx.task)},
+                     ctx.work / "trials" / phase / trial_id, int(values.get("tuner/epochs") or values["comp_epochs"]),
+                     lr, [int(k) for k in str(values["comp_folds"]).split(",")],
+                     keep_weights=phase == "fine",  # fine trials' folds may be reused
+                     label=f"{phase} trial {trial_id}", group=phase, announce=shown)
 
-    def expected(self, phase: str, estimate: float) -> float:
-        """Seconds the next trial of ``phase`` should take: the estimate from the baseline's
-        speed, or the mean of this phase's trials so far when they ran slower (bigger models)."""
-        seen = self.seconds.get(phase)
-        return max(estimate, sum(seen) / len(seen)) if seen else estimate
 
-    def close(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
+def _objective(ctx: StageContext, hard_end: float):
+    """The trials' objective; a trial must not outlive the search (``hard_end``)."""
+    from comp.stages.trials import TrialObjective
 
-    def __call__(self, trial_id: str, values: dict[str, Any]) -> dict[str, float]:
-        from comp.stages.trials import TrialRunner
-        from comp.training.loop import OutOfTime
-
-        ctx = self.ctx
-        phase, lr = values["comp_phase"], float(values["comp_lr"])
-        folds = [int(k) for k in str(values["comp_folds"]).split(",")]
-        epochs = int(values.get("tuner/epochs") or values["comp_epochs"])
-        if self.runner is None or self.runner.lr != lr:
-            self.close()
-            self.runner = TrialRunner(ctx, lr, folds)
-        base = json.loads(values["comp_base"])
-        try:
-            start_cfg = self.runner.config(base)
-            changes = {**base, **to_changes(values, start_cfg, ctx.competition, ctx.task)}
-            trial = self.runner.run(changes, self.trials_dir / phase / trial_id, epochs, deadline=self.hard_deadline,
-                                    folds=folds, keep_weights=phase == "fine",  # fine trials' folds may be reused
-                                    hard=True)  # a trial must not run past the search's end
-        except CompError as exc:
-            from comp.tuning.search import Stop
-
-            raise Stop(exc) from None
-        except OutOfTime as exc:  # not scored; the search ends (its time is up)
-            ctx.log(f"{phase} trial {trial_id} stopped at the end of the search's time: {exc}")
-            raise
-        except Exception as exc:  # e.g. knob values the model cannot be built with: this trial fails
-            ctx.log(f"{phase} trial {trial_id} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            raise
-        shown = ", ".join(f"{k.split('.')[-1]} {_short(v)}" for k, v in values.items()
-                          if not k.startswith("tuner/") and k not in FIXED)
-        ctx.log(f"{phase} trial {trial_id} ({epochs} epochs): {shown} -> {ctx.task.metric_name} {trial.score:.5f} "
-                f"({trial.seconds:.0f}s)")
-        self.seconds.setdefault(phase, []).append(trial.seconds)
-        from comp.progress import resident_mb
-
-        # Memory after the trial (its models freed): growth across trials is a leak (keras-tuner #702, #873).
-        return {"score": trial.score, "seconds": trial.seconds, "rss_mb": resident_mb(),
-                **{f"fold_{k}": s for k, s in zip(folds, trial.fold_scores)}}
+    return TrialObjective(ctx, lambda trial_id, values: _plan(ctx, trial_id, values),
+                          time=lambda plan: TimeBox(hard_end, hard=True))
 
 
 def _short(value: Any) -> str:
@@ -196,29 +161,25 @@ def _short(value: Any) -> str:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    from comp.stages.trials import base_epochs, baseline_fold_seconds, lr_setting, relative_time, trial_folds
+    from comp.stages.trials import base_epochs, baseline_fold_seconds, lr_setting, search_window, trial_folds
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
-    baseline = ctx.rundir.record(ctx.upstream["baseline"])
+    baseline = ctx.rundir.result(ctx.upstream["baseline"])
     regular = ctx.rundir.record(ctx.upstream["regularize"])
-    n_folds = baseline["folds"]
+    n_folds = baseline.folds
     folds = trial_folds(cfg.tune.folds, n_folds)
     lr, epochs = float(regular["lr"]), base_epochs(ctx)
     start_changes = {k: v for k, v in regular["best"]["changes"].items()}
     start_cfg = cfg.merged({**lr_setting(lr), **start_changes}, where="stage regularize's result")
     image_size = (tuple(start_cfg.data.image_size) if start_cfg.data.image_size
-                  else tuple(baseline["input_shape"][:2]) if "input_shape" in baseline else None)
+                  else tuple(baseline.input_shape[:2]) if baseline.input_shape else None)
     knobs = space(start_cfg, comp, task, lr, image_size)
 
     fold_seconds = baseline_fold_seconds(ctx)
     unit = fold_seconds * len(folds)
-    began = time.monotonic()
-    if ctx.budget.limited:
-        end = began + max(ctx.budget.stage_deadline(NAME) - ctx.budget.clock(), 0.0)
-        limit = f"its share of budget={cfg.budget}"
-    else:
-        end = began + relative_time(cfg.tune.time, fold_seconds * n_folds)
-        limit = f"tune.time={cfg.tune.time:g} x the baseline's training time, at least a minute"
+    box, limit = search_window(ctx, cfg.tune.time, "tune.time")
+    began = clock.now()
+    end = max(box.end, began)
     retrain = fold_seconds * (n_folds - len(folds))  # the final training reuses the trial folds
     search_end = end - retrain
     coarse_epochs = max(1, round(epochs * cfg.tune.coarse_epochs))
@@ -233,7 +194,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             f"baseline's speed), fine {search_end - coarse_end:.0f}s for tune.fine_trials={cfg.tune.fine_trials} of "
             f"{epochs} epochs (~{fit_fine} fit), then ~{retrain:.0f}s to train the result on the other folds")
     # Trials plan their schedules to end by search_end: the time kept for the final training stays kept.
-    objective = _Objective(ctx, ctx.work / "trials", hard_deadline=search_end)
+    objective = _objective(ctx, search_end)
     try:
         return _search(ctx, objective, knobs, start_cfg, start_changes, regular,
                        _Plan(folds, lr, epochs, unit, coarse_epochs, coarse_end, search_end, retrain))
@@ -250,13 +211,13 @@ class _Plan:
     epochs: int  # a fine trial's (the baseline's)
     unit: float  # seconds of one full-length trial at the baseline's speed
     coarse_epochs: int
-    coarse_end: float  # time.monotonic() values
+    coarse_end: float  # comp.clock times
     search_end: float
     retrain: float  # seconds the final training on the other folds needs at the baseline's speed
 
 
 def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Plan) -> dict[str, Any]:
-    from comp.stages.trials import Trial, beats_noise, lr_setting, paired_gain, write_best
+    from comp.stages.trials import Trial, gate, search_record, write_best
     from comp.tuning.search import make_oracle, search
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
@@ -264,7 +225,7 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
     coarse_epochs, coarse_end, search_end = plan.coarse_epochs, plan.coarse_end, plan.search_end
     fixed = {"comp_base": json.dumps(start_changes, sort_keys=True), "comp_lr": lr,
              "comp_folds": ",".join(map(str, folds))}
-    sign = 1 if task.higher_is_better else -1
+    direction = task.objective
     results: dict[str, list[Trial]] = {}
     best_values = {k.key: k.default for k in knobs}
     phase_knobs = knobs
@@ -275,33 +236,35 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
         n_trials = cfg.tune.coarse_trials if phase == "coarse" else cfg.tune.fine_trials
         expected = unit * phase_epochs / epochs
         oracle = make_oracle(kind, phase_knobs, {**fixed, "comp_phase": phase, "comp_epochs": phase_epochs},
-                             higher_is_better=task.higher_is_better, max_trials=n_trials, max_epochs=phase_epochs
+                             objective=task.objective, max_trials=n_trials, max_epochs=phase_epochs
                              if kind != "hyperband" else epochs, seed=cfg.seed + i,
                              deadline=lambda e=phase_end, x=expected, p=phase:
-                             time.monotonic() + objective.expected(p, x) > e)
+                             clock.now() + objective.expected(p, x) > e)
         trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i)
         results[phase] = [_trial(t, to_changes(t.hyperparameters.values, start_cfg, comp, task), start_changes)
                           for t in trials]
         done = [t for t in results[phase] if t.score is not None]
         if phase == "coarse" and done:
-            best = max(done, key=lambda t: sign * t.score)
+            best = direction.best(done, key=lambda t: t.score)
             best_values = {**best_values, **{k.key: best.extra["values"][k.key] for k in knobs
                                              if k.key in best.extra["values"]}}
             phase_knobs = [k.narrowed(best_values[k.key]) if best_values.get(k.key) is not None else k
                            for k in knobs]
 
     # The starting configuration on the same folds, for the paired comparison.
-    start = _start_trial(ctx, regular, start_changes, folds, epochs, objective, lr)
+    start = _start_trial(ctx, regular, start_changes, folds, epochs, search_end, lr)
     fine = [t for t in results["fine"] if t.score is not None and t.fold_scores]
     chosen, verdict = start, "no fine trial finished: the starting configuration stands"
     if fine:
-        best = max(fine, key=lambda t: sign * t.score)
-        gain, noise = paired_gain(best, start, task.higher_is_better)
-        if beats_noise(gain, noise):
-            chosen, verdict = best, f"fine trial {best.extra['id']} beats the start by {gain:+.5f} (noise {noise:.5f})"
+        best = direction.best(fine, key=lambda t: t.score)
+        gained = gate(best, start, direction)
+        if gained.keep:
+            chosen, verdict = best, (f"fine trial {best.extra['id']} beats the start by {gained.gain:+.5f} "
+                                     f"(noise {gained.noise:.5f})")
         else:
             verdict = (f"best fine trial {best.extra['id']} ({best.score:.5f}) does not beat the start "
-                       f"({start.score:.5f}) beyond noise ({gain:+.5f} vs SE {noise:.5f}): the start stands")
+                       f"({start.score:.5f}) beyond noise ({gained.gain:+.5f} vs SE {gained.noise:.5f}): the start "
+                       "stands")
     ctx.log(verdict)
     tuned = chosen.extra.get("values", {}) if chosen is not start else {}
     edges = [s for k in knobs if k.key in tuned and (s := k.edge(tuned[k.key]))]
@@ -310,21 +273,17 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
     table = _table(results, start)
     write_csv(ctx.work / TRIALS, table)
     final = dict(chosen.changes)
-    write_best(ctx.work / BEST, {**lr_setting(lr), **final},
-               f"stage tune: {verdict}.\n{task.metric_name} {chosen.score:.5f} on folds "
-               f"{', '.join(str(k + 1) for k in folds)}.\nUse: comp run stage=baseline config=<this file>")
+    write_best(ctx, lr, chosen, f"{verdict}.")
     extra = {"start": start.to_dict(), "chosen": chosen.to_dict(), "verdict": verdict, "edges": edges,
              "trials": len(table) - 1, "knobs": [dataclasses.asdict(k) for k in knobs]}
     if not final:
         ctx.log("the result is the baseline's configuration: its fold models stand (predict uses the baseline)")
-        return {"score": start.score, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
-                "scored_folds": folds, "fold_scores": start.fold_scores, "fold_models": False, **extra}
-    left = ctx.budget.stage_deadline(NAME) - ctx.budget.clock() if ctx.budget.limited else math.inf
+        return search_record(ctx, start, **extra)
+    left = ctx.time.remaining()
     if left < 0.5 * plan.retrain:  # folds squeezed into seconds would be published as junk fold models
         ctx.log(f"no time left to train the result on the other folds (needs ~{plan.retrain:.0f}s, {left:.0f}s left "
                 "of the budget): its configuration is in best.yaml, predict uses the earlier stages")
-        return {"score": chosen.score, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
-                "scored_folds": folds, "fold_scores": chosen.fold_scores, "fold_models": False, **extra}
+        return search_record(ctx, chosen, **extra)
     return {**_train_every_fold(ctx, final, chosen, epochs, lr), **extra}
 
 
@@ -350,7 +309,8 @@ def _trial(kt_trial, changes: dict[str, Any], start_changes: dict[str, Any]):
     return trial
 
 
-def _start_trial(ctx, regular: dict, start_changes: dict, folds: list[int], epochs: int, objective, lr: float):
+def _start_trial(ctx, regular: dict, start_changes: dict, folds: list[int], epochs: int, search_end: float,
+                 lr: float):
     """The starting configuration scored on ``folds``: regularize's own trial when it matches,
     the baseline's folds when it is the baseline's configuration, else trained here."""
     from comp.stages.trials import Trial, TrialRunner, baseline_trial
@@ -362,8 +322,7 @@ def _start_trial(ctx, regular: dict, start_changes: dict, folds: list[int], epoc
         return baseline_trial(ctx, folds)
     runner = TrialRunner(ctx, lr, folds)
     try:
-        trial = runner.run(start_changes, ctx.work / "trials" / "start", epochs, deadline=objective.hard_deadline,
-                           keep_weights=True)
+        trial = runner.run(start_changes, ctx.work / "trials" / "start", epochs, TimeBox(search_end), keep_weights=True)
     finally:
         runner.close()
     trial.folder = f"{NAME}/trials/start"
@@ -404,21 +363,20 @@ def _table(results: dict[str, list], start) -> pd.DataFrame:
 def work(cfg, competition, task, rundir) -> None:
     """A keras-tuner worker: run the trials the chief's oracle hands out, phase after phase,
     into a scratch folder of the run directory (the chief keeps every result)."""
-    import os
+    from comp.stages.trials import serve_worker, worker_context
 
-    from comp.budget import Budget
-    from comp.tuning.search import make_oracle, search
+    ctx = worker_context(NAME, cfg, competition, task, rundir, inputs(cfg, set()))  # trials only: no lock held
+    serve_worker(ctx, _objective(ctx, math.inf), list(PHASES))
 
-    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
-    scratch = rundir.path / f".tuner-{tuner_id}"
-    ctx = StageContext(NAME, cfg, competition, task, rundir, scratch, Budget(None),
-                       {"split": "split", "baseline": "baseline", "regularize": "regularize"})
-    objective = _Objective(ctx, scratch / "trials", hard_deadline=math.inf)
-    try:
-        for i, phase in enumerate(PHASES):
-            local = make_oracle("random", [], {}, higher_is_better=task.higher_is_better, max_trials=1, max_epochs=1,
-                                seed=cfg.seed, deadline=lambda: False)
-            print(f"[tune] worker {tuner_id}: {phase} trials from the chief", flush=True)
-            search(local, objective, scratch / "oracle", phase, phase=i)
-    finally:
-        objective.close()  # the trial process ends with the worker
+
+def _report_trials(run) -> str:
+    from comp.html import missing, note, table
+
+    path = run.folder(NAME) / TRIALS
+    if not run.record(NAME) or not path.is_file():
+        return missing(NAME)
+    frame = pd.read_csv(path)
+    return table(frame) if len(frame) > 1 else table(frame) + note("no trial ran (tune.time or the budget)")
+
+
+REPORT = {"tune": _report_trials}

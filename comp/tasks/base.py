@@ -54,6 +54,19 @@ def is_text(value: Any) -> bool:
 
 
 @dataclass
+class ErrorAnalysis:
+    """The report's look at a task's OOF errors: the rows to show (worst first), what each
+    is (``captions``: the label and the prediction), and optionally a figure of all errors
+    (``draw(fig)``: a confusion matrix, residuals)."""
+
+    order: np.ndarray
+    captions: list[str]
+    draw: Callable[[Any], None] | None = None
+    alt: str = ""
+    size: tuple[float, float] = (6, 4)
+
+
+@dataclass
 class TargetSummary:
     """What `inspect` reports about the target."""
 
@@ -123,6 +136,13 @@ class Task(ABC):
     @property
     def higher_is_better(self) -> bool:
         return self.metric.higher_is_better
+
+    @property
+    def objective(self):
+        """The competition metric's direction: what every comparison of scores asks."""
+        from comp.objective import Objective
+
+        return Objective(self.metric.higher_is_better)
 
     # -- targets -----------------------------------------------------------------------------
     @abstractmethod
@@ -212,6 +232,22 @@ class Task(ABC):
     @abstractmethod
     def decode(self, predictions: np.ndarray, decoding: dict | None = None) -> list[str]:
         """Predictions -> one string per row in the competition's terms (for reading)."""
+
+    def row_losses(self, y: np.ndarray, predictions: np.ndarray) -> np.ndarray | None:
+        """Each row's loss under ``predictions`` (None: this kind ranks no errors that way)."""
+        return None
+
+    def error_analysis(self, y: np.ndarray, predictions: np.ndarray, rows: np.ndarray, decoding: dict | None,
+                       truth: list[str], limit: int) -> ErrorAnalysis | None:
+        """The OOF errors worth a look, of ``rows``: by default the rows the model is most sure
+        of and still gets wrong (the highest losses), the likeliest label errors. None when
+        this kind has no such ranking."""
+        losses = self.row_losses(y[rows], predictions[rows])
+        if losses is None:
+            return None
+        order = rows[np.argsort(-losses)][:limit]
+        decoded = self.decode(predictions[order], decoding)
+        return ErrorAnalysis(order, [f"label {truth[i]}, predicted {d}" for i, d in zip(order, decoded)])
 
     # -- submission --------------------------------------------------------------------------
     def check_submission_format(self, sample: pd.DataFrame) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
-from comp.tasks.base import (Setting, TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
+from comp.tasks.base import (ErrorAnalysis, Setting, TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
                              is_fractional, is_text, safe_name)
 
 # Values whose second member is the positive class, whatever their case.
@@ -173,6 +173,25 @@ class Classification(Task):
 
     def decode(self, predictions, decoding=None) -> list[str]:
         return [self.classes[i] for i in np.asarray(predictions).argmax(axis=1)]
+
+    def error_analysis(self, y, predictions, rows, decoding, truth, limit) -> ErrorAnalysis:
+        """The confusion matrix, and the wrong predictions the model was surest of."""
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        labels = list(self.classes)
+        oof = np.asarray(predictions)
+        pred = oof[rows].argmax(1)
+
+        def draw(fig):
+            ax = fig.add_subplot(111)
+            ConfusionMatrixDisplay.from_predictions(y[rows], pred, labels=list(range(len(labels))),
+                                                    display_labels=labels, ax=ax, colorbar=False)
+            ax.set_title("confusion matrix (OOF)")
+
+        wrong = rows[pred != y[rows]]
+        order = wrong[np.argsort(-oof[wrong].max(1))][:limit]
+        captions = [f"label {labels[y[i]]}, predicted {labels[oof[i].argmax()]} ({oof[i].max():.2f})" for i in order]
+        return ErrorAnalysis(order, captions, draw, "confusion matrix", (max(4, 0.45 * len(labels) + 2),) * 2)
 
     # -- submission -----------------------------------------------------------------------------
     def check_submission_format(self, sample: pd.DataFrame) -> None:

@@ -183,16 +183,16 @@ class Multilabel(Task):
         return {"thresholds": {label: float(t) for label, t in zip(self.labels, thresholds)}}, honest
 
     def _search(self, y: np.ndarray, p: np.ndarray) -> np.ndarray:
-        sign = 1 if self.metric.higher_is_better else -1
+        objective = self.objective
         t = np.full(self.num_labels, 0.5)
         truth = y.astype(int)
         for _ in range(PASSES):
             for j in range(self.num_labels):
-                best, best_value = t[j], -np.inf
+                best, best_value = t[j], None
                 for candidate in GRID:
                     t[j] = candidate
-                    value = sign * self.metric.fn(truth, (p >= t).astype(int))
-                    if value > best_value + 1e-12:
+                    value = self.metric.fn(truth, (p >= t).astype(int))
+                    if objective.better(value, best_value, margin=1e-12):
                         best, best_value = candidate, value
                 t[j] = best
         return t
@@ -200,6 +200,10 @@ class Multilabel(Task):
     def decode(self, predictions, decoding=None) -> list[str]:
         chosen = np.asarray(predictions) >= self._thresholds(decoding)
         return [" ".join(self.labels[j] for j in np.flatnonzero(r)) for r in chosen]
+
+    def row_losses(self, y, predictions):
+        p = np.clip(np.asarray(predictions, dtype=np.float64), 1e-7, 1 - 1e-7)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p)).sum(1)
 
     # -- submission -----------------------------------------------------------------------------
     def submission(self, sample, predictions, decoding) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import ConfigError, DataError
-from comp.tasks.base import TargetSummary, Task, TaskSource, first_row, head_kernel, safe_name
+from comp.tasks.base import ErrorAnalysis, TargetSummary, Task, TaskSource, first_row, head_kernel, safe_name
 
 BINS = 10  # quantile bins of the target for stratified folds
 
@@ -129,6 +129,23 @@ class Regression(Task):
 
     def decode(self, predictions, decoding=None) -> list[str]:
         return [repr(float(v)) for v in np.asarray(predictions, dtype=np.float64).reshape(-1)]
+
+    def error_analysis(self, y, predictions, rows, decoding, truth, limit) -> ErrorAnalysis:
+        """Residuals against predictions, and the rows with the largest residuals."""
+        values, pred = (np.asarray(v).reshape(-1) for v in self.metric_inputs(y[rows], predictions[rows], decoding,
+                                                                             "values"))
+
+        def draw(fig):
+            ax = fig.add_subplot(111)
+            ax.scatter(pred, values - pred, s=6, alpha=0.5)
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set_xlabel("OOF prediction")
+            ax.set_ylabel("truth - prediction")
+            ax.set_title("residuals (OOF)")
+
+        order = rows[np.argsort(-np.abs(values - pred))][:limit]
+        captions = [f"residual {(values - pred)[np.searchsorted(rows, i)]:.3g}" for i in order]
+        return ErrorAnalysis(order, captions, draw, "residual plot")
 
     # -- submission -----------------------------------------------------------------------------
     def submission(self, sample, predictions, decoding) -> pd.DataFrame:

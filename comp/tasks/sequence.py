@@ -150,6 +150,11 @@ class Sequence(Task):
             out.append("".join(chars))
         return out
 
+    def row_losses(self, y, predictions):
+        p = np.clip(np.asarray(predictions, dtype=np.float64), 1e-7, 1 - 1e-7)
+        rows = np.arange(len(y))[:, None]
+        return -np.log(p[rows, np.arange(y.shape[1])[None, :], y]).sum(1)
+
     def decode(self, predictions, decoding=None) -> list[str]:
         p = np.asarray(predictions)
         codes = p.argmax(axis=-1)

@@ -21,6 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from comp.files import atomic_path, write_text
+from comp.objective import Objective
+from comp.training.callbacks import MONITOR, Callback
 
 WEIGHTS_FILE = "weights.npz"  # in a fold's folder: every kept weight set, arrays "<set>/<i>"
 WEIGHTS_INFO = "weights.json"  # which sets, from which epochs, with which validation scores
@@ -38,28 +40,37 @@ def ema_momentum(setting: Any, steps_per_epoch: int) -> float:
     return float(setting)
 
 
-class Snapshots:
-    """The weights (all model variables) of the ``k`` best epochs so far, best first."""
+class Snapshots(Callback):
+    """The weights (all model variables) of the ``k`` best epochs so far, best first, as
+    evaluated (``on_test_end``: with the EMA of the weights when ``train.ema`` swaps it in)."""
 
     name = "snapshots"
     variable_arrays = True
 
-    def __init__(self, k: int, higher_is_better: bool, n_variables: int):
-        self.k, self.higher_is_better, self.n = k, higher_is_better, n_variables
+    def __init__(self, k: int, objective: Objective, n_variables: int):
+        super().__init__()
+        self.k, self.objective, self.n = k, objective, n_variables
         self.entries: list[dict] = []  # {"epoch", "score"}
         self.weights: list[list[np.ndarray]] = []
+        self._epoch = 0
 
     def offer(self, score: float, epoch: int, weights: Callable[[], list[np.ndarray]]) -> None:
         if self.k <= 0:
             return
-        sign = 1.0 if self.higher_is_better else -1.0
-        if len(self.entries) >= self.k and sign * score <= sign * self.entries[-1]["score"]:
+        if len(self.entries) >= self.k and not self.objective.better(score, self.entries[-1]["score"]):
             return
         taken = weights()
-        at = next((i for i, e in enumerate(self.entries) if sign * score > sign * e["score"]), len(self.entries))
+        at = next((i for i, e in enumerate(self.entries) if self.objective.better(score, e["score"])),
+                  len(self.entries))
         self.entries.insert(at, {"epoch": epoch, "score": float(score)})
         self.weights.insert(at, taken)
         del self.entries[self.k:], self.weights[self.k:]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_test_end(self, logs=None):
+        self.offer(logs[MONITOR], self._epoch + 1, lambda: [v.numpy() for v in self.model.variables])
 
     def get_state(self) -> dict:
         return {"entries": self.entries}
@@ -74,15 +85,17 @@ class Snapshots:
         self.weights = [list(arrays[i:i + self.n]) for i in range(0, len(arrays), self.n)]
 
 
-class RunningAverage:
+class RunningAverage(Callback):
     """The mean of the trainable weights at the end of each epoch in the last ``epochs`` of
-    the plan (SWA). A budget plan only shrinks once settled, so the window only moves earlier:
-    it may average fewer epochs than asked, never epochs outside it."""
+    the plan (SWA; the trainer's ``plan.epochs``). A budget plan only shrinks once settled, so
+    the window only moves earlier: it may average fewer epochs than asked, never epochs
+    outside it."""
 
     name = "swa"
     variable_arrays = True
 
     def __init__(self, epochs: int):
+        super().__init__()
         self.epochs = epochs
         self.count = 0
         self.first = 0
@@ -99,6 +112,9 @@ class RunningAverage:
             for m, w in zip(self.mean, current):
                 m += (w - m) / (self.count + 1)
         self.count += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.offer(epoch + 1, self.trainer.plan.epochs, lambda: [v.numpy() for v in self.model.trainable_variables])
 
     def get_state(self) -> dict:
         return {"count": self.count, "first": self.first}
@@ -152,7 +168,7 @@ def recalibrate_batchnorm(model, x: Any, batch_size: int = 128, rows: int = RECA
     import tensorflow as tf
 
     from comp.training.batchnorm import batchnorm_layers
-    from comp.training.loop import batches, rows_of, select
+    from comp.training.feeding import batches, rows_of, select
 
     layers = list(batchnorm_layers(model))
     if not layers:

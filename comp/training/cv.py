@@ -9,13 +9,13 @@ call (``fold_k/done.json``) are reused.
 from __future__ import annotations
 
 import gc
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from comp.clock import UNLIMITED, TimeBox
 from comp.data.inputs import Inputs
 from comp.progress import resident_mb
 from comp.files import read_json, write_json, write_npy
@@ -42,17 +42,16 @@ class CVResult:
 
 
 def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any, model: ModelSpec,
-                   train: TrainSpec, out_dir: Path, *, seed: int, deadline: float = float("inf"),
-                   hard_deadline: float = float("inf"),
+                   train: TrainSpec, out_dir: Path, *, seed: int, time: TimeBox = UNLIMITED,
                    log: Callable[[str], None] = print, epoch_hooks: EpochHookFactory | None = None,
-                   title: str = "", only: list[int] | None = None) -> CVResult:
+                   title: str = "", only: list[int] | None = None, predict_batch_size: int = 256) -> CVResult:
     """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``,
     or on the folds listed in ``only`` (each still trained on all the other folds' rows),
     scoring the rows of the folds trained.
 
-    Each fold gets an equal share of the time left before ``deadline`` (a monotonic time).
-    Past ``hard_deadline`` a network stops inside its epoch; one that has not finished an
-    epoch raises ``comp.training.loop.OutOfTime`` (a search's trial that cannot be scored).
+    Each fold gets an equal share of what is left of ``time`` (on ``comp.clock``) when it
+    starts. A hard box's end stops a network inside its epoch; one that has not finished an
+    epoch raises ``comp.training.trainer.OutOfTime`` (a search's trial that cannot be scored).
     """
     from comp.training.model import is_estimator
 
@@ -72,15 +71,14 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             info, pred = finished
             log(f"fold {k + 1}/{n_folds}: finished earlier, {task.metric_name}={info['score']:.4f}")
         else:
-            now = time.monotonic()
-            fold_deadline = now + (deadline - now) / (len(trained) - i)
+            fold_time = time.split(len(trained) - i)
             fit_rows = np.flatnonzero(used & (fold_of != k))
             fold = _train_estimator_fold if estimator else _train_keras_fold
             info, pred = fold(inputs, y, fit_rows, val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
-                              deadline=fold_deadline, hard_deadline=hard_deadline, log=log,
+                              deadline=fold_time.end, hard_deadline=time.hard_end, log=log,
                               label=f"fold {k + 1}/{n_folds}",
                               hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
-                              title=f"{title} fold {k + 1}/{n_folds}")
+                              title=f"{title} fold {k + 1}/{n_folds}", predict_batch_size=predict_batch_size)
             gc.collect()
             release_free_memory()
             # Memory after the fold's models are freed; a growth across folds is a leak.
@@ -134,7 +132,8 @@ def _finished_fold(fold_dir: Path, log) -> tuple[dict, np.ndarray] | None:
 
 
 def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
-                      seed, deadline, hard_deadline, log, label, hook, title) -> tuple[dict, np.ndarray]:
+                      seed, deadline, hard_deadline, log, label, hook, title,
+                      predict_batch_size) -> tuple[dict, np.ndarray]:
     import keras
 
     from comp.augmentation import split_policy
@@ -143,7 +142,6 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     from comp.training.diagnostics import Diagnostics, probe_rows
     from comp.training.fit import train_fold
     from comp.training.fold_model import FoldModel, save_fold_model
-    from comp.training.loop import EpochCallbacks
     from comp.training.model import build_model
 
     spec = inputs.spec(fit_rows)
@@ -162,16 +160,16 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
         probe = probe_rows(fit_rows, seed=seed)
         diagnostics = Diagnostics(fold_dir, task, (inputs.take(probe), y[probe]), batch_size=train.batch_size,
                                   bn_setting=train.bn_momentum, title=title, probe_every=train.probe_every)
-    hooks = diagnostics.callbacks() if diagnostics else EpochCallbacks()
+    hooks = [diagnostics] if diagnostics else []
     if hook:
-        hooks.on_epoch_end.append(hook)
+        hooks.append(keras.callbacks.LambdaCallback(on_epoch_end=hook))
     mixer = split_policy(model.augmentations, spec, task.kind)[1]
     # rows(): images kept on disk are gathered batch by batch, never copied for the fold
     result = train_fold(build, task, (inputs.rows(fit_rows), y[fit_rows]), (inputs.rows(val_rows), y[val_rows]),
                         train, seed=seed, fold_dir=fold_dir, deadline=deadline, hard_deadline=hard_deadline,
                         callbacks=hooks, mixer=mixer)
     diagnosis = diagnostics.finish(result.best_epoch) if diagnostics else []
-    pred = task.predictions(FoldModel(result.model).outputs(inputs, val_rows, task, train.predict_batch_size))
+    pred = task.predictions(FoldModel(result.model).outputs(inputs, val_rows, task, predict_batch_size))
     save_fold_model(result.model, fold_dir)
     if result.weight_sets[0]:
         save_weight_sets(fold_dir, *result.weight_sets)
@@ -212,7 +210,8 @@ def describe_plan(plan: dict) -> str:
 
 
 def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
-                          seed, deadline, hard_deadline, log, label, hook, title) -> tuple[dict, np.ndarray]:
+                          seed, deadline, hard_deadline, log, label, hook, title,
+                          predict_batch_size) -> tuple[dict, np.ndarray]:
     # An estimator's fit cannot be stopped part-way: the deadlines do not apply.
     from comp.training.fit import fit_estimator
     from comp.training.fold_model import FoldModel, save_fold_model

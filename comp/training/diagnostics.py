@@ -1,6 +1,6 @@
 """Watch training, not just the final number (docs/recipe.md 4).
 
-``Diagnostics`` hooks into the training loop of one fold. After every epoch it records
+``Diagnostics`` is a callback of one fold's ``Trainer``. After every epoch it records
 the loop's numbers (train/val loss and accuracy, LR). On probed epochs it adds, on one
 fixed probe batch of training rows (256), the global gradient norm, the update/weight
 ratio of every kernel, the activation variance and dead-ReLU fraction of every ReLU layer
@@ -41,7 +41,6 @@ Choices:
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -50,9 +49,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from comp import clock
 from comp.files import atomic_path, write_csv, write_json
 from comp.training.batchnorm import auto_momentum, batchnorm_layers
-from comp.training.loop import EpochCallbacks, select
+from comp.training.callbacks import Callback
+from comp.training.feeding import select
 from comp.training.strategy import worker_role
 from comp.training.verdicts import (COLLAPSE, DEAD, GAP, GAP_EPOCHS, GRAD_GROWTH, GRAD_HUGE, GRAD_TINY,
                                     IMPROVING_EPOCHS, IMPROVING_GAIN, INFERENCE_GAP, RATIO_HIGH, RATIO_LOW,
@@ -162,13 +163,15 @@ def _unique(names: list[str]) -> list[str]:
 HISTOGRAM_EVERY = 5  # epochs at least between TensorBoard's per-layer weight and gradient histograms (and at the end)
 
 
-class Diagnostics:
-    """Per-epoch diagnostics of one fold; ``callbacks()`` goes to ``train_fold``.
-    ``probe_every``: ``"auto"`` or every N epochs (see the module docstring)."""
+class Diagnostics(Callback):
+    """Per-epoch diagnostics of one fold, a callback of its ``Trainer`` (it keeps its rows in
+    ``diagnostics.csv``, not in the resume state). ``probe_every``: ``"auto"`` or every N
+    epochs (see the module docstring)."""
 
     def __init__(self, fold_dir: Path, task: Any, probe: tuple[np.ndarray, np.ndarray], *,
                  batch_size: int = 256, bn_setting: Any = None, title: str = "",
                  is_chief: bool | None = None, probe_every: int | str = "auto"):
+        super().__init__()
         self.fold_dir = Path(fold_dir)
         self.task = task
         self.probe = probe
@@ -178,7 +181,6 @@ class Diagnostics:
         self.probe_every = probe_every if probe_every == "auto" else max(1, int(probe_every))
         self.active = worker_role()[0] == 0 if is_chief is None else is_chief
         self.rows: dict[int, dict[str, float]] = {}
-        self.model: keras.Model | None = None
         self.steps_per_epoch = 0
         self.kernels: list[tf.Variable] = []
         self.kernel_names: list[str] = []
@@ -199,16 +201,13 @@ class Diagnostics:
         self._probe_step = None
         self._writer = None
 
-    def callbacks(self) -> EpochCallbacks:
-        return EpochCallbacks(on_epoch_end=[self.on_epoch_end], on_train_begin=[self.on_train_begin],
-                              on_train_end=[self.on_train_end])
-
     # hooks ------------------------------------------------------------------------------------
-    def on_train_begin(self, model: keras.Model, steps_per_epoch: int) -> None:
+    def on_train_begin(self, logs=None) -> None:
         if not self.active:
             return
-        self._began = time.monotonic()
-        self.model, self.steps_per_epoch = model, int(steps_per_epoch)
+        self._began = clock.now()
+        model = self.model
+        steps_per_epoch = self.steps_per_epoch = int(self.trainer.steps_per_epoch)
         self.kernels = [v for v in model.trainable_variables if len(v.shape) >= 2]
         self.kernel_names = _unique([_layer_name(v) for v in self.kernels])
         self._start = self._snapshot()
@@ -227,12 +226,12 @@ class Diagnostics:
                 self.rows[int(row["epoch"])] = row
         self.fold_dir.mkdir(parents=True, exist_ok=True)
         self._writer = tf.summary.create_file_writer(str(self.fold_dir / TENSORBOARD))
-        self._spent += time.monotonic() - self._began
+        self._spent += clock.now() - self._began
 
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+    def on_epoch_end(self, epoch, logs=None) -> None:
         if not self.active or self.model is None:
             return
-        began = time.monotonic()
+        began = clock.now()
         probed = self._due(epoch, began)
         row: dict[str, float] = {"epoch": epoch + 1}
         row.update({k: float(logs[k]) for k in LOG_KEYS if k in logs})
@@ -245,11 +244,12 @@ class Diagnostics:
         self.rows[epoch + 1] = row
         self._last_epoch, self._last_start, self._start = epoch, self._start, self._snapshot()
         self._write(row, histograms=probed and self._histogram_due(epoch), keys=row)
-        self._spent += time.monotonic() - began
+        self._spent += clock.now() - began
 
-    def on_train_end(self, complete: bool = True) -> None:
+    def on_train_end(self, logs=None) -> None:
         """Probe the last epoch if it was not (its weights are still the model's, unless
-        training stopped inside the epoch after it: ``complete`` False)."""
+        training stopped inside the epoch after it: ``logs["complete"]`` False)."""
+        complete = (logs or {}).get("complete", True)
         if not self.active or self.model is None or self._last_epoch is None:
             return
         row = self.rows[self._last_epoch + 1]
@@ -329,7 +329,7 @@ class Diagnostics:
     def _measure(self, start: list[tf.Tensor]) -> dict[str, float]:
         """The probe's columns for the weights the model holds, ``start`` being the kernels at
         the start of their epoch."""
-        began = time.monotonic()
+        began = clock.now()
         x, y = self.probe
         all_vars = self.model.trainable_variables
         acts = _ActivationStats()
@@ -384,7 +384,7 @@ class Diagnostics:
             if name in acts.count:
                 out[f"act_var/{name}"] = acts.variance(name)
                 out[f"dead_relu/{name}"] = acts.dead(name)
-        self._probe_seconds = time.monotonic() - began
+        self._probe_seconds = clock.now() - began
         return out
 
     # after training --------------------------------------------------------------------------
@@ -425,7 +425,8 @@ class Diagnostics:
                            "collapse": COLLAPSE, "improving_epochs": IMPROVING_EPOCHS,
                            "improving_gain": IMPROVING_GAIN},
         })
-        self.model, self.taps, self.kernels = None, None, []  # let the model go
+        self.set_model(None)  # let the model go
+        self.taps, self.kernels = None, []
         self._start, self._last_start, self._histograms = [], [], []
         self._probe_step = None
         return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import keras
 import numpy as np
@@ -12,7 +12,8 @@ import pandas as pd
 import tensorflow as tf
 
 from comp.files import write_csv
-from comp.training.loop import EpochCallbacks, Trainer, rows_of
+from comp.training.feeding import rows_of
+from comp.training.trainer import Trainer
 from comp.training.spec import TrainSpec
 from comp.training.strategy import get_strategy, scaled_lr, set_precision, worker_role
 
@@ -37,7 +38,7 @@ class FoldResult:
 
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np.ndarray],
                val: tuple[Any, np.ndarray], spec: TrainSpec, seed: int, fold_dir: Path,
-               deadline: float, callbacks: EpochCallbacks | None = None,
+               deadline: float, callbacks: Iterable[keras.callbacks.Callback] = (),
                mixer: Callable | None = None, hard_deadline: float = math.inf) -> FoldResult:
     """Fit a fresh model from ``build`` on ``train``; returns it with its best weights loaded.
 
@@ -55,7 +56,7 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
     trainer = Trainer(strategy, build, task, spec, fold_lr, steps, mixer=mixer)
     result = trainer.fit(
         train, val, epochs=spec.epochs, global_batch=global_batch, seed=seed,
-        patience=spec.patience, deadline=deadline, hard_deadline=hard_deadline, state_dir=fold_dir / "resume",
+        deadline=deadline, hard_deadline=hard_deadline, state_dir=fold_dir / "resume",
         is_chief=worker_role()[0] == 0, callbacks=callbacks)
     write_csv(fold_dir / "history.csv", pd.DataFrame(result.history).rename_axis("epoch").reset_index())
     return FoldResult(trainer.model, result.epochs_run, result.best_epoch, result.stopped_by_budget,
@@ -65,8 +66,8 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
 
 def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.ndarray) -> FoldResult:
     """Fit a non-Keras model plugin's estimator(s) on one fold."""
-    import time
+    from comp import clock
 
-    began = time.monotonic()
+    began = clock.now()
     fitted = task.fit_estimator(make, x, y)
-    return FoldResult(fitted, 1, 1, False, time.monotonic() - began)
+    return FoldResult(fitted, 1, 1, False, clock.now() - began)

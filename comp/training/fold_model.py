@@ -34,7 +34,7 @@ class FoldModel:
         through a test-time ``view`` when given (Keras models only)."""
         if not self.is_keras:
             return task.estimator_outputs(self.model, inputs.frame(rows, self.spec))
-        from comp.training.loop import make_forward, predict_outputs
+        from comp.training.inference import make_forward, predict_outputs
 
         key = id(view) if view is not None else None
         if key not in self.forwards:  # tracing costs more than predicting a small fold's rows

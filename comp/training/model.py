@@ -1,8 +1,8 @@
 """Assemble a model from a plugin: inputs -> (scaling, augmentation) -> plugin -> task head.
 
-Images enter as uint8, are scaled to [0, 1] and augmented inside the graph; table columns
-enter raw (one named input per column) and the plugin does its own preprocessing with
-Keras layers (see ``comp.layers``). A non-Keras plugin (``comp.api.EstimatorModel``) gets
+The modality gives the first layers (``comp.modalities``): images enter as uint8 and are
+scaled to [0, 1], then augmented inside the graph; table columns enter raw (one named input
+per column) and the plugin does its own preprocessing with Keras layers (``comp.layers``). A non-Keras plugin (``comp.api.EstimatorModel``) gets
 an unfitted estimator built here instead.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from comp.api import IMAGE, EstimatorModel, InputSpec, plugin_modalities
+from comp.api import EstimatorModel, InputSpec, plugin_modalities
 from comp.errors import ConfigError, PluginError
+from comp.modalities import MODALITIES
 from comp.augmentation import split_policy
 from comp.registry import MODELS
 from comp.training.batchnorm import set_momentum
@@ -85,7 +86,7 @@ def _accepts(knob: Any, value: Any) -> str | None:
 def plugin_space(model_name: str, modality: str, task: Any) -> list[Any]:
     """The plugin's own knobs (keras-tuner hyperparameters with their ranges and defaults),
     from a probe build on a stand-in input (public keras-tuner API only)."""
-    spec = _probe_spec(modality)
+    spec = MODALITIES[modality].probe_spec()
     plugin = load_plugin(model_name, spec, task)
     probe = kt.HyperParameters()
     try:
@@ -95,18 +96,11 @@ def plugin_space(model_name: str, modality: str, task: Any) -> list[Any]:
     return list(probe.space)
 
 
-def _probe_spec(modality: str) -> InputSpec:
-    from comp.api import TABULAR, Column
-
-    return (InputSpec((1,), TABULAR, (Column("x", "x", "numeric"),)) if modality == TABULAR
-            else InputSpec((32, 32, 3)))
-
-
 def check_hyperparameters(model_name: str, modality: str, task: Any, fixed_hp: dict[str, Any]) -> None:
     """Check ``model.hp`` against the plugin's own knobs, types and ranges before any work."""
     if not fixed_hp:
         return
-    spec = _probe_spec(modality)
+    spec = MODALITIES[modality].probe_spec()
     plugin = load_plugin(model_name, spec, task)
     try:
         _check_knobs(plugin, model_name, spec, task, fixed_hp)
@@ -137,13 +131,7 @@ def build_model(input_spec: InputSpec, task: Any, model_name: str, fixed_hp: dic
     if isinstance(plugin, EstimatorModel):
         raise ConfigError(f"model={model_name} is not a Keras model; this step needs one")
     hp = _fixed(fixed_hp)  # checked before any work (check_hyperparameters)
-    if input_spec.modality == IMAGE:
-        inputs = keras.Input(shape=input_spec.shape, dtype="uint8", name="image")
-        x = keras.layers.Rescaling(1.0 / 255, name="scale")(inputs)
-    else:
-        from comp.layers import table_inputs
-
-        inputs = x = table_inputs(input_spec)
+    inputs, x = MODALITIES[input_spec.modality].model_inputs(input_spec)
     for layer in split_policy(augmentations, input_spec, task.kind)[0]:  # batch mixing is the loop's
         x = layer(x)
     body = plugin(input_spec, task, hp)

@@ -2,12 +2,14 @@
 
 Each check is a pure function of a model factory and arrays; it returns a
 :class:`CheckResult` (PASS / WARN / FAIL with its numbers) and never raises for a
-failed check: a failure is information for the user, not a crash.
+failed check: a failure is information for the user, not a crash. The checks that train
+(zero-input baseline, overfit one batch, LR range test) run on the folds' own ``Trainer``
+(its steps only, none of the recipe's callbacks), so they work under every
+tf.distribute strategy, several workers included.
 """
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,12 +19,21 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from comp.training.loop import predict_outputs, select
+from comp import clock as comp_clock
+from comp.training.callbacks import Callback
+from comp.training.inference import predict_outputs
+from comp.training.spec import TrainSpec
 
 tf.get_logger().setLevel("ERROR")  # model.predict on each fresh model of a check reports retracing
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
 Builder = Callable[[], keras.Model]  # a fresh, uncompiled model on the competition's inputs
+
+# How the checks train: Adam at a constant LR, nothing else of the recipe (no warmup, decay,
+# weight decay, clipping, averaging or augmentation beyond what the model itself holds).
+CHECK_SPEC = TrainSpec(optimizer="adam", schedule="constant", warmup=0.0, weight_decay=0.0, clip=0.0, ema=0.0,
+                       snapshots=0, swa_epochs=0, keep_ema=0.0, label_smoothing=0.0, loss="auto", xla="off",
+                       diagnostics=False)
 
 
 @dataclass
@@ -79,15 +90,39 @@ def check_initial_loss(model: keras.Model, x: Any, y: np.ndarray, task: Any) -> 
     return results
 
 
-def _fit(model: keras.Model, x, y, lr: float, epochs: int, batch_size: int, seed: int, loss) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed).batch(batch_size)
-    model.fit(ds, epochs=epochs, verbose=0, shuffle=False)  # ds is shuffled already
+def _trainer(build: Builder, task: Any, lr: float, steps_per_epoch: int, strategy=None, **options):
+    """A ``Trainer`` for a check: ``CHECK_SPEC`` at ``lr``, under ``strategy`` (default: the
+    current one), without the recipe's callbacks."""
+    from comp.training.trainer import Trainer
+
+    return Trainer(strategy or tf.distribute.get_strategy(), build, task, CHECK_SPEC, lr, steps_per_epoch,
+                   recipe=False, **options)
+
+
+def _replicas(strategy) -> int:
+    return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+
+
+class _Steps(Callback):
+    """Calls ``each(step, loss)`` after every training step; ``each`` returns True to stop."""
+
+    def __init__(self, each: Callable[[int, float], bool]):
+        super().__init__()
+        self.each = each
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.each(batch, logs["loss"]):
+            self.model.stop_training = True
+
+
+def _inference_loss(model: keras.Model, x: Any, y: Any, loss_fn) -> float:
+    """Mean loss of ``model`` on one batch in inference mode (the overfit check's number)."""
+    return float(tf.reduce_mean(loss_fn(y, model(x, training=False))))
 
 
 def check_input_independent(build: Builder, train: tuple[Any, np.ndarray], val: tuple[Any, np.ndarray],
                             blank: Callable[[Any], Any], *, task: Any, epochs: int, lr: float,
-                            batch_size: int, seed: int) -> CheckResult:
+                            batch_size: int, seed: int, strategy=None) -> CheckResult:
     """Train the same model briefly on real and on blanked inputs; real must clearly win.
 
     A model that learns nothing from its inputs ends at the prior loss; if the real
@@ -95,14 +130,16 @@ def check_input_independent(build: Builder, train: tuple[Any, np.ndarray], val: 
     ``blank`` empties inputs (zero images, missing table values).
     """
     losses = {}
+    global_batch = batch_size * _replicas(strategy)
     for kind in ("real", "zero"):
         keras.utils.set_random_seed(seed)  # same init and batch order for both
-        model = build()
         x_train = train[0] if kind == "real" else blank(train[0])
         x_val = val[0] if kind == "real" else blank(val[0])
-        _fit(model, x_train, train[1], lr, epochs, batch_size, seed, task.loss())
-        losses[kind] = mean_loss(model, x_val, val[1], task)
-        losses[f"{kind}_{task.progress_metric}"] = mean_metric(model, x_val, val[1], task)
+        trainer = _trainer(build, task, lr, math.ceil(len(train[1]) / global_batch), strategy)
+        trainer.fit((x_train, train[1]), epochs=epochs, global_batch=global_batch, seed=seed)
+        losses[kind] = mean_loss(trainer.model, x_val, val[1], task)
+        losses[f"{kind}_{task.progress_metric}"] = mean_metric(trainer.model, x_val, val[1], task)
+        del trainer
         keras.backend.clear_session()
     real, zero = losses["real"], losses["zero"]
     # "Clearly": at least 20% lower validation loss after the same few epochs.
@@ -116,7 +153,7 @@ def check_input_independent(build: Builder, train: tuple[Any, np.ndarray], val: 
 
 
 def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, steps: int, lr: float,
-                        seed: int, clock: Callable[[], float] = time.monotonic) -> CheckResult:
+                        seed: int, clock: Callable[[], float] | None = None, strategy=None) -> CheckResult:
     """Fit one small batch to ~zero loss with regularisation off.
 
     Regularisation off = the forward pass in inference mode (no dropout, no augmentation)
@@ -124,33 +161,31 @@ def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, ste
     numbers include ``step_seconds``, the mean time of a step after the first (which
     traces), by ``clock``: None when it stopped after one step.
     """
+    clock = clock or comp_clock.now
     keras.utils.set_random_seed(seed)
-    model = build()
-    optimizer = keras.optimizers.Adam(lr)
-    loss_fn = task.loss()
+    trainer = _trainer(build, task, lr, steps, strategy, regularization=False)
+    model, loss_fn = trainer.model, task.loss()
     x_t, y_t = tf.nest.map_structure(tf.constant, x), tf.constant(y)
+    first = _inference_loss(model, x_t, y_t, loss_fn)
+    watch = {"done": 0, "traced": None}
 
-    def value():
-        return tf.reduce_mean(loss_fn(y_t, model(x_t, training=False)))
+    def each(step: int, loss: float) -> bool:
+        watch["done"] = step + 1
+        if loss < 1e-3:  # memorised: no need to spend the remaining steps
+            return True
+        if step == 0:
+            watch["traced"] = clock()
+        return False
 
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = value()
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                      model.trainable_variables))
-        return loss
-
-    first = float(value())
-    done, traced = 0, None
-    for done in range(1, steps + 1):
-        if float(step()) < 1e-3:  # memorised: no need to spend the remaining steps
-            break
-        if done == 1:
-            traced = clock()
+    # One epoch of ``steps`` steps, each on the whole batch in its order.
+    n = len(y)
+    trainer.fit((x, y), epochs=1, global_batch=n, seed=seed, callbacks=[_Steps(each)],
+                order=lambda epoch: np.tile(np.arange(n), steps))
+    done, traced = watch["done"], watch["traced"]
     step_seconds = (clock() - traced) / (done - 1) if traced is not None and done > 1 else None
-    final = float(value())
+    final = _inference_loss(model, x_t, y_t, loss_fn)
     metric = float(np.mean(np.asarray(task.batch_metric(y_t, model(x_t, training=False)))))
+    del trainer, model
     keras.backend.clear_session()
     # 0.05 is "near zero" for cross-entropy (initial ~2.3 for 10 classes) and for the
     # standardised regression losses (initial ~1).
@@ -166,42 +201,35 @@ def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, ste
 
 
 def lr_range_test(build: Builder, x: Any, y: np.ndarray, *, task: Any, lr_min: float, lr_max: float,
-                  steps: int, batch_size: int, seed: int) -> tuple[CheckResult, pd.DataFrame]:
+                  steps: int, batch_size: int, seed: int, strategy=None) -> tuple[CheckResult, pd.DataFrame]:
     """Train with the LR growing exponentially from ``lr_min`` to ``lr_max``, one LR per step.
 
     Stops early once the running loss exceeds 4x its minimum (diverged). Returns the
     result (with ``suggested_lr`` in its numbers, None when nothing trained) and the sweep.
     """
-    keras.utils.set_random_seed(seed)
-    model = build()
-    optimizer = keras.optimizers.Adam(lr_min)
-    loss_fn = task.loss()
-
-    @tf.function(reduce_retracing=True)
-    def step(xb, yb):
-        with tf.GradientTape() as tape:
-            value = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))  # real training: dropout on
-        optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables),
-                                      model.trainable_variables))
-        return value
+    from comp.training.schedules import TableSchedule
 
     lrs = lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(steps - 1, 1))
+    global_batch = batch_size * _replicas(strategy)
+    keras.utils.set_random_seed(seed)
+    trainer = _trainer(build, task, lr_min, steps, strategy, schedule=TableSchedule(lrs))  # real training: dropout on
     rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(len(y)) for _ in range(steps * batch_size // len(y) + 1)])
-    rows, avg, best = [], 0.0, math.inf
-    for i, lr in enumerate(lrs):
-        idx = order[i * batch_size:(i + 1) * batch_size]
-        optimizer.learning_rate = float(lr)  # assigns the variable: no retracing
-        value = float(step(tf.nest.map_structure(tf.constant, select(x, idx)), tf.constant(y[idx])))
+    order = np.concatenate([rng.permutation(len(y)) for _ in range(steps * global_batch // len(y) + 1)])
+    rows, running = [], {"avg": 0.0, "best": math.inf}
+
+    def each(i: int, value: float) -> bool:
         if not math.isfinite(value):
-            break
-        rows.append((i, float(lr), value))
+            return True
+        rows.append((i, float(lrs[i]), value))
         # A bias-corrected running mean decides when to stop: it lags, which only costs steps.
-        avg = 0.9 * avg + 0.1 * value
-        running = avg / (1 - 0.9 ** (i + 1))
-        best = min(best, running)
-        if i > steps // 10 and running > 4 * best:
-            break
+        running["avg"] = 0.9 * running["avg"] + 0.1 * value
+        smoothed = running["avg"] / (1 - 0.9 ** (i + 1))
+        running["best"] = min(running["best"], smoothed)
+        return i > steps // 10 and smoothed > 4 * running["best"]
+
+    trainer.fit((x, y), epochs=1, global_batch=global_batch, seed=seed, callbacks=[_Steps(each)],
+                order=lambda epoch: order[:steps * global_batch])
+    del trainer
     keras.backend.clear_session()
     sweep = pd.DataFrame(rows, columns=["step", "lr", "loss"])
     # A centred moving mean (5% of the sweep) does not shift the curve to higher LRs

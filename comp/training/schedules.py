@@ -16,7 +16,11 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+from comp.objective import Objective
+from comp.training.callbacks import MONITOR, Callback
 
 SHAPES = ("constant", "cosine", "onecycle", "step", "plateau")
 STEP_FACTOR = 0.1  # step: the LR drops 10x at 50% and again at 75% of training
@@ -65,21 +69,43 @@ class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "warmup_steps": self.warmup_steps}
 
 
-class Plateau:
-    """Reduce on plateau: after ``patience`` epochs without improvement, the schedule's
-    scale is multiplied by ``factor``. Its counters are its state (``get_state``)."""
+class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """One LR per optimizer step from a table (the LR range test's sweep): the LRs are the
+    table's float32 values exactly; steps past its end keep the last."""
+
+    def __init__(self, lrs):
+        self.lrs = np.asarray(lrs, dtype=np.float32)
+
+    def variables(self) -> list[tf.Variable]:
+        return []
+
+    def plan(self, total_steps: int) -> None:
+        pass  # the table is the plan
+
+    def __call__(self, step):
+        index = tf.minimum(tf.cast(step, tf.int32), len(self.lrs) - 1)
+        return tf.gather(tf.constant(self.lrs), index)
+
+    def get_config(self):
+        return {"lrs": self.lrs.tolist()}
+
+
+class Plateau(Callback):
+    """Reduce on plateau: after ``patience`` epochs without improvement of the competition
+    metric, the schedule's scale is multiplied by ``factor``. Its counters are its state."""
 
     name = "plateau"
 
-    def __init__(self, schedule: PlannedSchedule, higher_is_better: bool, patience: int = 3, factor: float = 0.5):
-        self.schedule, self.higher_is_better = schedule, higher_is_better
+    def __init__(self, schedule: PlannedSchedule, objective: Objective, patience: int = 3, factor: float = 0.5):
+        super().__init__()
+        self.schedule, self.objective = schedule, objective
         self.patience, self.factor = patience, factor
         self.best: float | None = None
         self.wait = 0
 
-    def on_epoch_end(self, score: float) -> None:
-        better = self.best is None or (score > self.best if self.higher_is_better else score < self.best)
-        if better:
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        score = logs[MONITOR]
+        if self.objective.better(score, self.best):
             self.best, self.wait = score, 0
             return
         self.wait += 1

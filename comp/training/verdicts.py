@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from comp.objective import Objective
 from comp.training.batchnorm import auto_momentum
 
 NO_PROBLEMS = "no problems seen"
@@ -179,10 +180,10 @@ def diagnose(records: pd.DataFrame | list[dict], *, num_classes: int | None = No
     # metric was still rising (falling, for errors) over them: underfit, or too short a run.
     score = col("val_score")
     if score is not None and len(f) >= IMPROVING_EPOCHS + 1 and np.isfinite(score).all():
-        sign = 1.0 if higher_is_better else -1.0
-        best = int(np.argmax(sign * score))
+        objective = Objective(higher_is_better)
+        best = objective.best_index(score)
         before = len(f) - 1 - IMPROVING_EPOCHS
-        gain = sign * (score[-1] - score[before])
+        gain = objective.gain(score[-1], score[before])
         if best >= len(f) - 2 and gain > IMPROVING_GAIN * max(abs(score[before]), 1e-12):
             found.append(f"still improving when stopped: val {metric} {score[before]:.4g} at epoch {epoch[before]} -> "
                          f"{score[-1]:.4g} at epoch {epoch[-1]} (the last; best at epoch {epoch[best]}); "

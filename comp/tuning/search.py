@@ -1,4 +1,4 @@
-"""One keras-tuner search whose trials are scored by a function (cross-validation, in comp).
+"""A keras-tuner search whose trials are scored by a function (cross-validation, in comp).
 
 keras-tuner's own ``Tuner.run_trial`` fits one model on one split (and on the TensorFlow
 backend imports ``tensorboard``, which TensorFlow 2.21 no longer installs); keras-tuner has
@@ -14,6 +14,7 @@ others run trials. A search of several phases serves phase ``i`` on port ``PORT 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ from keras_tuner.src import config as kt_config
 from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import trial as trial_module
 
+from comp.objective import Objective
 from comp.tuning.space import Knob
 
 # keras-tuner prints the traceback of every failed trial while DEBUG is on (its default):
@@ -29,8 +31,8 @@ from comp.tuning.space import Knob
 # trial's record (trial.json).
 kt_config.DEBUG = False
 
-# (trial id, values) -> {"score": the objective, other metrics to keep with the trial}
-Objective = Callable[[str, dict[str, Any]], dict[str, float]]
+# (trial id, values) -> {"score": what the search optimises, other metrics to keep with the trial}
+TrialFunction = Callable[[str, dict[str, Any]], dict[str, float]]
 ORACLES = ("random", "bayesian", "hyperband")
 
 
@@ -48,10 +50,24 @@ class _Fatal(kt.errors.FatalError):
         self.error = error
 
 
+IDLE_WAIT = 0.5  # seconds a tuner waits before asking again when the oracle has no trial for it yet
+
+
 class _CVTuner(kt.engine.base_tuner.BaseTuner):
-    def __init__(self, oracle, objective: Objective, directory: Path, project: str):
+    def __init__(self, oracle, objective: TrialFunction, directory: Path, project: str):
         self._objective = objective
         super().__init__(oracle=oracle, directory=str(directory), project_name=project, overwrite=False)
+        create = self.oracle.create_trial
+
+        def create_trial(tuner_id):
+            # keras-tuner's loop asks again at once after an IDLE answer (an oracle waiting for a
+            # trial elsewhere, as regularize's does): without a pause a worker spins on the chief.
+            trial = create(tuner_id)
+            if trial.status == trial_module.TrialStatus.IDLE:
+                time.sleep(IDLE_WAIT)
+            return trial
+
+        self.oracle.create_trial = create_trial
 
     def run_trial(self, trial, *args, **kwargs):
         try:
@@ -65,7 +81,7 @@ def is_worker() -> bool:
     return dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
 
 
-def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, higher_is_better: bool, max_trials: int,
+def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, objective: Objective, max_trials: int,
                 max_epochs: int, seed: int, deadline: Callable[[], bool]):
     """A keras-tuner oracle over ``knobs`` (plus ``fixed`` values every trial carries) that stops
     creating trials once ``deadline()`` is true, or after ``max_trials`` (0: none)."""
@@ -74,8 +90,7 @@ def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, higher_i
         knob.declare(hp)
     for key, value in fixed.items():
         hp.Fixed(key, value)
-    objective = kt.Objective("score", "max" if higher_is_better else "min")
-    common = dict(objective=objective, hyperparameters=hp, seed=seed, tune_new_entries=False,
+    common = dict(objective=kt.Objective("score", objective.direction), hyperparameters=hp, seed=seed, tune_new_entries=False,
                   max_consecutive_failed_trials=max(3, max_trials))
     if kind == "hyperband":
         base, args = kt.oracles.HyperbandOracle, dict(max_epochs=max(max_epochs, 2), factor=3, hyperband_iterations=1)
@@ -96,7 +111,7 @@ def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, higher_i
     return oracle
 
 
-def search(oracle, objective: Objective, directory: Path, project: str, phase: int = 0) -> list[Any]:
+def search(oracle, objective: TrialFunction, directory: Path, project: str, phase: int = 0) -> list[Any]:
     """Run (or resume) the search; return the oracle's trials (on a worker: none, the chief has them)."""
     port = os.environ.get("KERASTUNER_ORACLE_PORT")
     if port and dist_utils.has_chief_oracle():
