@@ -39,9 +39,9 @@ class Budget:
     """``seconds=None`` means unlimited. Times are ``comp.clock.now()`` values; tests replace
     that clock to exercise budget logic without depending on the machine's speed."""
 
-    def __init__(self, seconds: float | None):
+    def __init__(self, seconds: float | None, start: float | None = None):
         self.seconds = seconds
-        self.start = clock.now()
+        self.start = clock.now() if start is None else start  # when the command began (cli: the process start)
         self.pending: dict[str, float] = {}  # training stages still to run, in order -> weight
         self.boxes: dict[str, TimeBox] = {}  # fixed when a stage starts
 

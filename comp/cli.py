@@ -108,17 +108,23 @@ def entry() -> None:
             redirect_native_stderr(Path(os.environ.get("COMP_NATIVE_LOG") or cache_root() / "native.log"))
         except (OSError, CompError) as exc:  # the log is a convenience: never a reason to fail
             print(f"notice: TensorFlow's native log stays on stderr ({exc})", file=sys.stderr)
-    sys.exit(main())
+    from comp.clock import process_start
+
+    sys.exit(main(started=process_start()))  # the budget counts the interpreter's start too
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `comp` console script; returns the exit code."""
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """Entry point of the `comp` console script; returns the exit code. ``started``: when the
+    command began on ``comp.clock`` (default: now), where a ``budget=`` starts counting."""
+    from comp.clock import now
+
+    started = now() if started is None else started
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser(argv)
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return _cmd_run(args.overrides, argv, args.wait)
+            return _cmd_run(args.overrides, argv, args.wait, started)
         if args.command == "plugins":
             return _cmd_plugins(args.pattern, args.check)
         if args.command == "export":
@@ -149,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _cmd_run(overrides: list[str], argv: list[str], wait: bool = False) -> int:
+def _cmd_run(overrides: list[str], argv: list[str], wait: bool = False, started: float | None = None) -> int:
     # Keras warns that fit's shuffle=True is ignored for tf.data; ours are shuffled already.
     warnings.filterwarnings("ignore", message=".*shuffle=True. was passed")
     from comp.config import load_config
     from comp.pipeline import run
 
     cfg = load_config(overrides)  # all validation happens before any work
-    run(cfg, argv, wait)
+    run(cfg, argv, wait, started)
     return 0
 
 

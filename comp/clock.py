@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -10,6 +11,27 @@ def now() -> float:
     """Monotonic seconds: every deadline, budget and measured duration in comp is on this clock.
     Looked up at each call, so a test may replace ``time.monotonic`` or this function."""
     return time.monotonic()
+
+
+def _process_start() -> float:
+    """When this process started, on the ``now()`` clock: a budget is for the whole command,
+    and importing TensorFlow alone takes seconds before any of comp's code runs. Read from
+    the kernel's record of the process (Linux); elsewhere, when this module was imported."""
+    try:
+        with open(f"/proc/{os.getpid()}/stat") as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - min(max(age, 0.0), 600.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic()
+
+
+PROCESS_START = _process_start()
+
+
+def process_start() -> float:
+    """When the command began (``now()`` clock): where a run's budget starts counting."""
+    return PROCESS_START
 
 
 @dataclass(frozen=True)

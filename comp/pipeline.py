@@ -26,12 +26,13 @@ from comp.stages import PLANNED, STAGES, TRAINING
 PROVENANCE = "config.yaml"  # the command, resolved config, seed, versions and git revision
 
 
-def run(cfg: Config, argv: list[str] | None = None, wait: bool = False) -> dict:
+def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started: float | None = None) -> dict:
     """Run ``cfg.stage`` (and the stale stages before it); return the last stage's record.
+    ``started``: when the command began (``comp.clock``; default now): a budget counts from it.
 
     Everything that can be checked is checked before anything is written; then the run
     directory is locked (``wait``: queue behind a command holding it)."""
-    budget = Budget(parse_duration(cfg.budget) if cfg.budget else None)
+    budget = Budget(parse_duration(cfg.budget) if cfg.budget else None, start=started)
     targets = _targets(cfg.stage)
     competition, task, notes = open_competition(cfg)
     task.check_submission_format(competition.sample)

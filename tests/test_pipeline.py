@@ -71,20 +71,22 @@ def test_a_stage_alone_runs_the_stages_it_reads(comp, workdir):
 
 def test_budget_plans_training_and_still_submits(comp, workdir):
     began = time.monotonic()
-    code, out, err = comp("run", "stage=all", *SMOKE, "budget=25s", "train.epochs=500", "train.patience=500")
+    # 40 s: what this run can keep on a loaded 2-core machine (start-up, inspect, checks and
+    # one epoch per fold take ~30 s there); the budget counts from the command's start.
+    code, out, err = comp("run", "stage=all", *SMOKE, "budget=40s", "train.epochs=500", "train.patience=500")
     elapsed = time.monotonic() - began
     assert code == 0, err
     record = _record(workdir, "baseline")
     assert all(p["budgeted"] and p["epochs"] < 500 for p in record["plan"])  # planned to fit, not 500
     assert "plan:" in out and "the schedule shrunk from train.epochs=500 to fit" in out
     assert list((workdir / "submissions").glob("digits-baseline-accuracy=*.csv"))
-    assert elapsed < 25 + 10  # the budget is for the whole command, prediction included
+    assert elapsed < 40 + 10  # the budget is for the whole command, prediction included
     # The training stages' split of the budget is planned and printed, with what each used.
-    assert "budget plan: 25s; 15s kept for prediction and submission, the training stages share the rest: " \
+    assert "budget plan: 40s; 15s kept for prediction and submission, the training stages share the rest: " \
            "baseline 40%" in out
     for stage in ("baseline", "regularize", "tune"):
         spent = _record(workdir, stage)["budget"]
-        assert 0 <= spent["used_s"] and 0 <= spent["given_s"] <= 25
+        assert 0 <= spent["used_s"] and 0 <= spent["given_s"] <= 40
         assert f"[budget] {stage} gets {spent['given_s']:.0f}s" in out
         assert f"[budget] {stage} used {spent['used_s']:.0f}s of {spent['given_s']:.0f}s" in out
 

@@ -53,6 +53,19 @@ def test_time_boxes_split_and_share_one_clock(monkeypatch):
     assert not Budget(None).box("baseline", Share(training=0.4)).limited
 
 
+def test_a_command_s_budget_counts_from_the_process_start():
+    """Importing TensorFlow takes seconds before comp's code runs: the console script's budget
+    must count them, so the clock's start is the process's, not the import of comp."""
+    import subprocess
+    import sys
+
+    code = ("import time; began = time.monotonic(); time.sleep(1.5); from comp import clock; "
+            "print(began - clock.process_start())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    ahead = float(done.stdout)  # how long before the script's first line the process started
+    assert 0.0 <= ahead < 1.0, done.stderr
+
+
 def test_records_round_trip_and_name_what_a_prediction_reads():
     from comp.records import EnsembleResult, Member, ModelRef, Result, members_of, result_of, source_of
 
