@@ -224,7 +224,7 @@ class BudgetPlan(Callback):
         self.data["budgeted"] = math.isfinite(self.deadline)  # this attempt's budget, resumed or not
         self._start = self.trainer.initial_epoch
         if not self._start and self.data["budgeted"]:
-            self.data["fold_seconds"] = round(self.deadline - self.trainer.began, 1)
+            self.data["fold_seconds"] = max(round(self.deadline - self.trainer.began, 1), 0.0)  # past due: none
         self.timings = []
 
     def on_epoch_begin(self, epoch, logs=None):
