@@ -156,3 +156,30 @@ def test_a_stateful_callback_resumes_with_the_fold(tmp_path):
     result = fit(second, tmp_path / "resume")  # resumes after epoch 2
     assert result.resumed_from == 2 and second.began == [2]
     assert second.seen == whole.seen  # the same epochs, the same LRs, as one uninterrupted fit
+
+
+def test_a_native_fit_uses_the_cores_that_are_free():
+    from threadpoolctl import threadpool_info
+
+    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime the limit applies to)
+    from comp.threads import free_cores, native_threads
+
+    def counters(*snapshots):
+        it = iter(snapshots)
+        return lambda: next(it)
+
+    # 4 cores; over the sample, 25 of 100 jiffies busy (one core's worth) -> 3 free
+    assert free_cores(0.0, cores=4, read=counters((0.0, 0.0), (25.0, 100.0))) == 3
+    assert free_cores(0.0, cores=4, read=counters((0.0, 0.0), (65.0, 100.0))) == 1  # 2.6 busy: 1 free
+    assert free_cores(0.0, cores=2, read=counters((0.0, 0.0), (100.0, 100.0))) == 1  # never none
+    assert free_cores(0.0, cores=2, read=counters((0.0, 0.0), (0.0, 100.0))) == 2
+
+    def unreadable():
+        raise OSError("no /proc")
+    assert free_cores(0.0, cores=8, read=unreadable) == 8  # cannot tell: all of them
+
+    openmp = [p for p in threadpool_info() if p["user_api"] == "openmp"]
+    assert openmp, "scikit-learn's OpenMP runtime is not loaded"
+    with native_threads(1) as used:
+        assert used == 1 and all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "openmp")
+    assert max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp") == openmp[0]["num_threads"]

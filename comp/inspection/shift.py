@@ -74,6 +74,8 @@ def _adversarial_validation(features: pd.DataFrame, is_test: np.ndarray, seed: i
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
+    from comp.threads import native_threads
+
     y = np.asarray(is_test, dtype=int)
     if min(y.sum(), len(y) - y.sum()) < FOLDS:
         return None
@@ -85,14 +87,15 @@ def _adversarial_validation(features: pd.DataFrame, is_test: np.ndarray, seed: i
     p_test = np.empty(len(y))
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(features, y))
     held_out = None
-    for fit_rows, val_rows in folds:
-        fitted = model().fit(features.iloc[fit_rows], y[fit_rows])
-        p_test[val_rows] = fitted.predict_proba(features.iloc[val_rows])[:, 1]
-        held_out = held_out or (fitted, val_rows)
-    auc = float(roc_auc_score(y, p_test))
-    fitted, rows = held_out
-    importance = permutation_importance(fitted, features.iloc[rows], y[rows], scoring="roc_auc",
-                                        n_repeats=3, random_state=seed).importances_mean
+    with native_threads():  # on the cores free now: a shared core stalls an OpenMP team
+        for fit_rows, val_rows in folds:
+            fitted = model().fit(features.iloc[fit_rows], y[fit_rows])
+            p_test[val_rows] = fitted.predict_proba(features.iloc[val_rows])[:, 1]
+            held_out = held_out or (fitted, val_rows)
+        auc = float(roc_auc_score(y, p_test))
+        fitted, rows = held_out
+        importance = permutation_importance(fitted, features.iloc[rows], y[rows], scoring="roc_auc",
+                                            n_repeats=3, random_state=seed).importances_mean
     order = np.argsort(-importance)
     differs = [(str(features.columns[i]), round(float(importance[i]), 4)) for i in order[:5] if importance[i] > 0.005]
     return Shift(auc, p_test, differs)

@@ -216,14 +216,17 @@ def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec,
     from comp.training.fit import fit_estimator
     from comp.training.fold_model import FoldModel, save_fold_model
     from comp.training.model import build_estimator
+    from comp.threads import native_threads
 
     spec = inputs.spec(fit_rows)
     make, hp_values = build_estimator(spec, task, model.name, model.hp)
     result = fit_estimator(make, task, inputs.frame(fit_rows, spec), y[fit_rows])
-    pred = task.predictions(FoldModel(result.model, spec).outputs(inputs, val_rows, task))
+    with native_threads(result.threads):
+        pred = task.predictions(FoldModel(result.model, spec).outputs(inputs, val_rows, task))
     save_fold_model(result.model, fold_dir, spec)
     write_npy(fold_dir / "val_pred.npy", pred)
     info = {"score": task.score(y[val_rows], pred), "epochs": 1, "best_epoch": 1, "stopped_by_budget": False,
-            "seconds": round(result.seconds, 2), "hp": hp_values, "resumed_from_epoch": 0, "diagnosis": []}
+            "seconds": round(result.seconds, 2), "threads": result.threads, "hp": hp_values, "resumed_from_epoch": 0,
+            "diagnosis": []}
     log(f"{label}: {task.metric_name}={info['score']:.4f} ({result.seconds:.1f}s)")
     return info, pred

@@ -34,6 +34,7 @@ class FoldResult:
     history: dict | None = None
     plan: dict | None = None
     weight_sets: tuple[dict, dict] = ({}, {})  # kept for the ensemble: (arrays by set, what each set is)
+    threads: int = 0  # an estimator's native thread pools (comp.threads); 0: TensorFlow's own
 
 
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np.ndarray],
@@ -65,9 +66,12 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
 
 
 def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.ndarray) -> FoldResult:
-    """Fit a non-Keras model plugin's estimator(s) on one fold."""
+    """Fit a non-Keras model plugin's estimator(s) on one fold, on the cores free now
+    (``comp.threads``: a busy-waiting OpenMP team stalls on a shared core)."""
     from comp import clock
+    from comp.threads import native_threads
 
     began = clock.now()
-    fitted = task.fit_estimator(make, x, y)
-    return FoldResult(fitted, 1, 1, False, clock.now() - began)
+    with native_threads() as threads:
+        fitted = task.fit_estimator(make, x, y)
+    return FoldResult(fitted, 1, 1, False, clock.now() - began, threads=threads)
