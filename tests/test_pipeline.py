@@ -1,5 +1,6 @@
 """End to end on the real digits demo, shrunk with experiment=smoke."""
 import json
+import re
 import time
 
 import numpy as np
@@ -89,6 +90,17 @@ def test_budget_plans_training_and_still_submits(comp, workdir):
         assert 0 <= spent["used_s"] and 0 <= spent["given_s"] <= 40
         assert f"[budget] {stage} gets {spent['given_s']:.0f}s" in out
         assert f"[budget] {stage} used {spent['used_s']:.0f}s of {spent['given_s']:.0f}s" in out
+
+
+def test_a_search_that_cannot_fit_one_trial_does_not_start_and_says_so(comp, workdir):
+    code, out, err = comp("run", "stage=tune", *SMOKE, "budget=1s", "tune.coarse_trials=3", "tune.fine_trials=2")
+    assert code == 0, err
+    assert re.search(r"^\[tune\] not started: 0s for the search cannot fit one trial \(~\d+s at the baseline's "
+                     r"speed\)", out, re.MULTILINE)
+    assert not re.search(r" -\d+s", out)  # no plan line shows a negative time
+    trials = pd.read_csv(workdir / "runs/digits/tune/trials.csv")
+    assert trials["phase"].tolist() == ["start"]
+    assert _record(workdir, "tune")["verdict"] == "no fine trial finished: the starting configuration stands"
 
 
 def test_string_labels_keep_leading_zeros(comp, workdir, demo):

@@ -181,7 +181,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     began = clock.now()
     end = max(box.end, began)
     retrain = fold_seconds * (n_folds - len(folds))  # the final training reuses the trial folds
-    search_end = end - retrain
+    search_end = max(end - retrain, began)  # a window the retraining already fills leaves the search none
     coarse_epochs = max(1, round(epochs * cfg.tune.coarse_epochs))
     coarse_cost = cfg.tune.coarse_trials * coarse_epochs / epochs
     fine_cost = cfg.tune.fine_trials
@@ -193,6 +193,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
             f"{cfg.tune.coarse_trials} of {coarse_epochs} epochs ({cfg.tune.oracle}; ~{fit_coarse} fit at the "
             f"baseline's speed), fine {search_end - coarse_end:.0f}s for tune.fine_trials={cfg.tune.fine_trials} of "
             f"{epochs} epochs (~{fit_fine} fit), then ~{retrain:.0f}s to train the result on the other folds")
+    one_trial = unit * coarse_epochs / epochs
+    if box.limited and search_end - began < one_trial and cfg.tune.coarse_trials + cfg.tune.fine_trials:
+        # The oracles' deadline (below) then refuses every trial; they still run, empty, so that
+        # workers of a distributed search are released phase by phase.
+        ctx.log(f"not started: {search_end - began:.0f}s for the search cannot fit one trial (~{one_trial:.0f}s at "
+                "the baseline's speed); the start stands and its time goes to the next stages")
     # Trials plan their schedules to end by search_end: the time kept for the final training stays kept.
     objective = _objective(ctx, search_end)
     try:
