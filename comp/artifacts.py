@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
+PROVENANCE = "config.yaml"  # every stage and the run: the command, resolved config, seed, versions, git revision
 FOLDS = "folds.csv"  # split: id, fold (-1: left out, e.g. an undecodable image)
 DUPLICATES = "duplicates.csv"  # inspect: group, id, split (train/test), kind, label
 OOF_PROBS = "oof.npy"  # training stages: float32 task predictions (n_train, ...) in train.csv order

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from comp import clock
+from comp.artifacts import PROVENANCE
 from comp.budget import Budget
 from comp.competition import open_competition
 from comp.config import Config, parse_duration
@@ -23,7 +24,6 @@ from comp.files import write_text
 from comp.rundir import RunDir, RunLock
 from comp.stages import PLANNED, STAGES, TRAINING
 
-PROVENANCE = "config.yaml"  # the command, resolved config, seed, versions and git revision
 
 
 def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started: float | None = None) -> dict:

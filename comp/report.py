@@ -76,7 +76,7 @@ class RunView:
         import yaml
 
         from comp.config import Config
-        from comp.pipeline import PROVENANCE
+        from comp.artifacts import PROVENANCE
 
         saved = yaml.safe_load((self.path / PROVENANCE).read_text())
         return Config.from_dict(saved["config"] if "config" in saved else saved, str(self.path / PROVENANCE))
