@@ -110,6 +110,17 @@ def test_corrupt_image_stops_split_before_writing(planted, comp, workdir):
     assert not (workdir / "runs").exists()
 
 
+def test_a_copy_s_corrupt_image_is_named_by_the_copy_s_path(planted, comp, workdir):
+    """The decoded-image cache is keyed by the files' content: a copy of the competition in
+    another folder reuses the entry, and its error must still name the copy's file."""
+    root, _ = planted
+    comp("run", "stage=split", f"competition={root}", "split.duplicate_aware=false")  # the entry is written
+    copy = copy_competition(root, workdir / "elsewhere" / root.name)
+    code, _, err = comp("run", "stage=split", f"competition={copy}", "split.duplicate_aware=false")
+    assert code == 2
+    assert err.startswith(f"error: {copy / 'train' / 'corrupt.png'}: cannot decode the image"), err
+
+
 @pytest.fixture(scope="module")
 def look_alikes(demo, tmp_path_factory):
     """The digits at a quarter of their contrast on a grey ground: every image lies within the

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,8 @@ import numpy as np
 from comp.data.images import MAX_PIXELS, decode_all
 from comp.data.rows import DiskRows
 
-DECODER_VERSION = "2"  # bump when decoding or resizing changes, so old entries are ignored
+DECODER_VERSION = "3"  # bump when decoding, resizing or the entry's content changes, so old entries are ignored
+# 3: a bad image's reason is stored without its path (an entry serves every copy of the files)
 IN_MEMORY_BYTES = 256 * 2**20  # data.in_memory_mb's default: larger entries stay on disk, read by rows
 
 
@@ -90,7 +91,7 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
         if cached is not None:
             if not (size and channels):
                 _alias(entry, cache_dir / _key(digests, list(cached.geometry[:2]), cached.geometry[2], max_pixels))
-            return cached
+            return _named(cached, paths)
         print(f"notice: the decoded-image cache entry {entry} is damaged; decoding the images again", flush=True)
         if entry.is_symlink():
             entry.unlink()
@@ -103,7 +104,8 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
         rows, geometry, bad, shapes = decode_all(paths, size, channels, max_pixels,
                                                  allocate=lambda shape: RowFile(staging / "pixels.npy", shape))
         rows.close()
-        (staging / "meta.json").write_text(json.dumps({"geometry": geometry, "bad": bad, "shapes": shapes,
+        reasons = {row: _unnamed(why, paths[row]) for row, why in bad.items()}
+        (staging / "meta.json").write_text(json.dumps({"geometry": geometry, "bad": reasons, "shapes": shapes,
                                                        "bytes": (staging / "pixels.npy").stat().st_size,
                                                        "sha256": rows.sha256()}))
     except BaseException:
@@ -121,7 +123,18 @@ def load_image_set(paths: list[Path], digests: list[str], cache_dir: Path,
         # named explicitly (training reads the images at the geometry it recorded), so link it
         # rather than decode 100k images twice.
         _alias(entry, cache_dir / _key(digests, list(published.geometry[:2]), published.geometry[2], max_pixels))
-    return ImageSet(published.pixels, published.geometry, published.bad, published.shapes, False)
+    return _named(ImageSet(published.pixels, published.geometry, published.bad, published.shapes, False), paths)
+
+
+# The entry is keyed by the files' content, so copies of a competition in other folders share
+# it: a bad image's message must name the file of this call, not of the call that decoded it.
+def _unnamed(message: str, path: Path) -> str:
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _named(images: ImageSet, paths: list[Path]) -> ImageSet:
+    return replace(images, bad={row: f"{paths[row]}: {why}" for row, why in images.bad.items()})
 
 
 def _key(digests: list[str], size, channels, max_pixels: int) -> str:
