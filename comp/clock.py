@@ -21,6 +21,8 @@ def _process_start() -> float:
         with open(f"/proc/{os.getpid()}/stat") as stat:
             ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        # at most 10 minutes back: a long-lived process that imports comp late (a notebook) is
+        # not charged for its past
         return time.monotonic() - min(max(age, 0.0), 600.0)
     except (OSError, ValueError, IndexError, AttributeError):
         return time.monotonic()

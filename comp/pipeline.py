@@ -25,7 +25,6 @@ from comp.rundir import RunDir, RunLock
 from comp.stages import PLANNED, STAGES, TRAINING
 
 
-
 def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started: float | None = None) -> dict:
     """Run ``cfg.stage`` (and the stale stages before it); return the last stage's record.
     ``started``: when the command began (``comp.clock``; default now): a budget counts from it.

@@ -2,9 +2,8 @@
 
 OpenMP's worker threads busy-wait between parallel regions. When another process holds
 one of the cores, a team as large as the machine waits on its slowest member at every
-region: a histogram gradient-boosting fit of a 455-row table took 3.7x longer beside one
-busy process with 2 threads on 2 cores, and no longer than alone with 1 thread
-(benchmarks/threads.py). Sizing the team to the cores that are idle keeps a shared core
+region: a histogram gradient-boosting fit of a 455-row table took 3.1x longer beside one
+busy process with 2 threads on 2 cores, and 0.8x with 1 thread (benchmarks/threads.py). Sizing the team to the cores that are idle keeps a shared core
 from stalling the fit, and on a quiet machine changes nothing.
 
 Reading the idle share of the cores from ``/proc/stat`` is written by hand: no library comp

@@ -186,14 +186,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     coarse_cost = cfg.tune.coarse_trials * coarse_epochs / epochs
     fine_cost = cfg.tune.fine_trials
     coarse_end = began + (search_end - began) * coarse_cost / max(coarse_cost + fine_cost, 1e-9)
-    fit_coarse = min(cfg.tune.coarse_trials, int(max(coarse_end - began, 0) / (unit * coarse_epochs / epochs)))
+    one_trial = unit * coarse_epochs / epochs  # a coarse trial at the baseline's speed: the cheapest
+    fit_coarse = min(cfg.tune.coarse_trials, int(max(coarse_end - began, 0) / one_trial))
     fit_fine = min(cfg.tune.fine_trials, int(max(search_end - coarse_end, 0) / unit))
     ctx.log(f"{len(knobs)} knobs ({', '.join(k.key for k in knobs)}), {len(folds)} of {n_folds} folds per trial; "
             f"{end - began:.0f}s ({limit}): coarse {coarse_end - began:.0f}s for tune.coarse_trials="
             f"{cfg.tune.coarse_trials} of {coarse_epochs} epochs ({cfg.tune.oracle}; ~{fit_coarse} fit at the "
             f"baseline's speed), fine {search_end - coarse_end:.0f}s for tune.fine_trials={cfg.tune.fine_trials} of "
             f"{epochs} epochs (~{fit_fine} fit), then ~{retrain:.0f}s to train the result on the other folds")
-    one_trial = unit * coarse_epochs / epochs
     if box.limited and search_end - began < one_trial and cfg.tune.coarse_trials + cfg.tune.fine_trials:
         # The oracles' deadline (below) then refuses every trial; they still run, empty, so that
         # workers of a distributed search are released phase by phase.
