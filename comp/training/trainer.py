@@ -110,6 +110,10 @@ class Trainer:
                 self.after.append(EMASwap(self.optimizer))  # last: the others see the averaged weights
         self.initial_epoch = 0
         self.began = 0.0
+        # Seconds the epoch just run spent tracing (its first steps and batches of each shape),
+        # measured in a fit's first epoch only: BudgetPlan plans the later epochs without them.
+        self.trace_seconds = 0.0
+        self._timing = False
         self.stopped_by_budget = False
         self._train_step = None
         self._forward = make_forward(self.model)
@@ -184,7 +188,9 @@ class Trainer:
         # Sums stay on the device until the epoch ends: no host sync per step, unless asked.
         per_step = [c for c in callbacks if wants_batches(c)]
         totals = None
+        times: list[float] = []
         for i in range(steps):
+            t0 = clock.now() if self._timing else 0.0
             if i and stop_at < math.inf and clock.now() > stop_at:
                 return None
             batch = next(batches, None)
@@ -196,6 +202,9 @@ class Trainer:
             else:
                 out = self._train_step(batch)
             totals = out if totals is None else [a + b for a, b in zip(totals, out)]
+            if self._timing:  # a host sync per step, in a fit's first epoch only
+                out[0].numpy()
+                times.append(clock.now() - t0)
             if per_step:  # the step's mean loss, divided in float32 as tf.reduce_mean divides
                 logs = {"loss": float(np.float32(out[0].numpy()) / np.float32(max(float(out[2]), 1.0)))}
                 for c in per_step:
@@ -203,6 +212,7 @@ class Trainer:
                 if self.model.stop_training:
                     break
         loss, metric, count = (float(t) for t in totals)
+        self.trace_seconds += tracing(times)
         return loss / max(count, 1.0), metric / max(count, 1.0)
 
     def _first_xla_step(self, batch, element_spec):
@@ -225,7 +235,15 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------
     def outputs(self, x: Any, batch_size: int) -> np.ndarray:
         """The model's outputs on ``x`` (inference mode), on the host."""
-        return np.concatenate([self._forward(b).numpy() for b in batches(x, batch_size)])
+        outputs, times = [], []
+        for b in batches(x, batch_size):
+            t0 = clock.now() if self._timing else 0.0
+            outputs.append(self._forward(b).numpy())
+            if self._timing:
+                times.append(clock.now() - t0)
+        if self._timing:
+            self.trace_seconds += tracing(times)
+        return np.concatenate(outputs)
 
     def evaluate(self, x: Any, y: np.ndarray, batch_size: int) -> tuple[dict[str, float], np.ndarray]:
         """Validation loss, the device metric and the competition metric, and the outputs."""
@@ -330,6 +348,8 @@ class Trainer:
         for epoch in range(start, epochs):
             if self.model.stop_training or epoch >= self.plan.epochs:
                 break
+            # only a budgeted fit plans by epoch times (BudgetPlan): the others skip the syncs
+            self._timing, self.trace_seconds = epoch == start and deadline < math.inf, 0.0
             for callback in listed:
                 callback.on_epoch_begin(epoch)
             lr = float(self.schedule(self.optimizer.iterations))  # the LR this epoch starts with
@@ -352,6 +372,7 @@ class Trainer:
                     callback.on_test_end(scores)
                 logs.update(scores)
             logs["lr"] = lr
+            self._timing = False
             for callback in listed:
                 callback.on_epoch_end(epoch, logs)
             stopping.data.update(stopped=bool(self.model.stop_training), stopped_by_budget=self.stopped_by_budget)
@@ -366,3 +387,11 @@ class Trainer:
         ran_epochs = len(history.get(MONITOR if val is not None else "loss", []))
         return LoopResult(history, self.best.epoch if self.best else 0, ran_epochs, self.stopped_by_budget,
                           start, clock.now() - began, dict(self.plan.data))
+
+
+def tracing(times: list[float]) -> float:
+    """Of steps timed one by one, the seconds beyond the typical (median) step: what tracing
+    (the first step, a batch of a new shape) added. Too few steps to tell: none."""
+    if len(times) < 3:
+        return 0.0
+    return max(float(np.sum(times) - len(times) * np.median(times)), 0.0)
