@@ -8,11 +8,14 @@ Each stage declares its share in its module (``TIME``, a ``Share``); the pipelin
   gets ``w / sum(w of the training stages still to run)`` of the training time left when it
   starts, so what a stage leaves unused goes to the next ones (docs/recipe.md 10: the
   baseline needs enough epochs to be a fair reference, the searches get the rest).
+- The run plan (``comp.planner``) may fund a training stage with seconds of its own
+  (``fund``): the main model's schedule comes first, the others share what is left.
 - The training time ends ``RESERVE`` before the budget: 10% of it (at least 15 s) is kept
   for prediction, submission and the report.
 - ``Share(of_budget=f)``: ``f`` of the whole budget, at most what is left (the checks).
-- ``Share(of_remaining=f)``: ``f`` of what is left of the budget when the stage starts
-  (the ensemble).
+- ``Share(of_remaining=f)``: ``f`` of what is left of the budget when the stage starts;
+  with ``after_training`` at least until the training time's end (the ensemble: what the
+  run plan kept for it, or what the training stages left).
 - No share: until the budget's end.
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Share:
     training: float = 0.0  # weight among the training stages
     of_budget: float = 0.0
     of_remaining: float = 0.0
+    after_training: bool = False  # with of_remaining: at least until the training time's end (what it left)
 
 
 class Budget:
@@ -44,6 +48,8 @@ class Budget:
         self.start = clock.now() if start is None else start  # when the command began (cli: the process start)
         self.pending: dict[str, float] = {}  # training stages still to run, in order -> weight
         self.boxes: dict[str, TimeBox] = {}  # fixed when a stage starts
+        self.funded: dict[str, float] = {}  # training stages given seconds by the run plan (comp.planner)
+        self.kept = 0.0  # seconds the run plan keeps after the training stages (for the ensemble)
 
     @property
     def limited(self) -> bool:
@@ -77,6 +83,16 @@ class Budget:
                 f"kept for prediction and submission, the training stages share the rest: {parts} (a stage that "
                 "finishes early or is unchanged leaves its time to the next)")
 
+    def fund(self, stage: str, seconds: float) -> None:
+        """The run plan gives ``stage`` ``seconds`` (at most what training has left when it
+        starts); the other training stages share what is left after it by weight."""
+        self.funded[stage] = max(seconds, 0.0)
+
+    def keep(self, seconds: float) -> None:
+        """The training stages end ``seconds`` before the training time does: the run plan's
+        time for what follows them (a stage with ``Share(after_training=True)``)."""
+        self.kept = max(seconds, 0.0)
+
     def planned(self, stage: str) -> bool:
         """Whether ``stage`` is a training stage of this budget's plan, still to run."""
         return self.limited and stage in self.pending
@@ -95,12 +111,21 @@ class Budget:
         if share is None:
             return TimeBox(end, now)
         if share.training:
-            pending = self.pending if stage in self.pending else {stage: share.training}
+            training = max(self.training_end() - self.kept - now, 0.0)
+            if stage in self.funded:
+                return TimeBox(now + min(self.funded[stage], training), now)
+            pending = {s: w for s, w in self.pending.items() if s not in self.funded} \
+                if stage in self.pending else {stage: share.training}
             fraction = share.training / sum(pending.values())
-            return TimeBox(now + max(self.training_end() - now, 0.0) * fraction, now)
+            # the funded stages still to run keep their time
+            kept = sum(self.funded[s] for s in self.pending if s in self.funded)
+            return TimeBox(now + max(training - kept, 0.0) * fraction, now)
         if share.of_budget:
             return TimeBox(now + min(share.of_budget * self.seconds, max(end - now, 0.0)), now)
-        return TimeBox(now + share.of_remaining * max(end - now, 0.0), now)
+        until = now + share.of_remaining * max(end - now, 0.0)
+        if share.after_training:
+            until = min(max(until, self.training_end()), end)
+        return TimeBox(until, now)
 
     def finished(self, stage: str) -> None:
         """``stage`` ran or was skipped: its weight leaves the plan."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from comp import clock
+from comp import clock, run_plan
 from comp.artifacts import PROVENANCE
 from comp.budget import Budget
 from comp.competition import open_competition
@@ -56,7 +56,7 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started:
             raise ConfigError(f"KERASTUNER_TUNER_ID={os.environ['KERASTUNER_TUNER_ID']} makes this a keras-tuner "
                               f"worker, which runs stage={' or stage='.join(searching)} only (the chief runs the "
                               "other stages)")
-        STAGES[targets[0]].work(cfg, competition, task, rundir)
+        STAGES[targets[0]].work(run_plan.planned_config(cfg, run_plan.stored(rundir.path)), competition, task, rundir)
         return {}
 
     command = "comp " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -82,30 +82,45 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
     line = budget.plan({name: STAGES[name].TIME for name in plan})
     if line:
         print(line, flush=True)
+    main = next((name for name in plan if getattr(STAGES[name], "MAIN", False)), None)
+    stage_cfg = cfg  # from the main stage on: with the run plan's input size (comp.run_plan)
     for name in plan:
         module = STAGES[name]
-        upstream = module.inputs(cfg, available, TRAINING)
-        key = _stage_key(name, cfg, fingerprint, {role: rundir.record(dep)["output_id"]
-                                                  for role, dep in upstream.items()})
+        if name == main:
+            stage_cfg = run_plan.planned_config(cfg, run_plan.stored(rundir.path))
+        upstream = module.inputs(stage_cfg, available, TRAINING)
+
+        def key_of(stage_cfg):
+            return _stage_key(name, stage_cfg, fingerprint, {role: rundir.record(dep)["output_id"]
+                                                             for role, dep in upstream.items()})
+
+        key = key_of(stage_cfg)
         previous = rundir.record(name)
-        if previous and previous.get("key") == key and not (cfg.overwrite and name in targets):
+        if previous and previous.get("key") == key and not (stage_cfg.overwrite and name in targets):
             print(f"[{name}] unchanged since {previous['finished']}, skipped (overwrite=true reruns it)", flush=True)
             record = previous
             budget.finished(name)
             continue
+        made = None
+        if name == main:
+            stage_cfg, made = _plan_run(cfg, competition, rundir, budget, name, plan)
+            key = key_of(stage_cfg)
+        cfg_used = stage_cfg
         for dep in upstream.values():  # what this stage reads is what was published
             rundir.verify(dep)
         began = time.time()
         work = rundir.partial(name, key)
         planned = budget.planned(name)
         box = budget.box(name, module.TIME)
-        ctx = StageContext(name, cfg, competition, task, rundir, work, budget, upstream, submissions,
+        ctx = StageContext(name, cfg_used, competition, task, rundir, work, budget, upstream, submissions,
                            cfg.run or competition.name, time=box)
         if planned:  # what each training stage got and used (docs/recipe.md 10)
             given = round(box.end - box.start, 1)  # as recorded, so log and record agree
             print(f"[budget] {name} gets {given:.0f}s", flush=True)
         result = module.run(ctx)
         budget.finished(name)
+        if made:
+            result["run_plan"] = made
         if planned:
             used = round(clock.now() - box.start, 1)
             result["budget"] = {"given_s": given, "used_s": used}
@@ -122,7 +137,7 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
             "seconds": round(time.time() - began, 2),
         }
         # Provenance belongs to what it produced: written with the stage, published with it.
-        provenance = _provenance(cfg, command)
+        provenance = _provenance(cfg_used, command)
         write_text(work / PROVENANCE, provenance)
         rundir.publish(name, record)
         write_text(rundir.path / PROVENANCE, provenance)  # the command behind the latest published stage
@@ -132,6 +147,25 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
     if "submission" in record:
         print(f"submission: {record['submission']}", flush=True)
     return record
+
+
+def _plan_run(cfg: Config, competition, rundir: RunDir, budget: Budget, main: str,
+              plan: list[str]) -> tuple[Config, dict | None]:
+    """The run plan for the main stage about to run (``comp.run_plan``), printed and stored;
+    (the config the main stage and those after it run with, the plan)."""
+    if not budget.limited:
+        (rundir.path / run_plan.PLAN).unlink(missing_ok=True)  # nothing to plan: the config as given
+        return cfg, None
+    later = {name: STAGES[name] for name in plan[plan.index(main) + 1:] if hasattr(STAGES[name], "least_seconds")}
+    made, why = run_plan.make(cfg, competition, rundir, budget, main, later)
+    if made is None:
+        print(f"run plan: none; {why}", flush=True)
+        (rundir.path / run_plan.PLAN).unlink(missing_ok=True)
+        return cfg, None
+    for line in made["lines"]:
+        print(line, flush=True)
+    run_plan.save(rundir.path, made)
+    return run_plan.planned_config(cfg, made), made
 
 
 def _run_location(cfg: Config, competition_name: str) -> tuple[RunDir, Path]:

@@ -132,17 +132,25 @@ def _stages_run(run: RunView) -> list[str]:
 
 
 def _budget(run: RunView) -> str:
+    from comp.run_plan import stored
+
+    plan = stored(run.path) or {}
+    planned = {name: search["seconds"] for name, search in plan.get("searches", {}).items()}
+    if plan:
+        planned[plan["stage"]] = plan["main_seconds"]
     rows = []
     for stage in _stages_run(run):
         record = run.record(stage)
         budget = record.get("budget", {})
-        rows.append({"stage": stage, "seconds": record.get("seconds"), "given_s": budget.get("given_s"),
-                     "used_s": budget.get("used_s")})
+        rows.append({"stage": stage, "seconds": record.get("seconds"), "planned_s": planned.get(stage),
+                     "given_s": budget.get("given_s"), "used_s": budget.get("used_s")})
     if not rows:
         return note("no stage has run")
     frame = pd.DataFrame(rows)
     remark = "" if frame["given_s"].notna().any() else note("no budget= was set: the training stages ran "
                                                               "their own time limits (regularize.time, tune.time)")
+    if plan:  # what the run plan decided before training, then what each stage was given and used
+        remark += note(" ".join(plan.get("lines", [])))
     return remark + table(frame)
 
 

@@ -22,7 +22,9 @@ HELP = "train the model on each fold with the recipe (planned to fit budget=); O
 CONFIG = ("seed", "baseline", "task", "metric", "data", "train", "model", "predict.batch_size", "split.group_column")
 TRAINS = True
 # Of the training time: the baseline needs enough epochs to be a fair reference (docs/recipe.md 10).
+# With a run plan (stage check measured the model's speed) it is funded first instead.
 TIME = Share(training=0.4)
+MAIN = True  # the main model: the run plan (comp.planner) sizes its schedule and inputs first
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:

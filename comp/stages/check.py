@@ -183,7 +183,11 @@ def run(ctx: StageContext) -> dict:
     if suggested:
         ctx.log(f"LR range plot: {ctx.rundir.path / NAME / 'lr_range.png'}; "
                 f"train.lr=auto trains with the suggested LR {suggested:.3g}")
-    return _record(results, suggested, name)
+    record = _record(results, suggested, name)
+    if "row" in speed:  # what the run planner (comp.planner) sizes training with
+        record["speed"] = {"row_seconds": speed["row"], "setup_seconds": speed["setup"],
+                           "batch_size": cfg.train.batch_size, "input_shape": list(spec.shape)}
+    return record
 
 
 def units_that_fit(seconds: float, unit_seconds: float, wanted: int, least: int) -> int:

@@ -36,11 +36,23 @@ NAME = "ensemble"
 HELP = "blend the training stages' models (fold models, top epochs, SWA, EMA, variants, TTA) with weights chosen on OOF"
 CONFIG = ("ensemble", "predict.tta", "predict.batch_size", "data.on_bad_image", "split.group_column")
 TRAINS = False
-# Half of what is left when it starts; prediction, submission and the report get the rest.
-TIME = Share(of_remaining=0.5)
+# Half of what is left when it starts, or more: all the training stages left (the run plan
+# keeps some for it); prediction, submission and the report get the rest.
+TIME = Share(of_remaining=0.5, after_training=True)
+LOAD_SECONDS = 1.0  # a fold's candidate loaded, built and its prediction traced (measured: digits, 1-4 s)
 KINDS = ("fold", "snapshots", "swa", "ema", "variants")
 TABLE = "candidates.csv"
 CANDIDATES_DIR = "candidates"  # the chosen SWA/EMA members' weights with recalibrated BatchNorm statistics
+
+
+def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float:
+    """The run plan's question: what scoring every candidate kind, each with its test-time
+    views, costs (a view: a forward pass over the fold's validation rows, ~8% of an epoch)."""
+    kinds = [k for k in cfg.ensemble.candidates if k != "variants"]
+    tta = cfg.predict.tta
+    views = 4 if tta == "auto" else len(tta) if isinstance(tta, list) else max(int(tta), 1)
+    epoch = max(fold_seconds, 0.0) / max(epochs, 1)
+    return folds * len(kinds) * (LOAD_SECONDS + views * 0.08 * epoch)
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:

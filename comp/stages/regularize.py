@@ -42,6 +42,13 @@ TIME = Share(training=0.25)
 TABLE = "table.csv"
 
 
+def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float:
+    """The run plan's question: the least time worth starting this stage with (one change)."""
+    from comp.stages.trials import trial_folds
+
+    return fold_seconds * len(trial_folds(cfg.regularize.folds, folds))
+
+
 @dataclass(frozen=True)
 class Change:
     """A regularisation change: ``make(setting)`` gives the dotted config changes, or a

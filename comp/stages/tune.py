@@ -52,6 +52,16 @@ PHASES = ("coarse", "fine")
 FIXED = ("comp_phase", "comp_epochs", "comp_base", "comp_lr", "comp_folds")  # what a worker needs per trial
 
 
+def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float:
+    """The run plan's question: the least time worth starting this stage with (one coarse
+    trial, then training its result on the other folds)."""
+    from comp.stages.trials import trial_folds
+
+    searched = len(trial_folds(cfg.tune.folds, folds))
+    coarse = max(1, round(epochs * cfg.tune.coarse_epochs)) / max(epochs, 1)
+    return fold_seconds * (searched * coarse + folds - searched)
+
+
 def inputs(cfg, available, training=()) -> dict[str, str]:
     return {"split": "split", "baseline": "baseline", "regularize": "regularize"}
 

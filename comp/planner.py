@@ -1,0 +1,157 @@
+"""The run plan: what a budget buys, decided once before the main model trains.
+
+After the checks the run knows what one training row costs (stage check's timed steps), how
+many rows each fold trains on, and how long training may last. From those this module
+decides, with plain inputs (no stage, run directory or config):
+
+- the input resolution: the largest of the modality's candidate sizes at which the main
+  model gets ``ENOUGH_EPOCHS`` per fold (the full size when it does there, the smallest
+  candidate when none does);
+- the main model's time: its whole schedule (``train.epochs`` per fold) when that fits,
+  else all of the training time. It is funded first: Budgeted Training (Li, Yumer, Ramanan,
+  ICLR 2020) found a schedule decayed to its end in the time given beats a longer one cut,
+  and a search that starts from an under-trained model measures noise;
+- what is left for the searches, each of which is expected to start only when one useful
+  unit of it (``min_seconds``, the stage's own estimate) fits.
+
+The plan is a forecast: each stage's box is still made when it starts, from the time really
+left (``comp.budget``), so what a stage does not use goes to the next.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+# A fold's epochs below which the main model is under-trained: the size of schedule the
+# hand-written recipes that beat comp used (12 epochs a fold on 8,000 28x28 images, 20 on
+# 6,000 street numbers). The resolution is lowered until this many fit.
+ENOUGH_EPOCHS = 12
+# Measured (benchmarks/planner.py): a steady epoch's seconds over (training rows + a third of
+# the validation rows) x stage check's seconds per training row. Above 1: the folds train with
+# augmentation, keep snapshots and averages, and evaluate, which the check's bare steps do not.
+EPOCH_FACTOR = 1.3
+EVAL_ROW_COST = 1 / 3  # a validation row (forward pass only) against a training row
+FIXED_COST = 0.15  # of a row's cost at full size that does not shrink with the pixels (the head, steps)
+AFTER_SHARE = 0.15  # of the training time, at most, kept for the stages after training (the ensemble)
+FOLD_SECONDS = 2.0  # a fold's own fixed cost beyond building and tracing: scoring, saving the models
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Stage check's measurement: seconds per training row at ``shape``, and a model's set-up."""
+
+    row_seconds: float
+    setup_seconds: float
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the main model trains: ``folds`` folds of ``train_rows`` (``val_rows`` scored)."""
+
+    folds: int
+    train_rows: int
+    val_rows: int
+    max_epochs: int  # train.epochs: the schedule's length without a budget
+    sizes: tuple[tuple[int, int], ...] = ()  # candidate input sizes, largest (the data's own) first
+
+
+@dataclass
+class RunPlan:
+    training_seconds: float  # from the plan to the training's end
+    size: tuple[int, int] | None  # the planned input size (None: inputs that have none)
+    epochs: int  # per fold, forecast for the main model
+    epoch_seconds: float  # forecast at ``size``
+    main_seconds: float  # the main model's time
+    searches: dict[str, dict] = field(default_factory=dict)  # stage -> {"seconds", "min_seconds", "funded"}
+    kept: dict[str, float] = field(default_factory=dict)  # after the training stages: stage -> seconds
+    why: str = ""  # why this size
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["size"] = list(self.size) if self.size else None
+        return data
+
+    def lines(self, stage: str) -> list[str]:
+        """What the plan says, to print before training."""
+        res = f" at {self.size[0]}x{self.size[1]} ({self.why})" if self.size else ""
+        out = [f"run plan: {self.training_seconds:.0f}s of training; {stage} first{res}: ~{self.epochs} epochs a "
+               f"fold at ~{self.epoch_seconds:.2f}s, {self.main_seconds:.0f}s"]
+        for name, seconds in self.kept.items():
+            out.append(f"run plan: {name} ~{seconds:.0f}s, kept before the main model's time")
+        for name, s in self.searches.items():
+            out.append(f"run plan: {name} ~{s['seconds']:.0f}s" + (
+                "" if s["funded"] else f", not expected to start (one useful unit needs ~{s['min_seconds']:.0f}s)"))
+        return out
+
+
+def epoch_seconds(speed: Speed, work: Workload, size: tuple[int, int] | None) -> float:
+    """Forecast seconds of one steady epoch at ``size``."""
+    row = speed.row_seconds * pixel_cost(speed.shape, size)
+    return EPOCH_FACTOR * row * (work.train_rows + EVAL_ROW_COST * work.val_rows)
+
+
+def pixel_cost(measured: tuple[int, ...] | None, size: tuple[int, int] | None) -> float:
+    """A row's cost at ``size`` against its cost at the ``measured`` shape: convolutions scale
+    with the pixels, a part (``FIXED_COST``) does not."""
+    if not measured or not size or len(measured) < 2:
+        return 1.0
+    ratio = (size[0] * size[1]) / max(measured[0] * measured[1], 1)
+    return FIXED_COST + (1 - FIXED_COST) * ratio
+
+
+def fold_seconds(speed: Speed, work: Workload, size, epochs: int) -> float:
+    return speed.setup_seconds + FOLD_SECONDS + epochs * epoch_seconds(speed, work, size)
+
+
+def plan_run(training_seconds: float, speed: Speed, work: Workload,
+             searches: dict[str, Callable[[float, int], float]] | None = None,
+             after: dict[str, Callable[[float, int], float]] | None = None) -> RunPlan:
+    """The plan for ``training_seconds`` of training. ``searches``: stage -> a function of
+    (the main model's fold seconds, its epochs) giving the least time that stage can use;
+    ``after``: the same for the stages after training that the plan keeps time for (the
+    ensemble), at most ``AFTER_SHARE`` of the training time, taken before the main model's."""
+    training_seconds = max(training_seconds, 0.0)
+    sizes = list(work.sizes) or [None]
+    kept = {}
+    for name, forecast in (after or {}).items():
+        full = fold_seconds(speed, work, sizes[0], work.max_epochs)
+        kept[name] = round(min(float(forecast(full, work.max_epochs)), AFTER_SHARE * training_seconds), 1)
+    total = training_seconds
+    training_seconds = max(total - sum(kept.values()), 0.0)
+    affordable = lambda size: work.folds * fold_seconds(speed, work, size, ENOUGH_EPOCHS) <= training_seconds
+    size = next((s for s in sizes if affordable(s)), sizes[-1])
+    if size is None:
+        why = ""
+    elif size == sizes[0]:
+        why = "the data's own size"
+    elif affordable(size):
+        why = f"the largest size at which {ENOUGH_EPOCHS} epochs a fold fit, from {sizes[0][0]}x{sizes[0][1]}"
+    else:
+        why = f"the smallest size tried: {ENOUGH_EPOCHS} epochs a fold fit at none, from {sizes[0][0]}x{sizes[0][1]}"
+    epoch = epoch_seconds(speed, work, size)
+    per_fold = training_seconds / max(work.folds, 1) - speed.setup_seconds - FOLD_SECONDS
+    epochs = max(1, min(work.max_epochs, int(max(per_fold, 0.0) // max(epoch, 1e-9))))
+    main = min(training_seconds, work.folds * fold_seconds(speed, work, size, work.max_epochs))
+    plan = RunPlan(round(total, 1), size, epochs, round(epoch, 3), round(main, 1), why=why, kept=kept)
+    left = training_seconds - main
+    for name, least in (searches or {}).items():
+        need = float(least(fold_seconds(speed, work, size, epochs), epochs))
+        plan.searches[name] = {"seconds": round(max(left, 0.0), 1), "min_seconds": round(need, 1),
+                               "funded": left > 0 and left >= need}
+    return plan
+
+
+def candidate_sizes(size: tuple[int, int], least_pixels: int) -> tuple[tuple[int, int], ...]:
+    """``size`` and smaller ones of its aspect (3/4, 1/2, 3/8, 1/4, ... of each side), down to
+    ``least_pixels``."""
+    h, w = size
+    out, scale, steps = [(h, w)], 1.0, (0.75, 2 / 3)
+    for i in range(64):
+        scale *= steps[i % 2]
+        smaller = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if smaller[0] * smaller[1] < least_pixels:
+            break
+        if smaller != out[-1]:
+            out.append(smaller)
+    return tuple(out)

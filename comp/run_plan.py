@@ -1,0 +1,63 @@
+"""The run plan in a run directory: made (``comp.planner``) from stage check's measured speed,
+the folds and the budget just before the main training stage runs; kept in
+``runs/<run>/plan.json``.
+
+The planned input size becomes ``data.image_size`` for the main stage and every stage after
+it (so their records, keys and ``config.yaml`` say what they trained at); the stages before
+it keep the config as given. A later command on the same run applies the stored plan first,
+so a main stage that is unchanged stays unchanged.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from comp import artifacts, clock
+from comp.files import read_json, write_json
+
+PLAN = "plan.json"
+
+
+def stored(run_path) -> dict | None:
+    path = run_path / PLAN
+    return read_json(path) if path.is_file() else None
+
+
+def planned_config(cfg, plan: dict | None):
+    """``cfg`` with the plan's input size, unless the user set ``data.image_size``."""
+    size = (plan or {}).get("size")
+    if not size or cfg.data.image_size or size == plan.get("data_size"):
+        return cfg
+    return cfg.merged({"data.image_size": list(size)}, where="the run plan (plan.json)")
+
+
+def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> tuple[dict | None, str]:
+    """(the plan for ``main``, as stored) or (None, why there is none). ``later``: the stages
+    after it, by name, that tell the plan the least time they can use (``least_seconds``)."""
+    from comp.modalities import modality_of
+    from comp.planner import Speed, Workload, plan_run
+
+    check = rundir.record("check")
+    speed = (check or {}).get("speed")
+    if not speed:
+        return None, ("stage check measured no speed (it did not run, skipped its timed checks, or the model is "
+                      "not a Keras one): the training stages share the time by weight")
+    folds = artifacts.read_folds(rundir.output("split") / artifacts.FOLDS, competition.train[competition.id_col])
+    n_folds = int(folds.max()) + 1
+    rows = int((folds >= 0).sum())
+    shape = tuple(speed["input_shape"]) if speed.get("input_shape") else None
+    sizes = () if cfg.data.image_size else modality_of(competition).planned_sizes(shape)
+    work = Workload(n_folds, rows - rows // n_folds, rows // n_folds, int(cfg.train.epochs), tuple(sizes))
+    hooks = {name: (lambda f, e, m=module: m.least_seconds(cfg, f, e, n_folds)) for name, module in later.items()}
+    searches = {name: hook for name, hook in hooks.items() if later[name].TIME and later[name].TIME.training}
+    after = {name: hook for name, hook in hooks.items() if name not in searches}
+    training = budget.training_end() - clock.now()
+    plan = plan_run(training, Speed(speed["row_seconds"], speed["setup_seconds"], shape), work, searches, after)
+    budget.fund(main, plan.main_seconds)
+    budget.keep(sum(plan.kept.values()))
+    data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),
+            "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main)}
+    return data, ""
+
+
+def save(run_path, plan: dict) -> None:
+    write_json(run_path / PLAN, plan)

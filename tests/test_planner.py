@@ -1,0 +1,107 @@
+"""The run plan (comp.planner): the main model funded first, the resolution lowered only when
+its schedule does not fit, searches started only when one useful unit fits."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from comp import clock
+from comp.budget import Budget, Share
+from comp.planner import ENOUGH_EPOCHS, Speed, Workload, candidate_sizes, epoch_seconds, plan_run
+from comp.training.trainer import tracing
+
+from tests.test_pipeline import SMOKE
+
+SPEED = Speed(row_seconds=0.001, setup_seconds=2.0, shape=(256, 256, 1))  # 3.2 s an epoch of 3,200 rows
+SIZES = candidate_sizes((256, 256), 32 * 32)
+
+
+def _work(**kw) -> Workload:
+    return Workload(**{"folds": 5, "train_rows": 3200, "val_rows": 800, "max_epochs": 40, "sizes": SIZES, **kw})
+
+
+def test_candidate_sizes_keep_the_aspect_and_stop_at_the_pixel_floor():
+    assert SIZES[0] == (256, 256) and SIZES[1] == (192, 192) and SIZES[2] == (128, 128)
+    assert SIZES[-1][0] * SIZES[-1][1] >= 32 * 32 > (SIZES[-1][0] * 2 // 3) ** 2
+    assert candidate_sizes((32, 128), 1024) == ((32, 128), (24, 96), (16, 64))
+    assert candidate_sizes((28, 28), 1024) == ((28, 28),)  # already below the floor: as it is
+
+
+def test_the_full_size_stands_when_the_main_schedule_fits():
+    work = _work()
+    plan = plan_run(3000.0, SPEED, work, {"regularize": lambda fold, epochs: 2 * fold})
+    assert plan.size == (256, 256) and plan.why == "the data's own size"
+    assert plan.epochs == 40 and plan.main_seconds < 3000  # the whole schedule, and time left over
+    search = plan.searches["regularize"]
+    assert search["funded"] and search["seconds"] == pytest.approx(3000 - plan.main_seconds, abs=0.2)
+
+
+def test_a_short_budget_lowers_the_resolution_until_enough_epochs_fit():
+    work = _work()
+    full_epoch = epoch_seconds(SPEED, work, (256, 256))
+    training = 5 * (4 + ENOUGH_EPOCHS * full_epoch) / 3  # a third of what 12 full-size epochs need
+    plan = plan_run(training, SPEED, work, {"tune": lambda fold, epochs: fold})
+    assert plan.size != (256, 256) and plan.size in SIZES
+    assert plan.epochs >= ENOUGH_EPOCHS  # what the lower resolution buys
+    bigger = SIZES[SIZES.index(plan.size) - 1]  # the next size up would not have fit 12 epochs
+    assert 5 * (SPEED.setup_seconds + 2 + ENOUGH_EPOCHS * epoch_seconds(SPEED, work, bigger)) > training
+    assert plan.main_seconds == pytest.approx(training, abs=0.1)  # the main model takes all of it
+    assert not plan.searches["tune"]["funded"]
+    assert any("not expected to start" in line for line in plan.lines("baseline"))
+
+
+def test_the_smallest_size_when_nothing_fits_and_no_negative_times():
+    plan = plan_run(-5.0, SPEED, _work(), {"tune": lambda fold, epochs: fold})
+    assert plan.size == SIZES[-1] and plan.why.startswith("the smallest size tried")
+    assert plan.epochs == 1 and plan.main_seconds == 0 and plan.training_seconds == 0
+    assert all(" -" not in line for line in plan.lines("baseline"))
+
+
+def test_inputs_without_a_size_are_planned_as_they_are():
+    plan = plan_run(1000.0, Speed(0.0001, 1.0, (30,)), _work(sizes=()))
+    assert plan.size is None and plan.epochs == 40
+
+
+def test_a_funded_stage_keeps_its_seconds_and_the_others_share_the_rest(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    budget = Budget(200.0, start=0.0)  # training ends at 180 s (10% kept)
+    shares = {"baseline": Share(training=0.4), "regularize": Share(training=0.25), "tune": Share(training=0.35)}
+    budget.plan(shares)
+    budget.fund("baseline", 120.0)
+    box = budget.box("baseline", shares["baseline"])
+    assert box.seconds == 120.0
+    now[0] = 100.0  # the baseline ended 20 s early: what it left goes on
+    budget.finished("baseline")
+    assert budget.box("regularize", shares["regularize"]).seconds == pytest.approx(80 * 0.25 / 0.6)
+    budget.fund("ensemble-like", 500.0)
+    assert budget.box("ensemble-like", Share(training=1.0)).seconds == pytest.approx(80.0)  # never past training's end
+
+
+def test_tracing_is_the_time_beyond_the_typical_step():
+    assert tracing([3.0, 0.1, 0.1, 0.1, 0.5]) == pytest.approx(3.8 - 5 * 0.1)  # beyond 5 median steps
+    assert tracing([3.0, 0.1]) == 0.0  # too few steps to tell
+
+
+def test_the_first_epoch_plans_by_its_untraced_time(comp, workdir):
+    """A fold's first epoch traces the step (seconds on a small set); planned from that time the
+    fold got one epoch (digits at budget=2m: folds of 1 epoch, OOF 0.64)."""
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "train.lr=3e-3", "budget=40s", "train.epochs=200")
+    assert code == 0, err
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert all(plan["epochs"] > 3 for plan in record["plan"])  # tens of epochs fit; a traced first epoch said 1
+
+
+def test_a_budgeted_run_prints_stores_and_follows_its_plan(comp, workdir):
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "train.lr=auto", "budget=60s")
+    assert code == 0, err
+    plan = json.loads((workdir / "runs/digits/plan.json").read_text())
+    assert plan["stage"] == "baseline" and plan["size"] == [8, 8] and plan["budget_s"] == 60
+    assert f"run plan: {plan['training_seconds']:.0f}s of training; baseline first at 8x8" in out
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert record["run_plan"]["main_seconds"] == plan["main_seconds"]
+    assert record["budget"]["given_s"] == pytest.approx(min(plan["main_seconds"], plan["training_seconds"]), abs=2)
+    # A second command finds the baseline unchanged: the stored plan keeps its key
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "train.lr=auto", "budget=60s")
+    assert code == 0 and "[baseline] unchanged" in out
