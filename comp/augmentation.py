@@ -85,9 +85,31 @@ def test_views(entries, input_spec, task_kind: str) -> list[Any]:
     return views
 
 
+def probe_views(entries, input_spec, task_kind: str) -> list[Any]:
+    """The views of every installed TTA-safe augmentation that the policy ``entries`` leaves
+    out and that is declared for this task kind (the flips, by default): whether each keeps
+    this competition's labels is for the OOF score to say (stage ensemble keeps a probe view
+    only where it raises a candidate's OOF score beyond the fold noise)."""
+    from comp.registry import AUGMENTATIONS
+
+    named = {parse_entry(e)[0] for e in entries}
+    views = []
+    for info in AUGMENTATIONS.list():
+        if info.name in named:
+            continue
+        aug = AUGMENTATIONS.load(info.name)
+        if aug.tta_safe and aug.views and input_spec.modality in aug.modalities and task_kind in aug.tasks:
+            views.extend(aug.test_views(input_spec, None))
+    return views
+
+
 def views_for(entries, input_spec, task_kind: str, setting: Any, where: str = "predict.tta") -> list[Any]:
-    """The test-time views a model trained with augmentations ``entries`` gets under ``setting``."""
-    return pick_views(test_views(entries, input_spec, task_kind), setting, where)
+    """The test-time views a model trained with augmentations ``entries`` gets under ``setting``
+    (a list of names may also name its probe views: those stage ensemble found to help)."""
+    offered = test_views(entries, input_spec, task_kind)
+    if isinstance(setting, list):
+        offered += [v for v in probe_views(entries, input_spec, task_kind) if v.name not in {o.name for o in offered}]
+    return pick_views(offered, setting, where)
 
 
 def pick_views(views: list[Any], setting: Any, where: str = "predict.tta") -> list[Any]:

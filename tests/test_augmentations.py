@@ -32,7 +32,7 @@ def _apply(name: str, images: np.ndarray, strength=None, seed: int = 7, training
 
 
 def test_the_built_ins_are_the_documented_set():
-    assert BUILT_IN == ["brightness", "contrast", "cutmix", "erase", "flip", "mixup", "rotate", "shift", "zoom"]
+    assert BUILT_IN == ["brightness", "contrast", "cutmix", "erase", "flip", "mixup", "rotate", "shift", "vflip", "zoom"]
     assert MIXERS == ["cutmix", "mixup"]
     defaults = {name for name in BUILT_IN if AUGMENTATIONS.load(name).default}
     assert defaults == {"shift", "rotate", "zoom"}  # no flip: a mirrored digit is another label

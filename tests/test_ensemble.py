@@ -71,6 +71,37 @@ def test_averaged_weights_score_badly_until_batchnorm_is_recalibrated(tmp_path):
     assert recalibrated >= best - 0.01, (recalibrated, best)
 
 
+def test_a_probe_view_is_kept_only_where_it_raises_the_oof_score_beyond_fold_noise():
+    """A mirror that keeps the labels (its view is right where the model is unsure) is added;
+    one that changes them (its view is wrong everywhere) is refused."""
+    from comp.stages.ensemble import Candidate, _probe
+    from comp.tasks.base import TaskSource
+    from comp.tasks import make_task
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    frame = pd.DataFrame({"y": labels.astype(str)})
+    task = make_task("classification", TaskSource(frame, pd.DataFrame({"id": ["a"], "y": ["0"]}), "id", ("y",), {}))
+    y = task.encode(frame)
+    fold_of = np.arange(600) % 5
+    truth = np.eye(3)[labels]
+    unsure = np.where(rng.random((600, 1)) < 0.3, np.roll(truth, 1, axis=1) * 0.6 + 0.2, truth * 0.8 + 0.1)
+    helpful = truth * 0.9 + 0.05  # right on every row
+    harmful = np.roll(truth, 1, axis=1)  # wrong on every row
+    cand = Candidate("baseline", "baseline", "fold", Path("."), {}, None, plain=unsure,
+                     probes={"flip": helpful, "vflip": harmful})
+
+    def honest(pred):
+        return {}, task.score(y, pred)
+
+    logged = []
+    pred, found = _probe(cand, unsure, honest, y, fold_of, task, logged.append)
+    assert cand.views == ["flip"] and cand.keep_tta
+    assert found.startswith("flip +") and "flip" in found and found.endswith("not kept")
+    assert task.score(y, pred) > task.score(y, unsure)
+    assert any("probe view vflip" in line and "not kept" in line for line in logged)
+
+
 def test_greedy_selection_blends_complementary_models_and_the_nested_score_is_honest():
     rng = np.random.default_rng(0)
     n = 600
@@ -138,6 +169,12 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
     # Every candidate scored with and without its 3 views; TTA kept exactly where it helped OOF.
     assert (singles["views"] == 3).all() and not singles["oof_tta"].isna().any()
     assert ((singles["tta"] == "kept") == (singles["oof_tta"] > singles["oof"])).all()
+    # The mirrors the policy leaves out are probed on every candidate; a mirrored digit is
+    # another label, so the OOF score refuses them and no member predicts through one.
+    for probes in singles["probes"]:
+        assert [p.split()[0] for p in probes.split("; ")] == ["flip", "vflip"], probes
+        assert all(p.endswith(" not kept") for p in probes.split("; ")), probes
+    assert not {"flip", "vflip"} & {v for m in record["members"] for v in m["views"]}
     best_single = np.where(singles["tta"] == "kept", singles["oof_tta"], singles["oof"]).max()
     assert record["score"] >= best_single - 1e-12
     assert np.isclose(singles["weight"].sum(), 1.0)

@@ -70,7 +70,7 @@ def test_bad_search_settings_stop_before_any_work(comp, workdir, demo):
     assert code == 2
     assert err.strip().splitlines()[-1].endswith("regularize.changes: no change named 'dropoutt'; the changes: "
                                                  "label_smoothing, weight_decay, mixup, stronger_augmentation, "
-                                                 "model_regularizers, smaller_input, cutmix")
+                                                 "model_regularizers, flip, smaller_input, cutmix")
     code, out, err = comp("run", "stage=all", *SMOKE, "tune.space={train.lrr: [0.001, 0.01]}")
     assert code == 2 and "tune.space.train.lrr: not a searched knob here" in err
     code, out, err = comp("run", "stage=all", *SMOKE, "regularize.folds=1")

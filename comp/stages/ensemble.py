@@ -81,8 +81,9 @@ class Candidate:
     sets: list[str] = field(default_factory=list)  # weight sets per fold (not for kind fold)
     plain: np.ndarray | None = None  # OOF predictions without views
     tta: np.ndarray | None = None  # OOF predictions averaged over the original and the views
-    views: list[str] = field(default_factory=list)  # the views evaluated
+    views: list[str] = field(default_factory=list)  # the views evaluated; once decided, those kept
     keep_tta: bool = False  # the views improved this candidate's OOF score: prediction uses them
+    probes: dict = field(default_factory=dict)  # probe view (a flip) -> OOF predictions with it alone
     files: list[list[ModelRef]] = field(default_factory=list)  # per fold: its models
     derived: dict = field(default_factory=dict)  # fold -> set -> recalibrated weights (swa, ema)
     seconds: float = 0.0
@@ -166,7 +167,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     views (their OOF is the stage's own)."""
     import keras
 
-    from comp.augmentation import views_for
+    from comp.augmentation import probe_views, views_for
     from comp.training.averaging import assign, load_weight_sets, recalibrate_batchnorm
     from comp.training.fold_model import load_fold_model
 
@@ -176,7 +177,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     def own_oof(cand: Candidate) -> None:
         """A stage's plain fold models as they stand: its own OOF predictions, no model to load."""
         relative = cand.root.relative_to(ctx.rundir.path).as_posix()
-        cand.plain, cand.tta, cand.views = np.load(cand.root / artifacts.OOF_PROBS), None, []
+        cand.plain, cand.tta, cand.views, cand.probes = np.load(cand.root / artifacts.OOF_PROBS), None, [], {}
         cand.files = [[ModelRef(f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}")] for k in range(n_folds)]
 
     for cand in candidates:
@@ -188,6 +189,10 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
 
     def passes(cand: Candidate, views: int) -> int:
         return len(cand.sets or [None]) * (1 + views + (cand.kind in ("swa", "ema")))
+
+    # predict.tta=auto or N also probes the views the policy left out (flips): kept where the
+    # OOF score says they keep this competition's labels (run); a list of views is taken as is.
+    probing = cfg.predict.tta == "auto" or (isinstance(cfg.predict.tta, int) and cfg.predict.tta > 1)
 
     for root, group in groups.items():
         group.sort(key=lambda c: c.kind != "fold")  # the fold model's own weights first, before any are replaced
@@ -201,9 +206,11 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             folder = f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}"
             began = clock.now()
             fm = load_fold_model(fold_dir)
-            views = []
+            views, probes = [], []
             if fm.is_keras and modality_of(ctx.competition).test_views:
-                views = views_for(group[0].model.get("augmentations", []), inputs.spec(), task.kind, cfg.predict.tta)
+                policy = group[0].model.get("augmentations", [])
+                views = views_for(policy, inputs.spec(), task.kind, cfg.predict.tta)
+                probes = probe_views(policy, inputs.spec(), task.kind) if probing else []
             weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
             shared = clock.now() - began
             if per_pass == 0.0 and deadline < math.inf:
@@ -212,7 +219,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             for cand in group:
                 if cand.dropped:
                     continue
-                per_fold = cand.seconds / k if k else passes(cand, len(views)) * per_pass
+                per_fold = cand.seconds / k if k else passes(cand, len(views) + len(probes)) * per_pass
                 if clock.now() + committed + per_fold * (n_folds - k) > deadline:
                     cand.dropped = ("the budget was spent before the ensemble" if deadline <= clock.now()
                                     else f"~{per_fold:.0f}s per fold for {n_folds - k} more fold(s) did not fit "
@@ -221,7 +228,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                 committed += per_fold * (n_folds - k)
                 began = clock.now()
                 cand.views = [v.name for v in views]
-                refs, p_sum, t_sum = [], 0.0, 0.0
+                refs, p_sum, t_sum, q_sums = [], 0.0, 0.0, {}
                 for name in cand.sets or [None]:
                     if name is None:
                         refs.append(ModelRef(folder))
@@ -240,15 +247,20 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                     if views:
                         t_sum = t_sum + (p + sum(task.predictions(fm.outputs(inputs, rows, task, batch, v))
                                                  .astype(np.float64) for v in views)) / (1 + len(views))
+                    for v in probes:
+                        q_sums[v.name] = q_sums.get(v.name, 0.0) + task.predictions(
+                            fm.outputs(inputs, rows, task, batch, v)).astype(np.float64)
                 if cand.plain is None:
                     cand.plain = np.zeros((len(y), *p_sum.shape[1:]), dtype=np.float32)
                     cand.tta = np.zeros_like(cand.plain) if views else None
                 cand.plain[rows] = p_sum / len(refs)
                 if views:
                     cand.tta[rows] = t_sum / len(refs)
+                for name, q_sum in q_sums.items():
+                    cand.probes.setdefault(name, np.zeros_like(cand.plain))[rows] = q_sum / len(refs)
                 cand.files.append(refs)
                 spent = clock.now() - began + shared / len(group)
-                per_pass = spent / passes(cand, len(views))
+                per_pass = spent / passes(cand, len(views) + len(probes))
                 cand.seconds += spent
                 # this fold is done (the clock has moved on): the folds after it, at its measured pace
                 committed += cand.seconds / (k + 1) * (n_folds - k - 1) - per_fold * (n_folds - k)
@@ -264,6 +276,33 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             continue
         kept.append(cand)
     return kept
+
+
+def _probe(cand: Candidate, pred: np.ndarray, honest, y, fold_of, task, log) -> tuple[np.ndarray, str]:
+    """Add each probe view (a flip) to ``cand``'s prediction where it raises the OOF score by
+    more than the fold noise (the standard error of the per-fold gains): a view that does is
+    one this competition's labels survive. Returns the prediction and what was found."""
+    from comp.stages.trials import beats_noise
+
+    views = list(cand.views) if cand.keep_tta else []
+    count, found = 1 + len(views), []
+    n_folds = int(fold_of.max()) + 1
+    for name, probe in cand.probes.items():
+        trial = (pred * count + probe) / (count + 1)
+        gain = float(task.objective.gain(honest(trial)[1], honest(pred)[1]))
+        diffs = task.objective.gain(*(np.array([task.score(y[fold_of == k], p[fold_of == k]) for k in range(n_folds)])
+                                      for p in (trial, pred)))
+        noise = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else math.inf
+        keep = beats_noise(gain, noise)
+        found.append(f"{name} {gain:+.4f} {'kept' if keep else 'not kept'}")
+        log(f"{cand.name}: probe view {name}: OOF gain {gain:+.5f}, noise {noise:.5f}: "
+            + ("kept (its labels survive this view here)" if keep else "not kept"))
+        if keep:
+            pred, count = trial, count + 1
+            views.append(name)
+    if cand.probes:
+        cand.views, cand.keep_tta = views, bool(views)
+    return pred, "; ".join(found)
 
 
 def save_derived(ctx: StageContext, cand: Candidate) -> None:
@@ -320,18 +359,19 @@ def run(ctx: StageContext) -> dict:
         tta_score = honest(cand.tta)[1] if cand.tta is not None else None
         keep_tta = cand.keep_tta = tta_score is not None and objective.better(tta_score, plain_score)
         pred = cand.tta if keep_tta else cand.plain
+        pred, probed = _probe(cand, pred, honest, y, fold_of, task, ctx.log)
         chosen_oof.append(pred)
         fold_scores = [task.score(y[fold_of == k], pred[fold_of == k]) for k in range(n_folds)]
         rows_out.append({"candidate": cand.name, "kind": cand.kind, "oof": plain_score,
                          "oof_tta": tta_score if tta_score is not None else np.nan,
                          "tta": ("kept" if keep_tta else "not better") if tta_score is not None else "none",
-                         "views": len(cand.views),
+                         "views": len(cand.views), "probes": probed, "oof_used": honest(pred)[1],
                          "fold_std": float(np.std(fold_scores)), "seconds": round(cand.seconds, 1)})
         ctx.log(f"{cand.name}: OOF {task.metric_name} {plain_score:.5f}"
                 + (f", with {len(cand.views)} test-time views {tta_score:.5f} ({rows_out[-1]['tta']})"
                    if tta_score is not None else "") + f" ({cand.seconds:.0f}s)")
 
-    singles = [r["oof_tta"] if r["tta"] == "kept" else r["oof"] for r in rows_out]
+    singles = [r["oof_used"] for r in rows_out]  # with the views kept, probes included
     best = objective.best_index(singles)
     best_score = singles[best]
 
@@ -397,7 +437,7 @@ def run(ctx: StageContext) -> dict:
                     for c, w in members],
         "blend": {"used": used, "nested_score": nested_score, "full_score": full_score,
                   "best_single": candidates[best].name, "best_single_score": best_score,
-                  "candidates": {c.name: r["oof_tta"] if r["tta"] == "kept" else r["oof"]
+                  "candidates": {c.name: r["oof_used"]
                                  for c, r in zip(candidates, rows_out)}},
     }
     if first.input_shape:

@@ -3,8 +3,9 @@ training, on images scaled to [0, 1].
 
 Each has one strength knob (``train.augmentations=[shift:0.15,rotate:5]``). None of the
 defaults flips: a mirrored digit or character is another label (docs/recipe.md 6); ``flip``
-exists for photographs and scans, where a mirror image keeps its label, and is only ever
-used when named.
+and ``vflip`` exist for photographs and scans, where a mirror image keeps its label. They
+train only when named (or kept by stage regularize); their test-time views are probed on
+every image competition, and kept where they raise the OOF score (stage ensemble).
 """
 from __future__ import annotations
 
@@ -88,6 +89,15 @@ flip = Augmentation(
     tta_safe=True,
     views=lambda spec: [affine_view("flip", *_size(spec), mirror=True)],
     description="mirror left-right, for images whose mirror keeps the label (photos, scans; never digits or text)",
+)
+
+vflip = Augmentation(
+    build=lambda spec: layers.RandomFlip("vertical", name="aug_vflip"),
+    tasks=WHOLE_IMAGE_TASKS,
+    tta_safe=True,
+    # mirrored left-right, then turned half a turn: mirrored top-bottom
+    views=lambda spec: [affine_view("vflip", *_size(spec), mirror=True, degrees=180.0)],
+    description="mirror top-bottom, for images with no up (micrographs, satellite tiles; never digits or text)",
 )
 
 def _pixel_values(layer, name: str, description: str, unit: str) -> Augmentation:
