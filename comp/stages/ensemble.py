@@ -282,18 +282,19 @@ def _probe(cand: Candidate, pred: np.ndarray, honest, y, fold_of, task, log) -> 
     """Add each probe view (a flip) to ``cand``'s prediction where it raises the OOF score by
     more than the fold noise (the standard error of the per-fold gains): a view that does is
     one this competition's labels survive. Returns the prediction and what was found."""
-    from comp.stages.trials import beats_noise
+    from comp.stages.trials import Trial, gate
 
     views = list(cand.views) if cand.keep_tta else []
     count, found = 1 + len(views), []
-    n_folds = int(fold_of.max()) + 1
+    folds = list(range(int(fold_of.max()) + 1))
+
+    def scored(p: np.ndarray) -> Trial:  # the search stages' gate compares these
+        return Trial({}, honest(p)[1], [task.score(y[fold_of == k], p[fold_of == k]) for k in folds], folds, 0.0)
+
     for name, probe in cand.probes.items():
         trial = (pred * count + probe) / (count + 1)
-        gain = float(task.objective.gain(honest(trial)[1], honest(pred)[1]))
-        diffs = task.objective.gain(*(np.array([task.score(y[fold_of == k], p[fold_of == k]) for k in range(n_folds)])
-                                      for p in (trial, pred)))
-        noise = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else math.inf
-        keep = beats_noise(gain, noise)
+        verdict = gate(scored(trial), scored(pred), task.objective)
+        gain, noise, keep = float(verdict.gain), verdict.noise, verdict.keep
         found.append(f"{name} {gain:+.4f} {'kept' if keep else 'not kept'}")
         log(f"{cand.name}: probe view {name}: OOF gain {gain:+.5f}, noise {noise:.5f}: "
             + ("kept (its labels survive this view here)" if keep else "not kept"))
