@@ -235,17 +235,17 @@ class Multilabel(Task):
                 raise DataError(f"submission row {first_row(bad)}: {self.target} names a label not seen in train.csv")
 
     # -- non-Keras models -----------------------------------------------------------------------
-    def fit_estimator(self, make, x, y):
-        """One estimator per label (a constant label gets its constant)."""
+    def fit_estimator(self, make, x, y, fit=None):
+        """One estimator per label (a constant label gets its constant), each with an equal
+        share of the time left."""
+        fit = fit or (lambda estimator, x, y, share: estimator.fit(x, y))
         fitted = []
         for j in range(self.num_labels):
             column = y[:, j].astype(int)
             if column.min() == column.max():
                 fitted.append(float(column[0]))
             else:
-                estimator = make()
-                estimator.fit(x, column)
-                fitted.append(estimator)
+                fitted.append(fit(make(), x, column, 1.0 / (self.num_labels - j)))
         return fitted
 
     def estimator_outputs(self, fitted, x) -> np.ndarray:

@@ -167,10 +167,9 @@ class Regression(Task):
             raise DataError(f"submission row {first_row(bad)}: {self.target} is not a finite number")
 
     # -- non-Keras models -----------------------------------------------------------------------
-    def fit_estimator(self, make, x, y):
-        estimator = make()
-        estimator.fit(x, np.asarray(y).reshape(-1))
-        return estimator
+    def fit_estimator(self, make, x, y, fit=None):
+        fit = fit or (lambda estimator, x, y, share: estimator.fit(x, y))
+        return fit(make(), x, np.asarray(y).reshape(-1), 1.0)
 
     def estimator_outputs(self, fitted, x) -> np.ndarray:
         return np.asarray(fitted.predict(x), dtype=np.float32).reshape(-1, 1)

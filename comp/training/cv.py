@@ -212,7 +212,8 @@ def describe_plan(plan: dict) -> str:
 def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
                           seed, deadline, hard_deadline, log, label, hook, title,
                           predict_batch_size) -> tuple[dict, np.ndarray]:
-    # An estimator's fit cannot be stopped part-way: the deadlines do not apply.
+    # An estimator's fit cannot be stopped part-way: one that can grow in steps stops before the
+    # step that would pass the fold's deadline (comp.training.bounded_fit); others run to their end.
     from comp.training.fit import fit_estimator
     from comp.training.fold_model import FoldModel, save_fold_model
     from comp.training.model import build_estimator
@@ -220,13 +221,16 @@ def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec,
 
     spec = inputs.spec(fit_rows)
     make, hp_values = build_estimator(spec, task, model.name, model.hp)
-    result = fit_estimator(make, task, inputs.frame(fit_rows, spec), y[fit_rows])
+    result = fit_estimator(make, task, inputs.frame(fit_rows, spec), y[fit_rows], deadline=deadline)
     with native_threads(result.threads):
         pred = task.predictions(FoldModel(result.model, spec).outputs(inputs, val_rows, task))
     save_fold_model(result.model, fold_dir, spec)
     write_npy(fold_dir / "val_pred.npy", pred)
-    info = {"score": task.score(y[val_rows], pred), "epochs": 1, "best_epoch": 1, "stopped_by_budget": False,
+    info = {"score": task.score(y[val_rows], pred), "epochs": 1, "best_epoch": 1,
+            "stopped_by_budget": result.stopped_by_budget,
             "seconds": round(result.seconds, 2), "threads": result.threads, "hp": hp_values, "resumed_from_epoch": 0,
             "diagnosis": []}
-    log(f"{label}: {task.metric_name}={info['score']:.4f} ({result.seconds:.1f}s)")
+    cut = "".join(f", stopped by the budget at {done} of {asked} iterations" for done, asked in
+                  (result.plan or {}).get("iterations", []))
+    log(f"{label}: {task.metric_name}={info['score']:.4f} ({result.seconds:.1f}s{cut})")
     return info, pred

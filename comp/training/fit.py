@@ -65,13 +65,18 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
                       trainer.weight_sets())
 
 
-def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.ndarray) -> FoldResult:
+def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.ndarray,
+                  deadline: float = math.inf) -> FoldResult:
     """Fit a non-Keras model plugin's estimator(s) on one fold, on the cores free now
-    (``comp.threads``: a busy-waiting OpenMP team stalls on a shared core)."""
+    (``comp.threads``: a busy-waiting OpenMP team stalls on a shared core), within
+    ``deadline`` where the estimator can be fitted in steps (``comp.training.bounded_fit``)."""
     from comp import clock
     from comp.threads import native_threads
+    from comp.training.bounded_fit import BoundedFit
 
     began = clock.now()
+    bounded = BoundedFit(deadline)
     with native_threads() as threads:
-        fitted = task.fit_estimator(make, x, y)
-    return FoldResult(fitted, 1, 1, False, clock.now() - began, threads=threads)
+        fitted = task.fit_estimator(make, x, y, fit=bounded)
+    return FoldResult(fitted, 1, 1, bool(bounded.stopped), clock.now() - began, threads=threads,
+                      plan={"iterations": bounded.stopped} if bounded.stopped else None)

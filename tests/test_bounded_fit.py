@@ -1,0 +1,71 @@
+"""A gradient-boosting fold fitted within its deadline (comp.training.bounded_fit), on real data."""
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+from comp import clock
+from comp.training.bounded_fit import BoundedFit
+
+
+class SlowGBM(HistGradientBoostingClassifier):
+    """A GBM whose every iteration costs a second on the test's clock."""
+
+    def fit(self, x, y):
+        before = getattr(self, "n_iter_", 0) if self.warm_start else 0
+        super().fit(x, y)
+        self._now[0] += self.n_iter_ - before
+        return self
+
+
+@pytest.fixture
+def data():
+    x, y = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    return x[order[:400]], y[order[:400]], x[order[400:]], y[order[400:]]
+
+
+@pytest.fixture
+def now(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    return now
+
+
+def _gbm(now, **kw):
+    model = SlowGBM(max_iter=200, learning_rate=0.1, early_stopping=False, random_state=0, **kw)
+    model._now = now
+    return model
+
+
+def test_a_deadline_stops_the_fit_between_steps(data, now):
+    x, y, xv, yv = data
+    fit = BoundedFit(deadline=60.0)
+    model = fit(_gbm(now), x, y)
+    # 200 iterations would take 200 s: it stops before the step that would pass 60 s
+    assert now[0] <= 60.0
+    assert 20 <= model.n_iter_ < 200 and model.max_iter == model.n_iter_ and not model.warm_start
+    assert fit.stopped == [(model.n_iter_, 200)]
+    assert (model.predict(xv) == yv).mean() > 0.9
+
+
+def test_steps_that_fit_give_the_one_shot_model(data, now):
+    x, y, xv, _ = data
+    fit = BoundedFit(deadline=1e6)
+    stepped = fit(_gbm(now), x, y)
+    whole = _gbm([0.0]).fit(x, y)
+    assert fit.stopped == [] and stepped.n_iter_ == 200
+    np.testing.assert_allclose(stepped.predict_proba(xv), whole.predict_proba(xv))
+
+
+def test_a_share_of_the_time_left(data, now):
+    x, y, _, _ = data
+    model = BoundedFit(deadline=100.0)(_gbm(now), x, y, share=0.25)
+    assert now[0] <= 25.0 and model.n_iter_ < 200
+
+
+def test_estimators_without_steps_fit_once(data, now):
+    x, y, xv, yv = data
+    model = BoundedFit(deadline=1.0)(LogisticRegression(max_iter=5000), x, y)
+    assert (model.predict(xv) == yv).mean() > 0.9
