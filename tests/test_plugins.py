@@ -130,3 +130,32 @@ def test_a_competition_plugs_in_its_own_metric(metric_plugin_installed, workdir)
     wrong = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", "competition=demo:diabetes", cwd=workdir,
                              env=metric_plugin_installed)
     assert wrong.returncode == 2 and "metric=qwk does not fit task regression" in wrong.stderr
+
+
+def test_trials_that_raise_fail_alone_and_the_run_still_submits(tiny_plugin_installed, workdir):
+    """A model that cannot be built at some of its searched values: those trials are recorded
+    as failed with their reason, the search goes on, and the run ends with a submission."""
+    result = comp_subprocess("run", "stage=all", *SMOKE, "model=wide_fails", "tune.coarse_trials=4",
+                             "tune.coarse_epochs=0.34", "tune.fine_trials=1", "tune.oracle=random",
+                             cwd=workdir, env=tiny_plugin_installed)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import pandas as pd
+
+    trials = pd.read_csv(workdir / "runs/digits/tune/trials.csv").iloc[1:]
+    wide = trials["model.hp.units"] > 24
+    assert wide.any() and (trials.loc[wide, "status"] == "FAILED").all()
+    assert (trials.loc[~wide, "status"] == "COMPLETED").all()
+    assert "more than this model can build" in result.stdout
+    assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
+
+    # Every trial raising ends the search (keras-tuner's consecutive-failure limit), not the run:
+    # the starting configuration stands and the run still submits.
+    result = comp_subprocess("run", "stage=all", *SMOKE, "model=wide_fails", "tune.coarse_trials=4",
+                             "tune.coarse_epochs=0.34", "tune.fine_trials=1", "tune.oracle=random",
+                             "tune.space={model.hp.units: [32, 128]}", "run=all_fail", cwd=workdir,
+                             env=tiny_plugin_installed)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = pd.read_csv(workdir / "runs/all_fail/tune/trials.csv").iloc[1:]
+    assert len(trials) >= 4 and (trials["status"] == "FAILED").all()
+    assert "the starting configuration stands" in result.stdout
+    assert list((workdir / "submissions").glob("all_fail-*-accuracy=*.csv"))

@@ -96,3 +96,79 @@ def test_every_oracle_drives_the_objective_and_resumes_without_redoing_trials(ki
     again = search(oracle(), objective, tmp_path, kind)  # a rerun: the finished search is reloaded
     assert len(again) == len(trials) and len(calls) == len(trials)
     assert search(oracle(deadline=lambda: True), objective, tmp_path / "late", kind) == []  # no time: no trial
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+def test_proposed_values_stay_inside_random_ranges_narrowed_or_not(kind, tmp_path):
+    """Property: over random ranges (integer, log, linear, choices), narrowed around a best at
+    the edge as the fine search does, every value an oracle proposes is inside its knob. The
+    objective rewards the top of each range, where keras-tuner's log-sampled Int would propose
+    max + 1 (a 15-minute run died on min_samples_leaf=101 of the plugin's 2..100)."""
+    import random
+
+    from comp.tuning.search import make_oracle, search
+
+    rng = random.Random(7)
+    for case in range(4):
+        knobs = []
+        for i in range(4):
+            low = rng.choice([1, 2, 3, 16]) * 10 ** rng.randint(-4, 1)
+            high = low * rng.uniform(1.5, 200)
+            integer, log = rng.random() < 0.6, rng.random() < 0.6
+            if integer:
+                low, high = max(1, round(low)), max(2, round(high))
+                high = max(high, low + 1)
+            knob = Knob(f"k{i}", low, high, log=log, integer=integer, limit=True)
+            knobs.append(knob.narrowed(knob.high) if rng.random() < 0.5 else knob)
+        knobs.append(Knob("c", choices=("a", "b", "c")))
+        by_key = {k.key: k for k in knobs}
+        seen = []
+
+        def objective(trial_id, values):
+            seen.append(values)
+            return {"score": sum((values[k.key] - k.low) / (k.high - k.low + 1e-12) for k in knobs if k.numeric)}
+
+        oracle = make_oracle(kind, knobs, {}, objective=Objective(higher_is_better=True), max_trials=12,
+                             max_epochs=3, seed=case, deadline=lambda: False)
+        search(oracle, objective, tmp_path / str(case), kind)
+        assert seen
+        for values in seen:
+            for key, value in values.items():
+                if key in by_key and by_key[key].numeric:
+                    knob = by_key[key]
+                    assert knob.low <= value <= knob.high, (kind, case, key, value, knob)
+                    assert isinstance(value, int) == knob.integer, (key, value)
+                elif key in by_key:
+                    assert value in by_key[key].choices
+
+
+def test_clip_holds_a_value_to_its_knob():
+    leaf = Knob("model.hp.min_samples_leaf", 2, 100, log=True, integer=True, limit=True)
+    assert leaf.clip(101) == 100 and leaf.clip(1) == 2 and leaf.clip(37.6) == 38
+    assert Knob("lr", 1e-4, 1e-2, log=True).clip(0.5) == 1e-2
+    assert Knob("s", choices=("a", "b"), default="b").clip("z") == "b"
+
+
+@pytest.mark.parametrize("damaged", ["oracle.json", "trial_0/trial.json"])
+def test_a_half_written_search_state_restarts_the_search_with_a_notice(damaged, tmp_path):
+    """A kill while keras-tuner writes its state leaves a half-written JSON file: the rerun sets
+    the state aside, says so in one line, and searches again instead of a JSONDecodeError."""
+    from comp.tuning.search import make_oracle, search, trial_score
+
+    calls, said = [], []
+
+    def objective(trial_id, values):
+        calls.append(values["x"])
+        return {"score": -(values["x"] - 0.3) ** 2}
+
+    def oracle():
+        return make_oracle("random", [Knob("x", 0.0, 1.0)], {}, objective=Objective(higher_is_better=True),
+                           max_trials=3, max_epochs=1, seed=1, deadline=lambda: False)
+
+    assert len(search(oracle, objective, tmp_path, "coarse")) == 3
+    state = tmp_path / "coarse" / damaged
+    state.write_text(state.read_text()[: len(state.read_text()) // 2])
+    trials = search(oracle, objective, tmp_path, "coarse", log=said.append)
+    assert len(trials) == 3 and all(trial_score(t) is not None for t in trials)
+    assert len(said) == 1 and "could not be read" in said[0] and "set aside as coarse.damaged" in said[0]
+    assert (tmp_path / "coarse.damaged" / damaged).is_file()  # kept for a look, not deleted

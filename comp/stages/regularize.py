@@ -285,16 +285,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
         return verdict.keep, {"row": _row(name, change.help, candidate, verdict.gain, verdict.noise, verdict.words),
                               "trial": candidate.to_dict()}
 
-    oracle = SequentialOracle(list(changes), start.to_dict(), propose=propose, fits=fits, decide=decide,
-                              objective=task.objective, seed=cfg.seed,
-                              fixed={"comp_lr": lr, "comp_epochs": epochs, "comp_folds": ",".join(map(str, folds))})
+    oracles: list[SequentialOracle] = []  # the last one made ran the search (a damaged state makes another)
+
+    def new_oracle() -> SequentialOracle:
+        oracles.append(SequentialOracle(list(changes), start.to_dict(), propose=propose, fits=fits, decide=decide,
+                                        objective=task.objective, seed=cfg.seed,
+                                        fixed={"comp_lr": lr, "comp_epochs": epochs,
+                                               "comp_folds": ",".join(map(str, folds))}))
+        return oracles[-1]
+
     # A change tried gets its expected time past the window's end: a trial is planned to fit, never cut.
     objective = TrialObjective(ctx, lambda trial_id, values: _plan(trial_id, values, ctx.work),
                                time=lambda plan: TimeBox(box.end + unit * changes[plan.label].cost))
     try:
-        search(oracle, objective, ctx.work / "oracle", NAME)
+        search(new_oracle, objective, ctx.work / "oracle", NAME, log=ctx.log)
     finally:
         objective.close()
+    oracle = oracles[-1]
     rows = [_row("baseline", "the baseline's configuration", start, None, None, "reference")]
     for entry in oracle.rows:
         change = changes[entry["step"]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +301,8 @@ class TrialPlan:
 class TrialObjective:
     """keras-tuner's trial -> its plan (``plan(trial_id, values)``) cross-validated: the OOF score
     and each fold's score are the trial's metrics. A problem of the setup (a ``CompError``) stops
-    the search; any other failure fails this trial only. ``time(plan)`` is the box a trial trains
+    the search; a configuration error (from this trial's values) or any other failure fails
+    this trial only. ``time(plan)`` is the box a trial trains
     in (a hard one: it must not outlive its search)."""
 
     def __init__(self, ctx: StageContext, plan, time=lambda plan: UNLIMITED):
@@ -320,7 +322,7 @@ class TrialObjective:
             self.runner = None
 
     def __call__(self, trial_id: str, values: dict[str, Any]) -> dict[str, float]:
-        from comp.errors import CompError
+        from comp.errors import CompError, ConfigError
         from comp.progress import resident_mb
         from comp.training.trainer import OutOfTime
         from comp.tuning.search import Stop
@@ -333,6 +335,12 @@ class TrialObjective:
                 self.runner = TrialRunner(ctx, plan.lr, plan.folds)
             trial = self.runner.run(plan.changes, plan.folder, plan.epochs, self.time(plan), folds=plan.folds,
                                     keep_weights=plan.keep_weights)
+        except ConfigError as exc:
+            # The starting configuration was checked before any work, so a configuration error
+            # here comes from this trial's values: this trial fails, the search goes on.
+            label = plan.label if plan else f"trial {trial_id}"
+            ctx.log(f"{label} failed: {str(exc).splitlines()[0][:200]}")
+            raise
         except CompError as exc:
             raise Stop(exc) from None
         except OutOfTime as exc:  # not scored; the search ends (its time is up)
@@ -390,10 +398,10 @@ def serve_worker(ctx: StageContext, objective: TrialObjective, phases: list[str]
     tuner_id = os.environ["KERASTUNER_TUNER_ID"]
     try:
         for i, phase in enumerate(phases):
-            local = make_oracle("random", [], {}, objective=ctx.task.objective, max_trials=1, max_epochs=1,
-                                seed=ctx.cfg.seed, deadline=lambda: False)
+            local = partial(make_oracle, "random", [], {}, objective=ctx.task.objective, max_trials=1, max_epochs=1,
+                            seed=ctx.cfg.seed, deadline=lambda: False)
             print(f"[{ctx.name}] worker {tuner_id}: {phase} trials from the chief", flush=True)
-            search(local, objective, ctx.work / "oracle", phase, phase=i)
+            search(local, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log)
     finally:
         objective.close()  # the trial process ends with the worker
 

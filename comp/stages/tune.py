@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -251,12 +252,12 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
         kind = cfg.tune.oracle if phase == "coarse" else ("random" if cfg.tune.oracle == "random" else "bayesian")
         n_trials = cfg.tune.coarse_trials if phase == "coarse" else cfg.tune.fine_trials
         expected = unit * phase_epochs / epochs
-        oracle = make_oracle(kind, phase_knobs, {**fixed, "comp_phase": phase, "comp_epochs": phase_epochs},
-                             objective=task.objective, max_trials=n_trials, max_epochs=phase_epochs
-                             if kind != "hyperband" else epochs, seed=cfg.seed + i,
-                             deadline=lambda e=phase_end, x=expected, p=phase:
-                             clock.now() + objective.expected(p, x) > e)
-        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i)
+        oracle = partial(make_oracle, kind, phase_knobs, {**fixed, "comp_phase": phase, "comp_epochs": phase_epochs},
+                         objective=task.objective, max_trials=n_trials, max_epochs=phase_epochs
+                         if kind != "hyperband" else epochs, seed=cfg.seed + i,
+                         deadline=lambda e=phase_end, x=expected, p=phase:
+                         clock.now() + objective.expected(p, x) > e)
+        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log)
         results[phase] = [_trial(t, to_changes(t.hyperparameters.values, start_cfg, comp, task), start_changes)
                           for t in trials]
         done = [t for t in results[phase] if t.score is not None]

@@ -14,6 +14,7 @@ others run trials. A search of several phases serves phase ``i`` on port ``PORT 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -86,6 +87,7 @@ def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, objectiv
     """A keras-tuner oracle over ``knobs`` (plus ``fixed`` values every trial carries) that stops
     creating trials once ``deadline()`` is true, or after ``max_trials`` (0: none)."""
     hp = kt.HyperParameters()
+    by_key = {knob.key: knob for knob in knobs}
     for knob in knobs:
         knob.declare(hp)
     for key, value in fixed.items():
@@ -101,23 +103,55 @@ def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, objectiv
         base, args = kt.oracles.RandomSearchOracle, dict(max_trials=max(max_trials, 1))
 
     class TimedOracle(base):
+        failed_out = False
+
+        def _check_consecutive_failures(self):
+            # keras-tuner raises here, which would end the run: the search ends instead, and the
+            # stage goes on with what it had (each failed trial logged its reason).
+            try:
+                super()._check_consecutive_failures()
+            except RuntimeError:
+                self.failed_out = True
+
         def populate_space(self, trial_id):
-            if (max_trials == 0 and kind != "hyperband") or deadline():
+            if (max_trials == 0 and kind != "hyperband") or deadline() or self.failed_out:
                 return {"status": trial_module.TrialStatus.STOPPED, "values": None}
-            return super().populate_space(trial_id)
+            proposal = super().populate_space(trial_id)
+            if proposal.get("values"):  # inside the declared ranges by construction, whatever the oracle sampled
+                proposal["values"] = {key: by_key[key].clip(value) if key in by_key else value
+                                      for key, value in proposal["values"].items()}
+            return proposal
 
     oracle = TimedOracle(**common, **args)
     oracle.verbose = 0  # each trial is one line in comp's log instead of keras-tuner's tables
     return oracle
 
 
-def search(oracle, objective: TrialFunction, directory: Path, project: str, phase: int = 0) -> list[Any]:
-    """Run (or resume) the search; return the oracle's trials (on a worker: none, the chief has them)."""
+def search(oracle, objective: TrialFunction, directory: Path, project: str, phase: int = 0,
+           log: Callable[[str], None] = print) -> list[Any]:
+    """Run (or resume) the search; return the oracle's trials (on a worker: none, the chief has them).
+
+    ``oracle`` is a keras-tuner oracle or a function making one. Where the saved state cannot be
+    read (a file half-written when the process was killed), the state is set aside as
+    ``<project>.damaged``, ``log`` says so, and the search starts again with a new oracle from
+    the function: the trials' trained folds are kept in their own folders and resume from there."""
     port = os.environ.get("KERASTUNER_ORACLE_PORT")
     if port and dist_utils.has_chief_oracle():
         base = int(os.environ.setdefault("COMP_TUNER_BASE_PORT", port))
         os.environ["KERASTUNER_ORACLE_PORT"] = str(base + phase)
-    tuner = _CVTuner(oracle, objective, directory, project)
+    make = oracle if callable(oracle) else (lambda: oracle)
+    try:
+        tuner = _CVTuner(make(), objective, directory, project)
+    except (ValueError, KeyError, RuntimeError) as exc:  # json's JSONDecodeError is a ValueError
+        state = Path(directory) / project
+        if not callable(oracle) or not state.is_dir():
+            raise
+        aside = state.with_name(project + ".damaged")
+        shutil.rmtree(aside, ignore_errors=True)
+        state.rename(aside)
+        log(f"search state {state} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}): "
+            f"set aside as {aside.name}; the search starts again")
+        tuner = _CVTuner(make(), objective, directory, project)
     try:
         tuner.search()
     except _Fatal as fatal:

@@ -44,6 +44,19 @@ class Knob:
         else:
             hp.Float(self.key, float(self.low), float(self.high), sampling="log" if self.log else "linear")
 
+    def clip(self, value: Any) -> Any:
+        """``value`` inside this knob's range: keras-tuner's log-sampled ``Int`` turns a probability
+        of exactly 1 into ``max_value + 1`` (its ``prob_to_value`` samples up to ``max + 1``), which
+        a Bayesian oracle proposes at the edge of a narrowed range; a choice not offered becomes the
+        default."""
+        if not self.numeric:
+            return value if value in self.choices else (self.default if self.default in self.choices
+                                                        else self.choices[0])
+        if self.integer:
+            low, high = math.ceil(self.low), math.floor(self.high)
+            return int(min(max(round(value), low), max(high, low)))
+        return float(min(max(value, self.low), self.high))
+
     def narrowed(self, best: Any) -> "Knob":
         """A narrower knob around ``best`` for the fine search: a third of the log range on each side
         (at most 3x) or a quarter of the linear range; a choice is fixed at ``best``. A ``best``
