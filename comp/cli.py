@@ -174,7 +174,25 @@ def _run_config(command: str, overrides: list[str], allowed: tuple[str, ...]):
     for word in overrides:
         if word.split("=", 1)[0].strip() not in allowed:
             raise ConfigError(f"{command} takes {', '.join(k + '=' for k in allowed)}, not {word!r}")
-    return load_config(overrides)
+    return load_config(_run_own(overrides))
+
+
+def _run_own(overrides: list[str]) -> list[str]:
+    """``overrides`` plus the named run's own competition, task and metric (from its config.yaml)
+    where the command does not give them: the run directory knows what it was run on."""
+    import yaml
+
+    given = {word.split("=", 1)[0].strip(): word.split("=", 1)[1] for word in overrides if "=" in word}
+    if "run" not in given or "competition" in given:
+        return overrides
+    saved = Path(given.get("paths.runs", "runs")) / given["run"] / "config.yaml"
+    try:
+        recorded = (yaml.safe_load(saved.read_text()) or {}).get("config", {})
+    except (OSError, yaml.YAMLError):
+        return overrides  # no record (or an unreadable one): the defaults, as before
+    own = [f"{key}={recorded[key]}" for key in ("competition", "task", "metric")
+           if key not in given and recorded.get(key) is not None]
+    return own + overrides
 
 
 LOCATE = ("competition", "run", "paths.runs", "paths.cache", "task", "metric")

@@ -320,3 +320,15 @@ def _browser():
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_report_of_a_named_run_reads_the_runs_own_competition(comp, workdir, demo):
+    """`comp report run=NAME` without competition=: the run's config.yaml says what it ran on
+    (not the bundled digits demo, whose ids are not this table's)."""
+    code, _, err = comp("run", "stage=baseline", "competition=demo:breast-cancer", "run=bc", "split.folds=2",
+                        "report=false", "inspect.adversarial=false")
+    assert code == 0, err
+    code, out, err = comp("report", "run=bc")
+    assert code == 0, err
+    page = (workdir / "runs/bc/report.html").read_text()
+    assert "not available" not in page and "malignant" in page
