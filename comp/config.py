@@ -310,7 +310,12 @@ def _flatten(data: dict[str, Any], where: str, prefix: str = "") -> dict[str, An
     flat: dict[str, Any] = {}
     for k, v in data.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and key not in SCHEMA:
+        if key == "model" and isinstance(v, str):  # `model: mlp`, as `model=mlp` on the command line
+            flat.update({"model.name": v, "model.hp": {}})
+        elif key == "experiment" and not isinstance(v, dict):
+            raise ConfigError(f"config key 'experiment' in {where}: an experiment is chosen on the command line "
+                              f"(experiment={v}); in a file, set its keys instead")
+        elif isinstance(v, dict) and key not in SCHEMA:
             flat.update(_flatten(v, where, key + "."))
         else:
             _check_known(key, where)

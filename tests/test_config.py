@@ -105,3 +105,17 @@ def test_retired_keys_say_what_replaced_them_and_saved_configs_load_back():
     assert cfg.merged({"train.epochs": 7, "model.hp.blocks": 1}).train.epochs == 7
     with pytest.raises(ConfigError, match="train.epochs in a trial: expected an integer"):
         cfg.merged({"train.epochs": "many"})
+
+
+def test_a_config_file_names_its_model_as_the_command_line_does(tmp_path):
+    """`model: mlp` in a file means model=mlp (it said "unknown config key 'model' ... did you
+    mean 'model'?"); an experiment in a file says where it belongs."""
+    best = tmp_path / "best.yaml"
+    best.write_text("model: mlp\ntrain:\n  epochs: 7\n")
+    cfg = load_config([f"config={best}"])
+    assert (cfg.model.name, cfg.model.hp, cfg.train.epochs) == ("mlp", {}, 7)
+    best.write_text("model:\n  name: mlp\n  hp: {units: 64}\n")
+    assert load_config([f"config={best}"]).model.hp == {"units": 64}
+    best.write_text("experiment: smoke\n")
+    with pytest.raises(ConfigError, match=r"experiment=smoke\); in a file, set its keys instead"):
+        load_config([f"config={best}"])
