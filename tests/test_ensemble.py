@@ -293,6 +293,15 @@ def test_bad_ensemble_settings_stop_before_any_work(comp, workdir, demo):
     assert code == 2 and "predict.tta: no view named mirror; this model's views: rotate_ccw, shift_right" in err
     code, _, err = comp("run", "stage=predict", *SMOKE, "predict.tta=0")
     assert code == 2 and "predict.tta" in err
+    # knowable before any training (they were refused only after every training stage had run)
+    code, _, err = comp("run", "stage=all", *SMOKE, "ensemble.candidates=[swa]")
+    assert code == 2 and ("ensemble.candidates=['swa']: training keeps none of these weights (train.swa_epochs=0); "
+                          "add fold") in err
+    code, _, err = comp("run", "stage=all", *SMOKE, "predict.source=regularize")
+    assert code == 2 and ("predict.source=regularize: stage regularize keeps no fold models for every fold; use "
+                          "auto, ensemble or one of baseline, tune") in err
+    code, _, err = comp("run", "stage=all", *SMOKE, "tune.space={train.batch_size: [0, 4]}")
+    assert code == 2 and "train.batch_size in tune.space={train.batch_size: [0, 4]}: 0 is out of range" in err
     assert not (workdir / "runs").exists()
 
 

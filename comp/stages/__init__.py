@@ -1,7 +1,8 @@
 """The stages in pipeline order. A stage module has NAME, HELP, CONFIG (the config keys
 its result depends on), TRAINS, TIME (its share of a budget, ``comp.budget.Share``),
 ``inputs(cfg, available, training)`` (the stages it reads, by role, given the finished ones
-and the training stages) and ``run(ctx) -> record``; optionally ``validate(cfg,
+and the training stages) and ``run(ctx) -> record``; optionally ``FOLD_MODELS = False`` (a
+training stage that never publishes fold models for every fold), ``validate(cfg,
 competition, task)``, called for every planned stage before anything is written, and
 ``work(cfg, competition, task, rundir)``, what a keras-tuner worker process runs."""
 from comp.stages import baseline, check, ensemble, inspect, predict, regularize, split, submit, tune

@@ -41,6 +41,8 @@ TRAINS = False
 TIME = Share(of_remaining=0.5, after_training=True)
 LOAD_SECONDS = 1.0  # a fold's candidate loaded, built and its prediction traced (measured: digits, 1-4 s)
 KINDS = ("fold", "snapshots", "swa", "ema", "variants")
+# The training setting that keeps each kind's weights (0: none kept).
+WEIGHTS_KEPT_BY = {"snapshots": "snapshots", "swa": "swa_epochs", "ema": "keep_ema"}
 TABLE = "candidates.csv"
 CANDIDATES_DIR = "candidates"  # the chosen SWA/EMA members' weights with recalibrated BatchNorm statistics
 
@@ -67,6 +69,15 @@ def validate(cfg, competition, task) -> None:
     if unknown or not chosen:
         raise ConfigError(f"ensemble.candidates={chosen}: list some of {', '.join(KINDS)}"
                           + (f" ({', '.join(map(str, unknown))} unknown)" if unknown else ""))
+    # Weight sets are kept only when training keeps them: a list of kinds none of which will
+    # exist is refused now, not after every training stage has run.
+    kept = {kind: getattr(cfg.train, key) for kind, key in WEIGHTS_KEPT_BY.items()}
+    kept["variants"] = list(cfg.baseline.variants)
+    if not any(kind not in kept or kept[kind] for kind in chosen):
+        off = ", ".join(f"{'train.' + WEIGHTS_KEPT_BY[kind] if kind in WEIGHTS_KEPT_BY else 'baseline.variants'}="
+                        f"{kept[kind]}" for kind in chosen)
+        raise ConfigError(f"ensemble.candidates={chosen}: training keeps none of these weights ({off}); add fold "
+                          "(the fold models) or turn one on")
     check_views(cfg, competition, task)
 
 

@@ -29,8 +29,14 @@ def inputs(cfg, available, training=()) -> dict[str, str]:
     source = cfg.predict.source
     if source == "auto":  # the ensemble: it blends (or picks the best of) every training stage on OOF
         return {"ensemble": "ensemble"}
+    from comp.stages import STAGES
+
+    usable = [name for name in training if getattr(STAGES[name], "FOLD_MODELS", True)]
     if source not in [*training, "ensemble"]:
-        raise ConfigError(f"predict.source={source!r}: use auto, ensemble or one of {', '.join(training)}")
+        raise ConfigError(f"predict.source={source!r}: use auto, ensemble or one of {', '.join(usable)}")
+    if source not in usable:
+        raise ConfigError(f"predict.source={source}: stage {source} keeps no fold models for every fold; use auto, "
+                          f"ensemble or one of {', '.join(usable)}")
     return {source: source}
 
 

@@ -37,6 +37,7 @@ HELP = ("try one regularisation change at a time from the baseline (on regulariz
 CONFIG = ("seed", "regularize", "task", "metric", "data", "train", "model", "predict.batch_size",
           "split.group_column")
 TRAINS = True
+FOLD_MODELS = False  # its trials train some folds only: nothing predict can use (the ensemble reads tune's)
 # Of the training time: one change at a time on two folds needs less than the baseline.
 TIME = Share(training=0.25)
 TABLE = "table.csv"

@@ -71,11 +71,19 @@ def validate(cfg, competition, task) -> None:
     from comp.stages.training import validate_model
 
     validate_model(cfg, competition, task)
+    from comp.config import SCHEMA
+
     image_size = tuple(cfg.data.image_size) if cfg.data.image_size else (32, 32)
     try:
-        space(cfg, competition, task, 1e-3, image_size)
+        knobs = space(cfg, competition, task, 1e-3, image_size)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    # A range for a config key holds values that key takes (tune.space={train.batch_size: [0]}
+    # was refused only when a trial ran, after every training stage).
+    for knob in knobs:
+        if knob.key in cfg.tune.space and knob.key in SCHEMA:
+            for value in knob.choices or (knob.low, knob.high):
+                SCHEMA[knob.key].coerce(knob.key, value, f"tune.space={{{knob.key}: {cfg.tune.space[knob.key]}}}")
 
 
 def space(cfg, competition, task, lr: float, image_size: tuple[int, int] | None):
