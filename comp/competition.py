@@ -287,7 +287,21 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path} has a header but no rows")
     _check_ragged(path, len(frame.columns))
+    _check_header(path)
     return frame
+
+
+def _check_header(path: Path) -> None:
+    """Each column named once: pandas renames a repeat ('label' -> 'label.1'), and the error
+    would then name a column of another file."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = [name.strip() for name in next(csv.reader(fh))]
+    repeated = [name for name in dict.fromkeys(header) if header.count(name) > 1]
+    if repeated:
+        raise DataError(f"{path}: column '{repeated[0]}' appears {header.count(repeated[0])} times in the header; "
+                        "give each column its own name")
 
 
 def _check_ragged(path: Path, width: int) -> None:

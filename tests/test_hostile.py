@@ -322,3 +322,15 @@ def test_ragged_rows_and_swapped_sample_columns_are_named(demo, tmp_path, comp, 
     line = _one_line(err)
     assert code == 2 and "sample_submission.csv: its first column is 'label'" in line and "id_column" in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_repeated_column_name_is_blamed_on_its_own_file(demo, tmp_path, comp, monkeypatch):
+    root = copy_competition(demo, tmp_path / "c")
+    sample = (root / "sample_submission.csv").read_text().splitlines()
+    (root / "sample_submission.csv").write_text("\n".join(["id,label,label", *(f"{r},0" for r in sample[1:])]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = comp("run", "stage=all", f"competition={root}")
+    # it said "train.csv: missing column 'label.1'" (pandas renames a repeated name)
+    assert code == 2 and "sample_submission.csv: column 'label' appears 2 times in the header; give each column " \
+                         "its own name" in _one_line(err)
+    assert not (tmp_path / "runs").exists()
