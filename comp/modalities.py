@@ -82,6 +82,11 @@ class Modality:
         empty for inputs that have no size."""
         return ()
 
+    def probe_size(self, input_shape) -> tuple[int, int] | None:
+        """A smaller size at which stage check times the model (the run plan scales its speed to
+        the sizes it weighs), or None to check at the data's own."""
+        return None
+
     def data_key(self, reading) -> tuple:
         """What distinguishes two readings' inputs (a search loads each once)."""
         return ()
@@ -96,6 +101,7 @@ class Modality:
 
 
 PLANNED_PIXELS = 32 * 32  # the fewest pixels the run plan lowers images to
+PROBE_PIXELS = 64 * 64  # stage check times the model at no more pixels than this (Images.probe_size)
 
 
 class Images(Modality):
@@ -144,6 +150,15 @@ class Images(Modality):
         # Down to 32x32's pixels (or the data's own, if fewer): 16x64 street numbers still read
         # (a hand-written recipe reached 0.867 exact match there), 28x28 digits stay as they are.
         return candidate_sizes(tuple(input_shape[:2]), PLANNED_PIXELS) if input_shape else ()
+
+    def probe_size(self, input_shape) -> tuple[int, int] | None:
+        # Checks at 300x300 took twice their share of a 5-minute budget before any timing
+        # was made, and training then ran at the full size: the pre-flight times the model at
+        # the largest planned size of at most PROBE_PIXELS, which costs about as much as
+        # small images do.
+        sizes = self.planned_sizes(input_shape)
+        small = [s for s in sizes if s[0] * s[1] <= PROBE_PIXELS]
+        return small[0] if small and small[0] != sizes[0] else None
 
     def smaller_input(self, image_size) -> dict | str:
         if not image_size:

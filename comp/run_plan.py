@@ -44,8 +44,9 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     folds = artifacts.read_folds(rundir.output("split") / artifacts.FOLDS, competition.train[competition.id_col])
     n_folds = int(folds.max()) + 1
     rows = int((folds >= 0).sum())
-    shape = tuple(speed["input_shape"]) if speed.get("input_shape") else None
-    sizes = () if cfg.data.image_size else modality_of(competition).planned_sizes(shape)
+    shape = tuple(speed["input_shape"]) if speed.get("input_shape") else None  # where check timed the model
+    own = speed.get("data_shape") or shape  # the data's own size: the largest candidate
+    sizes = () if cfg.data.image_size else modality_of(competition).planned_sizes(own)
     work = Workload(n_folds, rows - rows // n_folds, rows // n_folds, int(cfg.train.epochs), tuple(sizes))
     hooks = {name: (lambda f, e, m=module: m.least_seconds(cfg, f, e, n_folds)) for name, module in later.items()}
     searches = {name: hook for name, hook in hooks.items() if later[name].TIME and later[name].TIME.training}

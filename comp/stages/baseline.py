@@ -28,8 +28,9 @@ MAIN = True  # the main model: the run plan (comp.planner) sizes its schedule an
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:
-    # train.lr=auto trains with the LR suggested by stage check's LR range test.
-    return {"split": "split", "check": "check"} if cfg.train.lr == "auto" else {"split": "split"}
+    # train.lr=auto trains with the LR suggested by stage check's LR range test; under a budget
+    # the run plan sizes training (its input size, its epochs) from the speed check measures.
+    return {"split": "split", "check": "check"} if cfg.train.lr == "auto" or cfg.budget else {"split": "split"}
 
 
 def validate(cfg, competition, task) -> None:
