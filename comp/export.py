@@ -34,6 +34,10 @@ def export_run(cfg) -> Path:
         raise CompError(f"{rundir.path / source} is missing: run `comp run stage={source}` (or stage=all) first, "
                         "then export")
     result = rundir.result(source)  # a damaged file is named, not exported
+    stale = rundir.outdated(source)
+    if stale:  # its members' models were replaced: the export would not be what predict computed
+        raise CompError(f"export: {rundir.path / source} was built before {', '.join(stale)} was run again; run "
+                        f"`comp run stage={source}` (or stage=all) to bring it up to date, then export")
     if not result.fold_models:
         raise ConfigError(f"export: stage {source} kept no fold models for every fold; set predict.source=baseline")
     members = members_of(source, result, source_views(cfg))

@@ -132,6 +132,7 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
             "key": key,
             "output_id": uuid.uuid4().hex,
             "inputs": upstream,
+            "read": {dep: rundir.record(dep)["output_id"] for dep in upstream.values()},  # what it was built from
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(began)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": round(time.time() - began, 2),

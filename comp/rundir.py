@@ -103,6 +103,13 @@ class RunDir:
                 self.notices.append(notice)
             return None
 
+    def outdated(self, stage: str) -> list[str]:
+        """The stages ``stage`` read whose output has been published anew since (retrained):
+        what it holds was built from outputs that are gone. Records older than this check
+        say nothing, and count as current."""
+        read = (self.record(stage) or {}).get("read", {})
+        return [dep for dep, output in read.items() if (self.record(dep) or {}).get("output_id") != output]
+
     def result(self, stage: str):
         """The finished stage's result (``comp.records``), its files checked first; a clear
         error if the stage has not run."""

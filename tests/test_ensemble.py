@@ -341,3 +341,20 @@ def test_report_of_a_named_run_reads_the_runs_own_competition(comp, workdir, dem
     assert code == 0, err
     page = (workdir / "runs/bc/report.html").read_text()
     assert "not available" not in page and "malignant" in page
+
+
+def test_an_ensemble_older_than_its_members_is_not_exported(comp, workdir, demo):
+    """The baseline retrained after the ensemble: its fold models are not the ones the ensemble
+    chose, and an export agreed with predict/ on 75% of rows. It is refused until rebuilt."""
+    code, _, err = comp("run", "stage=ensemble", *SMOKE)
+    assert code == 0, err
+    code, _, err = comp("run", "stage=baseline", *SMOKE, "overwrite=true")
+    assert code == 0, err
+    code, _, err = comp("export")
+    assert code == 2 and ("runs/digits/ensemble was built before baseline was run again; run `comp run "
+                          "stage=ensemble` (or stage=all) to bring it up to date, then export") in err
+    assert not (workdir / "runs/digits/export").exists()
+    code, _, err = comp("run", "stage=ensemble", *SMOKE)
+    assert code == 0, err
+    code, _, err = comp("export")
+    assert code == 0, err
