@@ -159,3 +159,29 @@ def test_trials_that_raise_fail_alone_and_the_run_still_submits(tiny_plugin_inst
     assert len(trials) >= 4 and (trials["status"] == "FAILED").all()
     assert "the starting configuration stands" in result.stdout
     assert list((workdir / "submissions").glob("all_fail-*-accuracy=*.csv"))
+
+
+def test_small_cnn_stacks_as_many_blocks_as_the_input_size_supports():
+    """8x8 digits and 8x32 street numbers keep 2 blocks; 28x28 and larger get 3 (the last
+    block on a 7x7 map), unless model.hp.blocks says otherwise."""
+    import keras_tuner as kt
+
+    import pandas as pd
+
+    from comp.api import InputSpec
+    from comp.tasks import TaskSource, make_task
+    from comp_plugins.models import small_cnn
+
+    labels = pd.DataFrame({"label": [str(c) for c in range(10)]})
+    task = make_task("classification", TaskSource(labels, labels.assign(id="x")[["id", "label"]], "id", ("label",)))
+
+    def pools(shape, **fixed):
+        hp = kt.HyperParameters()
+        for name, value in fixed.items():
+            hp.Fixed(name, value)
+        model = small_cnn(InputSpec(shape), task, hp)
+        return hp.values["blocks"], sum(type(layer).__name__ == "MaxPooling2D" for layer in model.layers)
+
+    assert pools((8, 8, 1)) == (2, 2)
+    assert pools((28, 28, 1)) == (3, 3)  # 28 -> 14 -> 7 -> 3: the third block works on 7x7
+    assert pools((28, 28, 1), blocks=2) == (2, 2)
