@@ -179,7 +179,8 @@ def _run_config(command: str, overrides: list[str], allowed: tuple[str, ...]):
 
 def _run_own(overrides: list[str]) -> list[str]:
     """``overrides`` plus the named run's own competition, task and metric (from its config.yaml)
-    where the command does not give them: the run directory knows what it was run on."""
+    when the command names no competition (one that does means that competition, as given):
+    the run directory knows what it was run on."""
     import yaml
 
     given = {word.split("=", 1)[0].strip(): word.split("=", 1)[1] for word in overrides if "=" in word}

@@ -297,8 +297,8 @@ def _check_header(path: Path) -> None:
     import csv
 
     with open(path, newline="", encoding="utf-8") as fh:
-        header = [name.strip() for name in next(csv.reader(fh))]
-    repeated = [name for name in dict.fromkeys(header) if header.count(name) > 1]
+        header = next(csv.reader(fh))
+    repeated = [name for name in dict.fromkeys(header) if name.strip() and header.count(name) > 1]
     if repeated:
         raise DataError(f"{path}: column '{repeated[0]}' appears {header.count(repeated[0])} times in the header; "
                         "give each column its own name")

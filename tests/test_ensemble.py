@@ -358,3 +358,16 @@ def test_an_ensemble_older_than_its_members_is_not_exported(comp, workdir, demo)
     assert code == 0, err
     code, _, err = comp("export")
     assert code == 0, err
+
+
+def test_settings_in_their_documented_forms_pass_the_early_checks(demo):
+    """predict.source=ensemble and tune.space image sizes as "HxW" (the form the search uses)
+    pass the checks that refuse predict.source=regularize and tune.space={train.batch_size: [0]}."""
+    from comp.competition import open_competition
+    from comp.config import load_config
+    from comp.stages import TRAINING, predict, tune
+
+    assert predict.inputs(load_config(["predict.source=ensemble"]), set(), TRAINING) == {"ensemble": "ensemble"}
+    cfg = load_config([*SMOKE, "data.image_size=[32,32]", "tune.space={data.image_size: [32x32, 24x24]}"])
+    competition, task, _ = open_competition(cfg)
+    tune.validate(cfg, competition, task)

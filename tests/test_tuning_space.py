@@ -109,7 +109,7 @@ def test_proposed_values_stay_inside_random_ranges_narrowed_or_not(kind, tmp_pat
     from comp.tuning.search import make_oracle, search
 
     rng = random.Random(7)
-    for case in range(4):
+    for case in range(3):
         knobs = []
         for i in range(4):
             low = rng.choice([1, 2, 3, 16]) * 10 ** rng.randint(-4, 1)
@@ -128,7 +128,7 @@ def test_proposed_values_stay_inside_random_ranges_narrowed_or_not(kind, tmp_pat
             seen.append(values)
             return {"score": sum((values[k.key] - k.low) / (k.high - k.low + 1e-12) for k in knobs if k.numeric)}
 
-        oracle = make_oracle(kind, knobs, {}, objective=Objective(higher_is_better=True), max_trials=12,
+        oracle = make_oracle(kind, knobs, {}, objective=Objective(higher_is_better=True), max_trials=10,
                              max_epochs=3, seed=case, deadline=lambda: False)
         search(oracle, objective, tmp_path / str(case), kind)
         assert seen
@@ -165,10 +165,42 @@ def test_a_half_written_search_state_restarts_the_search_with_a_notice(damaged, 
         return make_oracle("random", [Knob("x", 0.0, 1.0)], {}, objective=Objective(higher_is_better=True),
                            max_trials=3, max_epochs=1, seed=1, deadline=lambda: False)
 
-    assert len(search(oracle, objective, tmp_path, "coarse")) == 3
+    folds = tmp_path / "trials"  # the trials' trained folds: trial N of a new search is another configuration
+    (folds / "0").mkdir(parents=True)
+    assert len(search(oracle, objective, tmp_path, "coarse", trials=folds)) == 3
     state = tmp_path / "coarse" / damaged
     state.write_text(state.read_text()[: len(state.read_text()) // 2])
-    trials = search(oracle, objective, tmp_path, "coarse", log=said.append)
+    trials = search(oracle, objective, tmp_path, "coarse", log=said.append, trials=folds)
     assert len(trials) == 3 and all(trial_score(t) is not None for t in trials)
     assert len(said) == 1 and "could not be read" in said[0] and "set aside as coarse.damaged" in said[0]
     assert (tmp_path / "coarse.damaged" / damaged).is_file()  # kept for a look, not deleted
+    assert (tmp_path / "trials.damaged" / "0").is_dir() and not (folds / "0").exists()
+
+
+def test_a_configuration_error_fails_the_trial_only_when_it_names_the_trials_values(tmp_path):
+    """min_samples_leaf=101 (a trial's value) fails that trial; an error of the setup, which
+    names none of the trial's keys, stops the search instead of failing every trial alike."""
+    from types import SimpleNamespace
+
+    from comp.errors import ConfigError
+    from comp.stages.trials import TrialObjective, TrialPlan
+    from comp.tuning.search import Stop
+
+    said = []
+    plan = TrialPlan({"model.hp.min_samples_leaf": 101}, tmp_path, 1, 0.0, [0], False, "fine trial 3")
+
+    def objective_raising(message):
+        objective = TrialObjective(SimpleNamespace(log=said.append), lambda trial_id, values: plan)
+
+        def run(*args, **kwargs):
+            raise ConfigError(message)
+
+        objective.runner = SimpleNamespace(lr=0.0, run=run, close=lambda: None)
+        return objective
+
+    with pytest.raises(ConfigError):
+        objective_raising("model.hp.min_samples_leaf=101: model plugin 'hgb' takes a whole number in 2..100")("3", {})
+    assert said == ["fine trial 3 failed: model.hp.min_samples_leaf=101: model plugin 'hgb' takes a whole number "
+                    "in 2..100"]
+    with pytest.raises(Stop):
+        objective_raising("data.image_size: the cache folder is not writable")("3", {})

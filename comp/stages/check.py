@@ -62,7 +62,9 @@ def run(ctx: StageContext) -> dict:
     inputs, y = load_train(ctx)
     modality = modality_of(ctx.competition)
     data_shape = modality.input_shape(inputs)
-    probe = None if cfg.data.image_size else modality.probe_size(data_shape)
+    # Only under a budget: without one nothing is planned, training runs at the data's own size,
+    # and the LR suggested here should come from that size.
+    probe = None if cfg.data.image_size or not ctx.time.limited else modality.probe_size(data_shape)
     if probe:  # large images: time the model where it is cheap; the run plan scales the speed to each size
         cfg = cfg.merged({"data.image_size": list(probe)}, where="stage check's timing size")
         inputs = modality.read(ctx.competition, "train", cfg.reading())[0]

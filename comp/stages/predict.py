@@ -34,7 +34,7 @@ def inputs(cfg, available, training=()) -> dict[str, str]:
     usable = [name for name in training if getattr(STAGES[name], "FOLD_MODELS", True)]
     if source not in [*training, "ensemble"]:
         raise ConfigError(f"predict.source={source!r}: use auto, ensemble or one of {', '.join(usable)}")
-    if source not in usable:
+    if source != "ensemble" and source not in usable:
         raise ConfigError(f"predict.source={source}: stage {source} keeps no fold models for every fold; use auto, "
                           f"ensemble or one of {', '.join(usable)}")
     return {source: source}

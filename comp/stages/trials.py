@@ -336,10 +336,12 @@ class TrialObjective:
             trial = self.runner.run(plan.changes, plan.folder, plan.epochs, self.time(plan), folds=plan.folds,
                                     keep_weights=plan.keep_weights)
         except ConfigError as exc:
-            # The starting configuration was checked before any work, so a configuration error
-            # here comes from this trial's values: this trial fails, the search goes on.
-            label = plan.label if plan else f"trial {trial_id}"
-            ctx.log(f"{label} failed: {str(exc).splitlines()[0][:200]}")
+            # The starting configuration was checked before any work: an error naming one of
+            # this trial's keys comes from its values, and this trial fails; any other is the
+            # setup's, and stops the search.
+            if plan is None or not any(key in str(exc) for key in plan.changes):
+                raise Stop(exc) from None
+            ctx.log(f"{plan.label} failed: {str(exc).splitlines()[0][:200]}")
             raise
         except CompError as exc:
             raise Stop(exc) from None

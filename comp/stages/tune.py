@@ -83,6 +83,9 @@ def validate(cfg, competition, task) -> None:
     for knob in knobs:
         if knob.key in cfg.tune.space and knob.key in SCHEMA:
             for value in knob.choices or (knob.low, knob.high):
+                if knob.key == "data.image_size" and isinstance(value, str):  # "HxW", as to_changes reads it
+                    value = [int(v) for v in value.split("x")] if value.count("x") == 1 and all(
+                        v.strip().isdigit() for v in value.split("x")) else value
                 SCHEMA[knob.key].coerce(knob.key, value, f"tune.space={{{knob.key}: {cfg.tune.space[knob.key]}}}")
 
 
@@ -265,7 +268,8 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
                          if kind != "hyperband" else epochs, seed=cfg.seed + i,
                          deadline=lambda e=phase_end, x=expected, p=phase:
                          clock.now() + objective.expected(p, x) > e)
-        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log)
+        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log,
+                        trials=ctx.work / "trials" / phase)
         results[phase] = [_trial(t, to_changes(t.hyperparameters.values, start_cfg, comp, task), start_changes)
                           for t in trials]
         done = [t for t in results[phase] if t.score is not None]

@@ -52,8 +52,8 @@ class Knob:
         if not self.numeric:
             return value if value in self.choices else (self.default if self.default in self.choices
                                                         else self.choices[0])
-        if self.integer:
-            low, high = math.ceil(self.low), math.floor(self.high)
+        if self.integer:  # the bounds keras-tuner was given (``declare``)
+            low, high = int(self.low), int(self.high)
             return int(min(max(round(value), low), max(high, low)))
         return float(min(max(value, self.low), self.high))
 
