@@ -68,11 +68,10 @@ def inputs(cfg, available, training=()) -> dict[str, str]:
 
 
 def validate(cfg, competition, task) -> None:
+    from comp.config import SCHEMA
     from comp.stages.training import validate_model
 
     validate_model(cfg, competition, task)
-    from comp.config import SCHEMA
-
     image_size = tuple(cfg.data.image_size) if cfg.data.image_size else (32, 32)
     try:
         knobs = space(cfg, competition, task, 1e-3, image_size)
@@ -83,9 +82,8 @@ def validate(cfg, competition, task) -> None:
     for knob in knobs:
         if knob.key in cfg.tune.space and knob.key in SCHEMA:
             for value in knob.choices or (knob.low, knob.high):
-                if knob.key == "data.image_size" and isinstance(value, str):  # "HxW", as to_changes reads it
-                    value = [int(v) for v in value.split("x")] if value.count("x") == 1 and all(
-                        v.strip().isdigit() for v in value.split("x")) else value
+                if knob.key == "data.image_size":  # "HxW", as the search writes it
+                    value = _size(value)
                 SCHEMA[knob.key].coerce(knob.key, value, f"tune.space={{{knob.key}: {cfg.tune.space[knob.key]}}}")
 
 
@@ -147,10 +145,17 @@ def to_changes(values: dict[str, Any], cfg, competition, task) -> dict[str, Any]
                 f"{parse_entry(e)[0]}:{scaled[parse_entry(e)[0]]:.4g}" if parse_entry(e)[0] in scaled else e
                 for e in policy]
         elif key == "data.image_size":
-            changes[key] = [int(v) for v in str(value).split("x")]
+            changes[key] = _size(value)
         else:
             changes[key] = value.item() if hasattr(value, "item") else value
     return changes
+
+
+def _size(value: Any) -> Any:
+    """An image size knob's "HxW" as the config's [height, width] (other values as they are,
+    for the config's own check to name)."""
+    parts = str(value).split("x")
+    return [int(v) for v in parts] if len(parts) == 2 and all(v.strip().isdigit() for v in parts) else value
 
 
 def _plan(ctx: StageContext, trial_id: str, values: dict[str, Any]):

@@ -270,14 +270,15 @@ class Task(ABC):
         """Fit scikit-learn style estimator(s) from the factory ``make()`` on encoded ``y``;
         ``fit(estimator, x, y, share)`` fits one (``comp.training.bounded_fit``: within a
         deadline), ``share`` the part of the time left that this estimator may take."""
-        return (fit or _plain_fit)(make(), x, y, 1.0)
+        return (fit or plain_fit)(make(), x, y, 1.0)
 
     def estimator_outputs(self, fitted, x: pd.DataFrame) -> np.ndarray:
         """What the Keras head would output, from a fitted estimator."""
         raise ConfigError(f"task {self.kind} cannot be learned by a non-Keras model plugin; pick a Keras model")
 
 
-def _plain_fit(estimator, x, y, share: float = 1.0):
+def plain_fit(estimator, x, y, share: float = 1.0):
+    """``fit_estimator``'s default ``fit``: the estimator's own, with no deadline."""
     return estimator.fit(x, y)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from comp.errors import DataError
 from comp.tasks.base import (Setting, TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
-                             is_fractional, is_text, safe_name)
+                             is_fractional, is_text, plain_fit, safe_name)
 
 LIST, INDICATORS, PROBABILITIES = "list", "indicators", "probabilities"
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # candidate thresholds
@@ -238,7 +238,7 @@ class Multilabel(Task):
     def fit_estimator(self, make, x, y, fit=None):
         """One estimator per label (a constant label gets its constant), each with an equal
         share of the time left."""
-        fit = fit or (lambda estimator, x, y, share: estimator.fit(x, y))
+        fit = fit or plain_fit
         fitted = []
         for j in range(self.num_labels):
             column = y[:, j].astype(int)

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import ConfigError, DataError
-from comp.tasks.base import ErrorAnalysis, TargetSummary, Task, TaskSource, first_row, head_kernel, safe_name
+from comp.tasks.base import (ErrorAnalysis, TargetSummary, Task, TaskSource, first_row, head_kernel, plain_fit,
+                             safe_name)
 
 BINS = 10  # quantile bins of the target for stratified folds
 
@@ -168,7 +169,7 @@ class Regression(Task):
 
     # -- non-Keras models -----------------------------------------------------------------------
     def fit_estimator(self, make, x, y, fit=None):
-        fit = fit or (lambda estimator, x, y, share: estimator.fit(x, y))
+        fit = fit or plain_fit
         return fit(make(), x, np.asarray(y).reshape(-1), 1.0)
 
     def estimator_outputs(self, fitted, x) -> np.ndarray:
