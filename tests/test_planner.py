@@ -87,7 +87,7 @@ def test_tracing_is_the_time_beyond_the_typical_step():
 def test_the_first_epoch_plans_by_its_untraced_time(comp, workdir):
     """A fold's first epoch traces the step (seconds on a small set); planned from that time the
     fold got one epoch (digits at budget=2m: folds of 1 epoch, OOF 0.64)."""
-    code, out, err = comp("run", "stage=baseline", *SMOKE, "train.lr=3e-3", "budget=40s", "train.epochs=200")
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "train.lr=3e-3", "budget=60s", "train.epochs=200")
     assert code == 0, err
     record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
     assert all(plan["epochs"] > 3 for plan in record["plan"])  # tens of epochs fit; a traced first epoch said 1

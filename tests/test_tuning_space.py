@@ -165,16 +165,13 @@ def test_a_half_written_search_state_restarts_the_search_with_a_notice(damaged, 
         return make_oracle("random", [Knob("x", 0.0, 1.0)], {}, objective=Objective(higher_is_better=True),
                            max_trials=3, max_epochs=1, seed=1, deadline=lambda: False)
 
-    folds = tmp_path / "trials"  # the trials' trained folds: trial N of a new search is another configuration
-    (folds / "0").mkdir(parents=True)
-    assert len(search(oracle, objective, tmp_path, "coarse", trials=folds)) == 3
+    assert len(search(oracle, objective, tmp_path, "coarse")) == 3
     state = tmp_path / "coarse" / damaged
     state.write_text(state.read_text()[: len(state.read_text()) // 2])
-    trials = search(oracle, objective, tmp_path, "coarse", log=said.append, trials=folds)
+    trials = search(oracle, objective, tmp_path, "coarse", log=said.append)
     assert len(trials) == 3 and all(trial_score(t) is not None for t in trials)
     assert len(said) == 1 and "could not be read" in said[0] and "set aside as coarse.damaged" in said[0]
     assert (tmp_path / "coarse.damaged" / damaged).is_file()  # kept for a look, not deleted
-    assert (tmp_path / "trials.damaged" / "0").is_dir() and not (folds / "0").exists()
 
 
 def test_a_configuration_error_fails_the_trial_only_when_it_names_the_trials_values(tmp_path):
@@ -204,3 +201,18 @@ def test_a_configuration_error_fails_the_trial_only_when_it_names_the_trials_val
                     "in 2..100"]
     with pytest.raises(Stop):
         objective_raising("data.image_size: the cache folder is not writable")("3", {})
+
+
+def test_a_trial_folder_resumes_only_folds_of_its_own_configuration(tmp_path):
+    """A search restarted after damaged state numbers its trials anew: trial 0's folds on disk
+    may be another configuration's, and are then removed, not resumed."""
+    from comp.stages.trials import TRIAL_OF, _claim
+
+    out = tmp_path / "trials" / "coarse" / "0"
+    _claim(out, {"changes": {"train.lr": 0.001}, "epochs": 3})
+    (out / "fold_0").mkdir()
+    (out / "fold_0" / "done.json").write_text("{}")
+    _claim(out, {"changes": {"train.lr": 0.001}, "epochs": 3})  # the same trial resumed: its folds stay
+    assert (out / "fold_0" / "done.json").is_file()
+    _claim(out, {"changes": {"train.lr": 0.01}, "epochs": 3})  # another configuration under the same id
+    assert not (out / "fold_0").exists() and "0.01" in (out / TRIAL_OF).read_text()

@@ -299,7 +299,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     objective = TrialObjective(ctx, lambda trial_id, values: _plan(trial_id, values, ctx.work),
                                time=lambda plan: TimeBox(box.end + unit * changes[plan.label].cost))
     try:
-        search(new_oracle, objective, ctx.work / "oracle", NAME, log=ctx.log, trials=ctx.work / "trials")
+        search(new_oracle, objective, ctx.work / "oracle", NAME, log=ctx.log)
     finally:
         objective.close()
     oracle = oracles[-1]

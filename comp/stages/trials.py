@@ -239,6 +239,7 @@ class TrialRunner:
         also stops an epoch part-way, and a fold that cannot finish one raises
         ``comp.training.trainer.OutOfTime`` (a search's trial past the search's end)."""
         folds = self.folds if folds is None else folds
+        _claim(out, {"changes": changes, "epochs": int(epochs), "folds": list(folds), "lr": self.lr})
         if not self._in_child(changes):
             return self._run_here(changes, out, epochs, time, folds, keep_weights)
         import multiprocessing
@@ -281,6 +282,23 @@ class TrialRunner:
         return Trial(dict(changes), float(result.score), [float(f["score"]) for f in result.folds], list(folds),
                      round(clock.now() - began, 1), epochs=spec.epochs,
                      stopped_by_budget=result.stopped_by_budget)
+
+
+TRIAL_OF = "trial_of.json"  # in a trial's folder: what its folds train
+
+
+def _claim(out: Path, what: dict[str, Any]) -> None:
+    """``out`` holds folds of ``what`` only: finished folds of another configuration there (a
+    search restarted after damaged state numbers its trials anew) are removed, not resumed."""
+    import json
+
+    mark = out / TRIAL_OF
+    text = json.dumps(what, sort_keys=True, default=str)
+    if out.is_dir() and (not mark.is_file() or mark.read_text() != text):
+        shutil.rmtree(out)
+    if not mark.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(mark, text)
 
 
 @dataclass(frozen=True)

@@ -273,8 +273,7 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
                          if kind != "hyperband" else epochs, seed=cfg.seed + i,
                          deadline=lambda e=phase_end, x=expected, p=phase:
                          clock.now() + objective.expected(p, x) > e)
-        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log,
-                        trials=ctx.work / "trials" / phase)
+        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log)
         results[phase] = [_trial(t, to_changes(t.hyperparameters.values, start_cfg, comp, task), start_changes)
                           for t in trials]
         done = [t for t in results[phase] if t.score is not None]

@@ -128,14 +128,14 @@ def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, objectiv
 
 
 def search(oracle, objective: TrialFunction, directory: Path, project: str, phase: int = 0,
-           log: Callable[[str], None] = print, trials: Path | None = None) -> list[Any]:
+           log: Callable[[str], None] = print) -> list[Any]:
     """Run (or resume) the search; return the oracle's trials (on a worker: none, the chief has them).
 
     ``oracle`` is a keras-tuner oracle or a function making one. Where the saved state cannot be
     read (a file half-written when the process was killed), the state is set aside as
-    ``<project>.damaged`` (and ``trials``, the folder of the trials' trained folds, beside it:
-    a new search numbers its trials anew, and trial N's folds on disk are another
-    configuration's), ``log`` says so, and the search starts again with a new oracle."""
+    ``<project>.damaged``, ``log`` says so, and the search starts again with a new oracle. It
+    numbers its trials anew: a trial's folder keeps the folds it finished only when they are of
+    the same configuration (``comp.stages.trials``)."""
     port = os.environ.get("KERASTUNER_ORACLE_PORT")
     if port and dist_utils.has_chief_oracle():
         base = int(os.environ.setdefault("COMP_TUNER_BASE_PORT", port))
@@ -148,11 +148,9 @@ def search(oracle, objective: TrialFunction, directory: Path, project: str, phas
         state = Path(directory) / project
         if not callable(oracle) or not state.is_dir():
             raise
-        for folder in (state, trials):
-            if folder is not None and folder.is_dir():
-                aside = folder.with_name(folder.name + ".damaged")
-                shutil.rmtree(aside, ignore_errors=True)
-                folder.rename(aside)
+        aside = state.with_name(project + ".damaged")
+        shutil.rmtree(aside, ignore_errors=True)
+        state.rename(aside)
         log(f"search state {state} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}): "
             f"set aside as {project}.damaged; the search starts again")
         tuner = _CVTuner(make(), objective, directory, project)
