@@ -11,7 +11,10 @@ from pathlib import Path
 from comp import __version__
 from comp.errors import CompError
 
-WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+# What to do about each error a write can meet (the file size limit is `ulimit -f`).
+WRITE_ERRORS = {errno.ENOSPC: "free space", errno.EDQUOT: "free space or raise your disk quota",
+                errno.EFBIG: "raise the file size limit (ulimit -f) or free space",
+                errno.EROFS: "fix permissions", errno.EACCES: "fix permissions", errno.EPERM: "fix permissions"}
 
 DESCRIPTION = """\
 comp: from a competition folder (Kaggle layout) to an honest, validated submission.
@@ -147,8 +150,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         # Everything is written to a temporary name and renamed, so finished stages and
         # submissions are untouched; rerunning resumes.
         where = exc.filename or "a file"
-        print(f"error: cannot write {where}: {exc.strerror}; free space or fix permissions, then rerun the same "
-              "command (finished stages are kept)", file=sys.stderr, flush=True)
+        print(f"error: cannot write {where}: {exc.strerror}; {WRITE_ERRORS[exc.errno]}, then rerun the same "
+              "command (finished stages and saved epochs are kept)", file=sys.stderr, flush=True)
         return 2
     except Exception:  # an internal bug: show everything, with a distinct exit code
         traceback.print_exc()

@@ -22,7 +22,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except OSError as exc:
+            if exc.filename in (None, tmp):  # a full disk met mid-write names no file, or the temporary one
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

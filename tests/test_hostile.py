@@ -181,6 +181,34 @@ def test_a_failed_rerun_changes_nothing_of_a_finished_run(comp, workdir, monkeyp
     assert {k: v for k, v in after.items() if ".partial" not in k} == before
 
 
+def test_a_file_size_limit_met_while_saving_resume_state_is_one_line_and_resumes(workdir):
+    """A real write error (the file size limit, as a full disk meets it mid-write): one line
+    naming the file and what to do, exit 2, finished stages untouched, no temporary file
+    left, and the same command then finishes."""
+    import resource
+
+    assert comp_subprocess("run", "stage=split", *SMOKE, cwd=workdir).returncode == 0
+    before = _snapshot(workdir / "runs/digits")
+    exe = Path(sys.executable).with_name("comp")
+    limit = 8 * 1024  # the fold's resume state is larger: its first save fails
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    failed = subprocess.run([str(exe), "run", "stage=baseline", *SMOKE], cwd=workdir, capture_output=True,
+                            text=True, preexec_fn=small_files, timeout=600)
+    line = _one_line(failed.stderr)
+    assert failed.returncode == 2, failed.stderr
+    assert line.startswith("error: cannot write runs/digits/baseline.partial/fold_0/resume/state-0001.npz: "
+                           "File too large; raise the file size limit (ulimit -f)"), line
+    assert not list((workdir / "runs").rglob("*.tmp"))
+    after = _snapshot(workdir / "runs/digits")
+    assert {k: v for k, v in after.items() if k in before} == before
+    again = comp_subprocess("run", "stage=baseline", *SMOKE, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "OOF accuracy" in again.stdout
+
+
 # -- 5. damaged state -------------------------------------------------------------------------------------
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
