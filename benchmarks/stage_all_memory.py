@@ -1,7 +1,11 @@
 """`comp run stage=all` on a synthetic 100k-image competition: it completes, and its peak
 memory stays below 2x the uint8 cache of the decoded images.
 
-    python benchmarks/stage_all_memory.py [100000] [size=64] [budget=40m] [key=value ...]
+    python benchmarks/stage_all_memory.py [100000] [size=64] [grey] [budget=40m] [key=value ...]
+
+Issue 26's memory case: ``2000 size=300 grey budget=60m stage=baseline split.folds=2
+train.epochs=1 data.image_size=[300,300]`` (trains at the full size), once as is and once
+with ``train.max_memory=1000`` (no batch limit).
 
 Builds (in a temporary folder, kept out of git, removed after) a competition of N
 size x size x 3 JPEG scenes, 90% train and 10% test, whose label (4 classes) is the kind of
@@ -51,7 +55,7 @@ def scene(rng: np.random.Generator, size: int, label: int) -> np.ndarray:
     return np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
 
 
-def build(folder: Path, n: int, size: int) -> None:
+def build(folder: Path, n: int, size: int, grey: bool = False) -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, len(SHAPES), n)
     test = rng.random(n) < 0.1
@@ -59,8 +63,9 @@ def build(folder: Path, n: int, size: int) -> None:
     for split in ("train", "test"):
         (folder / split).mkdir(parents=True)
     for i in range(n):
-        cv2.imwrite(str(folder / ("test" if test[i] else "train") / f"{ids[i]}.jpg"), scene(rng, size, labels[i]),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        image = scene(rng, size, labels[i])
+        cv2.imwrite(str(folder / ("test" if test[i] else "train") / f"{ids[i]}.jpg"),
+                    cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if grey else image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     with open(folder / "train.csv", "w") as f:
         f.write("id,shape\n" + "".join(f"{i},{SHAPES[k]}\n" for i, k in zip(ids[~test], labels[~test])))
     with open(folder / "sample_submission.csv", "w") as f:
@@ -72,11 +77,13 @@ def main(argv: list[str]) -> int:
     size = int(next((a for a in argv if a.startswith("size=")), "size=64").split("=")[1])
     budget = next((a for a in argv if a.startswith("budget=")), "budget=40m")
     extra = [a for a in argv if "=" in a and not a.startswith(("size=", "budget="))]
+    grey = "grey" in argv
+    channels = 1 if grey else 3
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         began = time.perf_counter()
-        build(root / "shapes", n, size)
-        print(f"wrote {n} JPEG scenes of {size}x{size}x3 in {time.perf_counter() - began:.0f}s", flush=True)
+        build(root / "shapes", n, size, grey)
+        print(f"wrote {n} JPEG scenes of {size}x{size}x{channels} in {time.perf_counter() - began:.0f}s", flush=True)
         exe = Path(sys.executable).with_name("comp")
         args = [str(exe), "run", "stage=all", f"competition={root / 'shapes'}", "run=shapes", budget,
                 f"paths.cache={root / 'cache'}", f"paths.runs={root / 'runs'}",
@@ -94,12 +101,13 @@ def main(argv: list[str]) -> int:
         entries = sum(p.stat().st_size for p in (root / "cache").rglob("pixels.npy"))
         stages = {p.parent.name: json.loads(p.read_text()).get("seconds")
                   for p in sorted((root / "runs/shapes").glob("*/stage.json"))}
-        score = json.loads((root / "runs/shapes/predict/stage.json").read_text()).get("score")
+        predicted = root / "runs/shapes/predict/stage.json"  # absent when stage= stops earlier
+        score = json.loads(predicted.read_text()).get("score") if predicted.is_file() else None
         submissions = sorted(p.name for p in (root / "submissions").glob("*.csv"))
         report = (root / "runs/shapes/report.html").is_file()
-    print(f"stage=all on {n} images ({size}x{size}x3), {budget}: completed in {wall:.0f}s; "
+    print(f"stage=all on {n} images ({size}x{size}x{channels}), {budget} {' '.join(extra)}: completed in {wall:.0f}s; "
           f"submission {submissions[-1] if submissions else 'none'}; report {'written' if report else 'missing'}")
-    cache = n * size * size * 3  # the uint8 cache of the images at their size (train and test entries)
+    cache = n * size * size * channels  # the uint8 cache of the images at their size (train and test entries)
     print(f"decoded cache {cache / 2**20:.0f} MiB ({entries / 2**20:.0f} MiB with the other sizes tune tried); "
           f"peak RSS {peak / 2**20:.0f} MiB = {peak / cache:.2f}x the cache (target < 2x)")
     print(f"stage seconds: {stages}; submitted OOF {score}; log: {log}")

@@ -167,6 +167,9 @@ class Config:
                                  nullable=True)
     overwrite: bool = setting(False, "rerun the requested stage(s) even when inputs and config are unchanged", Bool())
     seed: int = setting(42, "seed for weights, shuffling and augmentation", Int(), low=0)
+    strict: bool = setting(False, "exit 4 (after publishing the submission) when a part of the run failed and was "
+                                  "left out (a trial, an ensemble candidate, stage regularize or tune); false = a "
+                                  "warning line and exit 0", Bool())
     report: bool = setting(True, "write runs/<run>/report.html at the end of stage=all (comp report writes it any "
                                  "time)", Bool())
     task: str | None = setting(None, "task kind (classification, multilabel, regression, sequence or a comp.tasks "

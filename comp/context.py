@@ -1,7 +1,8 @@
 """What a stage receives: the config, the competition, its task and its work folder."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,23 @@ class StageContext:
     submissions: Path = Path("submissions")  # where `submit` writes (a worker's scratch folder on non-chief workers)
     run_name: str = ""  # the run's name, as in runs/<run>/ and submission file names
     time: TimeBox = UNLIMITED  # what this stage may spend: its share of the budget (the stage's TIME)
+    failures: list[dict] = field(default_factory=list)  # parts that raised and were left out (``failed``)
 
     def log(self, message: str) -> None:
         print(f"[{self.name}] {message}", flush=True)
+
+    def failed(self, what: str, exc: BaseException, published: bool = True) -> str:
+        """Record that ``what`` (a trial, a candidate, a view) raised and was left out: one
+        line here, its traceback in the stage's FAILURES_LOG (named where the stage will be
+        published, or where it stays when it will not be). Returns the one-line reason."""
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+        log = self.work / FAILURES_LOG
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"--- {what} ---\n{''.join(traceback.format_exception(exc))}\n")
+        self.failures.append({"what": what, "reason": reason})
+        folder = self.name if published else self.work.name
+        self.log(f"{what} failed: {reason} (left out; traceback in {folder}/{FAILURES_LOG})")
+        return reason
+
+
+FAILURES_LOG = "failures.log"

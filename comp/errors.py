@@ -17,3 +17,10 @@ class DataError(CompError):
 
 class PluginError(CompError):
     """A plugin that is missing, ambiguous or fails to import."""
+
+
+class PartsFailed(CompError):
+    """strict=true and some parts of the run failed and were left out; the run still published
+    what succeeded (its submission included)."""
+
+    exit_code = 4

@@ -63,18 +63,30 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started:
     lock = RunLock(rundir.path / ".lock", command)
     lock.acquire(wait)
     try:
-        record = _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command)
+        failures: list[str] = []
+        record = _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command, failures)
         if cfg.stage == "all" and cfg.report:
             from comp.report import write_report
 
             print(f"report: {write_report(rundir.path, competition, task)}", flush=True)
+        if failures:
+            line = (f"{len(failures)} part(s) of the run failed and were left out ({'; '.join(failures[:3])}"
+                    f"{'; ...' if len(failures) > 3 else ''}); tracebacks in each stage's failures.log")
+            if cfg.strict:
+                from comp.errors import PartsFailed
+
+                raise PartsFailed(f"{line} (strict=true)")
+            print(f"warning: {line}", flush=True)
         return record
     finally:
         lock.release()
 
 
-def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command) -> dict:
+def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command,
+                failures: list[str]) -> dict:
+    """Run ``plan``'s stages; what failed and was left out is appended to ``failures``."""
     available = {name for name in STAGES if rundir.record(name)}  # again: under the lock
+    failed: set[str] = set()
     for notice in rundir.notices:
         print(f"notice: {notice}", flush=True)
     fingerprint = competition.fingerprint()
@@ -89,6 +101,12 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         if name == main:
             stage_cfg = run_plan.planned_config(cfg, run_plan.stored(rundir.path))
         upstream = module.inputs(stage_cfg, available, TRAINING)
+        lost = [dep for dep in upstream.values() if dep in failed]
+        if lost:
+            print(f"[{name}] not run: it reads stage {lost[0]}, which failed", flush=True)
+            budget.finished(name)
+            failed.add(name)
+            continue
 
         def key_of(stage_cfg):
             return _stage_key(name, stage_cfg, fingerprint, {role: rundir.record(dep)["output_id"]
@@ -117,7 +135,23 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         if planned:  # what each training stage got and used (docs/recipe.md 10)
             given = round(box.end - box.start, 1)  # as recorded, so log and record agree
             print(f"[budget] {name} gets {given:.0f}s", flush=True)
-        result = module.run(ctx)
+        try:
+            result = module.run(ctx)
+        except Exception as exc:
+            if not _containable(module, exc):
+                raise
+            # A search stage only improves on what the stages before it published: its failure
+            # costs itself (left unpublished, as a kill would leave it), not the run.
+            reason = ctx.failed(f"stage {name}", exc, published=False)
+            print(f"[{name}] not published; the run goes on with the stages before it", flush=True)
+            failures.append(f"stage {name}: {reason}")
+            failed.add(name)
+            available.discard(name)  # an older publication of it is not what this command would have read
+            budget.finished(name)
+            continue
+        failures.extend(f"{name}: {f['what']}: {f['reason']}" for f in ctx.failures)
+        if ctx.failures:
+            result["failures"] = ctx.failures
         budget.finished(name)
         if made:
             result["run_plan"] = made
@@ -148,6 +182,19 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
     if "submission" in record:
         print(f"submission: {record['submission']}", flush=True)
     return record
+
+
+def _containable(module, exc: Exception) -> bool:
+    """Whether ``module``'s stage may fail alone: a search stage (``OPTIONAL``) that raised
+    something other than a user's error (a bad input, a full disk: those stop the run with
+    their one line) or the end of its time."""
+    from comp.cli import WRITE_ERRORS
+    from comp.errors import CompError
+    from comp.training.trainer import OutOfTime
+
+    if isinstance(exc, (CompError, OutOfTime)) or (isinstance(exc, OSError) and exc.errno in WRITE_ERRORS):
+        return False
+    return getattr(module, "OPTIONAL", False)
 
 
 def _plan_run(cfg: Config, competition, rundir: RunDir, budget: Budget, main: str,

@@ -6,6 +6,11 @@ region: a histogram gradient-boosting fit of a 455-row table took 3.1x longer be
 busy process with 2 threads on 2 cores, and 0.8x with 1 thread (benchmarks/threads.py). Sizing the team to the cores that are idle keeps a shared core
 from stalling the fit, and on a quiet machine changes nothing.
 
+TensorFlow's own pools are left at their default: its threads do not stall on a shared core
+the way an OpenMP team does. Beside one busy process a Keras fit on 2 cores took 1.98x its
+time alone, the share of the machine the busy process takes, and pools of 1 or 2 threads
+were no faster beside it (1 thread: 21% slower alone; benchmarks/tf_threads.py).
+
 Reading the idle share of the cores from ``/proc/stat`` is written by hand: no library comp
 already depends on reports it (psutil would, as a new dependency).
 """

@@ -362,3 +362,56 @@ def test_a_repeated_column_name_is_blamed_on_its_own_file(demo, tmp_path, comp, 
     assert code == 2 and "sample_submission.csv: column 'label' appears 2 times in the header; give each column " \
                          "its own name" in _one_line(err)
     assert not (tmp_path / "runs").exists()
+
+
+# -- 7. a failing part costs only itself ---------------------------------------------------------------------
+def test_a_candidate_that_raises_is_left_out_and_the_run_submits(comp, workdir, monkeypatch):
+    """The SWA candidates cannot be scored (their BatchNorm recalibration raises): they are
+    left out with their one-line reason and traceback, the other candidates are blended, and
+    the run exits 0 with a submission and a warning line."""
+    from comp.training import averaging
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("recalibration blew up")
+
+    monkeypatch.setattr(averaging, "recalibrate_batchnorm", broken)
+    code, out, err = comp("run", "stage=all", *SMOKE, "train.swa_epochs=2", "train.snapshots=2",
+                          "ensemble.candidates=[fold,snapshots,swa]")
+    assert code == 0, err
+    assert "candidate baseline:swa on fold 1 failed: RuntimeError: recalibration blew up (left out; traceback in " \
+           "ensemble/failures.log)" in out
+    assert "recalibration blew up" in (workdir / "runs/digits/ensemble/failures.log").read_text()
+    table = pd.read_csv(workdir / "runs/digits/ensemble/candidates.csv")
+    assert not table["candidate"].str.contains("swa").any() and table["candidate"].str.contains("snapshots").any()
+    warning = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert warning == ["warning: 1 part(s) of the run failed and were left out (ensemble: candidate baseline:swa on "
+                       "fold 1: RuntimeError: recalibration blew up); tracebacks in each stage's failures.log"]
+    assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
+
+
+def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdir, monkeypatch):
+    """regularize raising an internal error: it is not published, tune (which reads it) does
+    not run, the ensemble blends what was published and the run submits. With strict=true the
+    same run exits 4 after publishing its submission."""
+    from comp.stages import regularize
+
+    def broken(ctx):
+        raise ValueError("a bug in regularize")
+
+    monkeypatch.setattr(regularize, "run", broken)
+    code, out, err = comp("run", "stage=all", *SMOKE)
+    assert code == 0, err
+    assert "[regularize] stage regularize failed: ValueError: a bug in regularize (left out; traceback in " \
+           "regularize.partial/failures.log)" in out
+    assert "[tune] not run: it reads stage regularize, which failed" in out
+    assert not (workdir / "runs/digits/regularize").exists() and not (workdir / "runs/digits/tune").exists()
+    assert "a bug in regularize" in (workdir / "runs/digits/regularize.partial/failures.log").read_text()
+    assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
+    assert "warning: 1 part(s) of the run failed" in out
+
+    code, out, err = comp("run", "stage=all", *SMOKE, "strict=true", "run=strict")
+    assert code == 4
+    assert _one_line(err).startswith("error: 1 part(s) of the run failed and were left out (stage regularize: "
+                                     "ValueError: a bug in regularize)")
+    assert _one_line(err).endswith("(strict=true)")
+    assert list((workdir / "submissions").glob("strict-*-accuracy=*.csv"))

@@ -145,16 +145,19 @@ def test_trials_that_raise_fail_alone_and_the_run_still_submits(tiny_plugin_inst
     wide = trials["model.hp.units"] > 24
     assert wide.any() and (trials.loc[wide, "status"] == "FAILED").all()
     assert (trials.loc[~wide, "status"] == "COMPLETED").all()
-    assert "more than this model can build" in result.stdout
+    assert "more than this model can build (left out; traceback in tune/failures.log)" in result.stdout
+    assert "RuntimeError: wide_fails" in (workdir / "runs/digits/tune/failures.log").read_text()
+    assert result.stdout.strip().splitlines()[-1].startswith("warning: ")
     assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
 
     # Every trial raising ends the search (keras-tuner's consecutive-failure limit), not the run:
-    # the starting configuration stands and the run still submits.
+    # the starting configuration stands and the run still submits; strict=true then exits 4.
     result = comp_subprocess("run", "stage=all", *SMOKE, "model=wide_fails", "tune.coarse_trials=4",
                              "tune.coarse_epochs=0.34", "tune.fine_trials=1", "tune.oracle=random",
-                             "tune.space={model.hp.units: [32, 128]}", "run=all_fail", cwd=workdir,
+                             "tune.space={model.hp.units: [32, 128]}", "run=all_fail", "strict=true", cwd=workdir,
                              env=tiny_plugin_installed)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert "part(s) of the run failed and were left out" in result.stderr and "(strict=true)" in result.stderr
     trials = pd.read_csv(workdir / "runs/all_fail/tune/trials.csv").iloc[1:]
     assert len(trials) >= 4 and (trials["status"] == "FAILED").all()
     assert "the starting configuration stands" in result.stdout

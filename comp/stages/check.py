@@ -92,6 +92,14 @@ def run(ctx: StageContext) -> dict:
                            bn_momentum=resolve_momentum(cfg.train.bn_momentum, steps))[0]
 
     ctx.log(f"model {name} on {len(y_train)} training rows of fold 0")
+    from comp.training.memory import batch_for_memory
+
+    # (batch, its LR factor): the checks train at the batch training will use at this size
+    fitted_batch = batch_for_memory(build(), cfg.train.batch_size, cfg.train.max_memory, cfg.train.lr_scaling)
+    keras.backend.clear_session()
+    if fitted_batch[0] < cfg.train.batch_size:
+        ctx.log(f"batch {fitted_batch[0]} instead of train.batch_size={cfg.train.batch_size}: a step's activations "
+                f"kept within train.max_memory={cfg.train.max_memory}")
 
     def initial_loss():
         keras.utils.set_random_seed(cfg.seed)
@@ -115,7 +123,8 @@ def run(ctx: StageContext) -> dict:
                               f"({TIME.of_budget:.0%}) {what}")
 
     def overfit():
-        pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:opts.overfit_examples]
+        # one batch: no larger than a step that fits train.max_memory
+        pick = np.random.default_rng(cfg.seed).permutation(len(y_train))[:min(opts.overfit_examples, fitted_batch[0])]
         started = clock.now()
         result = sanity.check_overfit_batch(build, inputs.take(train_rows[pick]), y_train[pick], task=task,
                                             steps=opts.overfit_steps, lr=opts.lr, seed=cfg.seed,
@@ -129,17 +138,23 @@ def run(ctx: StageContext) -> dict:
 
     def lr_range():
         steps = opts.lr_steps
+        batch_size = fitted_batch[0]
         if timed and "row" in speed:
-            steps = units_that_fit(left() - speed["setup"], speed["row"] * cfg.train.batch_size, steps, MIN_LR_STEPS)
+            steps = units_that_fit(left() - speed["setup"], speed["row"] * batch_size, steps, MIN_LR_STEPS)
             if not steps:
                 return too_little("LR range test", f"sweeps fewer than {MIN_LR_STEPS} steps")
         started = clock.now()
         result, sweep = sanity.lr_range_test(
             build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=steps,
-            batch_size=cfg.train.batch_size, seed=cfg.seed, strategy=strategy)
+            batch_size=batch_size, seed=cfg.seed, strategy=strategy)
         if len(sweep):
             spent = clock.now() - started - speed.get("setup", 0.0)
-            speed["row"] = max(spent, 0.0) / (len(sweep) * cfg.train.batch_size) or speed.get("row", 0.0)
+            speed["row"] = max(spent, 0.0) / (len(sweep) * batch_size) or speed.get("row", 0.0)
+        if batch_size < cfg.train.batch_size and result.numbers["suggested_lr"]:
+            # Swept at the batch that fits train.max_memory; training scales it back down the same way
+            result.numbers["suggested_lr"] /= fitted_batch[1]
+            result.message += (f" (swept at batch {batch_size}, the batch that fits train.max_memory; "
+                               f"suggested LR stated for train.batch_size={cfg.train.batch_size})")
         write_csv(ctx.work / "lr_range.csv", sweep)
         sanity.plot_lr_range(sweep, result.numbers["suggested_lr"], ctx.work / "lr_range.png")
         if steps < opts.lr_steps:
@@ -163,7 +178,7 @@ def run(ctx: StageContext) -> dict:
         train = (x_train, y_train) if rows == len(y_train) else (select(x_train, pick), y_train[pick])
         result = sanity.check_input_independent(
             build, train, (inputs.take(pick_val), y[pick_val]), inputs.blank, task=task,
-            epochs=opts.zero_input_epochs, lr=opts.lr, batch_size=cfg.train.batch_size, seed=cfg.seed,
+            epochs=opts.zero_input_epochs, lr=opts.lr * fitted_batch[1], batch_size=fitted_batch[0], seed=cfg.seed,
             strategy=strategy)
         if rows < len(y_train):
             result.message += f" (on {rows} of the {len(y_train)} rows: what fits the checks' share of the budget)"

@@ -179,6 +179,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     import keras
 
     from comp.augmentation import probe_views, views_for
+    from comp.errors import CompError
     from comp.training.averaging import assign, load_weight_sets, recalibrate_batchnorm
     from comp.training.fold_model import load_fold_model
 
@@ -237,44 +238,52 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                                          "the ensemble's share of the budget")
                     continue
                 committed += per_fold * (n_folds - k)
-                began = clock.now()
-                cand.views = [v.name for v in views]
-                refs, p_sum, t_sum, q_sums = [], 0.0, 0.0, {}
-                for name in cand.sets or [None]:
-                    if name is None:
-                        refs.append(ModelRef(folder))
-                    else:
-                        _check_fits(fm.model, weights[name], fold_dir, name)
-                        assign(fm.model, weights[name])
-                        kept = folder
-                        if cand.kind in ("swa", "ema"):  # averaged weights have no BatchNorm statistics of their own
-                            fit_rows = np.flatnonzero((fold_of >= 0) & (fold_of != k))
-                            recalibrate_batchnorm(fm.model, inputs.rows(fit_rows), batch, seed=cfg.seed + k)
-                            cand.derived.setdefault(k, {})[name] = [v.numpy() for v in fm.model.variables]
-                            kept = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
-                        refs.append(ModelRef(folder, kept, name))
-                    p = fm.predictions(inputs, rows, task, batch).astype(np.float64)
-                    p_sum = p_sum + p
+                try:
+                    began = clock.now()
+                    cand.views = [v.name for v in views]
+                    refs, p_sum, t_sum, q_sums = [], 0.0, 0.0, {}
+                    for name in cand.sets or [None]:
+                        if name is None:
+                            refs.append(ModelRef(folder))
+                        else:
+                            _check_fits(fm.model, weights[name], fold_dir, name)
+                            assign(fm.model, weights[name])
+                            kept = folder
+                            if cand.kind in ("swa", "ema"):  # averaged weights have no BatchNorm statistics of their own
+                                fit_rows = np.flatnonzero((fold_of >= 0) & (fold_of != k))
+                                recalibrate_batchnorm(fm.model, inputs.rows(fit_rows), batch, seed=cfg.seed + k)
+                                cand.derived.setdefault(k, {})[name] = [v.numpy() for v in fm.model.variables]
+                                kept = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
+                            refs.append(ModelRef(folder, kept, name))
+                        p = fm.predictions(inputs, rows, task, batch).astype(np.float64)
+                        p_sum = p_sum + p
+                        if views:
+                            t_sum = t_sum + (p + sum(task.predictions(fm.outputs(inputs, rows, task, batch, v))
+                                                     .astype(np.float64) for v in views)) / (1 + len(views))
+                        for v in probes:
+                            q_sums[v.name] = q_sums.get(v.name, 0.0) + task.predictions(
+                                fm.outputs(inputs, rows, task, batch, v)).astype(np.float64)
+                    if cand.plain is None:
+                        cand.plain = np.zeros((len(y), *p_sum.shape[1:]), dtype=np.float32)
+                        cand.tta = np.zeros_like(cand.plain) if views else None
+                    cand.plain[rows] = p_sum / len(refs)
                     if views:
-                        t_sum = t_sum + (p + sum(task.predictions(fm.outputs(inputs, rows, task, batch, v))
-                                                 .astype(np.float64) for v in views)) / (1 + len(views))
-                    for v in probes:
-                        q_sums[v.name] = q_sums.get(v.name, 0.0) + task.predictions(
-                            fm.outputs(inputs, rows, task, batch, v)).astype(np.float64)
-                if cand.plain is None:
-                    cand.plain = np.zeros((len(y), *p_sum.shape[1:]), dtype=np.float32)
-                    cand.tta = np.zeros_like(cand.plain) if views else None
-                cand.plain[rows] = p_sum / len(refs)
-                if views:
-                    cand.tta[rows] = t_sum / len(refs)
-                for name, q_sum in q_sums.items():
-                    cand.probes.setdefault(name, np.zeros_like(cand.plain))[rows] = q_sum / len(refs)
-                cand.files.append(refs)
-                spent = clock.now() - began + shared / len(group)
-                per_pass = spent / passes(cand, len(views) + len(probes))
-                cand.seconds += spent
-                # this fold is done (the clock has moved on): the folds after it, at its measured pace
-                committed += cand.seconds / (k + 1) * (n_folds - k - 1) - per_fold * (n_folds - k)
+                        cand.tta[rows] = t_sum / len(refs)
+                    for name, q_sum in q_sums.items():
+                        cand.probes.setdefault(name, np.zeros_like(cand.plain))[rows] = q_sum / len(refs)
+                    cand.files.append(refs)
+                    spent = clock.now() - began + shared / len(group)
+                    per_pass = spent / passes(cand, len(views) + len(probes))
+                    cand.seconds += spent
+                    # this fold is done (the clock has moved on): the folds after it, at its measured pace
+                    committed += cand.seconds / (k + 1) * (n_folds - k - 1) - per_fold * (n_folds - k)
+                except CompError:
+                    raise  # a damaged file or a wrong input: named and fixed by the user, not left out
+                except Exception as exc:  # a candidate (its weights, a view) that cannot run is left out
+                    cand.dropped = f"failed: {ctx.failed(f'candidate {cand.name} on fold {k + 1}', exc)}"
+                    committed -= per_fold * (n_folds - k)
+                    if fm.is_keras and cand.sets:  # another candidate's weights may be half assigned
+                        fm = load_fold_model(fold_dir)
             if fm.is_keras:
                 keras.backend.clear_session()
     kept = []

@@ -359,7 +359,7 @@ class TrialObjective:
             # setup's, and stops the search.
             if plan is None or not any(key in str(exc) for key in plan.changes):
                 raise Stop(exc) from None
-            ctx.log(f"{plan.label} failed: {str(exc).splitlines()[0][:200]}")
+            ctx.failed(plan.label, exc)
             raise
         except CompError as exc:
             raise Stop(exc) from None
@@ -367,8 +367,7 @@ class TrialObjective:
             ctx.log(f"{plan.label} stopped at the end of the search's time: {exc}")
             raise
         except Exception as exc:  # e.g. knob values the model cannot be built with: this trial fails
-            label = plan.label if plan else f"trial {trial_id}"
-            ctx.log(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            ctx.failed(plan.label if plan else f"trial {trial_id}", exc)
             raise
         if plan.announce is not None:
             ctx.log(f"{plan.label} ({plan.epochs} epochs): {plan.announce} -> {ctx.task.metric_name} "

@@ -47,6 +47,7 @@ CONFIG = ("seed", "tune", "baseline", "task", "metric", "data", "train", "model"
 TRAINS = True
 # Of the training time: the searches get the rest (with the final training on every fold).
 TIME = Share(training=0.35)
+OPTIONAL = True  # it only improves on what the stages before it published: a failure costs itself, not the run
 TRIALS = "trials.csv"
 STRENGTH = "augmentation_strength"  # a searched factor on every augmentation strength of the policy
 PHASES = ("coarse", "fine")

@@ -62,6 +62,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     oof: np.ndarray | None = None
     infos: list[dict] = []
     estimator = is_estimator(model.name)
+    if not estimator:
+        train = _fit_to_memory(inputs, np.flatnonzero(used & (fold_of != trained[0])), task, model, train, log)
     for i, k in enumerate(trained):
         fold_dir = out_dir / f"fold_{k}"
         val_rows = np.flatnonzero(fold_of == k)
@@ -101,6 +103,29 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     which = "" if only is None else f" on folds {', '.join(str(k + 1) for k in trained)} of {n_folds}"
     log(f"OOF {task.metric_name}{which} = {score:.5f} (folds: {per_fold})")
     return CVResult(oof, score, scores, decoding, infos, hp, scored)
+
+
+def _fit_to_memory(inputs, fit_rows, task, model: ModelSpec, train: TrainSpec, log) -> TrainSpec:
+    """``train`` with the batch (and LR) a step's activations need to stay within
+    ``train.max_memory``, said once; unchanged where the batch fits."""
+    import dataclasses
+
+    import keras
+
+    from comp.training.memory import batch_for_memory
+    from comp.training.model import build_model
+
+    built = build_model(inputs.spec(fit_rows), task, model.name, model.hp, model.augmentations)[0]
+    batch, factor = batch_for_memory(built, train.batch_size, train.max_memory, train.lr_scaling)
+    del built
+    keras.backend.clear_session()
+    if batch >= train.batch_size:
+        return train
+    lr = train.lr * factor if isinstance(train.lr, (int, float)) else train.lr
+    log(f"batch {batch} instead of train.batch_size={train.batch_size}: a step's activations kept within "
+        f"train.max_memory={train.max_memory}" + (f"; LR {train.lr:.3g} -> {lr:.3g} (train.lr_scaling="
+                                                  f"{train.lr_scaling})" if lr != train.lr else ""))
+    return dataclasses.replace(train, batch_size=batch, lr=lr)
 
 
 def release_free_memory() -> None:

@@ -67,7 +67,13 @@ class TrainSpec:
                                 "end; the best epoch's weights are kept either way)", Int(), low=1)
     strategy: str = setting("auto", "tf.distribute strategy; auto picks from TF_CONFIG and the devices", Str(),
                             choices=("auto", "default", "one_device", "mirrored", "multi_worker"))
-    lr_scaling: str = setting("linear", "how the LR grows with the number of replicas", Str(),
+    max_memory: float | str = setting("auto", "GiB a training step's activations may take: the batch shrinks to fit "
+                                              "(estimated from the model at its input size) and the LR with it, by "
+                                              "train.lr_scaling; auto = a quarter of the memory available, at most 1.5",
+                                      NumberOrAuto(lambda v: 0 < v < float("inf"),
+                                                   "; use a positive number of GiB such as 4, or auto"))
+    lr_scaling: str = setting("linear", "how the LR grows with the number of replicas (and shrinks with a batch "
+                                        "cut to fit train.max_memory)", Str(),
                               choices=("linear", "sqrt", "none"))
     mixed_precision: str = setting("auto", "mixed_float16 compute; auto = on GPU only", Str(),
                                    choices=("auto", "on", "off"))
