@@ -37,6 +37,7 @@ class StageContext:
         published, or where it stays when it will not be). Returns the one-line reason."""
         reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
         log = self.work / FAILURES_LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as out:
             out.write(f"--- {what} ---\n{''.join(traceback.format_exception(exc))}\n")
         self.failures.append({"what": what, "reason": reason})

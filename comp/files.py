@@ -25,7 +25,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         try:
             yield Path(tmp)
         except OSError as exc:
-            if exc.filename in (None, tmp):  # a full disk met mid-write names no file, or the temporary one
+            if exc.errno is not None and exc.filename in (None, tmp):  # a full disk met mid-write names no file
                 raise OSError(exc.errno, exc.strerror, str(path)) from exc
             raise
         os.replace(tmp, path)

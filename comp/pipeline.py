@@ -17,8 +17,8 @@ from comp.artifacts import PROVENANCE
 from comp.budget import Budget
 from comp.competition import open_competition
 from comp.config import Config, parse_duration
-from comp.context import StageContext
-from comp.errors import ConfigError
+from comp.context import FAILURES_LOG, StageContext
+from comp.errors import ConfigError, PartsFailed
 from comp.provenance import git_revision, package_versions
 from comp.files import write_text
 from comp.rundir import RunDir, RunLock
@@ -73,8 +73,6 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started:
             line = (f"{len(failures)} part(s) of the run failed and were left out ({'; '.join(failures[:3])}"
                     f"{'; ...' if len(failures) > 3 else ''}); tracebacks in each stage's failures.log")
             if cfg.strict:
-                from comp.errors import PartsFailed
-
                 raise PartsFailed(f"{line} (strict=true)")
             print(f"warning: {line}", flush=True)
         return record
@@ -103,9 +101,13 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         upstream = module.inputs(stage_cfg, available, TRAINING)
         lost = [dep for dep in upstream.values() if dep in failed]
         if lost:
+            if not getattr(module, "OPTIONAL", False):  # the submission needs it: nothing to go on with
+                raise PartsFailed(f"stage {name} reads stage {lost[0]}, which failed ({'; '.join(failures)}); "
+                                  f"its traceback is in {rundir.path / (lost[0] + '.partial')}/failures.log")
             print(f"[{name}] not run: it reads stage {lost[0]}, which failed", flush=True)
             budget.finished(name)
             failed.add(name)
+            available.discard(name)  # an older publication of it is not what this command would have read
             continue
 
         def key_of(stage_cfg):
@@ -116,6 +118,7 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         previous = rundir.record(name)
         if previous and previous.get("key") == key and not (stage_cfg.overwrite and name in targets):
             print(f"[{name}] unchanged since {previous['finished']}, skipped (overwrite=true reruns it)", flush=True)
+            failures.extend(f"{name}: {f['what']}: {f['reason']}" for f in previous.get("failures", []))
             record = previous
             budget.finished(name)
             continue
@@ -135,10 +138,12 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         if planned:  # what each training stage got and used (docs/recipe.md 10)
             given = round(box.end - box.start, 1)  # as recorded, so log and record agree
             print(f"[budget] {name} gets {given:.0f}s", flush=True)
+        (work / FAILURES_LOG).unlink(missing_ok=True)  # an earlier attempt's: this record starts clean
         try:
             result = module.run(ctx)
         except Exception as exc:
-            if not _containable(module, exc):
+            # What the command was asked for is not contained: stage=tune that fails, fails.
+            if not _containable(module, exc) or (cfg.stage != "all" and name in targets):
                 raise
             # A search stage only improves on what the stages before it published: its failure
             # costs itself (left unpublished, as a kill would leave it), not the run.

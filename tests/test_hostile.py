@@ -415,3 +415,7 @@ def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdi
                                      "ValueError: a bug in regularize)")
     assert _one_line(err).endswith("(strict=true)")
     assert list((workdir / "submissions").glob("strict-*-accuracy=*.csv"))
+
+    # Asked for by name, the stage is what the command is for: its failure is not contained.
+    code, out, err = comp("run", "stage=regularize", *SMOKE, "run=asked")
+    assert code == 1 and "ValueError: a bug in regularize" in err

@@ -187,7 +187,8 @@ def test_a_configuration_error_fails_the_trial_only_when_it_names_the_trials_val
     plan = TrialPlan({"model.hp.min_samples_leaf": 101}, tmp_path, 1, 0.0, [0], False, "fine trial 3")
 
     def objective_raising(message):
-        objective = TrialObjective(SimpleNamespace(log=said.append), lambda trial_id, values: plan)
+        ctx = SimpleNamespace(log=said.append, failed=lambda what, exc: said.append(f"{what} failed: {exc}"))
+        objective = TrialObjective(ctx, lambda trial_id, values: plan)
 
         def run(*args, **kwargs):
             raise ConfigError(message)

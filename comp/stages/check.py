@@ -21,7 +21,8 @@ MIN_ZERO_INPUT_ROWS = 256  # fewer training rows tell real inputs from blank one
 INITIAL_LOSS_ROWS = 1024  # a sample's mean untrained loss is as good a check as every row's, and cheap
 MIN_LR_STEPS = 50  # 10 per decade of the default sweep (1e-5 to 1): fewer miss the loss's minimum
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
-CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "check")
+CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "train.max_memory",
+          "train.lr_scaling", "check")
 TRAINS = False
 # A pre-flight: the training after it is the point. What does not fit is skipped.
 TIME = Share(of_budget=0.1)
@@ -95,7 +96,8 @@ def run(ctx: StageContext) -> dict:
     from comp.training.memory import batch_for_memory
 
     # (batch, its LR factor): the checks train at the batch training will use at this size
-    fitted_batch = batch_for_memory(build(), cfg.train.batch_size, cfg.train.max_memory, cfg.train.lr_scaling)
+    fitted_batch = batch_for_memory(build(), cfg.train.batch_size, cfg.train.max_memory, cfg.train.lr_scaling,
+                                    strategy.num_replicas_in_sync)
     keras.backend.clear_session()
     if fitted_batch[0] < cfg.train.batch_size:
         ctx.log(f"batch {fitted_batch[0]} instead of train.batch_size={cfg.train.batch_size}: a step's activations "

@@ -115,8 +115,11 @@ def _fit_to_memory(inputs, fit_rows, task, model: ModelSpec, train: TrainSpec, l
     from comp.training.memory import batch_for_memory
     from comp.training.model import build_model
 
+    from comp.training.strategy import get_strategy
+
     built = build_model(inputs.spec(fit_rows), task, model.name, model.hp, model.augmentations)[0]
-    batch, factor = batch_for_memory(built, train.batch_size, train.max_memory, train.lr_scaling)
+    replicas = get_strategy(train.strategy).num_replicas_in_sync
+    batch, factor = batch_for_memory(built, train.batch_size, train.max_memory, train.lr_scaling, replicas)
     del built
     keras.backend.clear_session()
     if batch >= train.batch_size:
@@ -207,6 +210,7 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
         "seconds": round(result.seconds, 2),
         "hp": hp_values,
         "lr": result.lr,  # after scaling for the replicas
+        "batch_size": train.batch_size,  # per replica, after fitting train.max_memory
         "replicas": result.replicas,
         "resumed_from_epoch": result.resumed_from,
         "diagnosis": diagnosis,

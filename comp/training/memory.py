@@ -22,33 +22,44 @@ from typing import Any
 # alive at once). Each with a margin:
 TRAIN_FACTOR = 1.25
 PREDICT_FACTOR = 0.35
-AUTO_SHARE = 0.25  # max_memory=auto: this share of the memory available when training starts ...
+AUTO_SHARE = 0.25  # max_memory=auto: this share of the machine's memory ...
 AUTO_CAP = int(1.5 * 2**30)  # ... and at most this: on a CPU a smaller batch costs no speed per
 # example (300x300, small_cnn: 126 ms at batch 4, 214 ms at 8 and 16), only a noisier step
 
 
-def available_bytes() -> int | None:
-    """Memory the kernel could give this process now (MemAvailable), or None where unknown."""
+def machine_bytes() -> int | None:
+    """The machine's memory (MemTotal, or the cgroup's limit when lower), or None where
+    unknown. Not what is free now: the batch must not change between a run and its resume,
+    or between the trials of one search."""
+    found = []
     try:
         with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            found += [int(line.split()[1]) * 1024 for line in info if line.startswith("MemTotal:")]
     except (OSError, ValueError, IndexError):
-        pass
+        try:
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        with open("/sys/fs/cgroup/memory.max") as limit:
+            found.append(int(limit.read().strip()))  # "max" (no limit) is not a number
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def memory_limit(setting: float | str = "auto") -> int | None:
-    """Bytes a step's activations may take: ``setting`` in GiB, or auto (a share of the
-    memory available now, capped); None where nothing is known."""
+    """Bytes a step's activations may take in host memory: ``setting`` in GiB, or auto (a
+    share of the machine's memory, capped; no limit where the model runs on GPUs, whose
+    memory this does not describe); None where nothing limits it."""
     if setting != "auto":
         return int(float(setting) * 2**30)
-    available = available_bytes()
-    return None if available is None else int(min(AUTO_SHARE * available, AUTO_CAP))
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    total = machine_bytes()
+    return None if total is None else int(min(AUTO_SHARE * total, AUTO_CAP))
 
 
 def activation_bytes(model: Any) -> int | None:
@@ -70,8 +81,12 @@ def activation_bytes(model: Any) -> int | None:
             except (AttributeError, ValueError):  # a layer called more than once or never
                 continue
             for out in outputs:
+                try:  # strings (table columns) have no fixed size: not counted
+                    size = tf.as_dtype(out.dtype).size
+                except (TypeError, ValueError):
+                    continue
                 if all(d is not None for d in tuple(out.shape)[1:]):
-                    count += int(np.prod(out.shape[1:])) * np.dtype(out.dtype).itemsize
+                    count += int(np.prod(out.shape[1:])) * size
         return count
 
     if getattr(model, "_comp_activation_bytes", None) is not None:  # walked once per model
@@ -94,11 +109,14 @@ def fitting_batch(per_example: int | None, batch: int, limit: int | None, factor
     return max(1, min(batch, math.floor(limit / (factor * per_example))))
 
 
-def batch_for_memory(model: Any, batch: int, max_memory: float | str, lr_scaling: str) -> tuple[int, float]:
+def batch_for_memory(model: Any, batch: int, max_memory: float | str, lr_scaling: str,
+                     replicas: int = 1) -> tuple[int, float]:
     """The per-replica batch of a training step of ``model`` under ``max_memory`` (see
-    ``memory_limit``), and the factor its LR takes for it (``lr_scaling``, as for replicas:
-    the LR of ``batch`` times this is the LR of the smaller batch)."""
+    ``memory_limit``; shared by the ``replicas`` on this machine), and the factor its LR
+    takes for it (``lr_scaling``, as for replicas: the LR of ``batch`` times this is the LR
+    of the smaller batch)."""
     from comp.training.strategy import scaled_lr
 
-    fitted = fitting_batch(activation_bytes(model), batch, memory_limit(max_memory))
+    limit = memory_limit(max_memory)
+    fitted = fitting_batch(activation_bytes(model), batch, limit // max(replicas, 1) if limit else None)
     return fitted, scaled_lr(1.0, fitted / batch, lr_scaling)
