@@ -35,7 +35,7 @@ class StageContext:
         """Record that ``what`` (a trial, a candidate, a view) raised and was left out: one
         line here, its traceback in the stage's FAILURES_LOG (named where the stage will be
         published, or where it stays when it will not be). Returns the one-line reason."""
-        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+        reason = getattr(exc, "reason", "") or f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
         log = self.work / FAILURES_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as out:

@@ -19,6 +19,19 @@ class PluginError(CompError):
     """A plugin that is missing, ambiguous or fails to import."""
 
 
+class FoldFailed(CompError):
+    """A model raised while training one fold (a plugin's bug, values it cannot be built
+    with). The folds before it are kept; a search's trial fails alone on it, a stage that
+    is not a search stops with its one line. ``reason``: the model's own error in one line."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message, reason)  # both in args: it crosses a process boundary (search trials)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class PartsFailed(CompError):
     """strict=true and some parts of the run failed and were left out; the run still published
     what succeeded (its submission included)."""

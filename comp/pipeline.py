@@ -197,6 +197,10 @@ def _containable(module, exc: Exception) -> bool:
     from comp.errors import CompError
     from comp.training.trainer import OutOfTime
 
+    from comp.errors import FoldFailed
+
+    if isinstance(exc, FoldFailed):  # a model's failure, not the user's input
+        return getattr(module, "OPTIONAL", False)
     if isinstance(exc, (CompError, OutOfTime)) or (isinstance(exc, OSError) and exc.errno in WRITE_ERRORS):
         return False
     return getattr(module, "OPTIONAL", False)

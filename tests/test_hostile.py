@@ -419,3 +419,33 @@ def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdi
     # Asked for by name, the stage is what the command is for: its failure is not contained.
     code, out, err = comp("run", "stage=regularize", *SMOKE, "run=asked")
     assert code == 1 and "ValueError: a bug in regularize" in err
+
+
+def test_a_model_that_fails_on_one_fold_is_one_line_and_keeps_the_folds_before_it(comp, workdir, monkeypatch):
+    """The main model raising on fold 2 (a plugin's bug): one line naming the model, the fold
+    and its reason, exit 2, the traceback in failures.log, fold 1 kept; the same command
+    then resumes at fold 2."""
+    from comp.training import cv
+
+    real = cv._train_keras_fold
+    calls = {"n": 0}
+
+    def fails_on_fold_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the plugin's bug on this fold's rows")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "_train_keras_fold", fails_on_fold_2)
+    code, out, err = comp("run", "stage=baseline", *SMOKE)
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith("error: model small_cnn failed on fold 2/2: RuntimeError: the plugin's bug on this fold's "
+                           "rows (traceback in runs/digits/baseline.partial/failures.log); the folds before it are "
+                           "kept: fix the model plugin or choose another model="), line
+    assert "the plugin's bug" in (workdir / "runs/digits/baseline.partial/failures.log").read_text()
+    assert (workdir / "runs/digits/baseline.partial/fold_0/done.json").is_file()
+    monkeypatch.setattr(cv, "_train_keras_fold", real)
+    code, out, err = comp("run", "stage=baseline", *SMOKE)
+    assert code == 0, err
+    assert "fold 1/2: finished earlier" in out

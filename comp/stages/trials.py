@@ -340,7 +340,7 @@ class TrialObjective:
             self.runner = None
 
     def __call__(self, trial_id: str, values: dict[str, Any]) -> dict[str, float]:
-        from comp.errors import CompError, ConfigError
+        from comp.errors import CompError, ConfigError, FoldFailed
         from comp.progress import resident_mb
         from comp.training.trainer import OutOfTime
         from comp.tuning.search import Stop
@@ -360,6 +360,9 @@ class TrialObjective:
             if plan is None or not any(key in str(exc) for key in plan.changes):
                 raise Stop(exc) from None
             ctx.failed(plan.label, exc)
+            raise
+        except FoldFailed as exc:  # the model raised on one of this trial's folds: this trial fails
+            ctx.failed(plan.label if plan else f"trial {trial_id}", exc)
             raise
         except CompError as exc:
             raise Stop(exc) from None

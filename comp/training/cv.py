@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from comp.clock import UNLIMITED, TimeBox
+from comp.errors import CompError
 from comp.data.inputs import Inputs
 from comp.progress import resident_mb
 from comp.files import read_json, write_json, write_npy
@@ -54,6 +55,7 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     epoch raises ``comp.training.trainer.OutOfTime`` (a search's trial that cannot be scored).
     """
     from comp.training.model import is_estimator
+    from comp.training.trainer import OutOfTime
 
     out_dir = Path(out_dir)
     n_folds = int(fold_of.max()) + 1
@@ -76,11 +78,16 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             fold_time = time.split(len(trained) - i)
             fit_rows = np.flatnonzero(used & (fold_of != k))
             fold = _train_estimator_fold if estimator else _train_keras_fold
-            info, pred = fold(inputs, y, fit_rows, val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
-                              deadline=fold_time.end, hard_deadline=time.hard_end, log=log,
-                              label=f"fold {k + 1}/{n_folds}",
-                              hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
-                              title=f"{title} fold {k + 1}/{n_folds}", predict_batch_size=predict_batch_size)
+            try:
+                info, pred = fold(inputs, y, fit_rows, val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
+                                  deadline=fold_time.end, hard_deadline=time.hard_end, log=log,
+                                  label=f"fold {k + 1}/{n_folds}",
+                                  hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
+                                  title=f"{title} fold {k + 1}/{n_folds}", predict_batch_size=predict_batch_size)
+            except (CompError, OutOfTime, OSError):
+                raise  # the user's error, the end of the time, a full disk: each has its own handling
+            except Exception as exc:
+                raise _fold_failed(exc, model.name, k, n_folds, out_dir) from exc
             gc.collect()
             release_free_memory()
             # Memory after the fold's models are freed; a growth across folds is a leak.
@@ -103,6 +110,22 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     which = "" if only is None else f" on folds {', '.join(str(k + 1) for k in trained)} of {n_folds}"
     log(f"OOF {task.metric_name}{which} = {score:.5f} (folds: {per_fold})")
     return CVResult(oof, score, scores, decoding, infos, hp, scored)
+
+
+def _fold_failed(exc: Exception, model: str, k: int, n_folds: int, out_dir: Path):
+    """A ``FoldFailed`` naming the fold and the model, its traceback in ``out_dir``'s failures.log."""
+    import traceback
+
+    from comp.errors import FoldFailed
+
+    log = out_dir / "failures.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"--- fold {k + 1}/{n_folds} ---\n{''.join(traceback.format_exception(exc))}\n")
+    reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    return FoldFailed(f"model {model} failed on fold {k + 1}/{n_folds}: {reason} (traceback in {log}); the folds "
+                      f"before it are kept: fix the model plugin or choose another model=, then rerun the same command",
+                      reason)
 
 
 def _fit_to_memory(inputs, fit_rows, task, model: ModelSpec, train: TrainSpec, log) -> TrainSpec:
