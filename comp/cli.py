@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 import traceback
 import warnings
@@ -10,11 +9,8 @@ from pathlib import Path
 
 from comp import __version__
 from comp.errors import CompError
+from comp.failures import WRITE_ERRORS
 
-# What to do about each error a write can meet (the file size limit is `ulimit -f`).
-WRITE_ERRORS = {errno.ENOSPC: "free space", errno.EDQUOT: "free space or raise your disk quota",
-                errno.EFBIG: "raise the file size limit (ulimit -f) or free space",
-                errno.EROFS: "fix permissions", errno.EACCES: "fix permissions", errno.EPERM: "fix permissions"}
 
 DESCRIPTION = """\
 comp: from a competition folder (Kaggle layout) to an honest, validated submission.

@@ -1,7 +1,6 @@
 """What a stage receives: the config, the competition, its task and its work folder."""
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from comp.budget import Budget
 from comp.clock import UNLIMITED, TimeBox
 from comp.competition import Competition
 from comp.config import Config
+from comp.failures import FAILURES_LOG, one_line, record
 from comp.rundir import RunDir
 
 
@@ -35,15 +35,10 @@ class StageContext:
         """Record that ``what`` (a trial, a candidate, a view) raised and was left out: one
         line here, its traceback in the stage's FAILURES_LOG (named where the stage will be
         published, or where it stays when it will not be). Returns the one-line reason."""
-        reason = getattr(exc, "reason", "") or f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-        log = self.work / FAILURES_LOG
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a", encoding="utf-8") as out:
-            out.write(f"--- {what} ---\n{''.join(traceback.format_exception(exc))}\n")
+        reason = one_line(exc)
+        record(self.work, what, exc)
         self.failures.append({"what": what, "reason": reason})
         folder = self.name if published else self.work.name
         self.log(f"{what} failed: {reason} (left out; traceback in {folder}/{FAILURES_LOG})")
         return reason
 
-
-FAILURES_LOG = "failures.log"

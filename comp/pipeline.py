@@ -17,8 +17,9 @@ from comp.artifacts import PROVENANCE
 from comp.budget import Budget
 from comp.competition import open_competition
 from comp.config import Config, parse_duration
-from comp.context import FAILURES_LOG, StageContext
+from comp.context import StageContext
 from comp.errors import ConfigError, PartsFailed
+from comp.failures import FAILURES_LOG, is_write_error
 from comp.provenance import git_revision, package_versions
 from comp.files import write_text
 from comp.rundir import RunDir, RunLock
@@ -193,16 +194,11 @@ def _containable(module, exc: Exception) -> bool:
     """Whether ``module``'s stage may fail alone: a search stage (``OPTIONAL``) that raised
     something other than a user's error (a bad input, a full disk: those stop the run with
     their one line) or the end of its time."""
-    from comp.cli import WRITE_ERRORS
-    from comp.errors import CompError
+    from comp.errors import CompError, FoldFailed
     from comp.training.trainer import OutOfTime
 
-    from comp.errors import FoldFailed
-
-    if isinstance(exc, FoldFailed):  # a model's failure, not the user's input
-        return getattr(module, "OPTIONAL", False)
-    if isinstance(exc, (CompError, OutOfTime)) or (isinstance(exc, OSError) and exc.errno in WRITE_ERRORS):
-        return False
+    if isinstance(exc, (CompError, OutOfTime)) and not isinstance(exc, FoldFailed) or is_write_error(exc):
+        return False  # FoldFailed is a model's failure, not the user's input
     return getattr(module, "OPTIONAL", False)
 
 

@@ -93,15 +93,14 @@ def run(ctx: StageContext) -> dict:
                            bn_momentum=resolve_momentum(cfg.train.bn_momentum, steps))[0]
 
     ctx.log(f"model {name} on {len(y_train)} training rows of fold 0")
-    from comp.training.memory import batch_for_memory
+    from comp.training.memory import batch_for_memory, describe_cut
 
     # (batch, its LR factor): the checks train at the batch training will use at this size
     fitted_batch = batch_for_memory(build(), cfg.train.batch_size, cfg.train.max_memory, cfg.train.lr_scaling,
                                     strategy.num_replicas_in_sync)
     keras.backend.clear_session()
     if fitted_batch[0] < cfg.train.batch_size:
-        ctx.log(f"batch {fitted_batch[0]} instead of train.batch_size={cfg.train.batch_size}: a step's activations "
-                f"kept within train.max_memory={cfg.train.max_memory}")
+        ctx.log(describe_cut(fitted_batch[0], cfg.train.batch_size, cfg.train.max_memory))
 
     def initial_loss():
         keras.utils.set_random_seed(cfg.seed)

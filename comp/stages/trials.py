@@ -361,22 +361,19 @@ class TrialObjective:
                 raise Stop(exc) from None
             ctx.failed(plan.label, exc)
             raise
-        except FoldFailed as exc:  # the model raised on one of this trial's folds: this trial fails
-            ctx.failed(plan.label if plan else f"trial {trial_id}", exc)
-            raise
         except CompError as exc:
+            if isinstance(exc, FoldFailed):  # the model raised on one of this trial's folds: this trial fails
+                ctx.failed(plan.label if plan else f"trial {trial_id}", exc)
+                raise
             raise Stop(exc) from None
         except OutOfTime as exc:  # not scored; the search ends (its time is up)
             ctx.log(f"{plan.label} stopped at the end of the search's time: {exc}")
             raise
-        except OSError as exc:
-            from comp.cli import WRITE_ERRORS
-
-            if exc.errno in WRITE_ERRORS:  # a full disk fails every trial after it: the run stops with its line
-                raise Stop(exc) from None
-            ctx.failed(plan.label if plan else f"trial {trial_id}", exc)
-            raise
         except Exception as exc:  # e.g. knob values the model cannot be built with: this trial fails
+            from comp.failures import is_write_error
+
+            if is_write_error(exc):  # a full disk fails every trial after it: the run stops with its line
+                raise Stop(exc) from None
             ctx.failed(plan.label if plan else f"trial {trial_id}", exc)
             raise
         if plan.announce is not None:

@@ -182,10 +182,9 @@ def recalibrate_batchnorm(model, x: Any, batch_size: int = 128, rows: int = RECA
         layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
         layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
     try:
-        from comp.training.memory import PREDICT_FACTOR, activation_bytes, fitting_batch, memory_limit
+        from comp.training.memory import inference_batch
 
-        # forward passes only, as inference: the same cap on large images
-        batch_size = fitting_batch(activation_bytes(model), batch_size, memory_limit(), PREDICT_FACTOR)
+        batch_size = inference_batch(model, batch_size)  # forward passes only, as inference
         for i, batch in enumerate(batches(x, batch_size), start=1):
             for layer in layers:  # read when the layer runs: eager calls see each new value
                 layer.momentum = (i - 1) / i

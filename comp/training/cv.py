@@ -114,15 +114,11 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
 
 def _fold_failed(exc: Exception, model: str, k: int, n_folds: int, out_dir: Path):
     """A ``FoldFailed`` naming the fold and the model, its traceback in ``out_dir``'s failures.log."""
-    import traceback
-
     from comp.errors import FoldFailed
+    from comp.failures import one_line, record
 
-    log = out_dir / "failures.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as out:
-        out.write(f"--- fold {k + 1}/{n_folds} ---\n{''.join(traceback.format_exception(exc))}\n")
-    reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    log = record(out_dir, f"fold {k + 1}/{n_folds}", exc)
+    reason = one_line(exc)
     return FoldFailed(f"model {model} failed on fold {k + 1}/{n_folds}: {reason} (traceback in {log}); the folds "
                       f"before it are kept: fix the model plugin or choose another model=, then rerun the same command",
                       reason)
@@ -135,9 +131,8 @@ def _fit_to_memory(inputs, fit_rows, task, model: ModelSpec, train: TrainSpec, l
 
     import keras
 
-    from comp.training.memory import batch_for_memory
+    from comp.training.memory import batch_for_memory, describe_cut
     from comp.training.model import build_model
-
     from comp.training.strategy import get_strategy
 
     built = build_model(inputs.spec(fit_rows), task, model.name, model.hp, model.augmentations)[0]
@@ -148,9 +143,8 @@ def _fit_to_memory(inputs, fit_rows, task, model: ModelSpec, train: TrainSpec, l
     if batch >= train.batch_size:
         return train
     lr = train.lr * factor if isinstance(train.lr, (int, float)) else train.lr
-    log(f"batch {batch} instead of train.batch_size={train.batch_size}: a step's activations kept within "
-        f"train.max_memory={train.max_memory}" + (f"; LR {train.lr:.3g} -> {lr:.3g} (train.lr_scaling="
-                                                  f"{train.lr_scaling})" if lr != train.lr else ""))
+    scaled = f"; LR {train.lr:.3g} -> {lr:.3g} (train.lr_scaling={train.lr_scaling})" if lr != train.lr else ""
+    log(describe_cut(batch, train.batch_size, train.max_memory) + scaled)
     return dataclasses.replace(train, batch_size=batch, lr=lr)
 
 

@@ -35,9 +35,8 @@ def predict_outputs(model: keras.Model, x: Any, batch_size: int = 256, view: Any
     """``model``'s outputs on ``x`` in inference mode, batch by batch (through ``view`` when
     given): one batched pass. Unlike ``model.predict`` it takes string columns (object arrays)
     and works under every strategy. ``forward``: a ``make_forward`` result to reuse."""
-    from comp.training.memory import PREDICT_FACTOR, activation_bytes, fitting_batch, memory_limit
+    from comp.training.memory import inference_batch
 
     forward = forward or make_forward(model, view)
-    # Large images: a batch of 256 at 300x300 is gigabytes of activations
-    batch_size = fitting_batch(activation_bytes(model), batch_size, memory_limit(), PREDICT_FACTOR)
+    batch_size = inference_batch(model, batch_size)
     return np.concatenate([forward(b).numpy() for b in batches(x, batch_size)])

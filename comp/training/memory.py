@@ -120,3 +120,15 @@ def batch_for_memory(model: Any, batch: int, max_memory: float | str, lr_scaling
     limit = memory_limit(max_memory)
     fitted = fitting_batch(activation_bytes(model), batch, limit // max(replicas, 1) if limit else None)
     return fitted, scaled_lr(1.0, fitted / batch, lr_scaling)
+
+
+def inference_batch(model: Any, batch: int) -> int:
+    """The batch of a forward pass of ``model`` (inference, BatchNorm recalibration) within
+    the auto limit: a batch of 256 at 300x300 is gigabytes of activations."""
+    return fitting_batch(activation_bytes(model), batch, memory_limit(), PREDICT_FACTOR)
+
+
+def describe_cut(batch: int, asked: int, max_memory: float | str) -> str:
+    """The line that says a step's batch was cut to fit memory."""
+    return (f"batch {batch} instead of train.batch_size={asked}: a step's activations kept within "
+            f"train.max_memory={max_memory}")

@@ -1,0 +1,34 @@
+"""What a part of a run that failed leaves behind: its one-line reason, its traceback in the
+stage's failures.log; and which OS errors are a full disk or a permission (the user's to fix,
+never a part's failure)."""
+from __future__ import annotations
+
+import errno
+import traceback
+from pathlib import Path
+
+FAILURES_LOG = "failures.log"
+
+# What to do about each error a write can meet (the file size limit is `ulimit -f`).
+WRITE_ERRORS = {errno.ENOSPC: "free space", errno.EDQUOT: "free space or raise your disk quota",
+                errno.EFBIG: "raise the file size limit (ulimit -f) or free space",
+                errno.EROFS: "fix permissions", errno.EACCES: "fix permissions", errno.EPERM: "fix permissions"}
+
+
+def is_write_error(exc: BaseException) -> bool:
+    """A full disk, a file size limit or a permission: the run stops with its one line."""
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRORS
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``; an exception's own ``reason`` where it has one."""
+    return getattr(exc, "reason", "") or f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+
+
+def record(folder: Path, what: str, exc: BaseException) -> Path:
+    """Append ``what``'s traceback to ``folder``'s FAILURES_LOG; returns the log's path."""
+    log = Path(folder) / FAILURES_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"--- {what} ---\n{''.join(traceback.format_exception(exc))}\n")
+    return log
