@@ -103,13 +103,16 @@ def probe_views(entries, input_spec, task_kind: str) -> list[Any]:
     return views
 
 
-def views_for(entries, input_spec, task_kind: str, setting: Any, where: str = "predict.tta") -> list[Any]:
+def views_for(entries, input_spec, task_kind: str, setting: Any, where: str = "predict.tta",
+              leave_out: frozenset[str] | set[str] = frozenset()) -> list[Any]:
     """The test-time views a model trained with augmentations ``entries`` gets under ``setting``
-    (a list of names may also name its probe views: those stage ensemble found to help)."""
+    (a list of names may also name its probe views: those stage ensemble found to help);
+    ``leave_out``: names of views that cannot run (``auto`` and N take the next ones offered)."""
     offered = test_views(entries, input_spec, task_kind)
     if isinstance(setting, list):
         offered += [v for v in probe_views(entries, input_spec, task_kind) if v.name not in {o.name for o in offered}]
-    return pick_views(offered, setting, where)
+        return [v for v in pick_views(offered, setting, where) if v.name not in leave_out]
+    return pick_views([v for v in offered if v.name not in leave_out], setting, where)
 
 
 def pick_views(views: list[Any], setting: Any, where: str = "predict.tta") -> list[Any]:

@@ -22,7 +22,14 @@ def is_write_error(exc: BaseException) -> bool:
 
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``; an exception's own ``reason`` where it has one."""
-    return getattr(exc, "reason", "") or f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    if getattr(exc, "reason", ""):
+        return exc.reason
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0] == "in user code:":
+        # raised inside a traced function: TensorFlow puts the stack first and the error last
+        last = lines[-1]
+        return last[:200] if last.startswith(type(exc).__name__ + ":") else f"{type(exc).__name__}: {last[:200]}"
+    return f"{type(exc).__name__}: {(lines or [''])[0][:200]}"
 
 
 def record(folder: Path, what: str, exc: BaseException) -> Path:
@@ -32,3 +39,15 @@ def record(folder: Path, what: str, exc: BaseException) -> Path:
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"--- {what} ---\n{''.join(traceback.format_exception(exc))}\n")
     return log
+
+
+def is_part_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a part's own failure, which may cost that part alone (a model that
+    raised, on a fold or anywhere): not the user's error (a bad input or config), the end
+    of the time, or a full disk, each of which stops the run with its one line."""
+    from comp.errors import CompError, FoldFailed
+    from comp.training.trainer import OutOfTime
+
+    if isinstance(exc, FoldFailed):
+        return True
+    return not isinstance(exc, (CompError, OutOfTime, KeyboardInterrupt, SystemExit)) and not is_write_error(exc)

@@ -19,7 +19,7 @@ from comp.competition import open_competition
 from comp.config import Config, parse_duration
 from comp.context import StageContext
 from comp.errors import ConfigError, PartsFailed
-from comp.failures import FAILURES_LOG, is_write_error
+from comp.failures import FAILURES_LOG, is_part_failure
 from comp.provenance import git_revision, package_versions
 from comp.files import write_text
 from comp.rundir import RunDir, RunLock
@@ -191,15 +191,9 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
 
 
 def _containable(module, exc: Exception) -> bool:
-    """Whether ``module``'s stage may fail alone: a search stage (``OPTIONAL``) that raised
-    something other than a user's error (a bad input, a full disk: those stop the run with
-    their one line) or the end of its time."""
-    from comp.errors import CompError, FoldFailed
-    from comp.training.trainer import OutOfTime
-
-    if isinstance(exc, (CompError, OutOfTime)) and not isinstance(exc, FoldFailed) or is_write_error(exc):
-        return False  # FoldFailed is a model's failure, not the user's input
-    return getattr(module, "OPTIONAL", False)
+    """Whether ``module``'s stage may fail alone: a search stage (``OPTIONAL``) whose failure
+    is its own (``comp.failures.is_part_failure``)."""
+    return getattr(module, "OPTIONAL", False) and is_part_failure(exc)
 
 
 def _plan_run(cfg: Config, competition, rundir: RunDir, budget: Budget, main: str,

@@ -389,6 +389,30 @@ def test_a_candidate_that_raises_is_left_out_and_the_run_submits(comp, workdir, 
     assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
 
 
+def test_a_test_time_view_that_raises_is_left_out_once_for_every_candidate(comp, workdir, monkeypatch):
+    """A view (a plugin's) raising: said once, left out of every candidate's views; the
+    candidates themselves are still scored with the views that work."""
+    from comp import augmentation
+
+    class Broken:
+        name = "broken_view"
+
+        def __call__(self, batch):
+            raise RuntimeError("the view plugin's bug")
+
+    real = augmentation.probe_views
+    monkeypatch.setattr(augmentation, "probe_views", lambda *a, **k: [*real(*a, **k), Broken()])
+    code, out, err = comp("run", "stage=all", *SMOKE, "predict.tta=auto", "train.snapshots=2",
+                          "ensemble.candidates=[fold,snapshots]")
+    assert code == 0, err
+    assert out.count("failed: RuntimeError: the view plugin's bug") == 1
+    assert "[ensemble] test-time view broken_view failed: RuntimeError: the view plugin's bug (left out; " in out
+    table = pd.read_csv(workdir / "runs/digits/ensemble/candidates.csv")
+    assert {"baseline", "baseline:snapshots"} <= set(table["candidate"])
+    assert "warning: 1 part(s) of the run failed and were left out (ensemble: test-time view broken_view: " in out
+    assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
+
+
 def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdir, monkeypatch):
     """regularize raising an internal error: it is not published, tune (which reads it) does
     not run, the ensemble blends what was published and the run submits. With strict=true the
@@ -420,6 +444,33 @@ def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdi
     # Asked for by name, the stage is what the command is for: its failure is not contained.
     code, out, err = comp("run", "stage=regularize", *SMOKE, "run=asked")
     assert code == 1 and "ValueError: a bug in regularize" in err
+
+
+def test_a_variant_that_raises_is_left_out_and_the_baseline_and_run_stand(comp, workdir, monkeypatch):
+    """baseline.variants=[mlp] whose plugin raises on a fold: the variant is left out (its
+    folder removed, its reason said), the baseline's own model is published and the run submits."""
+    from comp.training import cv
+
+    real = cv._train_keras_fold
+
+    def mlp_fails(*args, **kwargs):
+        if args[5].name == "mlp":
+            raise RuntimeError("the mlp plugin's bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "_train_keras_fold", mlp_fails)
+    code, out, err = comp("run", "stage=all", *SMOKE, "baseline.variants=[mlp]", "ensemble.candidates=[fold,variants]")
+    assert code == 0, err
+    assert ("[baseline] variant mlp failed: RuntimeError: the mlp plugin's bug (left out; traceback in "
+            "baseline/failures.log)") in out
+    assert "the mlp plugin's bug" in (workdir / "runs/digits/baseline/failures.log").read_text()
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert "variants" not in record and record["failures"][0]["what"] == "variant mlp"
+    assert not (workdir / "runs/digits/baseline/variants/mlp").exists()
+    assert not pd.read_csv(workdir / "runs/digits/ensemble/candidates.csv")["candidate"].str.contains("mlp").any()
+    assert "warning: 1 part(s) of the run failed and were left out (baseline: variant mlp: RuntimeError: the mlp " \
+           "plugin's bug)" in out
+    assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
 
 
 def test_a_model_that_fails_on_one_fold_is_one_line_and_keeps_the_folds_before_it(comp, workdir, monkeypatch):

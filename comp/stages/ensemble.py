@@ -180,6 +180,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
 
     from comp.augmentation import probe_views, views_for
     from comp.errors import CompError
+    from comp.failures import is_part_failure
     from comp.training.averaging import assign, load_weight_sets, recalibrate_batchnorm
     from comp.training.fold_model import load_fold_model
 
@@ -198,6 +199,8 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
         else:
             groups.setdefault(cand.root, []).append(cand)
     per_pass = 0.0  # seconds of one pass over a fold's rows (a prediction, a view, a recalibration), last measured
+    tried_views: set[str] = set()
+    broken_views: set[str] = set()  # views that raised on their first rows: left out
 
     def passes(cand: Candidate, views: int) -> int:
         return len(cand.sets or [None]) * (1 + views + (cand.kind in ("swa", "ema")))
@@ -221,8 +224,26 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             views, probes = [], []
             if fm.is_keras and modality_of(ctx.competition).test_views:
                 policy = group[0].model.get("augmentations", [])
-                views = views_for(policy, inputs.spec(), task.kind, cfg.predict.tta)
-                probes = probe_views(policy, inputs.spec(), task.kind) if probing else []
+                # A view (a plugin's) that raises on its first rows is left out once, for every
+                # candidate (the next one offered takes its place), not each candidate that would
+                # have used it. Tried on the first model it meets: one that fails only on another
+                # stage's input shape is left out there too.
+                while True:
+                    views = views_for(policy, inputs.spec(), task.kind, cfg.predict.tta, leave_out=broken_views)
+                    probes = [v for v in probe_views(policy, inputs.spec(), task.kind)
+                              if v.name not in broken_views] if probing else []
+                    untried = [v for v in views + probes if v.name not in tried_views]
+                    if not untried:
+                        break
+                    for v in untried:
+                        tried_views.add(v.name)
+                        try:
+                            fm.outputs(inputs, rows[:2], task, batch, v)
+                        except Exception as exc:
+                            if not is_part_failure(exc):
+                                raise
+                            broken_views.add(v.name)
+                            ctx.failed(f"test-time view {v.name}", exc)
             weights = load_weight_sets(fold_dir)[0] if any(c.sets for c in group) else {}
             shared = clock.now() - began
             if per_pass == 0.0 and deadline < math.inf:
