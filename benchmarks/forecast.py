@@ -1,12 +1,11 @@
-"""How well does the run plan forecast an epoch? (comp.planner's EPOCH_FACTOR)
+"""How well does the run plan forecast an epoch? (comp.planner's EPOCH_FACTOR, EPOCH_SECONDS)
 
 `python benchmarks/forecast.py [digits] [street] [mnist5k] [large] [budget=2m]` (`pip install -e ".[bench]"`)
 runs `comp run stage=baseline budget=B` on each dataset in a fresh process and compares the
 plan's forecast seconds of one epoch at its planned size (stage check's timed steps x
-``EPOCH_FACTOR``) with the steady epochs the baseline's folds measured. The printed factor is
-the ``EPOCH_FACTOR`` that would have forecast them exactly: the constant is chosen from its
-spread over these datasets (a forecast too high leaves the budget unspent and picks a smaller
-image than needed; too low, and the folds shrink their schedules to fit).
+``EPOCH_FACTOR`` + ``EPOCH_SECONDS``) with the steady epochs the baseline's folds measured. The
+constants are fitted over these datasets (a forecast too high leaves the budget unspent and
+picks a smaller image than needed; too low, and the folds shrink their schedules to fit).
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from datasets import mnist5k, mnist5k_large  # noqa: E402
 
 from comp.demo import cache_root, demo_competition  # noqa: E402
-from comp.planner import EPOCH_FACTOR  # noqa: E402
 
 
 def competition(name: str) -> str:
@@ -53,8 +51,8 @@ def main(argv: list[str]) -> int:
     names = [a for a in argv if "=" not in a] or ["digits", "street", "mnist5k", "large"]
     budget = next((a.split("=", 1)[1] for a in argv if a.startswith("budget=")), "2m")
     print(f"| dataset | budget | planned size | forecast epoch | measured epoch (median of folds) | measured / "
-          f"forecast | EPOCH_FACTOR that fits (now {EPOCH_FACTOR}) | epochs a fold |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"forecast | epochs a fold |")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
         r = measure(name, budget)
         if "error" in r:
@@ -62,7 +60,7 @@ def main(argv: list[str]) -> int:
             continue
         size = "x".join(map(str, r["size"])) if r["size"] else "-"
         print(f"| {name} | {budget} | {size} | {r['forecast']:.3f} s | {r['measured']:.3f} s | {r['ratio']:.2f} "
-              f"| {EPOCH_FACTOR * r['ratio']:.2f} | {r['epochs']} |", flush=True)
+              f"| {r['epochs']} |", flush=True)
     return 0
 
 

@@ -78,6 +78,10 @@ class Baseline:
     variants: list = setting([], "more model plugins trained with the same recipe on the same folds, side by side in "
                                  "baseline/variants/<name>/ (OOF predictions and fold models for the ensemble stage), "
                                  "e.g. [mlp, hgb]; the baseline itself stays model.name", Items())
+    stretch: float = setting(2.0, "under budget=, when no search would start in the time the main model's "
+                                  "train.epochs schedule leaves, the run plan lets its folds run up to this many "
+                                  "times train.epochs (each still fitted to its time); 1 = never longer", Float(),
+                             low=1.0)
 
 
 @dataclass(frozen=True)

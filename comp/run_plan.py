@@ -23,11 +23,16 @@ def stored(run_path) -> dict | None:
 
 
 def planned_config(cfg, plan: dict | None):
-    """``cfg`` with the plan's input size, unless the user set ``data.image_size``."""
-    size = (plan or {}).get("size")
-    if not size or cfg.data.image_size or size == plan.get("data_size"):
-        return cfg
-    return cfg.merged({"data.image_size": list(size)}, where="the run plan (plan.json)")
+    """``cfg`` with the plan's input size (unless the user set ``data.image_size``) and its
+    main model's longest schedule (``train.epochs``, when the plan stretched it)."""
+    plan = plan or {}
+    changes = {}
+    size = plan.get("size")
+    if size and not cfg.data.image_size and size != plan.get("data_size"):
+        changes["data.image_size"] = list(size)
+    if plan.get("stretched") and cfg.train.epochs == plan.get("train_epochs"):  # a train.epochs= given since wins
+        changes["train.epochs"] = int(plan["max_epochs"])
+    return cfg.merged(changes, where="the run plan (plan.json)") if changes else cfg
 
 
 def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> tuple[dict | None, str]:
@@ -47,7 +52,9 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     shape = tuple(speed["input_shape"]) if speed.get("input_shape") else None  # where check timed the model
     own = speed.get("data_shape") or shape  # the data's own size: the largest candidate
     sizes = () if cfg.data.image_size else modality_of(competition).planned_sizes(own)
-    work = Workload(n_folds, rows - rows // n_folds, rows // n_folds, int(cfg.train.epochs), tuple(sizes))
+    epochs = int(cfg.train.epochs)
+    work = Workload(n_folds, rows - rows // n_folds, rows // n_folds, epochs, tuple(sizes),
+                    max(epochs, round(epochs * cfg.baseline.stretch)))
     hooks = {name: (lambda f, e, m=module: m.least_seconds(cfg, f, e, n_folds)) for name, module in later.items()}
     searches = {name: hook for name, hook in hooks.items() if later[name].TIME and later[name].TIME.training}
     after = {name: hook for name, hook in hooks.items() if name not in searches}
@@ -56,6 +63,7 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     budget.fund(main, plan.main_seconds)
     budget.keep(sum(plan.kept.values()))
     data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),
+            "train_epochs": epochs,
             "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main)}
     return data, ""
 

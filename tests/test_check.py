@@ -152,6 +152,13 @@ def test_lr_range_test_on_blank_inputs_suggests_nothing(digits):
     assert len(sweep) > 10
 
 
+def test_a_typical_step_leaves_out_the_traced_first_and_a_stall():
+    # steps end at 3.0 s (traced), then every 0.1 s, with one 2-s stall
+    ended = [3.0, 3.1, 3.2, 3.3, 5.3, 5.4, 5.5, 5.6]
+    assert sanity.step_seconds([0.0, *ended]) == pytest.approx(0.1)
+    assert sanity.step_seconds(ended[:4]) is None  # too few steps to tell
+
+
 def test_auto_lr_falls_back_when_check_suggested_nothing(tmp_path):
     from types import SimpleNamespace
 

@@ -8,7 +8,7 @@ import pytest
 
 from comp import clock
 from comp.budget import Budget, Share
-from comp.planner import ENOUGH_EPOCHS, Speed, Workload, candidate_sizes, epoch_seconds, plan_run
+from comp.planner import ENOUGH_EPOCHS, MAIN_MARGIN, Speed, Workload, candidate_sizes, epoch_seconds, plan_run
 from comp.training.trainer import tracing
 
 from tests.test_pipeline import SMOKE
@@ -33,6 +33,9 @@ def test_the_full_size_stands_when_the_main_schedule_fits():
     plan = plan_run(3000.0, SPEED, work, {"regularize": lambda fold, epochs: 2 * fold})
     assert plan.size == (256, 256) and plan.why == "the data's own size"
     assert plan.epochs == 40 and plan.main_seconds < 3000  # the whole schedule, and time left over
+    # funded with a margin over the forecast: at exactly the forecast, digits' last folds got 26 of 40 epochs
+    full = 5 * (SPEED.setup_seconds + 2 + 40 * epoch_seconds(SPEED, work, (256, 256)))
+    assert plan.main_seconds == pytest.approx(MAIN_MARGIN * full, abs=0.1)
     search = plan.searches["regularize"]
     assert search["funded"] and search["seconds"] == pytest.approx(3000 - plan.main_seconds, abs=0.2)
 
@@ -49,6 +52,29 @@ def test_a_short_budget_lowers_the_resolution_until_enough_epochs_fit():
     assert plan.main_seconds == pytest.approx(training, abs=0.1)  # the main model takes all of it
     assert not plan.searches["tune"]["funded"]
     assert any("not expected to start" in line for line in plan.lines("baseline"))
+
+
+def test_time_no_search_can_use_stretches_the_main_schedule():
+    """Street demo, budget=5m: the 40-epoch schedule left 20% of the budget to searches that
+    could not start, and the run ended early with its folds still improving."""
+    work = _work(stretch_epochs=80)
+    full = 5 * (SPEED.setup_seconds + 2 + 40 * epoch_seconds(SPEED, work, (256, 256)))
+    plan = plan_run(full * 1.3, SPEED, work, {"regularize": lambda fold, epochs: 2 * fold})
+    assert plan.stretched and plan.max_epochs == 80 and plan.size == (256, 256)
+    assert 40 < plan.epochs < 80 and plan.main_seconds == pytest.approx(full * 1.3, abs=0.1)
+    assert plan.searches["regularize"] == {"seconds": 0.0, "min_seconds": pytest.approx(2 * full / 5 * 1.0, rel=0.1),
+                                           "funded": False}
+    assert "baseline may run up to 80 epochs a fold" in " ".join(plan.lines("baseline"))
+    # a search that one useful unit of fits keeps the time: the schedule stays train.epochs
+    funded = plan_run(full * 1.3, SPEED, work, {"regularize": lambda fold, epochs: 0.1 * fold})
+    assert not funded.stretched and funded.max_epochs == 40 and funded.searches["regularize"]["funded"]
+    # a turned-off search (regularize.changes=[]: its least time is None) is no reason to stop short
+    off = plan_run(full * 1.3, SPEED, work, {"regularize": lambda fold, epochs: None})
+    assert off.stretched and off.searches == {}
+    assert "no search follows it in this command" in " ".join(off.lines("baseline"))
+    # without stretch_epochs (baseline.stretch=1) and when the schedule does not even fit: never
+    assert not plan_run(full * 1.3, SPEED, _work(), {"regularize": lambda f, e: 2 * f}).stretched
+    assert not plan_run(full * 0.5, SPEED, work, {"regularize": lambda f, e: 2 * f}).stretched
 
 
 def test_the_smallest_size_when_nothing_fits_and_no_negative_times():
@@ -107,6 +133,24 @@ def test_a_budgeted_run_prints_stores_and_follows_its_plan(comp, workdir):
     assert code == 0 and "[baseline] unchanged" in out
 
 
+def test_a_stretched_plan_trains_the_main_model_longer_and_keeps_its_key(comp, workdir):
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "baseline.stretch=3", "budget=60s")
+    assert code == 0, err
+    plan = json.loads((workdir / "runs/digits/plan.json").read_text())
+    assert plan["stretched"] and plan["max_epochs"] == 9  # train.epochs=3, nothing after the baseline
+    assert ("run plan: baseline may run up to 9 epochs a fold (train.epochs stretched): no search follows it in "
+            "this command") in out
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert all(fold["max_epochs"] == 9 and fold["epochs"] > 3 for fold in record["plan"])  # 8x8 epochs are cheap
+    assert "epochs: 9" in (workdir / "runs/digits/baseline/config.yaml").read_text()
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "baseline.stretch=3", "budget=60s")
+    assert code == 0 and "[baseline] unchanged" in out
+    # train.epochs given since: the user's schedule, not the stored plan's stretch of the old one
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "baseline.stretch=3", "train.epochs=2")
+    assert code == 0, err
+    assert "[baseline] unchanged" not in out and "epochs: 2" in (workdir / "runs/digits/baseline/config.yaml").read_text()
+
+
 def _upscaled(demo, root, side: int):
     """The digits demo with every image resized to side x side (an expensive epoch at its own size)."""
     import cv2
@@ -135,3 +179,4 @@ def test_large_images_are_checked_small_and_trained_at_the_planned_size(comp, wo
     assert plan["data_size"] == [96, 96] and tuple(plan["size"]) in candidate_sizes((96, 96), 32 * 32)
     record = json.loads((workdir / "runs/big/baseline/stage.json").read_text())
     assert record["input_shape"][:2] == plan["size"]  # trained at the planned size
+

@@ -19,7 +19,7 @@ from comp.stages.training import validate_model
 
 NAME = "baseline"
 HELP = "train the model on each fold with the recipe (planned to fit budget=); OOF predictions and fold models"
-CONFIG = ("seed", "baseline", "task", "metric", "data", "train", "model", "predict.batch_size", "split.group_column")
+CONFIG = ("seed", "baseline.variants", "task", "metric", "data", "train", "model", "predict.batch_size", "split.group_column")
 TRAINS = True
 # Of the training time: the baseline needs enough epochs to be a fair reference (docs/recipe.md 10).
 # With a run plan (stage check measured the model's speed) it is funded first instead.

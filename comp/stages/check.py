@@ -148,7 +148,9 @@ def run(ctx: StageContext) -> dict:
         result, sweep = sanity.lr_range_test(
             build, x_train, y_train, task=task, lr_min=opts.lr_min, lr_max=opts.lr_max, steps=steps,
             batch_size=batch_size, seed=cfg.seed, strategy=strategy)
-        if len(sweep):
+        if result.numbers.get("step_seconds"):  # a typical step, its tracing left out
+            speed["row"] = result.numbers["step_seconds"] / batch_size
+        elif len(sweep):
             spent = clock.now() - started - speed.get("setup", 0.0)
             speed["row"] = max(spent, 0.0) / (len(sweep) * batch_size) or speed.get("row", 0.0)
         if batch_size < cfg.train.batch_size and result.numbers["suggested_lr"]:

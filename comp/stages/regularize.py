@@ -44,10 +44,13 @@ OPTIONAL = True  # it only improves on what the stages before it published: a fa
 TABLE = "table.csv"
 
 
-def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float:
-    """The run plan's question: the least time worth starting this stage with (one change)."""
+def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float | None:
+    """The run plan's question: the least time worth starting this stage with (one change);
+    None when it has no change to try."""
     from comp.stages.trials import trial_folds
 
+    if not cfg.regularize.changes:
+        return None
     return fold_seconds * len(trial_folds(cfg.regularize.folds, folds))
 
 

@@ -42,7 +42,7 @@ from comp.files import write_csv
 
 NAME = "tune"
 HELP = "keras-tuner search (coarse, then fine) scored on tune.folds folds; trains the best on every fold"
-CONFIG = ("seed", "tune", "baseline", "task", "metric", "data", "train", "model", "predict.batch_size",
+CONFIG = ("seed", "tune", "baseline.variants", "task", "metric", "data", "train", "model", "predict.batch_size",
           "split.group_column")
 TRAINS = True
 # Of the training time: the searches get the rest (with the final training on every fold).
@@ -54,11 +54,13 @@ PHASES = ("coarse", "fine")
 FIXED = ("comp_phase", "comp_epochs", "comp_base", "comp_lr", "comp_folds")  # what a worker needs per trial
 
 
-def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float:
+def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float | None:
     """The run plan's question: the least time worth starting this stage with (one coarse
-    trial, then training its result on the other folds)."""
+    trial, then training its result on the other folds); None when it has no trial to run."""
     from comp.stages.trials import trial_folds
 
+    if not cfg.tune.coarse_trials + cfg.tune.fine_trials:
+        return None
     searched = len(trial_folds(cfg.tune.folds, folds))
     coarse = max(1, round(epochs * cfg.tune.coarse_epochs)) / max(epochs, 1)
     return fold_seconds * (searched * coarse + folds - searched)

@@ -10,6 +10,7 @@ tf.distribute strategy, several workers included.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -101,6 +102,14 @@ def _trainer(build: Builder, task: Any, lr: float, steps_per_epoch: int, strateg
 
 def _replicas(strategy) -> int:
     return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+
+
+def step_seconds(ended: list[float]) -> float | None:
+    """A typical step's seconds from the times successive steps ended: the median, which
+    leaves out the first step's tracing and the odd stall (the sweep's mean over all its
+    steps, tracing included, forecast street's epochs at 2.3x their real time)."""
+    steps = np.diff(ended)
+    return float(np.median(steps)) if len(steps) >= 5 else None
 
 
 class _Steps(Callback):
@@ -215,9 +224,10 @@ def lr_range_test(build: Builder, x: Any, y: np.ndarray, *, task: Any, lr_min: f
     trainer = _trainer(build, task, lr_min, steps, strategy, schedule=TableSchedule(lrs))  # real training: dropout on
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(len(y)) for _ in range(steps * global_batch // len(y) + 1)])
-    rows, running = [], {"avg": 0.0, "best": math.inf}
+    rows, running, ended = [], {"avg": 0.0, "best": math.inf}, []
 
     def each(i: int, value: float) -> bool:
+        ended.append(time.perf_counter())
         if not math.isfinite(value):
             return True
         rows.append((i, float(lrs[i]), value))
@@ -249,7 +259,8 @@ def lr_range_test(build: Builder, x: Any, y: np.ndarray, *, task: Any, lr_min: f
     numbers = {"suggested_lr": suggested, "lr_min": lr_min, "lr_max": lr_max,
                "steepest_lr": steepest_lr(sweep["lr"].to_numpy(), sweep["smoothed_loss"].to_numpy(), window // 2),
                "steps": int(len(sweep)), "start_loss": start, "min_loss": low, "drop": drop,
-               "min_loss_lr": float(sweep["lr"].iloc[int(sweep["smoothed_loss"].argmin())]) if len(sweep) else None}
+               "min_loss_lr": float(sweep["lr"].iloc[int(sweep["smoothed_loss"].argmin())]) if len(sweep) else None,
+               "step_seconds": step_seconds(ended)}
     if suggested is None:
         return CheckResult("LR range test", FAIL,
                            f"the loss did not fall between LR {lr_min:g} and {lr_max:g} "
