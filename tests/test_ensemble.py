@@ -263,7 +263,8 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
     # `comp report` writes the same sections again from the run directory alone.
     path.unlink()
     code, out, err = comp("report")
-    assert code == 0, err and path.is_file()
+    assert code == 0, err
+    assert path.is_file()
     record = json.loads((workdir / "runs/digits/ensemble/stage.json").read_text())
     assert f"OOF {record['score']:.5f}" in path.read_text()
 

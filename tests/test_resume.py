@@ -52,7 +52,9 @@ def _kill_when(proc, condition, timeout=240):
     raise AssertionError("kill point never reached")
 
 
-@pytest.mark.parametrize("recipe", list(RECIPES))
+# The second recipe (~60 s) runs in `pytest -m slow`: CI's whole run stays under 20 minutes.
+@pytest.mark.parametrize("recipe", [pytest.param(name, marks=pytest.mark.slow) if i else name
+                                    for i, name in enumerate(RECIPES)])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, recipe):
     recipe = RECIPES[recipe]
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
