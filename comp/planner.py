@@ -77,14 +77,20 @@ class RunPlan:
     epochs: int  # per fold, forecast for the main model
     epoch_seconds: float  # forecast at ``size``
     main_seconds: float  # the main model's time
-    max_epochs: int = 0  # the main model's schedule may run up to this many epochs a fold (train.epochs)
-    stretched: bool = False  # max_epochs is beyond train.epochs: no search could use the time left
+    max_epochs: int = 0  # the main model's schedule may run up to this many epochs a fold
+    train_epochs: int = 0  # train.epochs: max_epochs beyond it means the plan stretched the schedule
     searches: dict[str, dict] = field(default_factory=dict)  # stage -> {"seconds", "min_seconds", "funded"}
     kept: dict[str, float] = field(default_factory=dict)  # after the training stages: stage -> seconds
     why: str = ""  # why this size
 
+    @property
+    def stretched(self) -> bool:
+        """No search could use the time left: the main model may run beyond train.epochs."""
+        return self.max_epochs > self.train_epochs
+
     def to_dict(self) -> dict:
         data = asdict(self)
+        data["stretched"] = self.stretched  # for plan.json's readers
         data["size"] = list(self.size) if self.size else None
         return data
 
@@ -156,8 +162,8 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
     fit = int(max(per_fold, 0.0) // max(epoch, 1e-9))
     epochs = max(1, min(work.max_epochs, fit))
     main = min(training_seconds, MAIN_MARGIN * work.folds * fold_seconds(speed, work, size, work.max_epochs))
-    plan = RunPlan(round(total, 1), size, epochs, round(epoch, 3), round(main, 1), work.max_epochs, why=why,
-                   kept=kept)
+    plan = RunPlan(round(total, 1), size, epochs, round(epoch, 3), round(main, 1), work.max_epochs,
+                   work.max_epochs, why=why, kept=kept)
     left = training_seconds - main
     for name, least in (searches or {}).items():
         need = least(fold_seconds(speed, work, size, epochs), epochs)
@@ -168,7 +174,7 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
     if work.stretch_epochs > work.max_epochs and left > 0 and not any(s["funded"] for s in plan.searches.values()):
         # The folds still fit their schedule to their time (comp.training.callbacks.BudgetPlan):
         # the longer cap only lets them use what would otherwise be left unspent.
-        plan.max_epochs, plan.stretched = work.stretch_epochs, True
+        plan.max_epochs = work.stretch_epochs
         plan.epochs, plan.main_seconds = max(1, min(work.stretch_epochs, fit)), round(training_seconds, 1)
         for search in plan.searches.values():
             search["seconds"] = 0.0

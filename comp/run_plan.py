@@ -63,7 +63,6 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     budget.fund(main, plan.main_seconds)
     budget.keep(sum(plan.kept.values()))
     data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),
-            "train_epochs": epochs,
             "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main)}
     return data, ""
 
