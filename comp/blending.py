@@ -59,7 +59,7 @@ def nested_selection(predictions: list[np.ndarray], fold_of: np.ndarray, score: 
     k's rows are blended with weights selected on the other folds' rows only."""
     out = np.zeros(predictions[0].shape, dtype=np.float32)
     chosen = []
-    for k in range(int(fold_of.max()) + 1):
+    for k in np.unique(fold_of[fold_of >= 0]):
         inside, outside = np.flatnonzero(fold_of == k), np.flatnonzero((fold_of >= 0) & (fold_of != k))
         weights = greedy_selection(predictions, outside, score, objective, rounds)
         out[inside] = blend([p[inside] for p in predictions], weights)

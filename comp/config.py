@@ -86,8 +86,8 @@ class Baseline:
 
 @dataclass(frozen=True)
 class Regularize:
-    folds: int | str = setting(2, "each change is scored on the first N folds (all: every fold), paired with the "
-                                  "baseline on the same folds", Folds())
+    folds: int | str = setting(3, "each change is scored on the first N folds (all: every fold), paired with the "
+                                  "baseline on the same folds; the keep test has N-1 degrees of freedom", Folds())
     changes: list | str = setting("auto", "changes tried one at a time from the baseline's configuration, in this "
                                           "order: auto = every change that applies, by expected gain per second "
                                           "(docs/recipe.md 5), or a list of their names",
@@ -99,8 +99,8 @@ class Regularize:
 
 @dataclass(frozen=True)
 class Tune:
-    folds: int | str = setting(2, "a trial's score is the OOF metric over the first N folds (all: every fold)",
-                               Folds())
+    folds: int | str = setting(3, "a trial's score is the OOF metric over the first N folds (all: every fold); the "
+                                  "result's published score comes from the others", Folds())
     oracle: str = setting("bayesian", "keras-tuner oracle of the coarse search; the fine search is bayesian (random "
                                       "for random)", Str(), choices=("random", "bayesian", "hyperband"))
     coarse_trials: int = setting(8, "trials of the short, wide search (hyperband: its brackets decide)", Int(), low=0)
@@ -153,7 +153,7 @@ class Ensemble:
     rounds: int = setting(25, "rounds of greedy ensemble selection with replacement (Caruana); 0 = the best single "
                               "candidate", Int(), low=0)
     candidates: list = setting(["fold", "snapshots", "swa", "ema", "variants"],
-                               "what the ensemble may blend: any of fold (each stage's fold models), snapshots (top "
+                               "what the ensemble may blend: any of fold (each stage's fold models), snapshots (last "
                                "epochs), swa, ema, variants (baseline.variants)", Items())
 
 

@@ -161,14 +161,23 @@ def _stages(run: RunView) -> str:
         if "score" not in record or stage in ("predict", "submit"):
             continue
         folds = record.get("fold_scores") or []
-        rows.append({"stage": stage, "OOF": record["score"], "fold std": float(np.std(folds)) if folds else None,
+        honest = record.get("honest_folds")
+        rows.append({"stage": stage, "OOF (honest)": record["score"], "+- SE": record.get("score_se"),
+                     "chosen on all rows": record.get("score_all_rows", record["score"]),
+                     "honest on folds": (", ".join(str(k + 1) for k in honest) if honest is not None
+                                         else "scored folds" if record.get("scored_folds") else "all"),
+                     "fold std": float(np.std(folds)) if folds else None,
                      "folds": len(folds) or None, "seconds": record.get("seconds"),
                      "model": (record.get("model") or {}).get("name", record.get("source", ""))})
     if not rows:
         return missing("baseline")
     submitted = run.record("submit")
     extra = (f"<p>Submitted: {escape(Path(submitted['submission']).name)}</p>" if submitted else "")
-    return table(pd.DataFrame(rows)) + extra
+    return (table(pd.DataFrame(rows)) + note(
+        "OOF (honest): what the test set should say; every choice behind it (epochs, views, candidates, blend "
+        "weights, a search's trial) made without the rows it scores. Chosen on all rows: the same choices scored "
+        "on the rows they were made on, which flatters them; the gap is the optimism. +- SE: the standard error "
+        "from the spread of the fold scores; two scores closer than that are tied.") + extra)
 
 
 def _errors(run: RunView) -> str:

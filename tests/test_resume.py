@@ -111,3 +111,22 @@ def test_the_best_epochs_weights_survive_a_resume(tmp_path):
     np.testing.assert_array_equal(resumed.weights[1], np.arange(4))
     assert not resumed.offer(0.8, 6, lambda: [])  # a worse epoch after the resume keeps them
     assert len(resumed.weights) == 2
+
+
+def test_a_decayed_schedule_publishes_its_last_epoch_and_records_the_best(tmp_path):
+    """Without early stopping the fold's weights are the last evaluated epoch's (chosen without
+    its labels, so its score is honest); the best epoch is still known, for the gap."""
+    from comp.objective import Objective
+    from comp.training.callbacks import BestWeights
+    from comp.training.state import TrainingState
+
+    last = BestWeights(Objective(higher_is_better=True), keep_best=lambda: False)
+    last.offer(0.9, 3, lambda: [np.full(2, 3.0, "float32")])
+    last.offer(0.8, 4, lambda: [np.full(2, 4.0, "float32")])
+    assert (last.epoch, last.chosen_epoch) == (3, 4)
+    np.testing.assert_array_equal(last.weights[0], np.full(2, 4.0))
+    TrainingState([last]).save(tmp_path, epoch=4)
+    resumed = BestWeights(Objective(higher_is_better=True), keep_best=lambda: False)
+    TrainingState([resumed]).restore(tmp_path)
+    assert (resumed.score, resumed.epoch, resumed.last_epoch) == (0.9, 3, 4)
+    np.testing.assert_array_equal(resumed.weights[0], np.full(2, 4.0))

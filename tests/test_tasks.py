@@ -91,6 +91,39 @@ def test_multilabel_thresholds_beat_one_half_on_skewed_scores():
     assert task.score(y, p) == 0.0  # at 0.5 nothing is predicted
 
 
+def test_secondary_metrics_use_thresholds_fit_on_the_other_folds():
+    """Thresholds fit on all rows separate every row here (f1 1.0); fit on the other folds they
+    cannot, because fold 0's positives sit where the other folds' negatives are."""
+    task, targets, _ = _task("multilabel", {"id": [str(i) for i in range(12)], "t": ["a", ""] * 6},
+                             {"id": ["x"], "t": ["a"]})
+    y = task.encode(targets)
+    p = np.where(y[:, 0] == 1, 0.9, 0.1).astype(np.float32).reshape(-1, 1)
+    folds = np.repeat([0, 1, 2], 4)
+    p[folds == 0] = np.where(y[folds == 0, 0] == 1, 0.35, 0.25).reshape(-1, 1)
+    decoding, honest = task.fit_decoding(y, p, folds)
+    in_sample = task.scores(y, p, decoding)
+    assert in_sample["f1_micro"] == 1.0 and in_sample["f1_macro"] == 1.0 and in_sample["exact_match"] == 1.0
+    scores = task.honest_scores(y, p, folds)
+    assert scores["f1_micro"] == honest < 1.0
+    assert scores["f1_macro"] < 1.0 and scores["exact_match"] == 10 / 12  # fold 0's two positives missed
+    assert scores["roc_auc"] == in_sample["roc_auc"]  # a ranking metric has no threshold to flatter
+    per_fold = task.fold_decodings(y, p, folds)
+    assert task.score(y[folds == 0], p[folds == 0], per_fold[0]) < 1.0
+
+
+def test_a_fold_model_starts_at_its_own_training_rows_priors():
+    task, targets, _ = _task("classification", {"id": list("abcdef"), "k": ["a", "a", "a", "a", "b", "b"]},
+                             {"id": ["x"], "k": ["a"]})
+    y = task.encode(targets)
+    assert task.priors == (4 / 6, 2 / 6)
+    fold = task.for_fold(y[:4])  # a fold whose training rows hold only class a
+    assert fold.priors[0] > 0.85 and fold.priors[1] > 0  # never log(0)
+    assert task.priors == (4 / 6, 2 / 6)  # the task itself is unchanged
+    task, targets, _ = _task("regression", {"id": list("abcd"), "v": ["1", "2", "3", "10"]}, {"id": ["x"], "v": ["0"]})
+    y = task.encode(targets)
+    assert task.for_fold(y[:3]).offset == float(np.mean(y[:3])) < 0 and task.offset == 0.0
+
+
 def test_regression_round_trip_in_the_target_units(tmp_path):
     task, targets, sample = _task("regression", {"id": list("abcd"), "price": ["10", "20", "30", "40.5"]},
                                   {"id": ["x", "y"], "price": ["0", "0"]})

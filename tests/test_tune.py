@@ -27,7 +27,7 @@ def _record(workdir, stage, run="digits"):
 @pytest.mark.slow  # ~2 min: `pytest -m slow` (CI's 20 minutes do not hold it)
 def test_ten_cross_validated_trials_coarse_to_fine_beat_a_bad_start(workdir, demo):
     result = comp_subprocess("run", "stage=all", *SMOKE, *BAD_START, "tune.coarse_trials=8", "tune.coarse_epochs=0.34",
-                             "tune.fine_trials=2", "tune.oracle=random", cwd=workdir)
+                             "tune.fine_trials=2", "tune.oracle=random", "split.folds=4", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     trials = pd.read_csv(workdir / "runs/digits/tune/trials.csv")
@@ -49,11 +49,17 @@ def test_ten_cross_validated_trials_coarse_to_fine_beat_a_bad_start(workdir, dem
     record = _record(workdir, "tune")
     assert "beats the start" in record["verdict"]
     assert record["fold_models"] and record["chosen"]["score"] > record["start"]["score"]
+    # Chosen on the three trial folds, it is published on the fourth alone (all four beside it).
+    assert record["selected_on"] == [0, 1, 2] and record["honest_folds"] == [3]
+    assert record["score"] == pytest.approx(record["fold_scores"][3])
+    assert record["score_all_rows"] != record["score"]
+    ensemble = _record(workdir, "ensemble")
+    assert ensemble["honest_folds"] == [3] and ensemble["score"] == pytest.approx(record["score"])
     assert (workdir / "runs/digits/tune/fold_1/done.json").is_file()
     # predict reads the ensemble, whose one member is tune's fold models (it picked them on OOF)
     assert re.search(r"^\[predict\] \d+ test rows from ensemble: tune x1\.00 ", out, re.MULTILINE), out[-2000:]
     (path,) = (workdir / "submissions").glob("digits-tune-accuracy=*.csv")
-    assert path.name == f"digits-tune-accuracy={record['score']:.5f}.csv"
+    assert path.name == f"digits-tune-accuracy={ensemble['score']:.5f}.csv"
     assert "tensorboard" not in out + result.stderr  # keras-tuner 1.4.8's Tuner.run_trial imports it
 
     # best.yaml is a config file holding the tuned configuration (tests/test_regularize.py

@@ -1,11 +1,13 @@
 """Search-space knobs: narrowing for the fine search, edge-of-range reports, tune.space ranges."""
 import math
 
+import numpy as np
+
 import keras_tuner as kt
 import pytest
 
 from comp.objective import Objective
-from comp.stages.trials import Trial, beats_noise, paired_gain
+from comp.stages.trials import Trial, gate
 from comp.tuning.space import Knob, apply_ranges, knobs_from_hp
 
 
@@ -55,22 +57,41 @@ def test_plugin_knobs_keep_their_ranges_and_tune_space_replaces_or_drops_them():
         apply_ranges(knobs, {"train.lr": [1e-4, 1e-2]})
 
 
-def test_the_paired_gain_counts_only_what_beats_the_fold_noise():
+def test_the_search_gate_keeps_only_what_a_paired_t_test_supports():
+    higher = Objective(higher_is_better=True)
     reference = Trial({}, 0.900, [0.90, 0.90], [0, 1], 1.0)
     steady = Trial({}, 0.910, [0.91, 0.91], [0, 1], 1.0)
-    gain, noise = paired_gain(steady, reference, Objective(higher_is_better=True))
-    assert math.isclose(gain, 0.01) and noise == 0.0
-    assert beats_noise(gain, noise)
-    noisy = Trial({}, 0.905, [0.93, 0.88], [0, 1], 1.0)
-    gain, noise = paired_gain(noisy, reference, Objective(higher_is_better=True))
-    assert math.isclose(noise, 0.025) and gain < noise and not beats_noise(gain, noise)
-    # One fold gained, the other did not: the gain equals its standard error - noise.
-    half = Trial({}, 0.9017361, [0.9034722, 0.90], [0, 1], 1.0)
-    gain, noise = paired_gain(half, reference, Objective(higher_is_better=True))
-    assert math.isclose(gain, noise, rel_tol=1e-4) and not beats_noise(gain, noise)
+    verdict = gate(steady, reference, higher)
+    assert math.isclose(verdict.gain, 0.01) and verdict.noise == 0.0 and verdict.keep
+    # Both folds up, by different amounts: one degree of freedom needs t > 3.08 at a 10% false-keep rate.
+    both_up = Trial({}, 0.908, [0.904, 0.912], [0, 1], 1.0)
+    verdict = gate(both_up, reference, higher)
+    assert math.isclose(verdict.noise, 0.004) and math.isclose(verdict.needed, 3.0777, rel_tol=1e-3)
+    assert not verdict.keep  # the old "gain beats one standard error" kept this
+    # Five folds, consistently up: kept; compared with ten trials the bar rises and it is not.
+    five = Trial({}, 0.906, [0.905, 0.906, 0.907, 0.905, 0.907], list(range(5)), 1.0)
+    flat = Trial({}, 0.900, [0.9] * 5, list(range(5)), 1.0)
+    assert gate(five, flat, higher).keep
+    noisy = Trial({}, 0.903, [0.91, 0.89, 0.92, 0.895, 0.90], list(range(5)), 1.0)
+    assert not gate(noisy, flat, higher).keep
     lower = Trial({}, 0.5, [0.5, 0.5], [0, 1], 1.0)  # an error metric: lower is better
-    gain, _ = paired_gain(lower, Trial({}, 0.6, [0.6, 0.6], [0, 1], 1.0), Objective(higher_is_better=False))
-    assert math.isclose(gain, 0.1)
+    assert math.isclose(gate(lower, Trial({}, 0.6, [0.6, 0.6], [0, 1], 1.0), Objective(False)).gain, 0.1)
+
+
+def test_a_search_gate_over_noise_keeps_at_about_its_stated_rate():
+    """Candidates with no effect (fold scores drawn from the same distribution as the
+    reference's): the gate keeps about FALSE_KEEP / comparisons of them, not a quarter."""
+    from comp.significance import FALSE_KEEP
+
+    rng = np.random.default_rng(0)
+    higher = Objective(higher_is_better=True)
+    for folds in (2, 5):
+        kept = 0
+        for _ in range(4000):
+            ref, cand = rng.normal(0.9, 0.01, folds), rng.normal(0.9, 0.01, folds)
+            kept += gate(Trial({}, cand.mean(), list(cand), list(range(folds)), 1.0),
+                         Trial({}, ref.mean(), list(ref), list(range(folds)), 1.0), higher).keep
+        assert kept / 4000 < FALSE_KEEP * 1.25, (folds, kept / 4000)
 
 
 @pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])

@@ -8,11 +8,13 @@ rows), and the stage's ``baseline.variants`` (gradient boosting on tables, ...).
 candidate is scored on OOF rows as it is and with test-time views (``predict.tta``); the
 views are kept for a candidate only where they improve its OOF score.
 
-Blend weights come from greedy ensemble selection (``comp.blending``) on the OOF rows.
-Their honest score is nested: each fold blended with weights chosen on the other folds.
-The blend replaces the best single candidate only when that nested score beats it;
-otherwise the best candidate is the result. Nothing here reads the test set: stage
-``predict`` applies the members recorded here.
+Blend weights come from greedy ensemble selection (``comp.blending``) on the OOF rows; the
+blend replaces the best single candidate only when its nested score beats it beyond one
+standard error (``comp.selection``). Every one of these choices (views, candidate, weights,
+blend or single) is made on all rows for the test set, and made again for each fold on the
+other folds only: that nested score, on the folds no search chose on, is the published one
+(``score``); the all-rows number is kept beside it (``score_all_rows``). Nothing here reads
+the test set: stage ``predict`` applies the members recorded here.
 """
 from __future__ import annotations
 
@@ -319,34 +321,6 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     return kept
 
 
-def _probe(cand: Candidate, pred: np.ndarray, honest, y, fold_of, task, log) -> tuple[np.ndarray, str]:
-    """Add each probe view (a flip) to ``cand``'s prediction where it raises the OOF score by
-    more than the fold noise (the standard error of the per-fold gains): a view that does is
-    one this competition's labels survive. Returns the prediction and what was found."""
-    from comp.stages.trials import Trial, gate
-
-    views = list(cand.views) if cand.keep_tta else []
-    count, found = 1 + len(views), []
-    folds = list(range(int(fold_of.max()) + 1))
-
-    def scored(p: np.ndarray) -> Trial:  # the search stages' gate compares these
-        return Trial({}, honest(p)[1], [task.score(y[fold_of == k], p[fold_of == k]) for k in folds], folds, 0.0)
-
-    for name, probe in cand.probes.items():
-        trial = (pred * count + probe) / (count + 1)
-        verdict = gate(scored(trial), scored(pred), task.objective)
-        gain, noise, keep = float(verdict.gain), verdict.noise, verdict.keep
-        found.append(f"{name} {gain:+.4f} {'kept' if keep else 'not kept'}")
-        log(f"{cand.name}: probe view {name}: OOF gain {gain:+.5f}, noise {noise:.5f}: "
-            + ("kept (its labels survive this view here)" if keep else "not kept"))
-        if keep:
-            pred, count = trial, count + 1
-            views.append(name)
-    if cand.probes:
-        cand.views, cand.keep_tta = views, bool(views)
-    return pred, "; ".join(found)
-
-
 def save_derived(ctx: StageContext, cand: Candidate) -> None:
     """The recalibrated weights of a chosen SWA or EMA candidate, one file per fold."""
     from comp.training.averaging import save_weight_sets
@@ -369,7 +343,8 @@ def _safe(name: str) -> str:
 
 
 def run(ctx: StageContext) -> dict:
-    from comp.blending import blend, greedy_selection, nested_selection
+    from comp.selection import Option, Scoring, apply, choose, nested, prediction
+    from comp.significance import standard_error
     from comp.stages.training import load_targets, read_folds
 
     task, comp, cfg = ctx.task, ctx.competition, ctx.cfg
@@ -378,10 +353,9 @@ def run(ctx: StageContext) -> dict:
     n_folds = int(fold_of.max()) + 1
     scored = fold_of >= 0
     rows = np.flatnonzero(scored)
-    objective = task.objective
 
-    def honest(pred) -> tuple[dict, float]:
-        return task.fit_decoding(y[scored], pred[scored], fold_of[scored])
+    def honest(pred, where=scored) -> tuple[dict, float]:
+        return task.fit_decoding(y[where], pred[where], fold_of[where])
 
     candidates = collect(ctx, n_folds)
     if not candidates:
@@ -394,78 +368,99 @@ def run(ctx: StageContext) -> dict:
         raise ConfigError(f"ensemble: no candidate could be evaluated within the budget ({'; '.join(dropped)}); "
                           "add fold to ensemble.candidates or raise budget")
     candidates = evaluated
-    rows_out = []
-    chosen_oof = []
-    for cand in candidates:
+    options = [Option(c.name, c.plain, c.tta, len(c.views), c.probes) for c in candidates]
+    scoring = Scoring(fold_of, lambda idx, pred: task.score(y[idx], pred), task.objective, cfg.ensemble.rounds)
+    chosen = choose(options, rows, scoring)  # what the test set gets: chosen on every row
+    honest_oof, per_fold = nested(options, scoring)  # what it is worth: each fold chosen on the others
+
+    rows_out, chosen_oof = [], []
+    for i, cand in enumerate(candidates):
+        pred = prediction(options[i], chosen.keep_tta[i], chosen.probes[i])
+        chosen_oof.append(pred)
+        cand.keep_tta = chosen.keep_tta[i]
+        for name, note in zip(cand.probes, chosen.probe_notes[i].split("; ")):
+            ctx.log(f"{cand.name}: probe view {note}" + (" (its labels survive this view here)"
+                                                         if name in chosen.probes[i] else ""))
+        if cand.probes:  # the views the test set gets: the kept ones and the probes that raised the score
+            cand.views = (list(cand.views) if cand.keep_tta else []) + chosen.probes[i]
+            cand.keep_tta = bool(cand.views)
         plain_score = honest(cand.plain)[1]
         tta_score = honest(cand.tta)[1] if cand.tta is not None else None
-        keep_tta = cand.keep_tta = tta_score is not None and objective.better(tta_score, plain_score)
-        pred = cand.tta if keep_tta else cand.plain
-        pred, probed = _probe(cand, pred, honest, y, fold_of, task, ctx.log)
-        chosen_oof.append(pred)
         fold_scores = [task.score(y[fold_of == k], pred[fold_of == k]) for k in range(n_folds)]
         rows_out.append({"candidate": cand.name, "kind": cand.kind, "oof": plain_score,
                          "oof_tta": tta_score if tta_score is not None else np.nan,
-                         "tta": ("kept" if keep_tta else "not better") if tta_score is not None else "none",
-                         "views": len(cand.views), "probes": probed, "oof_used": honest(pred)[1],
+                         "tta": ("kept" if chosen.keep_tta[i] else "not better") if tta_score is not None else "none",
+                         "views": len(cand.views), "probes": chosen.probe_notes[i], "oof_used": honest(pred)[1],
                          "fold_std": float(np.std(fold_scores)), "seconds": round(cand.seconds, 1)})
         ctx.log(f"{cand.name}: OOF {task.metric_name} {plain_score:.5f}"
                 + (f", with {len(cand.views)} test-time views {tta_score:.5f} ({rows_out[-1]['tta']})"
                    if tta_score is not None else "") + f" ({cand.seconds:.0f}s)")
+    best = chosen.single
+    if chosen.blend_nested is not None:
+        ctx.log(f"blend by greedy selection ({cfg.ensemble.rounds} rounds): OOF {chosen.blend_score:.5f} with weights "
+                f"chosen on all OOF rows, {chosen.blend_nested:.5f} nested (each fold's weights from the other "
+                f"folds); best single candidate {candidates[best].name} {chosen.singles[best]:.5f}"
+                + (" (the simplest within one standard error of the best)"
+                   if best != task.objective.best_index(chosen.singles) else ""))
+    used, weights = chosen.used, chosen.weights
+    final_oof = apply(chosen, options)
+    decoding, score_all_rows = honest(final_oof)
 
-    singles = [r["oof_used"] for r in rows_out]  # with the views kept, probes included
-    best = objective.best_index(singles)
-    best_score = singles[best]
-
-    def scorer(idx, pred):
-        return task.score(y[idx], pred)
-
-    weights = np.eye(len(candidates))[best]
-    used, nested_score, full_score = "single", None, None
-    final_oof = chosen_oof[best]
-    if cfg.ensemble.rounds > 0 and len(candidates) > 1:
-        nested_oof, _ = nested_selection(chosen_oof, fold_of, scorer, objective, cfg.ensemble.rounds)
-        nested_score = honest(nested_oof)[1]
-        full = greedy_selection(chosen_oof, rows, scorer, objective, cfg.ensemble.rounds)
-        full_score = honest(blend(chosen_oof, full))[1]
-        ctx.log(f"blend by greedy selection ({cfg.ensemble.rounds} rounds): OOF {full_score:.5f} with weights "
-                f"chosen on all OOF rows, {nested_score:.5f} nested (each fold's weights from the other folds); "
-                f"best single candidate {candidates[best].name} {best_score:.5f}")
-        if objective.better(nested_score, best_score):
-            weights, used, final_oof = full, "blend", nested_oof
-    members = [(c, float(w)) for c, w in zip(candidates, weights) if w > 0]
-    decoding, score = honest(blend(chosen_oof, weights) if used == "blend" else final_oof)
-    if used == "blend":
-        score = nested_score  # the honest number; the decoding is fit for the full-weight blend the test set gets
+    # The published number: the whole procedure nested, on the folds whose own choice uses no
+    # candidate a search chose on that fold (a tuned configuration flatters its selection folds,
+    # however it is blended). Whether a fold counts depends only on its choice, made without its
+    # labels, so the folds kept are no lucky pick.
+    selected = {c.name: set(ctx.rundir.result(c.stage).extra.get("selected_on", [])) for c in candidates}
+    clean_folds = [k for k, choice in enumerate(per_fold)
+                   if not any(w > 0 and k in selected[c.name] for c, w in zip(candidates, choice.weights))]
+    if not clean_folds:
+        ctx.log("warning: on every fold the ensemble's choice uses a model configured on that fold's labels (a "
+                "search over every fold): its OOF score is optimistic")
+        clean_folds = list(range(n_folds))
+    clean = np.isin(fold_of, clean_folds)
+    fold_decodings = task.fold_decodings(y[scored], honest_oof[scored], fold_of[scored])
+    fold_scores = [task.score(y[fold_of == k], honest_oof[fold_of == k], fold_decodings.get(k)) for k in range(n_folds)]
+    score = honest(honest_oof, clean)[1]
+    se = standard_error([fold_scores[k] for k in clean_folds])
     for r, w in zip(rows_out, weights):
         r["weight"] = round(float(w), 4)
-    table = pd.DataFrame(rows_out + [
-        {"candidate": "blend (weights on all OOF)", "kind": "blend", "oof": full_score},
-        {"candidate": "blend (nested)", "kind": "blend", "oof": nested_score},
-    ] if nested_score is not None else rows_out)
-    write_csv(ctx.work / TABLE, table)
+    extra_rows = [{"candidate": f"the {used} chosen on all OOF rows", "kind": "result", "oof": score_all_rows},
+                  {"candidate": "honest: every choice nested", "kind": "result", "oof": score,
+                   "fold_std": float(np.std([fold_scores[k] for k in clean_folds]))}]
+    if chosen.blend_nested is not None:
+        extra_rows = [{"candidate": "blend (weights on all OOF)", "kind": "blend", "oof": chosen.blend_score},
+                      {"candidate": "blend (nested)", "kind": "blend", "oof": chosen.blend_nested}] + extra_rows
+    write_csv(ctx.work / TABLE, pd.DataFrame(rows_out + extra_rows))
+    members = [(c, float(w)) for c, w in zip(candidates, weights) if w > 0]
     for cand, _ in members:
         save_derived(ctx, cand)
 
-    write_npy(ctx.work / artifacts.OOF_PROBS, final_oof)
+    write_npy(ctx.work / artifacts.OOF_PROBS, honest_oof)
     write_json(ctx.work / artifacts.DECODING, decoding)
     write_csv(ctx.work / artifacts.OOF_TABLE, pd.DataFrame({
         comp.id_col: comp.train[comp.id_col], "fold": fold_of,
         comp.target_cols[0] if len(comp.target_cols) == 1 else "target": task.truth_strings(comp.train[comp.target_cols]),
-        "prediction": task.decode(final_oof, decoding),
+        "prediction": task.decode(honest_oof, decoding),
     }))
     described = ", ".join(f"{c.name} {w:.2f}" + (f" (+{len(c.views)} views)" if c.keep_tta else "")
                           for c, w in members)
+    on = ("" if len(clean_folds) == n_folds else
+          f" on folds {', '.join(str(k + 1) for k in clean_folds)}; the others chose a configuration searched on "
+          "their own labels")
     ctx.log(f"{'blend' if used == 'blend' else 'best single candidate'}: {described}; OOF {task.metric_name} "
-            f"{score:.5f}")
+            f"{score:.5f} +- {se:.5f} honest (every choice made on the other folds{on}); {score_all_rows:.5f} "
+            "with the choices made on all rows")
     single_plain = used == "single" and members[0][0].kind == "fold" and not members[0][0].keep_tta
     first = members[0][0]
     record = {
         "score": score,
+        "score_se": se,
+        "score_all_rows": score_all_rows,
+        "honest_folds": clean_folds,
         "metric": task.metric_name,
         "higher_is_better": task.higher_is_better,
-        "scores": task.scores(y[scored], final_oof[scored], decoding),
-        "fold_scores": [task.score(y[fold_of == k], final_oof[fold_of == k], decoding) for k in range(n_folds)],
+        "scores": task.honest_scores(y[clean], honest_oof[clean], fold_of[clean]),
+        "fold_scores": fold_scores,
         "folds": n_folds,
         "decoding": decoding,
         "fold_models": True,
@@ -477,11 +472,12 @@ def run(ctx: StageContext) -> dict:
                            list(c.model.get("augmentations", [])), list(c.input_shape) if c.input_shape else None,
                            c.files).to_dict()
                     for c, w in members],
-        "blend": {"used": used, "nested_score": nested_score, "full_score": full_score,
-                  "best_single": candidates[best].name, "best_single_score": best_score,
-                  "candidates": {c.name: r["oof_used"]
-                                 for c, r in zip(candidates, rows_out)}},
+        "blend": {"used": used, "nested_score": chosen.blend_nested, "full_score": chosen.blend_score,
+                  "best_single": candidates[best].name, "best_single_score": chosen.singles[best],
+                  "candidates": {c.name: r["oof_used"] for c, r in zip(candidates, rows_out)},
+                  "per_fold": [{"used": c.used, "single": candidates[c.single].name} for c in per_fold]},
     }
+    record["scores"][task.metric_name] = score
     if first.input_shape:
         record["input_shape"] = list(first.input_shape)
     return record

@@ -104,6 +104,8 @@ def run(ctx: StageContext) -> dict:
     return {
         "source": source_of(source, result),
         "score": result.score,
+        "score_se": result.extra.get("score_se"),
+        "score_all_rows": result.extra.get("score_all_rows", result.score),
         "metric": result.metric,
         "decoding": decoding,
     }

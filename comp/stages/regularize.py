@@ -246,6 +246,7 @@ def setting(cfg, competition, task, image_size, defaults: dict[str, Any] | None 
 def run(ctx: StageContext) -> dict[str, Any]:
     import json
 
+    from comp.significance import FALSE_KEEP
     from comp.stages.trials import (Trial, TrialObjective, base_epochs, baseline_fold_seconds, baseline_trial,
                                     finished_trial, gate, lr_setting, search_record, search_window, trial_folds,
                                     write_best)
@@ -283,9 +284,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if candidate is None:
             why = (kt_trial.message or "").strip().splitlines()[-1:] or ["see the log"]
             return False, {"row": _row(name, change.help, None, None, None, f"failed: {why[0][:200]}")}
-        verdict = gate(candidate, current, task.objective)
+        # FALSE_KEEP spent over the changes in order (half on the first, a quarter on the next, ...)
+        share = FALSE_KEEP / 2 ** (list(changes).index(name) + 1)
+        verdict = gate(candidate, current, task.objective, false_keep=share)
         ctx.log(f"{name}: {task.metric_name} {candidate.score:.5f} vs {current.score:.5f}, gain "
-                f"{verdict.gain:+.5f}, noise (SE of fold gains) {verdict.noise:.5f}: {verdict.words} "
+                f"{verdict.gain:+.5f}, noise (SE of fold gains) {verdict.noise:.5f}, needs > {verdict.needed:.2f} SE: "
+                f"{verdict.words} "
                 f"({candidate.seconds:.0f}s)")
         return verdict.keep, {"row": _row(name, change.help, candidate, verdict.gain, verdict.noise, verdict.words),
                               "trial": candidate.to_dict()}
@@ -319,7 +323,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.log("tried one at a time:\n" + _markdown(table))
     write_best(ctx, lr, current, f"the baseline's configuration with the changes kept ({', '.join(kept) or 'none'});")
     # trials cover some folds; stage tune trains the result on every fold
-    return search_record(ctx, current, kept=kept, best=current.to_dict(), lr=lr, epochs=epochs, table=rows)
+    # Kept changes were chosen on these folds: a later stage trained with them is honest only on the others.
+    return search_record(ctx, current, kept=kept, best=current.to_dict(), lr=lr, epochs=epochs, table=rows,
+                         selected_on=folds if kept else [])
 
 
 def _lr(ctx: StageContext) -> float:

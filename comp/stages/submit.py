@@ -29,5 +29,9 @@ def run(ctx: StageContext) -> dict:
     stem = f"{ctx.run_name}-{record['source']}-{record['metric']}={record['score']:.5f}"
     path, new = write_submission(frame, ctx.submissions, stem)
     ctx.log(f"{'wrote' if new else 'identical file already there:'} {path} ({task.submission_format()})")
-    return {"submission": str(path), "score": record["score"], "metric": record["metric"],
+    se = record.get("score_se")
+    if se is not None and np.isfinite(se):
+        ctx.log(f"its OOF {record['metric']} {record['score']:.5f} +- {se:.5f} is honest (every choice made without "
+                f"the rows it scores); with the choices scored on their own rows: {record['score_all_rows']:.5f}")
+    return {"submission": str(path), "score": record["score"], "score_se": se, "metric": record["metric"],
             "source": record["source"]}

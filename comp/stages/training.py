@@ -16,6 +16,7 @@ from comp.errors import CompError, ConfigError
 from comp.failures import is_part_failure
 from comp.files import write_csv, write_json, write_npy
 from comp.modalities import modality_of
+from comp.significance import standard_error
 
 
 def read_folds(ctx: StageContext) -> np.ndarray:
@@ -255,6 +256,7 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
         "higher_is_better": task.higher_is_better,
         "scores": result.scores,
         "fold_scores": [f["score"] for f in result.folds],
+        "score_se": standard_error([f["score"] for f in result.folds]),
         "stopped_by_budget": result.stopped_by_budget,
         "task": task.kind,
         "model": {**model.to_dict(), "hp": result.hp},

@@ -5,7 +5,7 @@ folds (``TrialRunner``, in a child process for Keras models); keras-tuner propos
 oracle: ``comp.tuning``) and runs them through ``TrialObjective``, which reads everything a
 trial needs from its values, so a keras-tuner worker on another machine can run it too
 (``serve_worker``). A result is compared fold by fold with another trained on the same folds
-(``gate``: kept when its gain beats the standard error of the paired per-fold gains). Each
+(``gate``: a paired t-test at a stated false-keep rate, ``comp.significance``). Each
 search works in a window (``search_window``: its share of a budget, or a multiple of the
 baseline's training time) and ends by writing ``best.yaml`` (``write_best``) and its record
 (``search_record``)."""
@@ -26,6 +26,7 @@ from comp.clock import UNLIMITED, TimeBox
 from comp.context import StageContext
 from comp.files import write_text
 from comp.objective import Objective
+from comp.significance import FALSE_KEEP, Verdict, search_verdict
 
 def lr_setting(lr: float) -> dict[str, float]:
     """``{"train.lr": lr}`` for a Keras model's LR; nothing for a model without one (lr 0)."""
@@ -61,40 +62,14 @@ def trial_folds(setting: int | str, n_folds: int) -> list[int]:
     return list(range(n_folds if setting == "all" else min(int(setting), n_folds)))
 
 
-def paired_gain(candidate: Trial, reference: Trial, objective: Objective) -> tuple[float, float]:
-    """(OOF gain of ``candidate`` over ``reference``, standard error of the per-fold gains).
-
-    Both trained the same folds with the same seeds, so the fold-wise differences are paired:
-    their standard error is the noise a gain must beat. With one fold there is no estimate
-    (the error is infinite: nothing counts as an improvement)."""
-    diffs = objective.gain(np.asarray(candidate.fold_scores), np.asarray(reference.fold_scores))
-    se = float(np.std(diffs, ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.inf
-    return objective.gain(candidate.score, reference.score), se
-
-
-def beats_noise(gain: float, noise: float) -> bool:
-    """A gain counts when it is positive and larger than the noise; equal to it (two folds
-    that moved by the same amount in one of them) is noise, whatever the rounding."""
-    return gain > 1e-9 and gain - noise > 1e-9
-
-
-@dataclass(frozen=True)
-class Verdict:
-    gain: float  # the OOF gain over the reference (positive: better)
-    noise: float  # the standard error of the paired per-fold gains
-    keep: bool
-
-    @property
-    def words(self) -> str:
-        return ("kept" if self.keep else "gain within noise" if self.gain > 0 else "no gain" if self.gain == 0
-                else "worse")
-
-
-def gate(candidate: Trial, reference: Trial, objective: Objective) -> Verdict:
+def gate(candidate: Trial, reference: Trial, objective: Objective, comparisons: int = 1,
+         false_keep: float = FALSE_KEEP) -> Verdict:
     """The keep gate of both searches: ``candidate`` replaces ``reference`` (trained on the same
-    folds) only when its gain beats the fold noise."""
-    gain, noise = paired_gain(candidate, reference, objective)
-    return Verdict(gain, noise, beats_noise(gain, noise))
+    folds with the same seeds) only when a paired t-test over the per-fold gains says so at
+    ``false_keep``, over the ``comparisons`` alternatives the search compared
+    (``comp.significance``)."""
+    gain = objective.gain(candidate.score, reference.score)
+    return search_verdict(gain, candidate.fold_scores, reference.fold_scores, objective, comparisons, false_keep)
 
 
 def search_window(ctx: StageContext, factor: float, key: str) -> tuple[TimeBox, str]:
@@ -122,8 +97,39 @@ def write_best(ctx: StageContext, lr: float, trial: Trial, headline: str) -> Non
 def search_record(ctx: StageContext, trial: Trial, **extra: Any) -> dict[str, Any]:
     """A search stage's record: ``trial``'s score on the folds it was scored on (no fold models
     for every fold unless the stage trained them)."""
-    return {"score": trial.score, "metric": ctx.task.metric_name, "higher_is_better": ctx.task.higher_is_better,
-            "scored_folds": trial.folds, "fold_scores": trial.fold_scores, "fold_models": False, **extra}
+    from comp.significance import standard_error
+
+    return {"score": trial.score, "score_se": standard_error(trial.fold_scores), "metric": ctx.task.metric_name,
+            "higher_is_better": ctx.task.higher_is_better, "scored_folds": trial.folds,
+            "fold_scores": trial.fold_scores, "fold_models": False, **extra}
+
+
+def honest_record(ctx: StageContext, record: dict[str, Any], selected_on: list[int]) -> dict[str, Any]:
+    """A stage record of fold models for every fold whose configuration was chosen on the
+    ``selected_on`` folds: its score on the other folds (``score``), the one on every fold kept
+    as ``score_all_rows``. When every fold took part in choosing, nothing is left to be honest
+    on: the all-fold score stands, said to be optimistic."""
+    from comp.significance import standard_error
+    from comp.stages.training import load_targets, read_folds
+
+    fold_of = read_folds(ctx)
+    n_folds = int(fold_of.max()) + 1
+    clean = [k for k in range(n_folds) if k not in selected_on]
+    record = {**record, "selected_on": list(selected_on), "score_all_rows": record["score"], "honest_folds": clean}
+    if not selected_on:
+        return record
+    if not clean:
+        ctx.log(f"warning: every fold took part in choosing this configuration: its OOF {record['score']:.5f} "
+                "is optimistic (use fewer search folds to keep some for an honest score)")
+        return record
+    y, oof = load_targets(ctx), np.load(ctx.work / artifacts.OOF_PROBS)
+    rows = np.isin(fold_of, clean)
+    record["score"] = float(ctx.task.fit_decoding(y[rows], oof[rows], fold_of[rows])[1])
+    record["score_se"] = standard_error([record["fold_scores"][k] for k in clean])
+    ctx.log(f"OOF {ctx.task.metric_name} {record['score']:.5f} +- {record['score_se']:.5f} on folds "
+            f"{', '.join(str(k + 1) for k in clean)}, which chose nothing ({record['score_all_rows']:.5f} on every "
+            "fold, the folds the configuration was chosen on included)")
+    return record
 
 
 def baseline_trial(ctx: StageContext, folds: list[int]) -> Trial:

@@ -253,7 +253,7 @@ class _Plan:
 
 
 def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Plan) -> dict[str, Any]:
-    from comp.stages.trials import Trial, gate, search_record, write_best
+    from comp.stages.trials import Trial, gate, honest_record, search_record, write_best
     from comp.tuning.search import make_oracle, search
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
@@ -293,13 +293,13 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
     chosen, verdict = start, "no fine trial finished: the starting configuration stands"
     if fine:
         best = direction.best(fine, key=lambda t: t.score)
-        gained = gate(best, start, direction)
+        gained = gate(best, start, direction, comparisons=len(fine))
         if gained.keep:
             chosen, verdict = best, (f"fine trial {best.extra['id']} beats the start by {gained.gain:+.5f} "
-                                     f"(noise {gained.noise:.5f})")
+                                     f"(noise {gained.noise:.5f}, > {gained.needed:.2f} SE needed over {len(fine)} trial(s))")
         else:
             verdict = (f"best fine trial {best.extra['id']} ({best.score:.5f}) does not beat the start "
-                       f"({start.score:.5f}) beyond noise ({gained.gain:+.5f} vs SE {gained.noise:.5f}): the start "
+                       f"({start.score:.5f}) beyond noise ({gained.gain:+.5f} vs {gained.needed:.2f} x SE {gained.noise:.5f}): the start "
                        "stands")
     ctx.log(verdict)
     tuned = chosen.extra.get("values", {}) if chosen is not start else {}
@@ -320,7 +320,10 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
         ctx.log(f"no time left to train the result on the other folds (needs ~{plan.retrain:.0f}s, {left:.0f}s left "
                 "of the budget): its configuration is in best.yaml, predict uses the earlier stages")
         return search_record(ctx, chosen, **extra)
-    return {**_train_every_fold(ctx, final, chosen, epochs, lr), **extra}
+    # The configuration was chosen on the trial folds (and regularize's, for the changes it
+    # kept): those folds flatter it, so the published score comes from the others.
+    selected_on = sorted(set(chosen.folds) | set(regular.get("selected_on", [])))
+    return {**honest_record(ctx, _train_every_fold(ctx, final, chosen, epochs, lr), selected_on), **extra}
 
 
 def _trial(kt_trial, changes: dict[str, Any], start_changes: dict[str, Any]):

@@ -169,6 +169,12 @@ class Task(ABC):
     def head(self, features):
         """The output layer(s) on a feature tensor; starts at the priors (docs/recipe.md 3)."""
 
+    def for_fold(self, y: np.ndarray) -> "Task":
+        """This task with its head starting at the priors of ``y`` (a fold's training rows,
+        encoded), so no statistic of the validation rows reaches the fold's model. The default
+        head has nothing fitted: the task itself."""
+        return self
+
     smoothable: ClassVar[bool] = True  # takes train.label_smoothing
 
     @abstractmethod
@@ -228,6 +234,31 @@ class Task(ABC):
         the parameters returned are fit on all OOF rows, for the test set.
         """
         return {}, self.score(y, predictions)
+
+    def fold_decodings(self, y: np.ndarray, predictions: np.ndarray, fold_of: np.ndarray) -> dict[int, dict]:
+        """Each fold's decoding parameters, chosen on the other folds' rows (cross-fitting);
+        empty for kinds with nothing to fit."""
+        return {}
+
+    def honest_scores(self, y: np.ndarray, predictions: np.ndarray, fold_of: np.ndarray) -> dict[str, float]:
+        """``scores`` with each fold's rows decoded by parameters fit on the other folds, so a
+        secondary metric is as honest as the main one."""
+        from comp.registry import METRICS
+
+        decodings = self.fold_decodings(y, predictions, fold_of)
+        if not decodings:
+            return self.scores(y, predictions)
+        out = {}
+        for name in dict.fromkeys((self.metric_name, *self.report_metrics)):
+            metric = self.metric if name == self.metric_name else METRICS.load(name)
+            parts = [self.metric_inputs(y[fold_of == k], predictions[fold_of == k], d, metric.needs)
+                     for k, d in decodings.items()]
+            try:
+                out[name] = float(metric.fn(np.concatenate([t for t, _ in parts]),
+                                            np.concatenate([p for _, p in parts])))
+            except ValueError:  # e.g. AUC with one class: not reportable
+                continue
+        return out
 
     @abstractmethod
     def decode(self, predictions: np.ndarray, decoding: dict | None = None) -> list[str]:

@@ -132,6 +132,14 @@ class Classification(Task):
         return targets[self.target].tolist()
 
     # -- the model ------------------------------------------------------------------------------
+    def for_fold(self, y: np.ndarray) -> "Classification":
+        import copy
+
+        counts = np.maximum(np.bincount(np.asarray(y, dtype=np.int64).reshape(-1), minlength=self.num_classes), 0.5)
+        fold = copy.copy(self)
+        fold.priors = tuple(float(c) for c in counts / counts.sum())
+        return fold
+
     def head(self, features):
         """Softmax layer whose bias starts at log class priors (docs/recipe.md 3: initial loss)."""
         import keras

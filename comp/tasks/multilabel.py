@@ -125,6 +125,13 @@ class Multilabel(Task):
         return [" ".join(self.labels[j] for j in np.flatnonzero(r)) for r in self.encode(targets)]
 
     # -- the model ------------------------------------------------------------------------------
+    def for_fold(self, y: np.ndarray) -> "Multilabel":
+        import copy
+
+        fold = copy.copy(self)
+        fold.priors = tuple(float(p) for p in np.asarray(y, dtype=np.float64).mean(axis=0))
+        return fold
+
     def head(self, features):
         """Sigmoid outputs whose bias starts at the logit of each label's frequency."""
         import keras
@@ -173,14 +180,18 @@ class Multilabel(Task):
         if self.metric.needs == "scores":
             return {}, self.score(y, predictions)
         used = fold_of >= 0
-        labels = np.zeros(y.shape, dtype=int)
-        for k in np.unique(fold_of[used]):
-            fit = used & (fold_of != k)
-            t = self._search(y[fit], predictions[fit])
-            labels[fold_of == k] = predictions[fold_of == k] >= t
-        honest = float(self.metric.fn(y[used].astype(int), labels[used]))
+        honest = self.honest_scores(y[used], predictions[used], fold_of[used])[self.metric_name]
         thresholds = self._search(y[used], predictions[used])
         return {"thresholds": {label: float(t) for label, t in zip(self.labels, thresholds)}}, honest
+
+    def fold_decodings(self, y, predictions, fold_of) -> dict[int, dict]:
+        """Each fold's thresholds, searched on the other folds' rows."""
+        if self.metric.needs == "scores":
+            return {}
+        used = fold_of >= 0
+        return {int(k): {"thresholds": dict(zip(self.labels, map(float, self._search(y[used & (fold_of != k)],
+                                                                                  predictions[used & (fold_of != k)]))))}
+                for k in np.unique(fold_of[used])}
 
     def _search(self, y: np.ndarray, p: np.ndarray) -> np.ndarray:
         objective = self.objective

@@ -92,13 +92,23 @@ class Regression(Task):
         return targets[self.target].tolist()
 
     # -- the model ------------------------------------------------------------------------------
+    offset = 0.0  # the fold's training rows' mean, standardised (``for_fold``); 0: all rows'
+
+    def for_fold(self, y: np.ndarray) -> "Regression":
+        import copy
+
+        fold = copy.copy(self)
+        fold.offset = float(np.mean(y))
+        return fold
+
     def head(self, features):
-        """A linear output starting at the target mean: zero bias (the target is standardised)
-        and a small kernel (``head_kernel``)."""
+        """A linear output starting at the target mean (of the fold's training rows, in the
+        standardised units the model learns) with a small kernel (``head_kernel``)."""
         import keras
 
         return keras.layers.Dense(1, dtype="float32", name=f"head_{safe_name(self.target)}",
-                                  kernel_initializer=head_kernel())(features)
+                                  kernel_initializer=head_kernel(),
+                                  bias_initializer=keras.initializers.Constant(self.offset))(features)
 
     def loss(self, name: str = "auto", label_smoothing: float = 0.0):
         import keras

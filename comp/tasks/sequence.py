@@ -86,6 +86,15 @@ class Sequence(Task):
         return targets[self.target].tolist()
 
     # -- the model ------------------------------------------------------------------------------
+    def for_fold(self, y: np.ndarray) -> "Sequence":
+        import copy
+
+        y = np.asarray(y, dtype=np.int64)
+        counts = np.stack([np.bincount(y[:, p], minlength=self.blank + 1) for p in range(self.max_len)]) + 0.5
+        fold = copy.copy(self)
+        fold.priors = counts / counts.sum(axis=1, keepdims=True)
+        return fold
+
     def head(self, features):
         """One softmax head per position, bias at the position's class priors, stacked to
         (batch, max_len, alphabet + 1)."""

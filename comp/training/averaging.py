@@ -1,7 +1,8 @@
-"""Weights a fold keeps besides its best epoch, for the ensemble (docs/recipe.md 7).
+"""Weights a fold keeps besides the one it publishes, for the ensemble (docs/recipe.md 7).
 
-- ``Snapshots``: the weights of the top-k epochs by the competition metric on the fold's
-  validation rows (a checkpoint ensemble averages their predictions).
+- ``Snapshots``: the weights of the last k epochs (the top k by the competition metric on the
+  fold's validation rows where early stopping runs); a checkpoint ensemble averages their
+  predictions.
 - ``RunningAverage``: SWA, the mean of the trainable weights at the end of each of the last
   ``epochs`` epochs of the (planned) schedule.
 - EMA of the weights comes from the Keras optimizer itself (``use_ema``); ``ema_momentum``
@@ -41,21 +42,28 @@ def ema_momentum(setting: Any, steps_per_epoch: int) -> float:
 
 
 class Snapshots(Callback):
-    """The weights (all model variables) of the ``k`` best epochs so far, best first, as
-    evaluated (``on_test_end``: with the EMA of the weights when ``train.ema`` swaps it in)."""
+    """The weights (all model variables) of the last ``k`` epochs, latest first, as evaluated
+    (``on_test_end``: with the EMA of the weights when ``train.ema`` swaps it in); where early
+    stopping runs (``keep_best``), the ``k`` best epochs so far, best first. The last epochs of
+    a decayed schedule are chosen without the fold's labels, so their OOF score is honest."""
 
     name = "snapshots"
     variable_arrays = True
 
-    def __init__(self, k: int, objective: Objective, n_variables: int):
+    def __init__(self, k: int, objective: Objective, n_variables: int, keep_best: Callable[[], bool] = lambda: True):
         super().__init__()
-        self.k, self.objective, self.n = k, objective, n_variables
+        self.k, self.objective, self.n, self.keep_best = k, objective, n_variables, keep_best
         self.entries: list[dict] = []  # {"epoch", "score"}
         self.weights: list[list[np.ndarray]] = []
         self._epoch = 0
 
     def offer(self, score: float, epoch: int, weights: Callable[[], list[np.ndarray]]) -> None:
         if self.k <= 0:
+            return
+        if not self.keep_best():
+            self.entries.insert(0, {"epoch": epoch, "score": float(score)})
+            self.weights.insert(0, weights())
+            del self.entries[self.k:], self.weights[self.k:]
             return
         if len(self.entries) >= self.k and not self.objective.better(score, self.entries[-1]["score"]):
             return

@@ -84,26 +84,42 @@ class History(Callback):
 
 
 class BestWeights(Callback):
-    """The weights of the best epoch so far (by the competition metric), kept on the host
-    and loaded into the model when training ends."""
+    """The weights a fold publishes, kept on the host and loaded into the model when training
+    ends: the last evaluated epoch's, or, where early stopping runs (a schedule that does not
+    decay to an end, no budget plan), the best epoch's by the competition metric.
+
+    The last epoch of a schedule decayed to its end is chosen without the fold's labels, so
+    its validation score is an honest OOF score; the best epoch is chosen on them and flatters
+    it (docs/recipe.md 11). Both are tracked: the gap is recorded."""
 
     name = "best"
     variable_arrays = True  # none before the first epoch is scored
 
-    def __init__(self, objective: Objective):
+    def __init__(self, objective: Objective, keep_best: Callable[[], bool] = lambda: True):
         super().__init__()
         self.objective = objective
-        self.score: float | None = None
+        self.keep_best = keep_best
+        self.score: float | None = None  # the best epoch's
         self.epoch = 0
+        self.last_score: float | None = None
+        self.last_epoch = 0
         self.weights: list[np.ndarray] = []
         self._epoch = 0
 
     def offer(self, score: float, epoch: int, weights: Callable[[], list[np.ndarray]]) -> bool:
-        """Keep ``weights()`` if ``score`` (of 1-based ``epoch``) beats the best so far."""
+        """Note ``score`` of 1-based ``epoch``; keep ``weights()`` when they are the ones to
+        publish (the last epoch's, or a new best). Returns whether it beat the best so far."""
         better = self.objective.better(score, self.score)
         if better:
-            self.score, self.epoch, self.weights = score, epoch, weights()
+            self.score, self.epoch = score, epoch
+        self.last_score, self.last_epoch = score, epoch
+        if better or not self.keep_best():
+            self.weights = weights()
         return better
+
+    @property
+    def chosen_epoch(self) -> int:
+        return self.epoch if self.keep_best() else self.last_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -116,10 +132,11 @@ class BestWeights(Callback):
             var.assign(value)
 
     def get_state(self) -> dict:
-        return {"score": self.score, "epoch": self.epoch}
+        return {"score": self.score, "epoch": self.epoch, "last_score": self.last_score, "last_epoch": self.last_epoch}
 
     def set_state(self, state: dict) -> None:
         self.score, self.epoch = state["score"], state["epoch"]
+        self.last_score, self.last_epoch = state.get("last_score"), state.get("last_epoch", 0)
 
     def get_arrays(self) -> list[np.ndarray]:
         return self.weights

@@ -20,6 +20,7 @@ from comp.errors import CompError
 from comp.data.inputs import Inputs
 from comp.progress import resident_mb
 from comp.files import read_json, write_json, write_npy
+from comp.significance import standard_error
 from comp.training.spec import ModelSpec, TrainSpec
 
 SUMMARY_FILE = "cv.json"
@@ -101,14 +102,15 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     # Rows in no fold (e.g. skipped undecodable images) have no OOF prediction: never scored.
     scored = np.isin(fold_of, trained)
     decoding, score = task.fit_decoding(y[scored], oof[scored], fold_of[scored])
-    scores = task.scores(y[scored], oof[scored], decoding)
-    scores[task.metric_name] = score  # the honest (cross-fitted) value
+    scores = task.honest_scores(y[scored], oof[scored], fold_of[scored])  # thresholds cross-fitted, like score
+    scores[task.metric_name] = score
     hp = infos[0].get("hp", {})
     write_json(out_dir / SUMMARY_FILE, {"score": score, "scores": scores, "decoding": decoding, "folds": infos,
                                         "model": model.to_dict(), "hp": hp, "trained_folds": trained})
     per_fold = ", ".join(f"{f['score']:.4f}" for f in infos)
     which = "" if only is None else f" on folds {', '.join(str(k + 1) for k in trained)} of {n_folds}"
-    log(f"OOF {task.metric_name}{which} = {score:.5f} (folds: {per_fold})")
+    se = standard_error([f["score"] for f in infos])
+    log(f"OOF {task.metric_name}{which} = {score:.5f} +- {se:.5f} (folds: {per_fold})")
     return CVResult(oof, score, scores, decoding, infos, hp, scored)
 
 
@@ -190,13 +192,14 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     from comp.training.model import build_model
 
     spec = inputs.spec(fit_rows)
+    fold_task = task.for_fold(y[fit_rows])  # the head starts at this fold's training priors, not all rows'
     hp_values: dict[str, Any] = {}
 
     def build():
         nonlocal hp_values
         # Called under the strategy's scope: the steps per epoch count its replicas.
         steps = steps_per_epoch(len(fit_rows), train.batch_size)
-        built, hp_values = build_model(spec, task, model.name, model.hp, model.augmentations,
+        built, hp_values = build_model(spec, fold_task, model.name, model.hp, model.augmentations,
                                        bn_momentum=resolve_momentum(train.bn_momentum, steps))
         return built
 
@@ -223,6 +226,10 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
         "score": task.score(y[val_rows], pred),
         "epochs": result.epochs_run,
         "best_epoch": result.best_epoch,
+        # the published prediction's epoch, chosen without this fold's labels unless early stopping
+        # chose it; the best epoch's score beyond it is what choosing on the labels would have flattered
+        "epoch_used": result.chosen_epoch,
+        "best_vs_used": _epoch_gap(result.history, result.best_epoch, result.chosen_epoch, task.objective),
         "stopped_by_budget": result.stopped_by_budget,
         "seconds": round(result.seconds, 2),
         "hp": hp_values,
@@ -235,7 +242,10 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     }
     budget_note = ", cut short by the budget" if result.stopped_by_budget else ""
     resume_note = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
-    log(f"{label}: {task.metric_name}={info['score']:.4f} (best epoch {result.best_epoch} of {result.epochs_run}, "
+    used = (f"epoch {result.chosen_epoch} of {result.epochs_run}, the best {result.best_epoch}"
+            + (f" by {info['best_vs_used']:+.4f}" if info["best_vs_used"] else "")
+            if result.chosen_epoch != result.best_epoch else f"best epoch {result.best_epoch} of {result.epochs_run}")
+    log(f"{label}: {task.metric_name}={info['score']:.4f} ({used}, "
         f"{result.seconds:.0f}s, {result.replicas} replica(s){resume_note}{budget_note})")
     if result.plan.get("budgeted") and result.plan.get("epoch_seconds"):
         log(f"{label} plan: {describe_plan(result.plan)}")
@@ -244,6 +254,16 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     del result
     keras.backend.clear_session()
     return info, pred
+
+
+def _epoch_gap(history: dict | None, best: int, used: int, objective) -> float:
+    """How much better the best epoch's validation score was than the published epoch's."""
+    from comp.training.callbacks import MONITOR
+
+    scores = (history or {}).get(MONITOR, [])
+    if not (0 < best <= len(scores) and 0 < used <= len(scores)):
+        return 0.0
+    return float(objective.gain(scores[best - 1], scores[used - 1]))
 
 
 def describe_plan(plan: dict) -> str:

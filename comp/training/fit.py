@@ -35,13 +35,15 @@ class FoldResult:
     plan: dict | None = None
     weight_sets: tuple[dict, dict] = ({}, {})  # kept for the ensemble: (arrays by set, what each set is)
     threads: int = 0  # an estimator's native thread pools (comp.threads); 0: TensorFlow's own
+    chosen_epoch: int = 0  # the epoch whose weights the model holds (1-based)
 
 
 def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np.ndarray],
                val: tuple[Any, np.ndarray], spec: TrainSpec, seed: int, fold_dir: Path,
                deadline: float, callbacks: Iterable[keras.callbacks.Callback] = (),
                mixer: Callable | None = None, hard_deadline: float = math.inf) -> FoldResult:
-    """Fit a fresh model from ``build`` on ``train``; returns it with its best weights loaded.
+    """Fit a fresh model from ``build`` on ``train``; returns it with the weights it publishes
+    loaded (the last epoch's; the best's where early stopping runs).
 
     ``mixer`` is a batch-level augmentation (``comp.api.Augmentation`` with ``batch=True``).
     An interrupted earlier attempt at this fold resumes from its last finished epoch.
@@ -62,7 +64,7 @@ def train_fold(build: Callable[[], keras.Model], task: Any, train: tuple[Any, np
     write_csv(fold_dir / "history.csv", pd.DataFrame(result.history).rename_axis("epoch").reset_index())
     return FoldResult(trainer.model, result.epochs_run, result.best_epoch, result.stopped_by_budget,
                       result.seconds, result.resumed_from, fold_lr, replicas, result.history, result.plan,
-                      trainer.weight_sets())
+                      trainer.weight_sets(), chosen_epoch=result.chosen_epoch)
 
 
 def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.ndarray,
@@ -78,5 +80,5 @@ def fit_estimator(make: Callable[[], Any], task: Any, x: pd.DataFrame, y: np.nda
     bounded = BoundedFit(deadline)
     with native_threads() as threads:
         fitted = task.fit_estimator(make, x, y, fit=bounded)
-    return FoldResult(fitted, 1, 1, bool(bounded.stopped), clock.now() - began, threads=threads,
+    return FoldResult(fitted, 1, 1, bool(bounded.stopped), clock.now() - began, threads=threads, chosen_epoch=1,
                       plan={"iterations": bounded.stopped} if bounded.stopped else None)

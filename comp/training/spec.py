@@ -52,10 +52,10 @@ class TrainSpec:
     clip: float = setting(0.0, "clip the global gradient norm to this; 0 = off", Float(), low=0)
     ema: float = setting(0.0, "momentum of an EMA of the weights, evaluated each epoch and kept when best; 0 = off",
                          Float(), low=0, high=0.9999)
-    # Kept for the ensemble (comp.training.averaging): the top-k epochs' weights, the SWA mean of
+    # Kept for the ensemble (comp.training.averaging): the last k epochs' weights, the SWA mean of
     # the last epochs, the EMA of the weights (auto: a momentum from the steps per epoch; 0 = off)
-    snapshots: int = setting(3, "keep the weights of this many best epochs per fold (by the competition metric) "
-                                "for the ensemble's checkpoint ensembles; 0 = none", Int(), low=0)
+    snapshots: int = setting(3, "keep the weights of this many last epochs per fold (the best, by the competition "
+                                "metric, where early stopping runs) for the ensemble's checkpoint ensembles; 0 = none", Int(), low=0)
     swa_epochs: int = setting(5, "keep the mean of the weights of the last N epochs per fold (SWA) for the "
                                  "ensemble; 0 = none", Int(), low=0)
     keep_ema: float | str = setting("auto", "keep an EMA of the weights per fold for the ensemble (momentum; auto = "

@@ -53,6 +53,7 @@ class LoopResult:
     resumed_from: int  # epochs already done by an interrupted earlier attempt
     seconds: float
     plan: dict  # budget plan: budgeted, max_epochs, epochs (planned), epoch_seconds, fold_seconds
+    chosen_epoch: int = 0  # 1-based: the epoch whose weights the model holds (the last; the best under early stopping)
 
 
 class Trainer:
@@ -102,8 +103,9 @@ class Trainer:
             if spec.schedule == "plateau":
                 self.before.append(Plateau(self.schedule, objective))
             self.before.append(EarlyStopping(objective, spec.patience, active=self._early_stopping))
-            self.best = BestWeights(objective)
-            self.snapshots = Snapshots(spec.snapshots, objective, len(self.model.variables))
+            self.best = BestWeights(objective, keep_best=self._early_stopping)
+            self.snapshots = Snapshots(spec.snapshots, objective, len(self.model.variables),
+                                       keep_best=self._early_stopping)
             self.swa = RunningAverage(spec.swa_epochs)
             self.after += [self.swa, self.best, self.snapshots]
             if spec.ema:
@@ -300,8 +302,9 @@ class Trainer:
             epochs: int, global_batch: int, seed: int, deadline: float = math.inf,
             hard_deadline: float = math.inf, state_dir: Path | None = None, is_chief: bool = True,
             callbacks: Iterable[keras.callbacks.Callback] = (), order: Order | None = None) -> LoopResult:
-        """Train for at most ``epochs`` epochs; with the recipe's callbacks the best epoch's
-        weights (by the competition metric on ``val``) are loaded at the end.
+        """Train for at most ``epochs`` epochs; with the recipe's callbacks the last evaluated
+        epoch's weights are loaded at the end (the best epoch's by the competition metric on
+        ``val`` where early stopping runs: ``BestWeights``).
 
         With a finite ``deadline`` (a budget, on ``comp.clock``) training is planned, not cut
         (``BudgetPlan``); a decaying schedule (cosine, one-cycle, step) runs to its end; a
@@ -386,7 +389,7 @@ class Trainer:
         history = self.history.data
         ran_epochs = len(history.get(MONITOR if val is not None else "loss", []))
         return LoopResult(history, self.best.epoch if self.best else 0, ran_epochs, self.stopped_by_budget,
-                          start, clock.now() - began, dict(self.plan.data))
+                          start, clock.now() - began, dict(self.plan.data), self.best.chosen_epoch if self.best else 0)
 
 
 def tracing(times: list[float]) -> float:
