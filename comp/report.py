@@ -164,8 +164,9 @@ def _stages(run: RunView) -> str:
         honest = record.get("honest_folds")
         rows.append({"stage": stage, "OOF (honest)": record["score"], "+- SE": record.get("score_se"),
                      "chosen on all rows": record.get("score_all_rows", record["score"]),
-                     "honest on folds": (", ".join(str(k + 1) for k in honest) if honest is not None
-                                         else "scored folds" if record.get("scored_folds") else "all"),
+                     "honest on folds": (", ".join(str(k + 1) for k in honest) if honest
+                                         else "none: chosen on the folds it scores" if record.get("selected_on")
+                                         else "its folds" if record.get("scored_folds") else "all"),
                      "fold std": float(np.std(folds)) if folds else None,
                      "folds": len(folds) or None, "seconds": record.get("seconds"),
                      "model": (record.get("model") or {}).get("name", record.get("source", ""))})

@@ -257,6 +257,9 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
         assert "confusion matrix" in by_section["errors"] and len(by_section["errors"]) > 1  # + the gallery
         assert by_section["filters"] == ["first convolution filters"]
         assert by_section["histograms"] == ["per-layer histograms"]
+        stages = browser.find_element("id", "stages").text  # the honest score, its error and the all-rows one
+        assert "OOF (honest)" in stages and "+- SE" in stages and "chosen on all rows" in stages
+        assert f"{record['score_all_rows']:.5g}" in stages and f"{record['score']:.5g}" in stages
         ensemble = browser.find_element("id", "ensemble").text
         assert "baseline:snapshots" in ensemble and "TTA effect" in ensemble and "blend (nested)" in ensemble
         assert "label_smoothing" in browser.find_element("id", "regularize").text

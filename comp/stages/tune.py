@@ -319,7 +319,7 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
     if left < 0.5 * plan.retrain:  # folds squeezed into seconds would be published as junk fold models
         ctx.log(f"no time left to train the result on the other folds (needs ~{plan.retrain:.0f}s, {left:.0f}s left "
                 "of the budget): its configuration is in best.yaml, predict uses the earlier stages")
-        return search_record(ctx, chosen, **extra)
+        return search_record(ctx, chosen, **extra, selected_on=chosen.folds)  # scored where it was chosen
     # The configuration was chosen on the trial folds (and regularize's, for the changes it
     # kept): those folds flatter it, so the published score comes from the others.
     selected_on = sorted(set(chosen.folds) | set(regular.get("selected_on", [])))
