@@ -110,6 +110,7 @@ def test_tracing_is_the_time_beyond_the_typical_step():
     assert tracing([3.0, 0.1]) == 0.0  # too few steps to tell
 
 
+@pytest.mark.slow  # ~65 s: `pytest -m slow` (CI's 20 minutes)
 def test_the_first_epoch_plans_by_its_untraced_time(comp, workdir):
     """A fold's first epoch traces the step (seconds on a small set); planned from that time the
     fold got one epoch (digits at budget=2m: folds of 1 epoch, OOF 0.64)."""
