@@ -42,7 +42,7 @@ def standard_error(fold_scores: Sequence[float]) -> float:
 def paired_noise(candidate: Sequence[float], reference: Sequence[float], objective: Objective) -> float:
     """The standard error of the per-fold gains of ``candidate`` over ``reference`` (inf with one fold)."""
     diffs = objective.gain(np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64))
-    return float(np.std(diffs, ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.inf
+    return standard_error(diffs) if len(diffs) > 1 else math.inf
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,16 @@ def search_verdict(gain: float, candidate: Sequence[float], reference: Sequence[
                    comparisons: int = 1, false_keep: float = FALSE_KEEP) -> Verdict:
     """A search's keep gate: ``gain`` (on all the rows scored) kept only when the paired t-test
     over the per-fold scores rejects "no effect" at ``false_keep`` over ``comparisons``."""
-    noise = paired_noise(candidate, reference, objective)
-    needed = critical_t(len(candidate), comparisons, false_keep)
-    return Verdict(gain, noise, beats(gain, noise, needed), needed)
+    return _verdict(gain, candidate, reference, objective, critical_t(len(candidate), comparisons, false_keep))
 
 
 def tied(gain: float, candidate: Sequence[float], reference: Sequence[float], objective: Objective) -> Verdict:
     """``candidate`` over ``reference``: kept (not tied) only when the gain beats one standard
     error of the paired per-fold gains."""
+    return _verdict(gain, candidate, reference, objective, 1.0)
+
+
+def _verdict(gain: float, candidate: Sequence[float], reference: Sequence[float], objective: Objective,
+             needed: float) -> Verdict:
     noise = paired_noise(candidate, reference, objective)
-    return Verdict(gain, noise, beats(gain, noise), 1.0)
+    return Verdict(gain, noise, beats(gain, noise, needed), needed)

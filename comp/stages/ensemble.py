@@ -386,7 +386,7 @@ def run(ctx: StageContext) -> dict:
             cand.keep_tta = bool(cand.views)
         plain_score = honest(cand.plain)[1]
         tta_score = honest(cand.tta)[1] if cand.tta is not None else None
-        fold_scores = [task.score(y[fold_of == k], pred[fold_of == k]) for k in range(n_folds)]
+        fold_scores = scoring.fold_scores(rows, pred)
         rows_out.append({"candidate": cand.name, "kind": cand.kind, "oof": plain_score,
                          "oof_tta": tta_score if tta_score is not None else np.nan,
                          "tta": ("kept" if chosen.keep_tta[i] else "not better") if tta_score is not None else "none",
