@@ -69,3 +69,36 @@ def test_estimators_without_steps_fit_once(data, now):
     x, y, xv, yv = data
     model = BoundedFit(deadline=1.0)(LogisticRegression(max_iter=5000), x, y)
     assert (model.predict(xv) == yv).mean() > 0.9
+
+
+class SlowTrees:
+    """Extra trees whose every tree costs a second on the test's clock."""
+
+    @staticmethod
+    def make(now):
+        from sklearn.ensemble import ExtraTreesClassifier
+
+        class Slow(ExtraTreesClassifier):
+            def fit(self, x, y, sample_weight=None):
+                before = len(getattr(self, "estimators_", [])) if self.warm_start else 0
+                super().fit(x, y, sample_weight)
+                now[0] += len(self.estimators_) - before
+                return self
+
+        return Slow(n_estimators=300, random_state=0)
+
+
+def test_a_forest_inside_a_pipeline_grows_its_trees_within_the_deadline(data, now):
+    """The table portfolio's forests come as pipelines (their column encoding, then the
+    model): the deadline reaches the trees through the pipeline's last step."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y, xv, yv = data
+    fit = BoundedFit(deadline=100.0)
+    model = fit(Pipeline([("columns", StandardScaler()), ("model", SlowTrees.make(now))]), x, y)
+    trees = len(model.named_steps["model"].estimators_)
+    assert now[0] <= 100.0 and 30 <= trees < 300
+    assert fit.stopped == [(trees, 300)] and model.named_steps["model"].n_estimators == trees
+    assert not model.named_steps["model"].warm_start
+    assert (model.predict(xv) == yv).mean() > 0.9

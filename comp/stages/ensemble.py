@@ -32,7 +32,7 @@ from comp.errors import ConfigError
 from comp.files import write_csv, write_json, write_npy
 from comp.modalities import modality_of
 from comp.records import Member, ModelRef
-from comp.stages.training import check_views
+from comp.stages.training import check_views, variant_names
 
 NAME = "ensemble"
 HELP = "blend the training stages' models (fold models, top epochs, SWA, EMA, variants, TTA) with weights chosen on OOF"
@@ -74,7 +74,7 @@ def validate(cfg, competition, task) -> None:
     # Weight sets are kept only when training keeps them: a list of kinds none of which will
     # exist is refused now, not after every training stage has run.
     kept = {kind: getattr(cfg.train, key) for kind, key in WEIGHTS_KEPT_BY.items()}
-    kept["variants"] = list(cfg.baseline.variants)
+    kept["variants"] = variant_names(cfg, competition, task)
     if not any(kind not in kept or kept[kind] for kind in chosen):
         off = ", ".join(f"{'train.' + WEIGHTS_KEPT_BY[kind] if kind in WEIGHTS_KEPT_BY else 'baseline.variants'}="
                         f"{kept[kind]}" for kind in chosen)
@@ -138,6 +138,21 @@ def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
                 found.append(Candidate(f"{stage}/{name}", stage, "fold",
                                        root / artifacts.VARIANT_DIR.format(name=name), variant.model, shape))
     return found
+
+
+def _training_seconds(cand: Candidate) -> float:
+    """What the model behind a fold-model candidate cost to train, a fold on average (its
+    cv.json); nan for the weight sets a fold kept (they cost nothing more) or where unknown."""
+    import json
+
+    from comp.training.cv import SUMMARY_FILE
+
+    path = cand.root / SUMMARY_FILE
+    if cand.kind != "fold" or not path.is_file():
+        return math.nan
+    seconds = [f.get("seconds") for f in json.loads(path.read_text()).get("folds", [])]
+    seconds = [s for s in seconds if isinstance(s, (int, float))]
+    return round(float(np.mean(seconds)), 2) if seconds else math.nan
 
 
 class Data:
@@ -391,7 +406,8 @@ def run(ctx: StageContext) -> dict:
                          "oof_tta": tta_score if tta_score is not None else np.nan,
                          "tta": ("kept" if chosen.keep_tta[i] else "not better") if tta_score is not None else "none",
                          "views": len(cand.views), "probes": chosen.probe_notes[i], "oof_used": honest(pred)[1],
-                         "fold_std": float(np.std(fold_scores)), "seconds": round(cand.seconds, 1)})
+                         "fold_std": float(np.std(fold_scores)), "seconds": round(cand.seconds, 1),
+                         "train_s_per_fold": _training_seconds(cand)})
         ctx.log(f"{cand.name}: OOF {task.metric_name} {plain_score:.5f}"
                 + (f", with {len(cand.views)} test-time views {tta_score:.5f} ({rows_out[-1]['tta']})"
                    if tta_score is not None else "") + f" ({cand.seconds:.0f}s)")

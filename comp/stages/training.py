@@ -141,6 +141,8 @@ def train_spec(cfg, lr: float):
 def variant_names(cfg, competition, task) -> list[str]:
     """``baseline.variants``: model plugins trained beside the baseline's own model, checked for clashes."""
     main = model_name(cfg, competition, task)
+    if cfg.baseline.variants == "auto":
+        return [name for name in task.default_variants.get(competition.modality, ()) if name != main]
     names = [str(v) for v in cfg.baseline.variants]
     for i, name in enumerate(names):
         if name == main or name in names[:i]:

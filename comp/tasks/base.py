@@ -86,6 +86,11 @@ class Task(ABC):
     progress_metric: ClassVar[str] = "accuracy"  # tracked on the device while training
     progress_is_accuracy: ClassVar[bool] = True  # a share in [0, 1], higher is better
     default_models: ClassVar[dict[str, str]] = {"image": "small_cnn", "tabular": "hgb"}
+    # baseline.variants=auto: models trained beside the main one for the ensemble to blend, by
+    # modality (the main model is left out of its own portfolio). On tables boosted trees,
+    # randomized trees and a linear model err differently; measured in benchmarks/README.md
+    # ("A table portfolio"): the blend beat the best single model on most real tables.
+    default_variants: ClassVar[dict[str, tuple[str, ...]]] = {"tabular": ("hgb", "extra_trees", "linear")}
     losses: ClassVar[tuple[str, ...]] = ("auto",)  # train.loss values this kind accepts
     estimator_role: ClassVar[str | None] = "classifier"  # what a non-Keras model must be: classifier | regressor
     settings: ClassVar[dict[str, Setting]] = {}  # comp.yaml keys of this kind, read via TaskSource.settings

@@ -3,9 +3,10 @@
 A gradient-boosting fit is one native call: once started it runs to ``max_iter`` however long
 that takes (a 455-row table's fold took 287 s beside a busy process, issue 21). Estimators
 that add iterations to a fitted model (scikit-learn's ``warm_start``: the histogram GBMs'
-``max_iter``, the tree ensembles' ``n_estimators``) are fitted here a step of iterations at a time, each step's
-seconds measured, and stop before the step that would pass the deadline. No library offers
-a time limit for these estimators, so the loop is written by hand.
+``max_iter``, the tree ensembles' ``n_estimators``, also as a pipeline's last step) are fitted
+here a step of iterations at a time, each step's seconds measured, and stop before the step
+that would pass the deadline. No library offers a time limit for these estimators, so the
+loop is written by hand.
 
 Without a deadline, or for an estimator that does not grow so (a linear model's ``max_iter``
 counts solver steps, not parts of the model), it is one plain ``fit``: the same model as ever.
@@ -34,14 +35,16 @@ class BoundedFit:
         grows = _growing_parameter(estimator)
         if not math.isfinite(self.deadline) or grows is None:
             return estimator.fit(x, y)
+        prefix = grows[: grows.rfind("__") + 2] if "__" in grows else ""  # a pipeline's step: its own warm start
+        warm, grown = prefix + "warm_start", _fitted_part(estimator)
         end = clock.now() + max(self.deadline - clock.now(), 0.0) * share
         asked = int(estimator.get_params()[grows])
         step = max(1, math.ceil((asked - max(1, round(asked * FIRST_STEP))) / STEPS))
         done, began = max(1, round(asked * FIRST_STEP)), clock.now()
-        estimator.set_params(warm_start=True, **{grows: done})
+        estimator.set_params(**{warm: True, grows: done})
         estimator.fit(x, y)
         per_iteration = (clock.now() - began) / done  # the binning included: a cautious forecast
-        while done < asked and _iterations(estimator, done) >= done:  # fewer: its early stopping ended it
+        while done < asked and _iterations(grown(), done) >= done:  # fewer: its early stopping ended it
             following = min(asked, done + step)
             if clock.now() + per_iteration * (following - done) > end:
                 self.stopped.append((done, asked))
@@ -52,14 +55,20 @@ class BoundedFit:
             per_iteration = (clock.now() - began) / max(following - done, 1)
             done = following
         # The fitted model says what it is: the iterations it has, no warm start left switched on.
-        estimator.set_params(warm_start=False, **{grows: min(done, asked)})
+        estimator.set_params(**{warm: False, grows: min(done, asked)})
         return estimator
 
 
 def _growing_parameter(estimator: Any) -> str | None:
-    """The parameter that counts the parts a warm-started fit adds, or None."""
+    """The parameter that counts the parts a warm-started fit adds (for a pipeline, its last
+    step's, as ``step__name``: the steps before it are refitted, the model grows), or None."""
     from sklearn.ensemble import BaseEnsemble, HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.pipeline import Pipeline
 
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        inner = _growing_parameter(last)
+        return f"{name}__{inner}" if inner else None
     params = estimator.get_params() if hasattr(estimator, "get_params") else {}
     if "warm_start" not in params:
         return None
@@ -68,6 +77,13 @@ def _growing_parameter(estimator: Any) -> str | None:
     if isinstance(estimator, BaseEnsemble) and "n_estimators" in params:
         return "n_estimators"
     return None
+
+
+def _fitted_part(estimator: Any):
+    """The estimator that grows (a pipeline's last step), read after each fit."""
+    from sklearn.pipeline import Pipeline
+
+    return (lambda: estimator.steps[-1][1]) if isinstance(estimator, Pipeline) else (lambda: estimator)
 
 
 def _iterations(estimator: Any, default: int) -> int:
