@@ -52,10 +52,14 @@ def free_cores(sample_s: float = 0.1, cores: int | None = None,
 
 @contextlib.contextmanager
 def native_threads(threads: int | None = None) -> Iterator[int]:
-    """Limit OpenMP and BLAS thread pools to ``threads`` (default: ``free_cores()``) inside
-    the block; yields the number used. Uses threadpoolctl (scikit-learn's own dependency)."""
+    """Limit OpenMP, BLAS and joblib's thread pools to ``threads`` (default: ``free_cores()``)
+    inside the block; yields the number used. Uses threadpoolctl and joblib (scikit-learn's own
+    dependencies)."""
     from threadpoolctl import threadpool_limits
 
     threads = threads or free_cores()
-    with threadpool_limits(limits=threads):
+    from joblib import parallel_config
+
+    # joblib's pool too (the forests' trees, n_jobs=None): one count for every native pool.
+    with threadpool_limits(limits=threads), parallel_config(n_jobs=threads, prefer="threads"):
         yield threads

@@ -38,7 +38,8 @@ def test_the_default_portfolio_beats_gradient_boosting_alone_on_breast_cancer(co
 @pytest.mark.parametrize("model", ["random_forest", "extra_trees", "linear", "knn"])
 def test_each_table_model_learns_categories_and_missing_cells(model, comp, workdir):
     """Each plugin as the main model, on the wine table (13 numeric columns and a category,
-    its colour) with one cell in ten of a number and of the category left empty: it trains,
+    its colour) with one cell in ten of a number and of the category left empty and three
+    infinite numbers: it trains,
     scores well above chance and submits a known label for every test row."""
     from comp.demo import demo_competition
 
@@ -50,6 +51,7 @@ def test_each_table_model_learns_categories_and_missing_cells(model, comp, workd
         frame = pd.read_csv(source / f"{split}.csv")
         for column in ("alcohol", "colour"):
             frame.loc[rng.random(len(frame)) < 0.1, column] = np.nan
+        frame.loc[frame.index[:3], "magnesium"] = np.inf  # "inf" in the CSV: read as a number, learnt as missing
         frame.to_csv(folder / f"{split}.csv", index=False)
     (folder / "sample_submission.csv").write_bytes((source / "sample_submission.csv").read_bytes())
     code, out, err = comp("run", "stage=all", f"competition={folder}", f"model={model}", "baseline.variants=[]",
@@ -62,7 +64,7 @@ def test_each_table_model_learns_categories_and_missing_cells(model, comp, workd
     assert set(submission["cultivar"]) <= {"barolo", "grignolino", "barbera"}
 
 
-def test_images_get_no_portfolio():
+def test_images_get_no_portfolio_and_tables_one_the_ensemble_blends():
     from comp.config import load_config
     from comp.competition import open_competition
     from comp.stages.training import variant_names
@@ -73,3 +75,5 @@ def test_images_get_no_portfolio():
     cfg = load_config(["competition=demo:wine", "model=mlp"])
     competition, task, _ = open_competition(cfg)
     assert variant_names(cfg, competition, task) == ["hgb", "extra_trees", "linear"]  # the main model left out
+    cfg = load_config(["competition=demo:wine", "ensemble.candidates=[fold]"])
+    assert variant_names(cfg, competition, task) == []  # nothing would blend them

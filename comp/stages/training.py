@@ -142,13 +142,30 @@ def variant_names(cfg, competition, task) -> list[str]:
     """``baseline.variants``: model plugins trained beside the baseline's own model, checked for clashes."""
     main = model_name(cfg, competition, task)
     if cfg.baseline.variants == "auto":
-        return [name for name in task.default_variants.get(competition.modality, ()) if name != main]
+        if "variants" not in cfg.ensemble.candidates:
+            return []  # nothing would blend them: the time is the main model's
+        return [name for name in task.default_variants.get(competition.modality, ())
+                if name != main and _learns(name, competition, task)]
     names = [str(v) for v in cfg.baseline.variants]
     for i, name in enumerate(names):
         if name == main or name in names[:i]:
             raise ConfigError(f"baseline.variants: {name} is listed twice (model.name is {main}); list each "
                               "model once")
     return names
+
+
+def _learns(name: str, competition, task) -> bool:
+    """Whether model plugin ``name`` is installed and learns this task from these inputs (the
+    portfolio leaves out what cannot, e.g. for a third party's task kind)."""
+    from comp.api import InputSpec
+    from comp.errors import CompError
+    from comp.training.model import load_plugin
+
+    try:
+        load_plugin(name, InputSpec((0,), competition.modality), task)
+    except CompError:
+        return False
+    return True
 
 
 def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str, Any]:
