@@ -35,7 +35,9 @@ def test_the_default_portfolio_beats_gradient_boosting_alone_on_breast_cancer(co
         assert len(list((workdir / f"runs/breast-cancer/baseline/variants/{name}").glob("fold_*/model.pkl"))) == 5
 
 
-@pytest.mark.parametrize("model", ["random_forest", "extra_trees", "linear", "knn"])
+# The plugins outside the default portfolio run in `pytest -m slow` (CI's 20 minutes).
+@pytest.mark.parametrize("model", [pytest.param("random_forest", marks=pytest.mark.slow), "extra_trees", "linear",
+                                   pytest.param("knn", marks=pytest.mark.slow)])
 def test_each_table_model_learns_categories_and_missing_cells(model, comp, workdir):
     """Each plugin as the main model, on the wine table (13 numeric columns and a category,
     its colour) with one cell in ten of a number and of the category left empty and three
