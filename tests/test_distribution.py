@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from comp.training.strategy import localhost_cluster
 from tests.conftest import TEXTBOOK, comp_subprocess
@@ -44,6 +45,7 @@ def test_lr_follows_the_replicas():
     assert scaled_lr(3e-4, 4, "none") == 3e-4
 
 
+@pytest.mark.slow  # ~55 s on 2 cores: in `pytest -m slow` to keep CI under 20 minutes
 def test_two_localhost_workers_train_identical_weights(workdir):
     import keras
 

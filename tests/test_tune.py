@@ -72,6 +72,7 @@ def test_ten_cross_validated_trials_coarse_to_fine_beat_a_bad_start(workdir, dem
     assert best.model.hp["filters"] == chosen["model.hp.filters"]
 
 
+@pytest.mark.slow  # ~47 s on 2 cores: in `pytest -m slow` to keep CI under 20 minutes
 def test_a_killed_search_resumes_without_redoing_finished_trials(workdir, demo):
     args = [str(Path(sys.executable).with_name("comp")), "run", "stage=tune", *SMOKE, "tune.coarse_trials=3",
             "tune.coarse_epochs=0.34", "tune.fine_trials=0", "tune.time=100",
