@@ -76,6 +76,7 @@ def test_a_bad_learning_rate_is_named(comp, workdir, lr, verdict):
     assert any(v.startswith(verdict) for v in record["verdicts"])
 
 
+@pytest.mark.slow  # two baselines (~30 s on 2 cores); auto_momentum's arithmetic is tested below
 def test_batchnorm_momentum_fix_lets_validation_track_training(comp, workdir):
     """small_cnn with BatchNorm on digits (12 steps per epoch): with Keras's momentum 0.99
     the moving statistics lag, validation stays near chance while training is good;

@@ -79,6 +79,7 @@ def test_two_localhost_workers_train_identical_weights(workdir):
     assert not any("skipped" in line for line in checks[0]), checks[0]
 
 
+@pytest.mark.slow  # ~25 s in a new process; training under the mirrored strategy is tested above
 def test_the_checks_train_under_a_mirrored_strategy(workdir):
     done = comp_subprocess("run", "stage=check", *FAST, "train.logical_cpus=2", "check.lr_steps=60", cwd=workdir)
     assert done.returncode == 0, done.stderr

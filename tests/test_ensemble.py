@@ -201,20 +201,6 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(np.load(run / "predict/test_pred.npy"), first)
 
-    # Under a budget with no time left the ensemble leaves out what does not fit, says so, and the
-    # fold models stand on their own OOF (stages trained earlier are reused, not retrained).
-    code, out_budget, err = comp("run", "stage=ensemble", *SMOKE, *KEEP, "regularize.changes=[label_smoothing]",
-                                 "regularize.time=0", "overwrite=true", "budget=1s")
-    assert code == 0, err
-    squeezed = json.loads((run / "ensemble/stage.json").read_text())
-    assert squeezed["not_evaluated"] == ["baseline:snapshots", "baseline:swa", "baseline:ema"]
-    assert "[ensemble] baseline:swa: not evaluated (" in out_budget
-    assert "[ensemble] baseline: test-time views not tried" in out_budget
-    assert squeezed["members"][0]["name"] == "baseline" and squeezed["members"][0]["views"] == []
-    code, _, err = comp("run", "stage=ensemble", *SMOKE, *KEEP, "regularize.changes=[label_smoothing]",
-                        "regularize.time=0", "overwrite=true")  # back to the full ensemble for the export below
-    assert code == 0, err
-
     # The export is that ensemble as one model: the .keras file and the SavedModel predict the same.
     code, _, err = comp("export")
     assert code == 0, err
@@ -273,6 +259,17 @@ def test_stage_all_blends_on_oof_reloads_exports_and_reports(comp, workdir, demo
     assert path.is_file()
     record = json.loads((workdir / "runs/digits/ensemble/stage.json").read_text())
     assert f"OOF {record['score']:.5f}" in path.read_text()
+
+    # Under a budget with no time left the ensemble leaves out what does not fit, says so, and the
+    # fold models stand on their own OOF (stages trained earlier are reused, not retrained).
+    code, out_budget, err = comp("run", "stage=ensemble", *SMOKE, *KEEP, "regularize.changes=[label_smoothing]",
+                                 "regularize.time=0", "overwrite=true", "budget=1s")
+    assert code == 0, err
+    squeezed = json.loads((run / "ensemble/stage.json").read_text())
+    assert squeezed["not_evaluated"] == ["baseline:snapshots", "baseline:swa", "baseline:ema"]
+    assert "[ensemble] baseline:swa: not evaluated (" in out_budget
+    assert "[ensemble] baseline: test-time views not tried" in out_budget
+    assert squeezed["members"][0]["name"] == "baseline" and squeezed["members"][0]["views"] == []
 
 
 def test_gradient_boosting_and_a_network_on_a_table_are_blended(comp, workdir, demo):

@@ -2,9 +2,12 @@
 training step's batch shrinks to fit train.max_memory."""
 import json
 
+import pytest
+
 from tests.conftest import comp_subprocess
 
 
+@pytest.mark.slow  # five folds in a new process: ~30 s on 2 cores, and CI's run stays under 20 minutes
 def test_rss_does_not_grow_across_folds(workdir):
     result = comp_subprocess("run", "stage=baseline", "experiment=smoke", "split.folds=5", "train.epochs=2",
                              "split.duplicate_aware=false", cwd=workdir)

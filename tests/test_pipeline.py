@@ -74,12 +74,22 @@ def test_budget_plans_training_and_still_submits(comp, workdir):
     began = time.monotonic()
     # 40 s: what this run can keep on a loaded 2-core machine (start-up, inspect, checks and
     # one epoch per fold take ~30 s there); the budget counts from the command's start.
-    code, out, err = comp("run", "stage=all", *SMOKE, "budget=40s", "train.epochs=500", "train.patience=500")
+    code, out, err = comp("run", "stage=all", *SMOKE, "budget=40s", "train.epochs=100000", "train.patience=100000",
+                          "train.schedule=cosine", "train.warmup=1")
     elapsed = time.monotonic() - began
     assert code == 0, err
     record = _record(workdir, "baseline")
-    assert all(p["budgeted"] and p["epochs"] < 500 for p in record["plan"])  # planned to fit, not 500
-    assert "plan:" in out and "the schedule shrunk from train.epochs=500 to fit" in out
+    assert all(p["budgeted"] and p["epochs"] < 100000 for p in record["plan"])  # planned to fit, not 100000
+    assert "plan:" in out
+    # The schedule is planned to end decayed in the time it gets, not cut: what was planned ran.
+    assert "planned, the schedule shrunk from train.epochs=100000 to fit, decaying to its end" in out
+    for fold, plan in enumerate(record["plan"]):
+        assert plan["max_epochs"] == 100000 and 1 <= plan["epochs"]
+        ran = len(pd.read_csv(workdir / f"runs/digits/baseline/fold_{fold}/history.csv"))
+        assert ran == plan["epochs"] or record["stopped_by_budget"]
+    history = pd.read_csv(workdir / "runs/digits/baseline/fold_0/history.csv")
+    if not record["stopped_by_budget"] and len(history) >= 4:  # ran its plan: the LR ended near its floor
+        assert history["lr"].iloc[-1] < 0.2 * history["lr"].max()
     assert list((workdir / "submissions").glob("digits-baseline-accuracy=*.csv"))
     assert elapsed < 40 + 10  # the budget is for the whole command, prediction included
     # The training stages' split of the budget is planned and printed, with what each used.

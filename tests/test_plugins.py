@@ -150,8 +150,13 @@ def test_trials_that_raise_fail_alone_and_the_run_still_submits(tiny_plugin_inst
     assert result.stdout.strip().splitlines()[-1].startswith("warning: ")
     assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
 
-    # Every trial raising ends the search (keras-tuner's consecutive-failure limit), not the run:
-    # the starting configuration stands and the run still submits; strict=true then exits 4.
+
+@pytest.mark.slow  # ~40 s; strict=true's exit 4 is tested in the default suite by test_hostile's search stage
+def test_a_search_whose_every_trial_raises_ends_and_the_run_still_submits(tiny_plugin_installed, workdir):
+    """Every trial raising ends the search (keras-tuner's consecutive-failure limit), not the run:
+    the starting configuration stands and the run still submits; strict=true then exits 4."""
+    import pandas as pd
+
     result = comp_subprocess("run", "stage=all", *SMOKE, "model=wide_fails", "tune.coarse_trials=4",
                              "tune.coarse_epochs=0.34", "tune.fine_trials=1", "tune.oracle=random",
                              "tune.space={model.hp.units: [32, 128]}", "run=all_fail", "strict=true", cwd=workdir,

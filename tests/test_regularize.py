@@ -1,6 +1,7 @@
 """Stage regularize on the real digits demo (shrunk): one change at a time, kept only beyond noise."""
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -45,12 +46,15 @@ def test_changes_are_tried_one_at_a_time_and_kept_only_beyond_noise(comp, workdi
     assert record["kept"] == [r["change"] for _, r in table.iterrows() if r["verdict"] == "kept"]
     assert "tried one at a time:" in out and "label_smoothing" in out
 
-    # best.yaml is a config file: a baseline trained from it uses the kept changes.
+    # best.yaml is a config file: a baseline trained from it uses the kept changes (in the same
+    # run: its inspect, split and check are reused).
     best = yaml.safe_load((workdir / "runs/digits/regularize/best.yaml").read_text())
     assert best["train"]["lr"] == record["lr"]
-    code, out, err = comp("run", "stage=baseline", *SMOKE, "run=again", "config=runs/digits/regularize/best.yaml")
+    shutil.copy(workdir / "runs/digits/regularize/best.yaml", workdir / "best.yaml")
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "config=best.yaml")
     assert code == 0, err
-    recipe = _record(workdir, "baseline", run="again")["recipe"]
+    assert "[check] unchanged" in out or "[check]" not in out
+    recipe = _record(workdir, "baseline")["recipe"]
     smoothing = best["train"].get("label_smoothing", 0.0)
     assert recipe["label_smoothing"] == smoothing
 

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from comp.objective import Objective
-from comp.selection import Option, Scoring, apply, choose, nested
+from comp.selection import Option, Scoring, choose, nested
 from comp.significance import standard_error
 
 

@@ -35,15 +35,21 @@ KINDS = {
 }
 
 
-# digit-value's end-to-end run goes to `pytest -m slow` (~50 s on 2 cores) to keep CI under 20
-# minutes: regression on images still trains in the default suite in
-# test_regularize_and_tune_run_for_other_kinds[digit-value-[mixup]].
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "digit-value" else n
-                                  for n in KINDS])
-def test_every_kind_trains_scores_and_submits(name, comp, workdir):
+# The image kinds' runs (20 epochs of street numbers, the ensemble's epoch weights and test-time
+# views: 50-130 s each on 2 cores) and the networks on wine and diabetes (30 epochs each) run in
+# `pytest -m slow` to keep CI under 20 minutes. The default suite trains the sequence kind in
+# test_street_numbers_train_and_submit_their_strings, multilabel in
+# test_multilabel_indicator_columns_with_probabilities, regression in
+# test_digit_values_train_as_a_regression_on_images and
+# test_regularize_and_tune_run_for_other_kinds[diabetes] (gradient boosting), and a network on a
+# multiclass table in tests/test_ensemble.py (wine).
+@pytest.mark.parametrize("name,ensemble", [
+    *[pytest.param(n, True, marks=pytest.mark.slow, id=n) for n in ENSEMBLE],
+    *[pytest.param(n, False, id=n, marks=[pytest.mark.slow] if n in ("wine", "diabetes") else []) for n in KINDS
+      if n not in ENSEMBLE]])
+def test_every_kind_trains_scores_and_submits(name, ensemble, comp, workdir):
     extra, metric, oof_bound, holdout_bound = KINDS[name]
-    code, out, err = comp("run", "stage=all", f"competition=demo:{name}", *(FULL if name in ENSEMBLE else FAST),
-                          *extra)
+    code, out, err = comp("run", "stage=all", f"competition=demo:{name}", *(FULL if ensemble else FAST), *extra)
     assert code == 0, err
     baseline = json.loads((workdir / f"runs/{name}/baseline/stage.json").read_text())
     record = json.loads((workdir / f"runs/{name}/predict/stage.json").read_text())
@@ -52,7 +58,7 @@ def test_every_kind_trains_scores_and_submits(name, comp, workdir):
     assert sign * record["score"] >= sign * baseline["score"]  # the ensemble never submits worse than the baseline
     (path,) = (workdir / "submissions").glob("*.csv")
     assert path.name == f"{name}-{record['source']}-{metric}={record['score']:.5f}.csv"
-    if name in ENSEMBLE:
+    if ensemble:
         candidates = pd.read_csv(workdir / f"runs/{name}/ensemble/candidates.csv")
         assert {"baseline", "baseline:snapshots", "baseline:swa", "baseline:ema"} <= set(candidates["candidate"])
     assert (workdir / f"runs/{name}/report.html").is_file()
@@ -80,10 +86,45 @@ def test_every_kind_trains_scores_and_submits(name, comp, workdir):
         assert record["score"] <= oof_bound and holdout <= holdout_bound, (record["score"], holdout)
 
 
+def test_digit_values_train_as_a_regression_on_images(comp, workdir):
+    """Regression on images in a few epochs: the values submitted are numbers for the sample's
+    ids, and the OOF RMSE is far below predicting the mean (the values' standard deviation)."""
+    code, out, err = comp("run", "stage=submit", "competition=demo:digit-value", *FAST, "train.lr=3e-3",
+                          "train.epochs=8")
+    assert code == 0, err
+    baseline = json.loads((workdir / "runs/digit-value/baseline/stage.json").read_text())
+    truth = pd.read_csv(demo_competition(cache_root(), "digit-value") / "train.csv")["value"]
+    assert baseline["metric"] == "rmse" and baseline["score"] < 0.6 * truth.std(), (baseline["score"], truth.std())
+    (path,) = (workdir / "submissions").glob("digit-value-*-rmse=*.csv")
+    submission = read_submission(path)
+    sample = read_submission(demo_competition(cache_root(), "digit-value") / "sample_submission.csv")
+    assert list(submission.columns) == list(sample.columns) and submission["id"].tolist() == sample["id"].tolist()
+    assert np.isfinite(submission["value"].astype(float)).all()
+
+
+def test_street_numbers_train_and_submit_their_strings(comp, workdir):
+    """The sequence kind in a few epochs: strings keep their leading zeros, every position is
+    scored, the submission holds 1-4 digit strings for the sample's ids, better than chance."""
+    code, out, err = comp("run", "stage=submit", "competition=demo:street", *FAST, "train.lr=3e-3", "train.epochs=8",
+                          "model.hp.batchnorm=false", "train.augmentations=[]")
+    assert code == 0, err
+    baseline = json.loads((workdir / "runs/street/baseline/stage.json").read_text())
+    assert set(baseline["scores"]) == {"exact_match", "position_accuracy"}
+    assert baseline["scores"]["position_accuracy"] > 0.3, baseline["scores"]  # chance: ~0.1 a position
+    oof = pd.read_csv(workdir / "runs/street/baseline/oof.csv", dtype=str, keep_default_na=False)
+    assert oof["number"].str.startswith("0").any()  # the truth column keeps '07'
+    (path,) = (workdir / "submissions").glob("street-*-exact_match=*.csv")
+    submission = read_submission(path)
+    assert submission["number"].str.fullmatch(r"[0-9]{1,4}").all()
+    sample = read_submission(demo_competition(cache_root(), "street") / "sample_submission.csv")
+    assert list(submission.columns) == list(sample.columns) and submission["id"].tolist() == sample["id"].tolist()
+
+
 @pytest.mark.parametrize("name,changes", [
-    # multilabel: smoothing per label, and tune's search (in `pytest -m slow`: ~70 s on 2 cores)
+    # multilabel: smoothing per label, and tune's search; regression on images: mixup mixes the
+    # targets' losses (both in `pytest -m slow`: 55-70 s each on 2 cores)
     pytest.param("digit-tags", "[label_smoothing,model_regularizers]", marks=pytest.mark.slow),
-    ("digit-value", "[mixup]"),  # regression: mixup mixes the targets' losses
+    pytest.param("digit-value", "[mixup]", marks=pytest.mark.slow),
     ("diabetes", "[model_regularizers]"),  # gradient boosting: its own stronger settings, no LR
 ])
 def test_regularize_and_tune_run_for_other_kinds(name, changes, comp, workdir):

@@ -149,7 +149,9 @@ def test_proposed_values_stay_inside_random_ranges_narrowed_or_not(kind, tmp_pat
             seen.append(values)
             return {"score": sum((values[k.key] - k.low) / (k.high - k.low + 1e-12) for k in knobs if k.numeric)}
 
-        oracle = make_oracle(kind, knobs, {}, objective=Objective(higher_is_better=True), max_trials=10,
+        # bayesian: 3 random points, then 2 from the Gaussian process (each ~2 s of L-BFGS restarts)
+        oracle = make_oracle(kind, knobs, {}, objective=Objective(higher_is_better=True),
+                             max_trials=5 if kind == "bayesian" else 10,
                              max_epochs=3, seed=case, deadline=lambda: False)
         search(oracle, objective, tmp_path / str(case), kind)
         assert seen
