@@ -82,16 +82,15 @@ def augmentations(cfg, competition, task) -> tuple[str, ...]:
 def validate_model(cfg, competition, task, variants: bool = False) -> None:
     """The model plugin (and with ``variants`` those of baseline.variants), its modality and
     task, the augmentations and the loss, checked before any work."""
-    from comp.api import InputSpec
     from comp.augmentation import check_policy
-    from comp.training.model import check_hyperparameters, load_plugin
+    from comp.training.model import check_hyperparameters
 
     name = model_name(cfg, competition, task)
-    load_plugin(name, InputSpec((0,), competition.modality), task)
+    _probe(name, competition, task)
     check_hyperparameters(name, competition.modality, task, dict(cfg.model.hp))
     for variant in variant_names(cfg, competition, task) if variants else ():
         try:
-            load_plugin(variant, InputSpec((0,), competition.modality), task)
+            _probe(variant, competition, task)
         except CompError as exc:  # an unknown plugin, or one for other inputs or tasks
             raise ConfigError(f"baseline.variants: {exc}") from None
     check_policy(augmentations(cfg, competition, task), competition.modality, task.kind)
@@ -154,15 +153,19 @@ def variant_names(cfg, competition, task) -> list[str]:
     return names
 
 
+def _probe(name: str, competition, task) -> None:
+    """Load model plugin ``name`` for these inputs and this task; a CompError says why it cannot."""
+    from comp.api import InputSpec
+    from comp.training.model import load_plugin
+
+    load_plugin(name, InputSpec((0,), competition.modality), task)
+
+
 def _learns(name: str, competition, task) -> bool:
     """Whether model plugin ``name`` is installed and learns this task from these inputs (the
     portfolio leaves out what cannot, e.g. for a third party's task kind)."""
-    from comp.api import InputSpec
-    from comp.errors import CompError
-    from comp.training.model import load_plugin
-
     try:
-        load_plugin(name, InputSpec((0,), competition.modality), task)
+        _probe(name, competition, task)
     except CompError:
         return False
     return True

@@ -44,7 +44,7 @@ class BoundedFit:
         estimator.set_params(**{warm: True, grows: done})
         estimator.fit(x, y)
         per_iteration = (clock.now() - began) / done  # the binning included: a cautious forecast
-        while done < asked and _iterations(grown(), done) >= done:  # fewer: its early stopping ended it
+        while done < asked and _iterations(grown, done) >= done:  # fewer: its early stopping ended it
             following = min(asked, done + step)
             if clock.now() + per_iteration * (following - done) > end:
                 self.stopped.append((done, asked))
@@ -79,11 +79,11 @@ def _growing_parameter(estimator: Any) -> str | None:
     return None
 
 
-def _fitted_part(estimator: Any):
-    """The estimator that grows (a pipeline's last step), read after each fit."""
+def _fitted_part(estimator: Any) -> Any:
+    """The estimator that grows: a pipeline's last step (fitted in place), or the estimator."""
     from sklearn.pipeline import Pipeline
 
-    return (lambda: estimator.steps[-1][1]) if isinstance(estimator, Pipeline) else (lambda: estimator)
+    return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
 
 
 def _iterations(estimator: Any, default: int) -> int:
