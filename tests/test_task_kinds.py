@@ -35,6 +35,15 @@ KINDS = {
 }
 
 
+def _matches_sample(path, name: str) -> pd.DataFrame:
+    """The submission at ``path``, asserted to have the demo's sample columns and ids in order."""
+    sample = read_submission(demo_competition(cache_root(), name) / "sample_submission.csv")
+    submission = read_submission(path)
+    assert list(submission.columns) == list(sample.columns)
+    assert submission["id"].tolist() == sample["id"].tolist()
+    return submission
+
+
 # The image kinds' runs (20 epochs of street numbers, the ensemble's epoch weights and test-time
 # views: 50-130 s each on 2 cores) and the networks on wine and diabetes (30 epochs each) run in
 # `pytest -m slow` to keep CI under 20 minutes. The default suite trains the sequence kind in
@@ -74,10 +83,7 @@ def test_every_kind_trains_scores_and_submits(name, ensemble, comp, workdir):
         ensemble = json.loads((workdir / "runs/digit-tags/ensemble/stage.json").read_text())
         assert set(ensemble["decoding"]["thresholds"]) == set(thresholds)
         assert record["decoding"] == ensemble["decoding"]
-    sample = read_submission(demo_competition(cache_root(), name) / "sample_submission.csv")
-    submission = read_submission(path)
-    assert list(submission.columns) == list(sample.columns)
-    assert submission["id"].tolist() == sample["id"].tolist()
+    _matches_sample(path, name)
     holdout_metric, holdout = holdout_score(cache_root(), name, path)
     assert holdout_metric == metric
     if baseline["higher_is_better"]:
@@ -96,9 +102,7 @@ def test_digit_values_train_as_a_regression_on_images(comp, workdir):
     truth = pd.read_csv(demo_competition(cache_root(), "digit-value") / "train.csv")["value"]
     assert baseline["metric"] == "rmse" and baseline["score"] < 0.6 * truth.std(), (baseline["score"], truth.std())
     (path,) = (workdir / "submissions").glob("digit-value-*-rmse=*.csv")
-    submission = read_submission(path)
-    sample = read_submission(demo_competition(cache_root(), "digit-value") / "sample_submission.csv")
-    assert list(submission.columns) == list(sample.columns) and submission["id"].tolist() == sample["id"].tolist()
+    submission = _matches_sample(path, "digit-value")
     assert np.isfinite(submission["value"].astype(float)).all()
 
 
@@ -114,10 +118,8 @@ def test_street_numbers_train_and_submit_their_strings(comp, workdir):
     oof = pd.read_csv(workdir / "runs/street/baseline/oof.csv", dtype=str, keep_default_na=False)
     assert oof["number"].str.startswith("0").any()  # the truth column keeps '07'
     (path,) = (workdir / "submissions").glob("street-*-exact_match=*.csv")
-    submission = read_submission(path)
+    submission = _matches_sample(path, "street")
     assert submission["number"].str.fullmatch(r"[0-9]{1,4}").all()
-    sample = read_submission(demo_competition(cache_root(), "street") / "sample_submission.csv")
-    assert list(submission.columns) == list(sample.columns) and submission["id"].tolist() == sample["id"].tolist()
 
 
 @pytest.mark.parametrize("name,changes", [
