@@ -6,7 +6,8 @@ runs the default pipeline on each bundled demo (and `large`: mnist5k upscaled to
 (the budget counts from the process start), alone and/or beside one CPU-bound Python loop
 (`busy`). Prints wall / budget (the promise: <= 1.05, plus 10 s of start-up), the
 submission's OOF score and its score on the hidden test labels, and the run plan's
-resolution and epochs a fold.
+resolution and epochs a fold, what made the submission and how many fold models stage bag
+added.
 """
 from __future__ import annotations
 
@@ -63,20 +64,23 @@ def run(name: str, budget: str, busy: bool) -> dict:
             metric, holdout = score(path)
             plan_file = Path(scratch, "runs", "bench", "plan.json")
             plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+            bag_file = Path(scratch, "runs", "bench", "bag", "stage.json")
+            bagged = json.loads(bag_file.read_text()).get("units", 0) if bag_file.is_file() else 0
     finally:
         if spinner:
             spinner.kill()
     size = plan.get("size")
     return {"wall": wall, "ratio": wall / parse_duration(budget), "oof": oof, "holdout": holdout, "metric": metric,
-            "plan": (f"{size[0]}x{size[1]}, " if size else "") + (f"~{plan['epochs']} epochs" if plan else "none")}
+            "plan": (f"{size[0]}x{size[1]}, " if size else "") + (f"~{plan['epochs']} epochs" if plan else "none"),
+            "source": path.name.split("-")[-2] if path.name.count("-") >= 2 else "?", "bagged": bagged}
 
 
 def main(argv: list[str]) -> int:
     names = [a for a in argv if a in DEMOS or a == "large"] or [*DEMOS, "large"]
     budgets = [a.split("=", 1)[1] for a in argv if a.startswith("budget=")] or ["2m", "5m"]
     modes = [m for m in ("alone", "busy") if m in argv] or ["alone", "busy"]
-    print("| competition | budget | beside | wall | wall / budget | OOF | holdout | plan |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| competition | budget | beside | wall | wall / budget | OOF | holdout | plan | submitted | bag |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     worst = 0.0
     for name in names:
         for budget in budgets:
@@ -88,7 +92,8 @@ def main(argv: list[str]) -> int:
                     continue
                 worst = max(worst, r["ratio"])
                 print(f"| {name} | {budget} | {'a busy process' if mode == 'busy' else 'nothing'} | {r['wall']:.0f} s "
-                      f"| {r['ratio']:.3f} | {r['oof']:.4f} | {r['holdout']:.4f} ({r['metric']}) | {r['plan']} |",
+                      f"| {r['ratio']:.3f} | {r['oof']:.4f} | {r['holdout']:.4f} ({r['metric']}) | {r['plan']} | {r['source']} "
+                      f"| {r['bagged']} fold models |",
                       flush=True)
     print(f"worst wall / budget: {worst:.3f}")
     return 0

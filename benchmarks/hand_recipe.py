@@ -14,6 +14,7 @@ averaged down to 32x32 first.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +38,9 @@ def run_comp(folder: Path, solution: Path, budget: str) -> dict:
                                f"competition={folder}", "run=bench", f"budget={budget}"],
                               cwd=scratch, capture_output=True, text=True)
         wall = time.monotonic() - began
+        log = os.environ.get("COMP_BENCH_LOG")  # where to keep comp's output, to read what each stage did
+        if log:
+            Path(log).write_text(done.stdout + done.stderr)
         if done.returncode:
             raise SystemExit(done.stderr)
         (path,) = Path(scratch, "submissions").glob("*.csv")

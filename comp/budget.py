@@ -12,6 +12,8 @@ Each stage declares its share in its module (``TIME``, a ``Share``); the pipelin
   (``fund``): the main model's schedule comes first, the others share what is left.
 - The training time ends ``RESERVE`` before the budget: 10% of it (at least 15 s) is kept
   for prediction, submission and the report.
+- ``Share(leftover=True)``: a training stage that takes only what the others leave (stage
+  bag): no weight among them, all the training time left when it starts.
 - ``Share(of_budget=f)``: ``f`` of the whole budget, at most what is left (the checks).
 - ``Share(of_remaining=f)``: ``f`` of what is left of the budget when the stage starts;
   with ``after_training`` at least until the training time's end (the ensemble: what the
@@ -37,6 +39,7 @@ class Share:
     of_budget: float = 0.0
     of_remaining: float = 0.0
     after_training: bool = False  # with of_remaining: at least until the training time's end (what it left)
+    leftover: bool = False  # a training stage with the training time the others leave
 
 
 class Budget:
@@ -47,6 +50,7 @@ class Budget:
         self.seconds = seconds
         self.start = clock.now() if start is None else start  # when the command began (cli: the process start)
         self.pending: dict[str, float] = {}  # training stages still to run, in order -> weight
+        self.leftover: list[str] = []  # training stages still to run that take what the others leave
         self.boxes: dict[str, TimeBox] = {}  # fixed when a stage starts
         self.funded: dict[str, float] = {}  # training stages given seconds by the run plan (comp.planner)
         self.kept = 0.0  # seconds the run plan keeps after the training stages (for the ensemble)
@@ -74,14 +78,16 @@ class Budget:
         """Plan the training stages' shares (``shares``: the stages to run, in order); the
         line to print."""
         self.pending = {name: s.training for name, s in shares.items() if s is not None and s.training}
+        self.leftover = [name for name, s in shares.items() if s is not None and s.leftover]
         if not self.limited or not self.pending:
             return ""
         total = sum(self.pending.values())
         training = max(self.training_end() - clock.now(), 0.0)
         parts = ", ".join(f"{s} {w / total:.0%} (~{training * w / total:.0f}s)" for s, w in self.pending.items())
+        after = f"; {' and '.join(self.leftover)} what they leave" if self.leftover else ""
         return (f"budget plan: {self.seconds:.0f}s; {self.seconds - (self.training_end() - self.start):.0f}s "
-                f"kept for prediction and submission, the training stages share the rest: {parts} (a stage that "
-                "finishes early or is unchanged leaves its time to the next)")
+                f"kept for prediction and submission, the training stages share the rest: {parts}{after} (a stage "
+                "that finishes early or is unchanged leaves its time to the next)")
 
     def fund(self, stage: str, seconds: float) -> None:
         """The run plan gives ``stage`` ``seconds`` (at most what training has left when it
@@ -95,7 +101,7 @@ class Budget:
 
     def planned(self, stage: str) -> bool:
         """Whether ``stage`` is a training stage of this budget's plan, still to run."""
-        return self.limited and stage in self.pending
+        return self.limited and (stage in self.pending or stage in self.leftover)
 
     def box(self, stage: str, share: Share | None) -> TimeBox:
         """The time ``stage`` may spend, from now (later calls give the same box)."""
@@ -110,6 +116,8 @@ class Budget:
         end = self.start + self.seconds
         if share is None:
             return TimeBox(end, now)
+        if share.leftover:
+            return TimeBox(now + max(self.training_end() - self.kept - now, 0.0), now)
         if share.training:
             training = max(self.training_end() - self.kept - now, 0.0)
             if stage in self.funded:
@@ -130,3 +138,5 @@ class Budget:
     def finished(self, stage: str) -> None:
         """``stage`` ran or was skipped: its weight leaves the plan."""
         self.pending.pop(stage, None)
+        if stage in self.leftover:
+            self.leftover.remove(stage)

@@ -20,8 +20,8 @@ from typing import Any, Iterable
 import yaml
 
 from comp.errors import ConfigError
-from comp.settings import (Bool, Duration, Float, Folds, Int, Items, Mapping, Name, Size, Spec, Str, Views,
-                           build, flatten, parse_duration, schema, section, setting)
+from comp.settings import (Bool, Duration, Float, Folds, Int, Items, Mapping, Name, NumberOrAuto, Size, Spec, Str,
+                           Views, build, flatten, parse_duration, schema, section, setting)
 from comp.training.spec import TrainSpec
 
 __all__ = ["Config", "SCHEMA", "load_config", "parse_duration", "describe_keys", "config_dir"]
@@ -120,6 +120,15 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class Bag:
+    seeds: int | str = setting("auto", "more seeds of the final configuration trained on each fold, their mean one "
+                                       "candidate (docs/recipe.md 8): auto = under budget= as many as the time the "
+                                       "other training stages leave fits (at most 4 a fold), without one none; N = "
+                                       "N more a fold", NumberOrAuto(lambda v: v >= 0 and v == int(v),
+                                                                    "; use auto or a whole number of at least 0"))
+
+
+@dataclass(frozen=True)
 class Model:
     name: str = setting("auto", "model plugin (see `comp plugins`); auto = the task kind's default for the inputs "
                                 "(images: small_cnn, street numbers: seq_cnn, tables: hgb)", Str())
@@ -192,6 +201,7 @@ class Config:
     baseline: Baseline = section(Baseline)
     regularize: Regularize = section(Regularize)
     tune: Tune = section(Tune)
+    bag: Bag = section(Bag)
     train: TrainSpec = section(TrainSpec)
     model: Model = section(Model)
     check: Check = section(Check)

@@ -95,6 +95,9 @@ class Result:
     model: dict | None = None  # name, hp, augmentations (``ModelSpec.to_dict``)
     input_shape: list[int] | None = None  # images: what the models take
     variants: dict[str, "Result"] = field(default_factory=dict)
+    # Per fold, the model folders (run-relative) whose mean is the stage's prediction (stage bag:
+    # several seeds); empty: the stage's own fold_k/.
+    fold_paths: list[list[str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # the stage's other keys, kept as they were
 
     @property
@@ -160,7 +163,14 @@ class EnsembleResult(Result):
 def fold_members(stage: str, result: Result, views: list[str]) -> list[Member]:
     """A training stage's fold models as the one member of a prediction, through ``views``."""
     return [Member(stage, stage, "fold", 1.0, list(views), result.augmentations, result.input_shape,
-                   [[ModelRef(f"{stage}/{FOLD_DIR.format(fold=k)}")] for k in range(result.folds or 0)])]
+                   fold_refs(stage, result))]
+
+
+def fold_refs(stage: str, result: Result) -> list[list[ModelRef]]:
+    """Per fold, the models whose mean is a training stage's prediction."""
+    if result.fold_paths:
+        return [[ModelRef(path) for path in paths] for paths in result.fold_paths]
+    return [[ModelRef(f"{stage}/{FOLD_DIR.format(fold=k)}")] for k in range(result.folds or 0)]
 
 
 def result_of(data: dict[str, Any]) -> Result:

@@ -8,7 +8,7 @@ This module holds the page's layout. Its sections (``<section id=...>``) are fil
 stages (``REPORT`` in a stage module: section id -> a function of the ``RunView``), by the
 task kind (the errors: ``Task.error_analysis``) and the modality (their gallery): summary
 (inspect), budget, stages, training (baseline's learning curves, check's LR range test),
-errors, filters and histograms (baseline's first fold model), regularize, tune, ensemble.
+errors, filters and histograms (baseline's first fold model), regularize, tune, bag, ensemble.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ SECTIONS = (
     ("histograms", "Weights, activations and gradients", ("baseline",)),
     ("regularize", "Regularisation, one change at a time", ("regularize",)),
     ("tune", "Tuning trials", ("tune",)),
+    ("bag", "More seeds of the final configuration", ("bag",)),
     ("ensemble", "Ensemble and test-time augmentation", ("ensemble",)),
 )
 

@@ -17,7 +17,7 @@ from tests.conftest import SMOKE, comp_subprocess
 # it does for a set too large for memory
 KEEP = ("train.epochs=4", "train.snapshots=2", "train.swa_epochs=3", "train.keep_ema=auto",
         "ensemble.candidates=[fold,snapshots,swa,ema]", "predict.tta=auto", "data.in_memory_mb=0")
-SECTIONS = ["summary", "budget", "stages", "training", "errors", "filters", "histograms", "regularize", "tune",
+SECTIONS = ["summary", "budget", "stages", "training", "errors", "filters", "histograms", "regularize", "tune", "bag",
             "ensemble"]
 
 

@@ -105,6 +105,23 @@ def test_a_funded_stage_keeps_its_seconds_and_the_others_share_the_rest(monkeypa
     assert budget.box("ensemble-like", Share(training=1.0)).seconds == pytest.approx(80.0)  # never past training's end
 
 
+def test_a_leftover_stage_gets_what_the_weighted_stages_leave(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    budget = Budget(200.0, start=0.0)  # training ends at 180 s
+    shares = {"baseline": Share(training=0.4), "tune": Share(training=0.6), "bag": Share(leftover=True)}
+    assert budget.plan(shares).endswith("baseline 40% (~72s), tune 60% (~108s); bag what they leave (a stage that "
+                                        "finishes early or is unchanged leaves its time to the next)")
+    assert budget.box("baseline", shares["baseline"]).seconds == pytest.approx(72.0)  # no weight taken by bag
+    assert budget.planned("bag")
+    now[0] = 60.0
+    budget.finished("baseline")
+    budget.keep(20.0)  # the run plan's time for the ensemble
+    now[0] = 120.0  # tune ended early
+    budget.finished("tune")
+    assert budget.box("bag", shares["bag"]).seconds == pytest.approx(40.0)  # to training's end less what is kept
+
+
 def test_tracing_is_the_time_beyond_the_typical_step():
     assert tracing([3.0, 0.1, 0.1, 0.1, 0.5]) == pytest.approx(3.8 - 5 * 0.1)  # beyond 5 median steps
     assert tracing([3.0, 0.1]) == 0.0  # too few steps to tell

@@ -5,9 +5,9 @@ and the training stages) and ``run(ctx) -> record``; optionally ``FOLD_MODELS = 
 training stage that never publishes fold models for every fold), ``validate(cfg,
 competition, task)``, called for every planned stage before anything is written, and
 ``work(cfg, competition, task, rundir)``, what a keras-tuner worker process runs."""
-from comp.stages import baseline, check, ensemble, inspect, predict, regularize, split, submit, tune
+from comp.stages import bag, baseline, check, ensemble, inspect, predict, regularize, split, submit, tune
 
-STAGES = {m.NAME: m for m in (inspect, split, check, baseline, regularize, tune, ensemble, predict, submit)}
+STAGES = {m.NAME: m for m in (inspect, split, check, baseline, regularize, tune, bag, ensemble, predict, submit)}
 TRAINING = tuple(name for name, module in STAGES.items() if module.TRAINS)
 
 # Stages of the recipe that this version does not have yet; named so errors can say so.

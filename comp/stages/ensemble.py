@@ -4,7 +4,8 @@
 Candidates, from every training stage with models for every fold: its fold models (the
 best epoch), a checkpoint ensemble of each fold's top epochs (``snapshots``), the SWA mean
 and the EMA of each fold's weights (BatchNorm statistics recomputed on the fold's training
-rows), and the stage's ``baseline.variants`` (gradient boosting on tables, ...). Each
+rows), and the stage's ``baseline.variants`` (gradient boosting on tables, ...); stage bag's
+candidate is each fold's mean of several seeds' models. Each
 candidate is scored on OOF rows as it is and with test-time views (``predict.tta``); the
 views are kept for a candidate only where they improve its OOF score.
 
@@ -101,6 +102,7 @@ class Candidate:
     derived: dict = field(default_factory=dict)  # fold -> set -> recalibrated weights (swa, ema)
     seconds: float = 0.0
     dropped: str = ""  # why it was not evaluated on every fold (the budget)
+    paths: list[list[str]] = field(default_factory=list)  # per fold, the models averaged (stage bag); empty: root's
 
 
 def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
@@ -118,7 +120,7 @@ def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
         root = ctx.rundir.output(stage)
         shape = tuple(result.input_shape) if result.input_shape else None
         if "fold" in wanted:
-            found.append(Candidate(stage, stage, "fold", root, result.model, shape))
+            found.append(Candidate(stage, stage, "fold", root, result.model, shape, paths=result.fold_paths))
         infos = [root / artifacts.FOLD_DIR.format(fold=k) / WEIGHTS_INFO for k in range(n_folds)]
         if all(p.is_file() for p in infos):
             import json
@@ -208,11 +210,15 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
         """A stage's plain fold models as they stand: its own OOF predictions, no model to load."""
         relative = cand.root.relative_to(ctx.rundir.path).as_posix()
         cand.plain, cand.tta, cand.views, cand.probes = np.load(cand.root / artifacts.OOF_PROBS), None, [], {}
-        cand.files = [[ModelRef(f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}")] for k in range(n_folds)]
+        cand.files = ([[ModelRef(path) for path in paths] for paths in cand.paths] if cand.paths else
+                      [[ModelRef(f"{relative}/{artifacts.FOLD_DIR.format(fold=k)}")] for k in range(n_folds)])
 
+    bags = []  # several models a fold: each model through the views, then averaged
     for cand in candidates:
         if cand.kind == "fold" and (cfg.predict.tta == 1 or not modality_of(ctx.competition).test_views):
             own_oof(cand)  # no views to try
+        elif cand.paths:
+            bags.append(cand)
         else:
             groups.setdefault(cand.root, []).append(cand)
     per_pass = 0.0  # seconds of one pass over a fold's rows (a prediction, a view, a recalibration), last measured
@@ -293,23 +299,8 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                                 cand.derived.setdefault(k, {})[name] = [v.numpy() for v in fm.model.variables]
                                 kept = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
                             refs.append(ModelRef(folder, kept, name))
-                        p = fm.predictions(inputs, rows, task, batch).astype(np.float64)
-                        p_sum = p_sum + p
-                        if views:
-                            t_sum = t_sum + (p + sum(task.predictions(fm.outputs(inputs, rows, task, batch, v))
-                                                     .astype(np.float64) for v in views)) / (1 + len(views))
-                        for v in probes:
-                            q_sums[v.name] = q_sums.get(v.name, 0.0) + task.predictions(
-                                fm.outputs(inputs, rows, task, batch, v)).astype(np.float64)
-                    if cand.plain is None:
-                        cand.plain = np.zeros((len(y), *p_sum.shape[1:]), dtype=np.float32)
-                        cand.tta = np.zeros_like(cand.plain) if views else None
-                    cand.plain[rows] = p_sum / len(refs)
-                    if views:
-                        cand.tta[rows] = t_sum / len(refs)
-                    for name, q_sum in q_sums.items():
-                        cand.probes.setdefault(name, np.zeros_like(cand.plain))[rows] = q_sum / len(refs)
-                    cand.files.append(refs)
+                        p_sum, t_sum = _add_passes(fm, inputs, rows, task, batch, views, probes, p_sum, t_sum, q_sums)
+                    _store(cand, len(y), rows, refs, p_sum, t_sum, q_sums, bool(views))
                     spent = clock.now() - began + shared / len(group)
                     per_pass = spent / passes(cand, len(views) + len(probes))
                     cand.seconds += spent
@@ -324,6 +315,8 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                         fm = load_fold_model(fold_dir)
             if fm.is_keras:
                 keras.backend.clear_session()
+    for cand in bags:
+        _evaluate_bag(ctx, cand, data, fold_of, deadline, broken_views, probing, per_pass)
     kept = []
     for cand in candidates:
         if cand.dropped and cand.kind == "fold":  # the stage's own OOF, no model to run
@@ -334,6 +327,76 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
             continue
         kept.append(cand)
     return kept
+
+
+def _add_passes(fm, inputs, rows, task, batch: int, views: list, probes: list, p_sum, t_sum, q_sums: dict):
+    """One model's predictions on ``rows`` added to the sums: plain, averaged with ``views``
+    (into ``t_sum``), and each probe view alone (into ``q_sums``)."""
+    p = fm.predictions(inputs, rows, task, batch).astype(np.float64)
+    if views:
+        t_sum = t_sum + (p + sum(task.predictions(fm.outputs(inputs, rows, task, batch, v)).astype(np.float64)
+                                 for v in views)) / (1 + len(views))
+    for v in probes:
+        q_sums[v.name] = q_sums.get(v.name, 0.0) + task.predictions(
+            fm.outputs(inputs, rows, task, batch, v)).astype(np.float64)
+    return p_sum + p, t_sum
+
+
+def _store(cand: Candidate, n_rows: int, rows: np.ndarray, refs: list[ModelRef], p_sum, t_sum, q_sums: dict,
+           views: bool) -> None:
+    """A fold's sums over its ``refs`` as the candidate's OOF predictions on ``rows``."""
+    if cand.plain is None:
+        cand.plain = np.zeros((n_rows, *p_sum.shape[1:]), dtype=np.float32)
+        cand.tta = np.zeros_like(cand.plain) if views else None
+    cand.plain[rows] = p_sum / len(refs)
+    if views:
+        cand.tta[rows] = t_sum / len(refs)
+    for name, q_sum in q_sums.items():
+        cand.probes.setdefault(name, np.zeros_like(cand.plain))[rows] = q_sum / len(refs)
+    cand.files.append(refs)
+
+
+def _evaluate_bag(ctx: StageContext, cand: Candidate, data: Data, fold_of: np.ndarray, deadline: float,
+                  broken_views: set, probing: bool, per_pass: float) -> None:
+    """A candidate of several models a fold (stage bag): each model with the views, averaged
+    per fold. Dropped (its own OOF stands, without views) when its folds do not fit ``deadline``
+    at the pace measured so far (``per_pass``: one pass over a fold's rows), or when it fails."""
+    import keras
+
+    from comp.augmentation import probe_views, views_for
+    from comp.errors import CompError
+    from comp.training.fold_model import load_fold_model
+
+    task, cfg, batch = ctx.task, ctx.cfg, ctx.cfg.predict.batch_size
+    inputs = data.get(cand.input_shape)
+    policy = cand.model.get("augmentations", [])
+    views = views_for(policy, inputs.spec(), task.kind, cfg.predict.tta, leave_out=broken_views)
+    probes = [v for v in probe_views(policy, inputs.spec(), task.kind) if v.name not in broken_views] if probing else []
+    n_folds = len(cand.paths)
+    for k, paths in enumerate(cand.paths):
+        per_fold = cand.seconds / k if k else len(paths) * (1 + len(views) + len(probes)) * per_pass
+        if clock.now() + per_fold * (n_folds - k) > deadline:
+            cand.dropped = f"~{per_fold:.0f}s per fold for {n_folds - k} more fold(s) did not fit the ensemble's share"
+            return
+        rows = np.flatnonzero(fold_of == k)
+        began = clock.now()
+        try:
+            p_sum, t_sum, q_sums, refs = 0.0, 0.0, {}, []
+            for path in paths:
+                fm = load_fold_model(ctx.rundir.path / path)
+                p_sum, t_sum = _add_passes(fm, inputs, rows, task, batch, views if fm.is_keras else [],
+                                           probes if fm.is_keras else [], p_sum, t_sum, q_sums)
+                refs.append(ModelRef(path))
+                if fm.is_keras:
+                    keras.backend.clear_session()
+        except CompError:
+            raise
+        except Exception as exc:  # a model or view that cannot run leaves the candidate out
+            cand.dropped = f"failed: {ctx.failed(f'candidate {cand.name} on fold {k + 1}', exc)}"
+            return
+        cand.views = [v.name for v in views]
+        _store(cand, len(fold_of), rows, refs, p_sum, t_sum, q_sums, bool(views))
+        cand.seconds += clock.now() - began
 
 
 def save_derived(ctx: StageContext, cand: Candidate) -> None:

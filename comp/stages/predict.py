@@ -77,18 +77,28 @@ def run(ctx: StageContext) -> dict:
 
     source, result = pick_source(ctx)
     comp, task = ctx.competition, ctx.task
-    members = members_of(source, result, source_views(ctx.cfg))
-    # The members' files live in the stages that trained them: checked like any input.
-    for stage in sorted(member_stages(members) - set(ctx.upstream.values())):
-        ctx.rundir.verify(stage)
     loaded: dict = {}
-    total, weights = None, 0.0
-    for member in members:
-        shape = tuple(member.input_shape) if member.input_shape else None
+
+    def test_inputs(shape):
         if shape not in loaded:
             loaded[shape] = load_inputs(comp, "test", ctx.cfg.reading(), geometry=shape)[0]
             _report_bad(ctx, shape)
-        pred = predict_member(ctx, member, loaded[shape])
+        return loaded[shape]
+
+    views = source_views(ctx.cfg)
+    if isinstance(views, int):  # predict.tta=N: the first N - 1 views this stage's models offer, by name
+        from comp.augmentation import views_for
+
+        shape = tuple(result.input_shape) if result.input_shape else None
+        views = [v.name for v in views_for(result.augmentations, test_inputs(shape).spec(), task.kind, views)]
+    members = members_of(source, result, views)
+    # The members' files live in the stages that trained them: checked like any input.
+    for stage in sorted(member_stages(members) - set(ctx.upstream.values())):
+        ctx.rundir.verify(stage)
+    total, weights = None, 0.0
+    for member in members:
+        shape = tuple(member.input_shape) if member.input_shape else None
+        pred = predict_member(ctx, member, test_inputs(shape))
         total = pred * member.weight if total is None else total + pred * member.weight
         weights += member.weight
     predictions = (total / weights).astype(np.float32)

@@ -217,6 +217,21 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     return record
 
 
+def write_oof(ctx: StageContext, out: Path, oof: np.ndarray, decoding: dict, fold_of: np.ndarray) -> None:
+    """A training stage's OOF artifacts in ``out``: the predictions, their decoding and the
+    decoded table beside the truth."""
+    comp, task = ctx.competition, ctx.task
+    write_npy(out / artifacts.OOF_PROBS, oof)
+    write_json(out / artifacts.DECODING, decoding)
+    write_csv(out / artifacts.OOF_TABLE, pd.DataFrame({
+        comp.id_col: comp.train[comp.id_col],
+        "fold": fold_of,
+        comp.target_cols[0] if len(comp.target_cols) == 1 else "target":
+            task.truth_strings(comp.train[comp.target_cols]),
+        "prediction": task.decode(oof, decoding),
+    }))
+
+
 def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr: tuple[float, str], out: Path,
                  box: TimeBox, label: str) -> dict[str, Any]:
     """One model plugin cross-validated into ``out`` with its OOF artifacts; its stage record.
@@ -260,15 +275,7 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
 
     result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed, time=box, log=log,
                             epoch_hooks=hooks, title=ctx.name, predict_batch_size=cfg.predict.batch_size)
-    write_npy(out / artifacts.OOF_PROBS, result.oof)
-    write_json(out / artifacts.DECODING, result.decoding)
-    write_csv(out / artifacts.OOF_TABLE, pd.DataFrame({
-        comp.id_col: comp.train[comp.id_col],
-        "fold": fold_of,
-        comp.target_cols[0] if len(comp.target_cols) == 1 else "target":
-            task.truth_strings(comp.train[comp.target_cols]),
-        "prediction": task.decode(result.oof, result.decoding),
-    }))
+    write_oof(ctx, out, result.oof, result.decoding, fold_of)
     others = ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if k != task.metric_name)
     if others:
         log(f"OOF also: {others}")

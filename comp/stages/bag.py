@@ -1,0 +1,231 @@
+"""Stage `bag`: the run's final configuration trained again with new seeds on the same folds
+(docs/recipe.md 8).
+
+Networks trained from different seeds on the same rows err in different places, and their
+mean beats each of them: once the configuration is fixed, a seed ensemble is the surest gain
+left to buy with time. This stage trains the configuration the run ended with (stage tune's
+result when it published fold models, else the baseline's) again with seed ``seed + r``, one
+fold at a time, and publishes each fold's mean as that fold's model. Fold k's OOF prediction
+is the mean of models none of which saw fold k's rows, so its score is as honest as its
+source's (a configuration tune chose on some folds stays scored on the others).
+
+Under a budget it takes the training time the other stages leave (``Share(leftover=True)``):
+round by round (every fold a second seed before any a third), a fold model is started only
+when its forecast (its source's time per fold, then its own) fits; a fold the time did not
+reach keeps its single model. ``bag.seeds=auto`` trains at most ``AUTO_SEEDS`` more a fold
+under a budget and none without one (the recipe's run takes the time it needs; a seed
+ensemble doubles it), ``bag.seeds=N`` N more a fold. A model whose predictions do not change
+with the seed (a seeded estimator) stops the stage after its first fold: nothing to bag.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from comp import artifacts, clock
+from comp.budget import Share
+from comp.context import StageContext
+from comp.files import write_csv
+
+NAME = "bag"
+HELP = "train the final configuration again with new seeds on each fold (the time left); each fold's mean is its model"
+CONFIG = ("seed", "bag", "task", "metric", "data", "train", "model", "predict.batch_size", "split.group_column")
+TRAINS = True
+TIME = Share(leftover=True)
+OPTIONAL = True  # it only adds to what the stages before it published: a failure costs itself, not the run
+AUTO_SEEDS = 4  # bag.seeds=auto under a budget: at most this many more models a fold
+MARGIN = 1.15  # a fold model starts only when its forecast times this fits what is left
+UNITS = "units.csv"
+UNIT_COLUMNS = ["seed", "fold", "score", "seconds", "epochs", "path"]
+SOURCES = ("tune", "baseline")  # the run's final configuration: the first of these with fold models
+
+
+def inputs(cfg, available, training=()) -> dict[str, str]:
+    deps = {"split": "split", "baseline": "baseline"}
+    if "tune" in available:  # its result, when it published fold models, is what the run ended with
+        deps["tune"] = "tune"
+    if cfg.train.lr == "auto":
+        deps["check"] = "check"
+    return deps
+
+
+def validate(cfg, competition, task) -> None:
+    from comp.stages.training import validate_model
+
+    validate_model(cfg, competition, task)
+
+
+def seeds_allowed(cfg, limited: bool) -> int:
+    """More models a fold that ``bag.seeds`` allows (``auto``: ``AUTO_SEEDS`` under a budget)."""
+    seeds = cfg.bag.seeds
+    if seeds == "auto":
+        return AUTO_SEEDS if limited else 0
+    return int(seeds)
+
+
+def source(ctx: StageContext) -> tuple[str, Any, dict[str, Any]]:
+    """(the stage whose configuration is bagged, its result, its config changes over the run's)."""
+    for stage in SOURCES:
+        if stage not in ctx.upstream:
+            continue
+        result = ctx.rundir.result(ctx.upstream[stage])
+        if result.fold_models and not result.fold_paths:
+            changes = (result.extra.get("chosen") or {}).get("changes", {}) if stage != "baseline" else {}
+            return ctx.upstream[stage], result, dict(changes)
+    raise AssertionError("the baseline always has fold models")
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    from comp.data.loading import load_inputs
+    from comp.stages.training import load_targets, read_folds, resolve_lr
+    from comp.stages.trials import base_epochs, lr_setting
+    from comp.training.model import is_estimator
+
+    stage, result, changes = source(ctx)
+    n_folds = result.folds
+    limit = seeds_allowed(ctx.cfg, ctx.time.limited)
+    model = (result.model or {}).get("name", "")
+    lr = 0.0 if is_estimator(model) else resolve_lr(ctx)[0]
+    cfg = ctx.cfg.merged({**lr_setting(lr), **changes}, where=f"stage {stage}'s configuration")
+    epochs = base_epochs(ctx)
+    root = ctx.rundir.output(stage)
+    fold_of = read_folds(ctx)
+    source_oof = np.load(root / artifacts.OOF_PROBS)
+    paths = [[f"{stage}/{artifacts.FOLD_DIR.format(fold=k)}"] for k in range(n_folds)]
+    preds = [[source_oof[fold_of == k]] for k in range(n_folds)]
+    forecast = _fold_seconds(root)
+    units: list[dict] = []
+    if not limit:
+        why = ("bag.seeds=auto trains more seeds only under budget= (bag.seeds=N: N more a fold)"
+               if ctx.cfg.bag.seeds == "auto" else "bag.seeds=0")
+        ctx.log(f"nothing trained: {why}")
+        write_csv(ctx.work / UNITS, pd.DataFrame(units, columns=UNIT_COLUMNS))
+        return _record(ctx, stage, result, paths, preds, fold_of, units, why)
+    ctx.log(f"stage {stage}'s configuration ({model}{', ' + _shown(changes) if changes else ''}), {epochs} epochs: "
+            f"up to {limit} more seed(s) a fold, ~{forecast:.0f}s a fold model"
+            + (f"; {max(ctx.time.remaining(), 0):.0f}s left by the other training stages" if ctx.time.limited else ""))
+    why = f"every fold has {limit} more seed(s)"
+    data = None
+    for r, k in [(r, k) for r in range(1, limit + 1) for k in range(n_folds)]:  # every fold a seed before any gets two
+        if ctx.time.limited and clock.now() + MARGIN * forecast > ctx.time.end:
+            why = (f"the time left ({max(ctx.time.remaining(), 0):.0f}s) does not fit another fold model "
+                   f"(~{forecast:.0f}s)")
+            break
+        if data is None:
+            data = load_inputs(ctx.competition, "train", cfg.reading())[0], load_targets(ctx)
+        unit = _train_unit(ctx, cfg, data, fold_of, k, r, epochs)
+        pred = np.load(ctx.work / unit["path"] / "val_pred.npy")
+        if not units and np.allclose(pred, preds[k][0], rtol=0, atol=1e-6):
+            why = f"model {model} predicts the same with another seed: nothing to bag"
+            shutil.rmtree(ctx.work / unit["path"].split("/")[0])  # a copy of its source's model: not published
+            break
+        units.append(unit)
+        paths[k].append(f"{NAME}/{unit['path']}")
+        preds[k].append(pred)
+        forecast = float(np.mean([u["seconds"] for u in units]))
+        ctx.log(f"fold {k + 1}/{n_folds} seed {r + 1}: {ctx.task.metric_name}={unit['score']:.4f} alone, "
+                f"{_fold_score(ctx, preds[k], fold_of == k):.4f} the mean of the fold's {len(preds[k])} models "
+                f"({unit['seconds']:.0f}s)")
+    write_csv(ctx.work / UNITS, pd.DataFrame(units, columns=UNIT_COLUMNS))
+    ctx.log(f"stopped: {why}")
+    return _record(ctx, stage, result, paths, preds, fold_of, units, why)
+
+
+def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: int, epochs: int) -> dict[str, Any]:
+    """Fold ``k`` trained with seed ``cfg.seed + r`` into ``seed_<r + 1>/``; its row of units.csv."""
+    from comp.stages.training import augmentations, model_name, train_spec
+    from comp.training.cv import cross_validate
+    from comp.training.spec import ModelSpec
+
+    inputs, y = data
+    lr = 0.0 if cfg.train.lr == "auto" else float(cfg.train.lr)  # "auto" only for a model without an LR
+    # Only the fold models are bagged: no epoch weights kept for snapshots or averages.
+    spec = dataclasses.replace(train_spec(cfg, lr), epochs=epochs, snapshots=0, swa_epochs=0, keep_ema=0.0)
+    model = ModelSpec(model_name(cfg, ctx.competition, ctx.task), dict(cfg.model.hp),
+                      augmentations(cfg, ctx.competition, ctx.task))
+    began = clock.now()
+    folder = f"seed_{r + 1}"
+    result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / folder, seed=cfg.seed + r,
+                            time=ctx.time, log=lambda message: None, only=[k],
+                            predict_batch_size=cfg.predict.batch_size)
+    fold = result.folds[0]
+    # A fold resumed from an earlier attempt took its recorded seconds, not the moment it took now.
+    seconds = max(clock.now() - began, float(fold.get("seconds") or 0.0))
+    return {"seed": r + 1, "fold": k + 1, "score": float(fold["score"]), "seconds": round(seconds, 1),
+            "epochs": fold.get("epochs"), "path": f"{folder}/{artifacts.FOLD_DIR.format(fold=k)}"}
+
+
+def _fold_seconds(root) -> float:
+    """A fold model's mean training seconds in a stage's folder (its cv.json)."""
+    import json
+
+    from comp.training.cv import SUMMARY_FILE
+
+    path = root / SUMMARY_FILE
+    folds = json.loads(path.read_text()).get("folds", []) if path.is_file() else []
+    seconds = [f["seconds"] for f in folds if isinstance(f.get("seconds"), (int, float))]
+    return float(np.mean(seconds)) if seconds else math.inf
+
+
+def _fold_score(ctx: StageContext, preds: list[np.ndarray], rows: np.ndarray) -> float:
+    from comp.stages.training import load_targets
+
+    return ctx.task.score(load_targets(ctx)[rows], np.mean(preds, axis=0))
+
+
+def _shown(changes: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items())
+
+
+def _record(ctx: StageContext, stage: str, result, paths, preds, fold_of, units, why: str) -> dict[str, Any]:
+    """The stage's record: each fold's mean as its model, scored like any training stage's
+    (on the folds its source's configuration was not chosen on), or, when nothing was
+    trained, no fold models of its own."""
+    from comp.significance import standard_error
+    from comp.stages.training import load_targets, write_oof
+    from comp.stages.trials import honest_record
+
+    extra = {"bagged": stage, "seeds": [len(p) for p in paths], "units": len(units), "why": why}
+    if not units:
+        return {"score": result.score, "metric": result.metric, "higher_is_better": result.higher_is_better,
+                "fold_scores": result.fold_scores, "score_se": result.extra.get("score_se"), "folds": result.folds,
+                "fold_models": False, **extra}
+    task, y = ctx.task, load_targets(ctx)
+    oof = np.zeros((len(y), *preds[0][0].shape[1:]), dtype=np.float32)
+    for k, fold in enumerate(preds):
+        oof[fold_of == k] = np.mean(fold, axis=0)
+    scored = fold_of >= 0
+    decoding, score = task.fit_decoding(y[scored], oof[scored], fold_of[scored])
+    scores = task.honest_scores(y[scored], oof[scored], fold_of[scored])
+    scores[task.metric_name] = score
+    write_oof(ctx, ctx.work, oof, decoding, fold_of)
+    fold_scores = [task.score(y[fold_of == k], oof[fold_of == k]) for k in range(len(preds))]
+    alone = result.extra.get("score_all_rows", result.score)
+    ctx.log(f"OOF {task.metric_name} = {score:.5f} +- {standard_error(fold_scores):.5f} (folds: "
+            + ", ".join(f"{s:.4f}" for s in fold_scores) + f"); stage {stage}'s fold models alone {alone:.5f}")
+    record = {"score": score, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
+              "scores": scores, "fold_scores": fold_scores, "score_se": standard_error(fold_scores),
+              "task": task.kind, "model": result.model, "folds": result.folds, "decoding": decoding,
+              "fold_models": True, "fold_paths": paths, **extra}
+    if result.input_shape:
+        record["input_shape"] = result.input_shape
+    return honest_record(ctx, record, list(result.extra.get("selected_on", [])))
+
+
+def _report_units(run) -> str:
+    from comp.html import missing, note, table
+
+    path = run.folder(NAME) / UNITS
+    if not run.record(NAME) or not path.is_file():
+        return missing(NAME)
+    frame = pd.read_csv(path)
+    why = run.record(NAME).get("why", "")
+    return (table(frame) if len(frame) else "") + note(f"stopped: {why}")
+
+
+REPORT = {"bag": _report_units}

@@ -1,0 +1,61 @@
+"""Stage bag: the final configuration trained again with new seeds, each fold's mean its model."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+
+from tests.conftest import SMOKE
+
+
+def _record(workdir, stage):
+    return json.loads((workdir / f"runs/digits/{stage}/stage.json").read_text())
+
+
+def test_more_seeds_of_each_fold_are_published_as_their_mean_and_predict_with_it(comp, workdir):
+    code, out, err = comp("run", "stage=predict", *SMOKE, "bag.seeds=1", "predict.source=bag")
+    assert code == 0, err
+    record = _record(workdir, "bag")
+    assert record["fold_paths"] == [["baseline/fold_0", "bag/seed_2/fold_0"], ["baseline/fold_1", "bag/seed_2/fold_1"]]
+    assert record["seeds"] == [2, 2] and record["why"] == "every fold has 1 more seed(s)"
+    units = pd.read_csv(workdir / "runs/digits/bag/units.csv")
+    assert units[["seed", "fold"]].values.tolist() == [[2, 1], [2, 2]]
+    # Each fold's OOF prediction is the mean of the baseline's fold model and the new seed's,
+    # neither of which trained on the fold's rows.
+    folds = pd.read_csv(workdir / "runs/digits/split/folds.csv")["fold"].to_numpy()
+    base = np.load(workdir / "runs/digits/baseline/oof.npy")
+    oof = np.load(workdir / "runs/digits/bag/oof.npy")
+    for k in range(2):
+        seed = np.load(workdir / f"runs/digits/bag/seed_2/fold_{k}/val_pred.npy")
+        assert not np.allclose(seed, base[folds == k], atol=1e-3)  # another seed: another model
+        np.testing.assert_allclose(oof[folds == k], (base[folds == k] + seed) / 2, rtol=1e-6, atol=1e-7)
+    assert "[bag] fold 1/2 seed 2: accuracy=" in out
+    assert "[predict] 360 test rows from bag: bag x1.00 (2 folds)" in out
+    test = np.load(workdir / "runs/digits/predict/test_pred.npy")
+    assert test.shape == (360, 10) and np.allclose(test.sum(axis=1), 1.0, atol=1e-4)
+    # With test-time views the ensemble runs each of a fold's models through them, then averages.
+    code, out, err = comp("run", "stage=ensemble", *SMOKE, "bag.seeds=1", "predict.tta=3")
+    assert code == 0, err
+    assert re.search(r"^\[ensemble\] bag: OOF accuracy 0\.\d+, with 2 test-time views 0\.\d+", out, re.MULTILINE)
+    members = _record(workdir, "ensemble")["members"]
+    bagged = [m for m in members if m["name"] == "bag"]
+    assert not bagged or [[r["model"] for r in refs] for refs in bagged[0]["models"]] == record["fold_paths"]
+
+
+def test_without_a_budget_auto_bags_nothing_and_a_seeded_estimator_stops_at_once(comp, workdir):
+    code, out, err = comp("run", "stage=bag", *SMOKE)
+    assert code == 0, err
+    assert "[bag] nothing trained: bag.seeds=auto trains more seeds only under budget= (bag.seeds=N: N more a fold)" \
+        in out
+    assert _record(workdir, "bag")["fold_models"] is False
+    # Gradient boosting with its fixed random_state predicts the same from any seed.
+    wine = ("competition=demo:wine", "run=wine", "bag.seeds=3", "baseline.variants=[]")
+    code, out, err = comp("run", "stage=bag", *SMOKE, *wine)
+    assert code == 0, err
+    record = json.loads((workdir / "runs/wine/bag/stage.json").read_text())
+    assert record["why"] == "model hgb predicts the same with another seed: nothing to bag"
+    assert record["fold_models"] is False and record["units"] == 0
+    assert not list((workdir / "runs/wine/bag").glob("seed_*"))  # the one fold model it tried is not kept
+    code, out, err = comp("run", "stage=ensemble", *SMOKE, *wine)
+    assert code == 0, err
+    assert "[ensemble] baseline: OOF" in out and "[ensemble] bag" not in out  # nothing of its own to blend
