@@ -40,7 +40,7 @@ def export_run(cfg) -> Path:
                         f"`comp run stage={source}` (or stage=all) to bring it up to date, then export")
     if not result.fold_models:
         raise ConfigError(f"export: stage {source} kept no fold models for every fold; set predict.source=baseline")
-    members = members_of(source, result, source_views(cfg))
+    members = members_of(source, result, source_views(cfg, result, task))
     for stage in sorted(member_stages(members)):
         rundir.verify(stage)
     model = ensemble_model(rundir.path, members, task)
@@ -74,6 +74,8 @@ def ensemble_model(run_path: Path, members: list, task):
     total = sum(m.weight for m in members)
     for i, member in enumerate(members):
         refs = [ref for fold in member.models for ref in fold]
+        # Each fold counts once, however many models it has (stage bag's folds may differ).
+        share = [1 / len(member.models) / len(fold) for fold in member.models for _ in fold]
         for j, (ref, fold_model) in enumerate(member_models(run_path, refs, reuse=False)):
             if not fold_model.is_keras:
                 raise ConfigError(f"export: ensemble member {member.name} is not a Keras model; only Keras "
@@ -94,7 +96,7 @@ def ensemble_model(run_path: Path, members: list, task):
                 # training=False recorded in the graph: Keras's random augmentation layers default to
                 # training=True when called without it (a served model would augment its inputs)
                 outputs.append(model(view(inputs) if view is not None else inputs, training=False))
-                weights.append(member.weight / total / len(refs) / (1 + len(views)))
+                weights.append(member.weight / total * share[j] / (1 + len(views)))
     if inputs is None:
         raise ConfigError("export: the ensemble has no members")
     return keras.Model(inputs, WeightedSum(weights, name="blend")(outputs), name="comp_ensemble")

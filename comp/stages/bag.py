@@ -30,11 +30,14 @@ import pandas as pd
 from comp import artifacts, clock
 from comp.budget import Share
 from comp.context import StageContext
+from comp.failures import is_part_failure
 from comp.files import write_csv
 
 NAME = "bag"
 HELP = "train the final configuration again with new seeds on each fold (the time left); each fold's mean is its model"
-CONFIG = ("seed", "bag", "task", "metric", "data", "train", "model", "predict.batch_size", "split.group_column")
+# budget: bag.seeds=auto trains only under one, and how many fit depends on it
+CONFIG = ("seed", "bag", "budget", "task", "metric", "data", "train", "model", "predict.batch_size",
+          "split.group_column")
 TRAINS = True
 TIME = Share(leftover=True)
 OPTIONAL = True  # it only adds to what the stages before it published: a failure costs itself, not the run
@@ -110,19 +113,31 @@ def run(ctx: StageContext) -> dict[str, Any]:
             f"up to {limit} more seed(s) a fold, ~{forecast:.0f}s a fold model"
             + (f"; {max(ctx.time.remaining(), 0):.0f}s left by the other training stages" if ctx.time.limited else ""))
     why = f"every fold has {limit} more seed(s)"
-    data = None
+    data = load_inputs(ctx.competition, "train", cfg.reading())[0], load_targets(ctx)
     for r, k in [(r, k) for r in range(1, limit + 1) for k in range(n_folds)]:  # every fold a seed before any gets two
-        if ctx.time.limited and clock.now() + MARGIN * forecast > ctx.time.end:
+        folder = ctx.work / _unit_path(r, k)
+        finished = (folder / "done.json").is_file()  # by an earlier attempt: resumed whatever the time
+        if ctx.time.limited and not finished and clock.now() + MARGIN * forecast > ctx.time.end:
             why = (f"the time left ({max(ctx.time.remaining(), 0):.0f}s) does not fit another fold model "
                    f"(~{forecast:.0f}s)")
             break
-        if data is None:
-            data = load_inputs(ctx.competition, "train", cfg.reading())[0], load_targets(ctx)
-        unit = _train_unit(ctx, cfg, data, fold_of, k, r, epochs)
-        pred = np.load(ctx.work / unit["path"] / "val_pred.npy")
+        try:
+            unit, cut = _train_unit(ctx, cfg, data, fold_of, k, r, epochs)
+        except Exception as exc:
+            if not is_part_failure(exc):
+                raise
+            # What finished is published; the model that failed costs itself.
+            why = f"fold {k + 1} seed {r + 1} failed: {ctx.failed(f'fold {k + 1} seed {r + 1}', exc)}"
+            _discard(folder)
+            break
+        if cut:  # its schedule was cut to the time left: a weaker model would lower the fold's mean
+            why = f"the time left could not fit fold {k + 1} seed {r + 1}'s schedule of {epochs} epochs"
+            _discard(folder)
+            break
+        pred = np.load(folder / "val_pred.npy")
         if not units and np.allclose(pred, preds[k][0], rtol=0, atol=1e-6):
             why = f"model {model} predicts the same with another seed: nothing to bag"
-            shutil.rmtree(ctx.work / unit["path"].split("/")[0])  # a copy of its source's model: not published
+            _discard(folder)  # a copy of its source's model: not published
             break
         units.append(unit)
         paths[k].append(f"{NAME}/{unit['path']}")
@@ -136,8 +151,22 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return _record(ctx, stage, result, paths, preds, fold_of, units, why)
 
 
-def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: int, epochs: int) -> dict[str, Any]:
-    """Fold ``k`` trained with seed ``cfg.seed + r`` into ``seed_<r + 1>/``; its row of units.csv."""
+def _discard(folder) -> None:
+    """A fold model left out of the bag, and its seed's folder once it holds no other."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if not any(folder.parent.glob("fold_*")):
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def _unit_path(r: int, k: int) -> str:
+    """Where fold ``k``'s model of seed ``seed + r`` is, in the stage's folder."""
+    return f"seed_{r + 1}/{artifacts.FOLD_DIR.format(fold=k)}"
+
+
+def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: int,
+                epochs: int) -> tuple[dict[str, Any], bool]:
+    """Fold ``k`` trained with seed ``cfg.seed + r`` into ``seed_<r + 1>/``: its row of
+    units.csv, and whether the time cut its schedule short."""
     from comp.stages.training import augmentations, model_name, train_spec
     from comp.training.cv import cross_validate
     from comp.training.spec import ModelSpec
@@ -149,15 +178,17 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
     model = ModelSpec(model_name(cfg, ctx.competition, ctx.task), dict(cfg.model.hp),
                       augmentations(cfg, ctx.competition, ctx.task))
     began = clock.now()
-    folder = f"seed_{r + 1}"
-    result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / folder, seed=cfg.seed + r,
+    result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / f"seed_{r + 1}", seed=cfg.seed + r,
                             time=ctx.time, log=lambda message: None, only=[k],
                             predict_batch_size=cfg.predict.batch_size)
     fold = result.folds[0]
     # A fold resumed from an earlier attempt took its recorded seconds, not the moment it took now.
     seconds = max(clock.now() - began, float(fold.get("seconds") or 0.0))
-    return {"seed": r + 1, "fold": k + 1, "score": float(fold["score"]), "seconds": round(seconds, 1),
-            "epochs": fold.get("epochs"), "path": f"{folder}/{artifacts.FOLD_DIR.format(fold=k)}"}
+    unit = {"seed": r + 1, "fold": k + 1, "score": float(fold["score"]), "seconds": round(seconds, 1),
+            "epochs": fold.get("epochs"), "path": _unit_path(r, k)}
+    plan = fold.get("plan") or {}
+    shrunk = bool(plan.get("budgeted")) and plan.get("epochs", epochs) < plan.get("max_epochs", epochs)
+    return unit, bool(result.stopped_by_budget) or shrunk
 
 
 def _fold_seconds(root) -> float:

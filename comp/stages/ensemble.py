@@ -384,8 +384,9 @@ def _evaluate_bag(ctx: StageContext, cand: Candidate, data: Data, fold_of: np.nd
             p_sum, t_sum, q_sums, refs = 0.0, 0.0, {}, []
             for path in paths:
                 fm = load_fold_model(ctx.rundir.path / path)
-                p_sum, t_sum = _add_passes(fm, inputs, rows, task, batch, views if fm.is_keras else [],
-                                           probes if fm.is_keras else [], p_sum, t_sum, q_sums)
+                if not fm.is_keras:  # an estimator has no test-time views
+                    views, probes = [], []
+                p_sum, t_sum = _add_passes(fm, inputs, rows, task, batch, views, probes, p_sum, t_sum, q_sums)
                 refs.append(ModelRef(path))
                 if fm.is_keras:
                     keras.backend.clear_session()

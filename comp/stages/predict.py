@@ -66,10 +66,19 @@ def pick_source(ctx: StageContext) -> tuple[str, Result]:
     return best, usable[best]
 
 
-def source_views(cfg) -> list | int:
+def source_views(cfg, result: Result, task) -> list[str]:
     """The views a training stage's own fold models predict through (predict.source=STAGE):
-    none for ``auto`` (the ensemble decides views on OOF), else what predict.tta says."""
-    return [] if cfg.predict.tta == "auto" else cfg.predict.tta
+    none for ``auto`` (the ensemble decides views on OOF), the views named in a predict.tta
+    list, or for N the first N - 1 that its models offer."""
+    tta = cfg.predict.tta
+    if isinstance(tta, list):
+        return list(tta)
+    if tta == "auto" or not result.input_shape:
+        return []
+    from comp.api import InputSpec
+    from comp.augmentation import views_for
+
+    return [v.name for v in views_for(result.augmentations, InputSpec(tuple(result.input_shape)), task.kind, tta)]
 
 
 def run(ctx: StageContext) -> dict:
@@ -77,28 +86,18 @@ def run(ctx: StageContext) -> dict:
 
     source, result = pick_source(ctx)
     comp, task = ctx.competition, ctx.task
-    loaded: dict = {}
-
-    def test_inputs(shape):
-        if shape not in loaded:
-            loaded[shape] = load_inputs(comp, "test", ctx.cfg.reading(), geometry=shape)[0]
-            _report_bad(ctx, shape)
-        return loaded[shape]
-
-    views = source_views(ctx.cfg)
-    if isinstance(views, int):  # predict.tta=N: the first N - 1 views this stage's models offer, by name
-        from comp.augmentation import views_for
-
-        shape = tuple(result.input_shape) if result.input_shape else None
-        views = [v.name for v in views_for(result.augmentations, test_inputs(shape).spec(), task.kind, views)]
-    members = members_of(source, result, views)
+    members = members_of(source, result, source_views(ctx.cfg, result, task))
     # The members' files live in the stages that trained them: checked like any input.
     for stage in sorted(member_stages(members) - set(ctx.upstream.values())):
         ctx.rundir.verify(stage)
+    loaded: dict = {}
     total, weights = None, 0.0
     for member in members:
         shape = tuple(member.input_shape) if member.input_shape else None
-        pred = predict_member(ctx, member, test_inputs(shape))
+        if shape not in loaded:
+            loaded[shape] = load_inputs(comp, "test", ctx.cfg.reading(), geometry=shape)[0]
+            _report_bad(ctx, shape)
+        pred = predict_member(ctx, member, loaded[shape])
         total = pred * member.weight if total is None else total + pred * member.weight
         weights += member.weight
     predictions = (total / weights).astype(np.float32)
@@ -151,20 +150,20 @@ def predict_member(ctx: StageContext, member: Member, x) -> np.ndarray:
     from comp.augmentation import views_for
 
     rows = np.arange(len(x))
-    total, count = None, 0
+    total = 0.0
     # One set of view layers for the member: a fold model's traced forwards are kept per view,
     # so its kept weight sets reuse them instead of tracing anew.
     views = views_for(member.augmentations, x.spec(), ctx.task.kind, member.views) if member.views else []
     for refs in member.models:
-        model = None
+        model, fold_total = None, 0.0
         for _, model in member_models(ctx.rundir.path, refs):
-            pred = model.predictions(x, rows, ctx.task, ctx.cfg.predict.batch_size,
-                                     views if model.is_keras else []).astype(np.float64)
-            total = pred if total is None else total + pred
-            count += 1
+            fold_total = fold_total + model.predictions(x, rows, ctx.task, ctx.cfg.predict.batch_size,
+                                                        views if model.is_keras else []).astype(np.float64)
+        # Each fold counts once, however many models it has (stage bag's folds may differ), as on OOF rows.
+        total = total + fold_total / len(refs)
         if model is not None and model.is_keras:
             keras.backend.clear_session()
-    return total / count
+    return total / len(member.models)
 
 
 def _report_bad(ctx: StageContext, shape) -> None:
