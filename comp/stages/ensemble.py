@@ -103,6 +103,7 @@ class Candidate:
     seconds: float = 0.0
     dropped: str = ""  # why it was not evaluated on every fold (the budget)
     paths: list[list[str]] = field(default_factory=list)  # per fold, the models averaged (stage bag); empty: root's
+    passes: dict = field(default_factory=dict)  # kind fold: model path -> its (plain, with views, probes) on its fold
 
 
 def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
@@ -301,6 +302,8 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                             refs.append(ModelRef(folder, kept, name))
                         p_sum, t_sum = _add_passes(fm, inputs, rows, task, batch, views, probes, p_sum, t_sum, q_sums)
                     _store(cand, len(y), rows, refs, p_sum, t_sum, q_sums, bool(views))
+                    if not cand.sets:  # a bag built on these fold models reuses their passes
+                        cand.passes[folder] = (p_sum, t_sum, dict(q_sums), cand.views)
                     spent = clock.now() - began + shared / len(group)
                     per_pass = spent / passes(cand, len(views) + len(probes))
                     cand.seconds += spent
@@ -315,8 +318,9 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                         fm = load_fold_model(fold_dir)
             if fm.is_keras:
                 keras.backend.clear_session()
+    done = {path: passed for cand in candidates for path, passed in cand.passes.items()}
     for cand in bags:
-        _evaluate_bag(ctx, cand, data, fold_of, deadline, broken_views, probing, per_pass)
+        _evaluate_bag(ctx, cand, data, fold_of, deadline, broken_views, probing, per_pass, done)
     kept = []
     for cand in candidates:
         if cand.dropped and cand.kind == "fold":  # the stage's own OOF, no model to run
@@ -357,10 +361,12 @@ def _store(cand: Candidate, n_rows: int, rows: np.ndarray, refs: list[ModelRef],
 
 
 def _evaluate_bag(ctx: StageContext, cand: Candidate, data: Data, fold_of: np.ndarray, deadline: float,
-                  broken_views: set, probing: bool, per_pass: float) -> None:
+                  broken_views: set, probing: bool, per_pass: float, done: dict) -> None:
     """A candidate of several models a fold (stage bag): each model with the views, averaged
-    per fold. Dropped (its own OOF stands, without views) when its folds do not fit ``deadline``
-    at the pace measured so far (``per_pass``: one pass over a fold's rows), or when it fails."""
+    per fold; a model another candidate already ran through the same views (``done``: model
+    path -> its passes) is not run again. Dropped (its own OOF stands, without views) when
+    its folds do not fit ``deadline`` at the pace measured so far (``per_pass``: one pass over
+    a fold's rows), or when it fails."""
     import keras
 
     from comp.augmentation import probe_views, views_for
@@ -372,22 +378,33 @@ def _evaluate_bag(ctx: StageContext, cand: Candidate, data: Data, fold_of: np.nd
     policy = cand.model.get("augmentations", [])
     views = views_for(policy, inputs.spec(), task.kind, cfg.predict.tta, leave_out=broken_views)
     probes = [v for v in probe_views(policy, inputs.spec(), task.kind) if v.name not in broken_views] if probing else []
-    n_folds = len(cand.paths)
+    names = [v.name for v in views]
+    reusable = {path: passed for path, passed in done.items()
+                if passed[3] == names and set(passed[2]) == {v.name for v in probes}}
+    # What the folds still to evaluate cost: their models not run yet, at the pace measured so far.
+    to_run = [sum(path not in reusable for path in paths) for paths in cand.paths]
+    pace = (1 + len(views) + len(probes)) * per_pass  # seconds a model, until one is timed here
     for k, paths in enumerate(cand.paths):
-        per_fold = cand.seconds / k if k else len(paths) * (1 + len(views) + len(probes)) * per_pass
-        if clock.now() + per_fold * (n_folds - k) > deadline:
-            cand.dropped = f"~{per_fold:.0f}s per fold for {n_folds - k} more fold(s) did not fit the ensemble's share"
+        if clock.now() + pace * sum(to_run[k:]) > deadline:
+            cand.dropped = (f"~{pace * sum(to_run[k:]):.0f}s for {sum(to_run[k:])} more model(s) did not fit the "
+                            "ensemble's share")
             return
         rows = np.flatnonzero(fold_of == k)
         began = clock.now()
         try:
             p_sum, t_sum, q_sums, refs = 0.0, 0.0, {}, []
             for path in paths:
+                refs.append(ModelRef(path))
+                if path in reusable:
+                    p, t, q, _ = reusable[path]
+                    p_sum, t_sum = p_sum + p, t_sum + t
+                    for name, value in q.items():
+                        q_sums[name] = q_sums.get(name, 0.0) + value
+                    continue
                 fm = load_fold_model(ctx.rundir.path / path)
                 if not fm.is_keras:  # an estimator has no test-time views
                     views, probes = [], []
                 p_sum, t_sum = _add_passes(fm, inputs, rows, task, batch, views, probes, p_sum, t_sum, q_sums)
-                refs.append(ModelRef(path))
                 if fm.is_keras:
                     keras.backend.clear_session()
         except CompError:
@@ -397,7 +414,10 @@ def _evaluate_bag(ctx: StageContext, cand: Candidate, data: Data, fold_of: np.nd
             return
         cand.views = [v.name for v in views]
         _store(cand, len(fold_of), rows, refs, p_sum, t_sum, q_sums, bool(views))
-        cand.seconds += clock.now() - began
+        spent = clock.now() - began
+        cand.seconds += spent
+        if to_run[k]:
+            pace = spent / to_run[k]
 
 
 def save_derived(ctx: StageContext, cand: Candidate) -> None:
