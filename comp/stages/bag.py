@@ -87,6 +87,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from comp.data.loading import load_inputs
     from comp.stages.training import load_targets, read_folds, resolve_lr
     from comp.stages.trials import base_epochs, lr_setting
+    from comp.training.cv import mean_fold_seconds
     from comp.training.model import is_estimator
 
     stage, result, changes = source(ctx)
@@ -101,19 +102,20 @@ def run(ctx: StageContext) -> dict[str, Any]:
     source_oof = np.load(root / artifacts.OOF_PROBS)
     paths = [[f"{stage}/{artifacts.FOLD_DIR.format(fold=k)}"] for k in range(n_folds)]
     preds = [[source_oof[fold_of == k]] for k in range(n_folds)]
-    forecast = _fold_seconds(root)
+    forecast = mean_fold_seconds(root)
+    forecast = forecast if math.isfinite(forecast) else math.inf  # unknown: no fold model is started under a budget
     units: list[dict] = []
     if not limit:
         why = ("bag.seeds=auto trains more seeds only under budget= (bag.seeds=N: N more a fold)"
                if ctx.cfg.bag.seeds == "auto" else "bag.seeds=0")
         ctx.log(f"nothing trained: {why}")
-        write_csv(ctx.work / UNITS, pd.DataFrame(units, columns=UNIT_COLUMNS))
         return _record(ctx, stage, result, paths, preds, fold_of, units, why)
     ctx.log(f"stage {stage}'s configuration ({model}{', ' + _shown(changes) if changes else ''}), {epochs} epochs: "
             f"up to {limit} more seed(s) a fold, ~{forecast:.0f}s a fold model"
             + (f"; {max(ctx.time.remaining(), 0):.0f}s left by the other training stages" if ctx.time.limited else ""))
     why = f"every fold has {limit} more seed(s)"
-    data = load_inputs(ctx.competition, "train", cfg.reading())[0], load_targets(ctx)
+    y = load_targets(ctx)
+    data = load_inputs(ctx.competition, "train", cfg.reading())[0], y
     for r, k in [(r, k) for r in range(1, limit + 1) for k in range(n_folds)]:  # every fold a seed before any gets two
         folder = ctx.work / _unit_path(r, k)
         finished = (folder / "done.json").is_file()  # by an earlier attempt: resumed whatever the time
@@ -144,9 +146,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         preds[k].append(pred)
         forecast = float(np.mean([u["seconds"] for u in units]))
         ctx.log(f"fold {k + 1}/{n_folds} seed {r + 1}: {ctx.task.metric_name}={unit['score']:.4f} alone, "
-                f"{_fold_score(ctx, preds[k], fold_of == k):.4f} the mean of the fold's {len(preds[k])} models "
+                f"{ctx.task.score(y[fold_of == k], np.mean(preds[k], axis=0)):.4f} the mean of the fold's {len(preds[k])} models "
                 f"({unit['seconds']:.0f}s)")
-    write_csv(ctx.work / UNITS, pd.DataFrame(units, columns=UNIT_COLUMNS))
     ctx.log(f"stopped: {why}")
     return _record(ctx, stage, result, paths, preds, fold_of, units, why)
 
@@ -191,24 +192,6 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
     return unit, bool(result.stopped_by_budget) or shrunk
 
 
-def _fold_seconds(root) -> float:
-    """A fold model's mean training seconds in a stage's folder (its cv.json)."""
-    import json
-
-    from comp.training.cv import SUMMARY_FILE
-
-    path = root / SUMMARY_FILE
-    folds = json.loads(path.read_text()).get("folds", []) if path.is_file() else []
-    seconds = [f["seconds"] for f in folds if isinstance(f.get("seconds"), (int, float))]
-    return float(np.mean(seconds)) if seconds else math.inf
-
-
-def _fold_score(ctx: StageContext, preds: list[np.ndarray], rows: np.ndarray) -> float:
-    from comp.stages.training import load_targets
-
-    return ctx.task.score(load_targets(ctx)[rows], np.mean(preds, axis=0))
-
-
 def _shown(changes: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items())
 
@@ -221,6 +204,7 @@ def _record(ctx: StageContext, stage: str, result, paths, preds, fold_of, units,
     from comp.stages.training import load_targets, write_oof
     from comp.stages.trials import honest_record
 
+    write_csv(ctx.work / UNITS, pd.DataFrame(units, columns=UNIT_COLUMNS))
     extra = {"bagged": stage, "seeds": [len(p) for p in paths], "units": len(units), "why": why}
     if not units:
         return {"score": result.score, "metric": result.metric, "higher_is_better": result.higher_is_better,

@@ -146,16 +146,9 @@ def collect(ctx: StageContext, n_folds: int) -> list[Candidate]:
 def _training_seconds(cand: Candidate) -> float:
     """What the model behind a fold-model candidate cost to train, a fold on average (its
     cv.json); nan for the weight sets a fold kept (they cost nothing more) or where unknown."""
-    import json
+    from comp.training.cv import mean_fold_seconds
 
-    from comp.training.cv import SUMMARY_FILE
-
-    path = cand.root / SUMMARY_FILE
-    if cand.kind != "fold" or not path.is_file():
-        return math.nan
-    seconds = [f.get("seconds") for f in json.loads(path.read_text()).get("folds", [])]
-    seconds = [s for s in seconds if isinstance(s, (int, float))]
-    return round(float(np.mean(seconds)), 2) if seconds else math.nan
+    return round(mean_fold_seconds(cand.root), 2) if cand.kind == "fold" else math.nan
 
 
 class Data:

@@ -9,6 +9,7 @@ call (``fold_k/done.json``) are reused.
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,14 @@ from comp.significance import standard_error
 from comp.training.spec import ModelSpec, TrainSpec
 
 SUMMARY_FILE = "cv.json"
+
+
+def mean_fold_seconds(out_dir: Path) -> float:
+    """Mean training seconds of the folds recorded in ``out_dir``'s summary; nan where unknown."""
+    path = Path(out_dir) / SUMMARY_FILE
+    folds = read_json(path).get("folds", []) if path.is_file() else []
+    seconds = [f["seconds"] for f in folds if isinstance(f.get("seconds"), (int, float))]
+    return float(np.mean(seconds)) if seconds else math.nan
 
 EpochHookFactory = Callable[[int, int], Callable[[int, dict], None]]  # (fold, folds) -> hook(epoch, logs)
 
