@@ -179,11 +179,11 @@ def test_auto_lr_falls_back_when_check_suggested_nothing(tmp_path):
     assert resolve_lr(SimpleNamespace(cfg=load_config(["train.lr=3e-4"]), upstream={})) == (3e-4, "train.lr")
 
 
-def test_suggest_lr_picks_a_tenth_of_the_minimum():
+def test_suggest_lr_picks_a_third_of_the_minimum():
     lrs = np.logspace(-5, 0, 200)
     falling = 2.3 - 2.0 / (1 + np.exp(-(np.log10(lrs) + 3) * 3))  # steepest at 1e-3
     curve = np.where(lrs < 1e-1, falling, falling + (np.log10(lrs) + 1) * 20)  # diverges above 0.1
-    assert sanity.suggest_lr(lrs, curve) == pytest.approx(1e-2, rel=0.1)  # the minimum is at 0.1
+    assert sanity.suggest_lr(lrs, curve) == pytest.approx(1e-1 / 3, rel=0.1)  # the minimum is at 0.1
     assert sanity.steepest_lr(lrs, curve) == pytest.approx(1e-3, rel=0.1)
     assert sanity.suggest_lr(lrs, np.linspace(2.3, 3.0, 200)) is None  # never falls: nothing to suggest
 
@@ -273,7 +273,12 @@ def test_a_budget_sizes_the_training_checks_to_what_is_left_of_the_share(comp, w
     monkeypatch.setattr(clock, "now", lambda: float(next(ticks)))
     code, out, err = comp("run", "stage=check", "budget=300s", *SMOKE, "check.lr_steps=200")
     assert code == 0, err
-    found = re.search(r"^(PASS|WARN) LR range test: .* \((\d+) of check.lr_steps=200: what fits the checks' share "
-                      r"of the budget\)$", out, re.MULTILINE)
+    found = re.search(r"^(PASS|WARN) LR range test: .* \((\d+) of check.lr_steps=200, the top of the sweep from "
+                      r"(\S+): what fits the checks' share of the budget\)$", out, re.MULTILINE)
     assert found and 50 <= int(found.group(2)) < 200, out
-    assert len(pd.read_csv(workdir / "runs/digits/check/lr_range.csv")) <= int(found.group(2))
+    # the cut sweep keeps the full one's steps a decade (40 over 1e-5..1) and starts higher
+    steps, start = int(found.group(2)), float(found.group(3))
+    assert start == pytest.approx(10 ** (-5 * (steps - 1) / 199), rel=0.06)
+    sweep = pd.read_csv(workdir / "runs/digits/check/lr_range.csv")
+    assert len(sweep) <= steps and sweep["lr"].iloc[0] == pytest.approx(start, rel=0.06)
+    assert np.log10(sweep["lr"].iloc[1] / sweep["lr"].iloc[0]) == pytest.approx(5 / 199, rel=0.01)
