@@ -84,6 +84,18 @@ def test_the_smallest_size_when_nothing_fits_and_no_negative_times():
     assert all(" -" not in line for line in plan.lines("baseline"))
 
 
+def test_time_after_training_is_kept_only_for_what_fits_the_cap():
+    """mnist5k at budget=5m kept 34 s for an ensemble that could only use the 13 s of its fold
+    models' views: the plan keeps the largest of a stage's costs that fits, the rest trains."""
+    work = _work(sizes=((256, 256),))  # 40 epochs a fold do not fit: the main model takes what is not kept
+    small = plan_run(300.0, SPEED, work, after={"ensemble": lambda fold, epochs: [10.0, 60.0]})
+    assert small.kept == {"ensemble": 10.0}  # 60 s is past 15% of 300 s: only the views are kept
+    large = plan_run(1000.0, SPEED, work, after={"ensemble": lambda fold, epochs: [10.0, 60.0]})
+    assert large.kept == {"ensemble": 60.0}  # every candidate kind fits 15% of 1000 s
+    assert small.main_seconds > plan_run(300.0, SPEED, work, after={"ensemble": lambda f, e: 60.0}).main_seconds
+    assert plan_run(300.0, SPEED, work, after={"ensemble": lambda f, e: 60.0}).kept == {"ensemble": 45.0}  # capped
+
+
 def test_inputs_without_a_size_are_planned_as_they_are():
     plan = plan_run(1000.0, Speed(0.0001, 1.0, (30,)), _work(sizes=()))
     assert plan.size is None and plan.epochs == 40

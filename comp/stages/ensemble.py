@@ -50,14 +50,16 @@ TABLE = "candidates.csv"
 CANDIDATES_DIR = "candidates"  # the chosen SWA/EMA members' weights with recalibrated BatchNorm statistics
 
 
-def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float:
-    """The run plan's question: what scoring every candidate kind, each with its test-time
-    views, costs (a view: a forward pass over the fold's validation rows, ~8% of an epoch)."""
+def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> list[float]:
+    """The run plan's question: what scoring the fold models with their test-time views
+    costs, and what scoring every candidate kind does (a view: a forward pass over the
+    fold's validation rows, ~8% of an epoch); the plan keeps the larger where it fits."""
     kinds = [k for k in cfg.ensemble.candidates if k != "variants"]
     tta = cfg.predict.tta
     views = 4 if tta == "auto" else len(tta) if isinstance(tta, list) else max(int(tta), 1)
     epoch = max(fold_seconds, 0.0) / max(epochs, 1)
-    return folds * len(kinds) * (LOAD_SECONDS + views * 0.08 * epoch)
+    one_kind = folds * (LOAD_SECONDS + views * 0.08 * epoch)
+    return [one_kind, one_kind * max(len(kinds), 1)]
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:
