@@ -148,7 +148,7 @@ def run(ctx: StageContext) -> dict:
         # loss bottoms out depends on how fast the LR grows, so a sweep squeezed into fewer
         # steps would suggest another LR (measured on mnist5k: 78 steps over the same range
         # suggested 3.4x the LR 192 steps did); the lowest LRs barely move the weights anyway.
-        lr_min = opts.lr_min * (opts.lr_max / opts.lr_min) ** ((opts.lr_steps - steps) / max(opts.lr_steps - 1, 1))
+        lr_min = float(sanity.sweep_lrs(opts.lr_min, opts.lr_max, opts.lr_steps)[-steps])
         started = clock.now()
         result, sweep = sanity.lr_range_test(
             build, x_train, y_train, task=task, lr_min=lr_min, lr_max=opts.lr_max, steps=steps,

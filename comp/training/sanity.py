@@ -209,6 +209,11 @@ def check_overfit_batch(build: Builder, x: Any, y: np.ndarray, *, task: Any, ste
                         "examples": int(len(y)), "step_seconds": step_seconds})
 
 
+def sweep_lrs(lr_min: float, lr_max: float, steps: int) -> np.ndarray:
+    """The LR range test's LRs: ``steps`` of them growing exponentially from ``lr_min`` to ``lr_max``."""
+    return lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(steps - 1, 1))
+
+
 def lr_range_test(build: Builder, x: Any, y: np.ndarray, *, task: Any, lr_min: float, lr_max: float,
                   steps: int, batch_size: int, seed: int, strategy=None) -> tuple[CheckResult, pd.DataFrame]:
     """Train with the LR growing exponentially from ``lr_min`` to ``lr_max``, one LR per step.
@@ -218,7 +223,7 @@ def lr_range_test(build: Builder, x: Any, y: np.ndarray, *, task: Any, lr_min: f
     """
     from comp.training.schedules import TableSchedule
 
-    lrs = lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(steps - 1, 1))
+    lrs = sweep_lrs(lr_min, lr_max, steps)
     global_batch = batch_size * _replicas(strategy)
     keras.utils.set_random_seed(seed)
     trainer = _trainer(build, task, lr_min, steps, strategy, schedule=TableSchedule(lrs))  # real training: dropout on
