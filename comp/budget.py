@@ -10,8 +10,9 @@ Each stage declares its share in its module (``TIME``, a ``Share``); the pipelin
   baseline needs enough epochs to be a fair reference, the searches get the rest).
 - The run plan (``comp.planner``) may fund a training stage with seconds of its own
   (``fund``): the main model's schedule comes first, the others share what is left.
-- The training time ends ``RESERVE`` before the budget: 10% of it (at least 15 s) is kept
-  for prediction, submission and the report.
+- The training time ends before the budget by what prediction, the submission and the
+  report need: the run plan's forecast of them (``reserve``), at least 15 s and at most 10%
+  of the budget; 10% (at least 15 s) without a plan.
 - ``Share(leftover=True)``: a training stage that takes only what the others leave (stage
   bag): no weight among them, all the training time left when it starts.
 - ``Share(of_budget=f)``: ``f`` of the whole budget, at most what is left (the checks).
@@ -54,6 +55,7 @@ class Budget:
         self.boxes: dict[str, TimeBox] = {}  # fixed when a stage starts
         self.funded: dict[str, float] = {}  # training stages given seconds by the run plan (comp.planner)
         self.kept = 0.0  # seconds the run plan keeps after the training stages (for the ensemble)
+        self.reserved: float | None = None  # kept at the end for prediction and the report (None: the default)
 
     @property
     def limited(self) -> bool:
@@ -71,8 +73,19 @@ class Budget:
         """When training must stop so that prediction and submission still fit."""
         if self.seconds is None:
             return math.inf
-        reserve = max(RESERVE_SECONDS, RESERVE_SHARE * self.seconds)
+        reserve = self.reserve_bounds()[1] if self.reserved is None else self.reserved
         return self.start + max(self.seconds - reserve, 0.0)
+
+    def reserve_bounds(self) -> tuple[float, float]:
+        """(the least, the most) kept at the budget's end for prediction, the submission and
+        the report; the most is what is kept without a forecast."""
+        return RESERVE_SECONDS, max(RESERVE_SECONDS, RESERVE_SHARE * (self.seconds or 0.0))
+
+    def reserve(self, seconds: float) -> None:
+        """Keep ``seconds`` (the run plan's forecast, within ``reserve_bounds``) at the end
+        instead of the default: the difference goes to training."""
+        least, most = self.reserve_bounds()
+        self.reserved = min(max(seconds, least), most)
 
     def plan(self, shares: dict[str, Share | None]) -> str:
         """Plan the training stages' shares (``shares``: the stages to run, in order); the

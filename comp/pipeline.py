@@ -203,7 +203,8 @@ def _plan_run(cfg: Config, competition, rundir: RunDir, budget: Budget, main: st
     if not budget.limited:
         (rundir.path / run_plan.PLAN).unlink(missing_ok=True)  # nothing to plan: the config as given
         return cfg, None
-    later = {name: STAGES[name] for name in plan[plan.index(main) + 1:] if hasattr(STAGES[name], "least_seconds")}
+    later = {name: STAGES[name] for name in plan[plan.index(main) + 1:]
+             if hasattr(STAGES[name], "least_seconds") or hasattr(STAGES[name], "reserve_seconds")}
     made, why = run_plan.make(cfg, competition, rundir, budget, main, later)
     if made is None:
         print(f"run plan: none; {why}", flush=True)

@@ -68,6 +68,7 @@ class Workload:
     max_epochs: int  # train.epochs: the schedule's length without a budget
     sizes: tuple[tuple[int, int], ...] = ()  # candidate input sizes, largest (the data's own) first
     stretch_epochs: int = 0  # the longest schedule when no search can use the time left (0: max_epochs)
+    test_rows: int = 0  # rows the test set's prediction passes over
 
 
 @dataclass
@@ -81,6 +82,8 @@ class RunPlan:
     train_epochs: int = 0  # train.epochs: max_epochs beyond it means the plan stretched the schedule
     searches: dict[str, dict] = field(default_factory=dict)  # stage -> {"seconds", "min_seconds", "funded"}
     kept: dict[str, float] = field(default_factory=dict)  # after the training stages: stage -> seconds
+    reserved: float = 0.0  # kept at the budget's end for prediction, the submission and the report
+    reserve_forecast: float = 0.0  # what the plan forecast they need (0: no prediction in this command)
     why: str = ""  # why this size
 
     @property
@@ -106,6 +109,11 @@ class RunPlan:
                        + why)
         for name, seconds in self.kept.items():
             out.append(f"run plan: {name} ~{seconds:.0f}s, kept before the main model's time")
+        if self.reserved:
+            need = (f"prediction forecast ~{self.reserve_forecast:.0f}s" if self.reserve_forecast
+                    else "no prediction in this command")
+            out.append(f"run plan: {self.reserved:.0f}s kept at the budget's end for prediction, the submission and "
+                       f"the report ({need})")
         for name, s in self.searches.items():
             out.append(f"run plan: {name} ~{s['seconds']:.0f}s" + (
                 "" if s["funded"] else f", not expected to start (one useful unit needs ~{s['min_seconds']:.0f}s)"))
@@ -131,15 +139,27 @@ def fold_seconds(speed: Speed, work: Workload, size, epochs: int) -> float:
     return speed.setup_seconds + FOLD_SECONDS + epochs * epoch_seconds(speed, work, size)
 
 
+def test_pass_seconds(speed: Speed, work: Workload, size: tuple[int, int] | None) -> float:
+    """Forecast seconds of one forward pass over the test rows at ``size``."""
+    return speed.row_seconds * pixel_cost(speed.shape, size) * EVAL_ROW_COST * work.test_rows
+
+
 def plan_run(training_seconds: float, speed: Speed, work: Workload,
              searches: dict[str, Callable[[float, int], float]] | None = None,
-             after: dict[str, Callable[[float, int], float]] | None = None) -> RunPlan:
+             after: dict[str, Callable[[float, int], float]] | None = None,
+             predict: Callable[[float], float] | None = None,
+             reserve: tuple[float, float] = (0.0, 0.0)) -> RunPlan:
     """The plan for ``training_seconds`` of training. ``searches``: stage -> a function of
     (the main model's fold seconds, its epochs) giving the least time that stage can use
     (None: it is turned off and will not start);
     ``after``: the same for the stages after training that the plan keeps time for (the
     ensemble), at most ``AFTER_SHARE`` of the training time, taken before the main model's;
-    a list of costs (ascending: more of the stage's work) keeps the largest that fits."""
+    a list of costs (ascending: more of the stage's work) keeps the largest that fits.
+    ``reserve``: (the least, the most) kept at the budget's end for prediction, the submission
+    and the report, the most already outside ``training_seconds``; ``predict``: a function of
+    one forward pass over the test rows giving what they need (None: no prediction follows).
+    The plan keeps that forecast within those bounds and trains in the difference: a fixed
+    10% kept digits' demo at budget=5m 30 s for a prediction of 6 s, and the run ended early."""
     training_seconds = max(training_seconds, 0.0)
     sizes = list(work.sizes) or [None]
     kept = {}
@@ -164,13 +184,19 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
         why = f"the largest size at which {ENOUGH_EPOCHS} epochs a fold fit, from {sizes[0][0]}x{sizes[0][1]}"
     else:
         why = f"the smallest size tried: {ENOUGH_EPOCHS} epochs a fold fit at none, from {sizes[0][0]}x{sizes[0][1]}"
+    fewest, most = reserve
+    forecast = predict(test_pass_seconds(speed, work, size)) if predict else 0.0
+    reserved = min(max(forecast, fewest), max(most, fewest))
+    training_seconds += max(most - reserved, 0.0)  # the size stays as planned on less
+    total += max(most - reserved, 0.0)
     epoch = epoch_seconds(speed, work, size)
     per_fold = training_seconds / max(work.folds, 1) - speed.setup_seconds - FOLD_SECONDS
     fit = int(max(per_fold, 0.0) // max(epoch, 1e-9))
     epochs = max(1, min(work.max_epochs, fit))
     main = min(training_seconds, MAIN_MARGIN * work.folds * fold_seconds(speed, work, size, work.max_epochs))
     plan = RunPlan(round(total, 1), size, epochs, round(epoch, 3), round(main, 1), work.max_epochs,
-                   work.max_epochs, why=why, kept=kept)
+                   work.max_epochs, why=why, kept=kept, reserved=round(reserved, 1),
+                   reserve_forecast=round(forecast, 1))
     left = training_seconds - main
     for name, least in (searches or {}).items():
         need = least(fold_seconds(speed, work, size, epochs), epochs)

@@ -37,7 +37,8 @@ def planned_config(cfg, plan: dict | None):
 
 def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> tuple[dict | None, str]:
     """(the plan for ``main``, as stored) or (None, why there is none). ``later``: the stages
-    after it, by name, that tell the plan the least time they can use (``least_seconds``)."""
+    after it, by name, that tell the plan the least time they can use (``least_seconds``) or
+    what they need at the budget's end (``reserve_seconds``: prediction)."""
     from comp.modalities import modality_of
     from comp.planner import Speed, Workload, plan_run
 
@@ -54,12 +55,17 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     sizes = () if cfg.data.image_size else modality_of(competition).planned_sizes(own)
     epochs = int(cfg.train.epochs)
     work = Workload(n_folds, rows - rows // n_folds, rows // n_folds, epochs, tuple(sizes),
-                    max(epochs, round(epochs * cfg.baseline.stretch)))
-    hooks = {name: (lambda f, e, m=module: m.least_seconds(cfg, f, e, n_folds)) for name, module in later.items()}
+                    max(epochs, round(epochs * cfg.baseline.stretch)), len(competition.test_ids))
+    hooks = {name: (lambda f, e, m=module: m.least_seconds(cfg, f, e, n_folds))
+             for name, module in later.items() if hasattr(module, "least_seconds")}
+    predict = next(((lambda p, m=module: m.reserve_seconds(cfg, p, n_folds))
+                    for module in later.values() if hasattr(module, "reserve_seconds")), None)
     searches = {name: hook for name, hook in hooks.items() if later[name].TIME and later[name].TIME.training}
     after = {name: hook for name, hook in hooks.items() if name not in searches}
     training = budget.training_end() - clock.now()
-    plan = plan_run(training, Speed(speed["row_seconds"], speed["setup_seconds"], shape), work, searches, after)
+    plan = plan_run(training, Speed(speed["row_seconds"], speed["setup_seconds"], shape), work, searches, after,
+                    predict, budget.reserve_bounds())
+    budget.reserve(plan.reserved)
     budget.fund(main, plan.main_seconds)
     budget.keep(sum(plan.kept.values()))
     data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),

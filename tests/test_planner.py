@@ -96,6 +96,30 @@ def test_time_after_training_is_kept_only_for_what_fits_the_cap():
     assert plan_run(300.0, SPEED, work, after={"ensemble": lambda f, e: 60.0}).kept == {"ensemble": 45.0}  # capped
 
 
+def test_the_end_keeps_what_prediction_needs_and_the_rest_trains(monkeypatch):
+    """digits at budget=5m kept 10% (30 s) for a prediction of 6 s and ended 12% early: the
+    plan keeps its forecast of prediction, within 15 s and 10% of the budget."""
+    now = [0.0]
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    budget = Budget(900.0, start=0.0)
+    assert budget.reserve_bounds() == (15.0, 90.0) and budget.training_end() == 810.0
+    work = _work(sizes=((256, 256),), test_rows=1000)
+    passes = []
+    predict = lambda seconds: passes.append(seconds) or 40.0
+    plan = plan_run(budget.training_end(), SPEED, work, predict=predict, reserve=budget.reserve_bounds())
+    assert passes == [pytest.approx(SPEED.row_seconds * 1000 / 3)]  # one forward pass over the test rows
+    assert plan.reserved == 40.0 and plan.training_seconds == 860.0  # the 50 s the forecast does not need train
+    assert plan.main_seconds == 860.0 and "40s kept at the budget's end for prediction" in " ".join(plan.lines("b"))
+    budget.reserve(plan.reserved)
+    assert budget.training_end() == 860.0
+    # the bounds hold either way; a command without prediction keeps the least
+    assert plan_run(810.0, SPEED, work, predict=lambda s: 500.0, reserve=(15.0, 90.0)).reserved == 90.0
+    alone = plan_run(810.0, SPEED, work, reserve=(15.0, 90.0))
+    assert alone.reserved == 15.0 and "(no prediction in this command)" in " ".join(alone.lines("b"))
+    budget.reserve(1.0)
+    assert budget.training_end() == 885.0
+
+
 def test_inputs_without_a_size_are_planned_as_they_are():
     plan = plan_run(1000.0, Speed(0.0001, 1.0, (30,)), _work(sizes=()))
     assert plan.size is None and plan.epochs == 40
