@@ -33,7 +33,8 @@ def test_ten_cross_validated_trials_coarse_to_fine_beat_a_bad_start(workdir, dem
     trials = pd.read_csv(workdir / "runs/digits/tune/trials.csv")
     assert trials["phase"].tolist() == ["start"] + ["coarse"] * 8 + ["fine"] * 2
     done = trials.iloc[1:]
-    assert (done["status"] == "COMPLETED").all()
+    # every trial ran to its end, or stopped going badly after a fold (FoldFloor) with its status saying so
+    assert (done["status"].eq("COMPLETED") | done["status"].str.startswith("stopped after 1 fold(s)")).all()
     assert done["epochs"].tolist() == [1] * 8 + [3] * 2  # coarse: a third of the baseline's 3 epochs
     assert done["train.lr"].astype(float).between(0.002, 0.006).all()
     # Fine ranges are narrowed around the coarse best: at most 3x either side of it.
@@ -143,3 +144,31 @@ def test_trials_spread_over_a_chief_and_two_workers_on_localhost(workdir, demo):
     ran = [len(re.findall(r"\[tune\] (?:coarse|fine) trial \d+ \(", o)) for o in outputs]
     assert ran[0] >= 1 and ran[1] >= 1 and ran[0] + ran[1] == 4 and ran[2] == 0, ran
     assert (workdir / "runs/digits/.tuner-tuner0/trials").is_dir()
+
+
+def test_a_fold_past_its_floor_ends_the_cross_validation_there(tmp_path):
+    """Real digits, three folds: a floor fold 0 cannot reach (accuracy above 1) trains fold 0
+    only, scores its rows alone and says why the other folds were not trained."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from comp.data.inputs import ImageInputs
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+    from comp.training.cv import FoldFloor, cross_validate
+    from comp.training.spec import ModelSpec, TrainSpec
+
+    digits = load_digits()
+    x = (digits.images[:600] * 255 / 16).astype("uint8")[..., None]
+    labels = pd.DataFrame({"label": digits.target[:600].astype(str)})
+    task = make_task("classification", TaskSource(labels, labels.assign(id="x")[["id", "label"]], "id", ("label",)))
+    fold_of = np.arange(600) % 3
+    said = []
+    spec = TrainSpec(lr=3e-3, epochs=1, optimizer="adam", weight_decay=0.0, warmup=0.0, schedule="constant",
+                     diagnostics=False)
+    result = cross_validate(ImageInputs(x), task.encode(labels), fold_of, task, ModelSpec("small_cnn", {}), spec,
+                            tmp_path, seed=0, log=said.append, floor=FoldFloor({0: 1.01, 1: 1.01}))
+    assert result.gave_up and len(result.folds) == 1 and result.scored.tolist() == (fold_of == 0).tolist()
+    assert not (tmp_path / "fold_1").exists()
+    assert any("past its floor 1.0100: the other 2 fold(s) are not trained" in line for line in said), said
+    assert json.loads((tmp_path / "cv.json").read_text())["trained_folds"] == [0]

@@ -240,3 +240,47 @@ def test_a_trial_folder_resumes_only_folds_of_its_own_configuration(tmp_path):
     assert (out / "fold_0" / "done.json").is_file()
     _claim(out, {"changes": {"train.lr": 0.01}, "epochs": 3})  # another configuration under the same id
     assert not (out / "fold_0").exists() and "0.01" in (out / TRIAL_OF).read_text()
+
+
+def test_a_trial_going_badly_is_held_to_the_best_trials_folds_and_stopped(tmp_path):
+    """After a finished trial scoring 0.90, 0.92, 0.91 on folds 0-2, the next trial of its phase
+    and length is held to those scores less 3 fold spreads (0.01): a trial past that floor on
+    its first fold is not trained on the others, is logged so, and never becomes the best."""
+    from types import SimpleNamespace
+
+    from comp.objective import Objective
+    from comp.stages.trials import GIVE_UP_SPREAD, Trial, TrialObjective, TrialPlan, finished_trial
+
+    said, floors = [], []
+    ctx = SimpleNamespace(log=said.append, task=SimpleNamespace(objective=Objective(True), metric_name="accuracy"))
+    plans = {"0": TrialPlan({}, tmp_path, 3, 1e-3, [0, 1, 2], False, "coarse trial 0", "coarse", give_up=True),
+             "1": TrialPlan({}, tmp_path, 3, 1e-3, [0, 1, 2], False, "coarse trial 1", "coarse", give_up=True),
+             "2": TrialPlan({}, tmp_path, 9, 1e-3, [0, 1, 2], False, "fine trial 0", "fine", give_up=True)}
+    results = {"0": Trial({}, 0.91, [0.90, 0.92, 0.91], [0, 1, 2], 30.0),
+               "1": Trial({}, 0.39, [0.39], [0], 10.0, gave_up=True),
+               "2": Trial({}, 0.95, [0.95, 0.95, 0.95], [0, 1, 2], 30.0)}
+    objective = TrialObjective(ctx, lambda trial_id, values: plans[trial_id])
+
+    def run(changes, folder, epochs, time, folds, keep_weights, floor):
+        floors.append(floor)
+        return results[str(len(floors) - 1)]
+
+    objective.runner = SimpleNamespace(lr=1e-3, run=run, close=lambda: None)
+    first = objective("0", {})
+    assert floors == [None] and first["gave_up"] == 0.0  # nothing finished yet to be held to
+    second = objective("1", {})
+    margin = GIVE_UP_SPREAD * 0.01
+    assert floors[1].scores == pytest.approx({0: 0.90 - margin, 1: 0.92 - margin, 2: 0.91 - margin})
+    assert floors[1].below(0, 0.39) and not floors[1].below(0, 0.88)
+    assert second["gave_up"] == 1.0 and "fold_1" not in second
+    assert said == ["coarse trial 1, stopped after fold 1 (1 of 3): past its floor 0.87000, the best trial's score "
+                    "there less 3 x its fold spread"]
+    assert objective.best[("coarse", 3)] is results["0"]  # a stopped trial is never the best
+    objective("2", {})
+    assert floors[2] is None  # another phase (another length) is held to its own trials only
+
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    kt_trial = SimpleNamespace(score=0.39, status=TrialStatus.COMPLETED, metrics=SimpleNamespace(
+        exists=lambda name: name in second, get_last_value=lambda name: second[name], metrics=second))
+    assert finished_trial(kt_trial, {}, "trials/coarse/1") is None  # not a whole trial: never compared

@@ -45,6 +45,7 @@ class Trial:
     epochs: int = 0
     folder: str = ""  # where its fold models are, relative to the run directory ("": not kept)
     stopped_by_budget: bool = False
+    gave_up: bool = False  # going badly: stopped after the folds in ``folds`` (FoldFloor)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,7 +55,7 @@ class Trial:
     def from_dict(cls, data: dict[str, Any]) -> "Trial":
         """A trial as ``to_dict`` wrote it (a stage record's), its extra details left out."""
         return cls(**{k: data[k] for k in ("changes", "score", "fold_scores", "folds", "seconds", "epochs", "folder",
-                                           "stopped_by_budget") if k in data})
+                                           "stopped_by_budget", "gave_up") if k in data})
 
 
 def trial_folds(setting: int | str, n_folds: int) -> list[int]:
@@ -238,16 +239,17 @@ class TrialRunner:
         return self._inputs[key], self._y
 
     def run(self, changes: dict[str, Any], out: Path, epochs: int, time: TimeBox = UNLIMITED,
-            folds: list[int] | None = None, keep_weights: bool = False) -> Trial:
+            folds: list[int] | None = None, keep_weights: bool = False, floor=None) -> Trial:
         """Train ``changes`` on the folds into ``out`` (resuming its finished folds) within
         ``time``. ``keep_weights``: the folds keep their epoch weights for the ensemble, as a
         full-length trial's folds may be reused by a training on every fold. A hard ``time``
         also stops an epoch part-way, and a fold that cannot finish one raises
-        ``comp.training.trainer.OutOfTime`` (a search's trial past the search's end)."""
+        ``comp.training.trainer.OutOfTime`` (a search's trial past the search's end). A fold
+        past ``floor`` (``comp.training.cv.FoldFloor``) ends the trial there (``gave_up``)."""
         folds = self.folds if folds is None else folds
         _claim(out, {"changes": changes, "epochs": int(epochs), "folds": list(folds), "lr": self.lr})
         if not self._in_child(changes):
-            return self._run_here(changes, out, epochs, time, folds, keep_weights)
+            return self._run_here(changes, out, epochs, time, folds, keep_weights, floor)
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -260,7 +262,7 @@ class TrialRunner:
         from concurrent.futures.process import BrokenProcessPool
 
         future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, time.remaining(),
-                                   keep_weights, time.hard)
+                                   keep_weights, time.hard, floor)
         try:
             return future.result()
         except BrokenProcessPool:  # the child died (e.g. out of memory): this trial fails, the next gets a new one
@@ -268,7 +270,7 @@ class TrialRunner:
             raise
 
     def _run_here(self, changes: dict[str, Any], out: Path, epochs: int, time: TimeBox,
-                  folds: list[int], keep_weights: bool) -> Trial:
+                  folds: list[int], keep_weights: bool, floor=None) -> Trial:
         from comp.stages.training import augmentations, model_name, train_spec
         from comp.training.cv import cross_validate
         from comp.training.spec import ModelSpec
@@ -284,10 +286,12 @@ class TrialRunner:
             spec = replace(spec, snapshots=0, swa_epochs=0, keep_ema=0.0)
         began = clock.now()
         result = cross_validate(inputs, y, self.fold_of, ctx.task, model, spec, out, seed=cfg.seed, time=time,
-                                log=lambda m: None, only=folds, predict_batch_size=cfg.predict.batch_size)
-        return Trial(dict(changes), float(result.score), [float(f["score"]) for f in result.folds], list(folds),
+                                log=lambda m: None, only=folds, predict_batch_size=cfg.predict.batch_size,
+                                floor=floor)
+        ran = sorted(folds)[:len(result.folds)]  # cross_validate trains them in order
+        return Trial(dict(changes), float(result.score), [float(f["score"]) for f in result.folds], ran,
                      round(clock.now() - began, 1), epochs=spec.epochs,
-                     stopped_by_budget=result.stopped_by_budget)
+                     stopped_by_budget=result.stopped_by_budget, gave_up=result.gave_up)
 
 
 TRIAL_OF = "trial_of.json"  # in a trial's folder: what its folds train
@@ -320,6 +324,16 @@ class TrialPlan:
     label: str  # the trial in the log, e.g. "coarse trial 3"
     group: str = ""  # trials alike in cost (a search phase)
     announce: str | None = None  # when set, logged with the score once the trial is done
+    give_up: bool = False  # stopped after a fold far below the best trial of its group there (GIVE_UP_SPREAD)
+
+
+# A trial whose score on a fold is worse than the best finished trial of its group (same phase,
+# same epochs) on that fold by more than this many of that trial's fold-to-fold standard
+# deviations is not trained on its other folds: it cannot become the best, and a search that
+# finishes it spends a bad trial's whole cost (a coarse trial scoring 0.39 against 0.92 took
+# all 3 of its folds). The spread across folds is larger than the paired gains' noise, so the
+# rule stops only the hopeless.
+GIVE_UP_SPREAD = 3.0
 
 
 class TrialObjective:
@@ -333,6 +347,19 @@ class TrialObjective:
         self.ctx, self.plan, self.time = ctx, plan, time
         self.runner = None
         self.seconds: dict[str, list[float]] = {}  # per group: how long its trials took here
+        self.best: dict[tuple[str, int], Trial] = {}  # per (group, epochs): its best finished trial here
+
+    def floor(self, plan: "TrialPlan"):
+        """The ``FoldFloor`` a trial of ``plan`` is held to (None: it runs every fold)."""
+        from comp.training.cv import FoldFloor
+
+        best = self.best.get((plan.group, plan.epochs))
+        if not plan.give_up or best is None or len(best.fold_scores) < 2:
+            return None
+        objective = self.ctx.task.objective
+        margin = GIVE_UP_SPREAD * float(np.std(best.fold_scores, ddof=1))
+        return FoldFloor({k: s - objective.sign * margin for k, s in zip(best.folds, best.fold_scores)},
+                         objective.higher_is_better)
 
     def expected(self, group: str, estimate: float) -> float:
         """Seconds the next trial of ``group`` should take: the estimate from the baseline's
@@ -357,8 +384,9 @@ class TrialObjective:
             if self.runner is None or self.runner.lr != plan.lr:
                 self.close()
                 self.runner = TrialRunner(ctx, plan.lr, plan.folds)
+            floor = self.floor(plan)
             trial = self.runner.run(plan.changes, plan.folder, plan.epochs, self.time(plan), folds=plan.folds,
-                                    keep_weights=plan.keep_weights)
+                                    keep_weights=plan.keep_weights, floor=floor)
         except ConfigError as exc:
             # The starting configuration was checked before any work: an error naming one of
             # this trial's keys comes from its values, and this trial fails; any other is the
@@ -382,14 +410,25 @@ class TrialObjective:
                 raise Stop(exc) from None
             ctx.failed(plan.label if plan else f"trial {trial_id}", exc)
             raise
+        gave_up = ""
+        if trial.gave_up:
+            k = trial.folds[-1]
+            gave_up = (f", stopped after fold {k + 1} ({len(trial.folds)} of {len(plan.folds)}): past its floor "
+                       f"{floor.scores[k]:.5f}, the best trial's score there less {GIVE_UP_SPREAD:g} x its fold spread")
         if plan.announce is not None:
             ctx.log(f"{plan.label} ({plan.epochs} epochs): {plan.announce} -> {ctx.task.metric_name} "
-                    f"{trial.score:.5f} ({trial.seconds:.0f}s)")
-        self.seconds.setdefault(plan.group, []).append(trial.seconds)
+                    f"{trial.score:.5f} ({trial.seconds:.0f}s){gave_up}")
+        elif gave_up:
+            ctx.log(f"{plan.label}{gave_up}")
+        if not trial.gave_up:
+            self.seconds.setdefault(plan.group, []).append(trial.seconds)
+            best = self.best.get((plan.group, plan.epochs))
+            if trial.folds == plan.folds and (best is None or ctx.task.objective.better(trial.score, best.score)):
+                self.best[(plan.group, plan.epochs)] = trial
         # Memory after the trial (its models freed): growth across trials is a leak (keras-tuner #702, #873).
         return {"score": trial.score, "seconds": trial.seconds, "rss_mb": resident_mb(), "epochs": trial.epochs,
-                "stopped_by_budget": float(trial.stopped_by_budget),
-                **{f"fold_{k}": s for k, s in zip(plan.folds, trial.fold_scores)}}
+                "stopped_by_budget": float(trial.stopped_by_budget), "gave_up": float(trial.gave_up),
+                **{f"fold_{k}": s for k, s in zip(trial.folds, trial.fold_scores)}}
 
 
 def finished_trial(kt_trial, changes: dict[str, Any], folder: str) -> Trial | None:
@@ -397,9 +436,9 @@ def finished_trial(kt_trial, changes: dict[str, Any], folder: str) -> Trial | No
     from comp.tuning.search import trial_score
 
     score = trial_score(kt_trial)
-    if score is None:
-        return None
     metrics = kt_trial.metrics
+    if score is None or (metrics.exists("gave_up") and metrics.get_last_value("gave_up")):
+        return None  # failed, cut, or stopped going badly: its score is not over every fold
 
     def value(name: str, default: float = math.nan) -> float:
         return float(metrics.get_last_value(name)) if metrics.exists(name) else default
@@ -451,7 +490,7 @@ def _die_with_parent() -> None:
 
 
 def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[str, Any], out: Path, epochs: int,
-                 seconds_left: float, keep_weights: bool, hard: bool) -> Trial:
+                 seconds_left: float, keep_weights: bool, hard: bool, floor=None) -> Trial:
     """One trial in a child process (see ``TRIALS_PER_PROCESS``)."""
     from comp.tasks import make_task
     from comp.training.strategy import configure_devices
@@ -460,7 +499,8 @@ def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[s
     comp = ctx.competition
     ctx = replace(ctx, task=make_task(comp.task_kind, comp.task_source(), comp.metric, comp.root, []))
     runner = TrialRunner(ctx, lr, folds, isolate=False)
-    return runner.run(changes, out, epochs, TimeBox.of(seconds_left, hard), folds=folds, keep_weights=keep_weights)
+    return runner.run(changes, out, epochs, TimeBox.of(seconds_left, hard), folds=folds, keep_weights=keep_weights,
+                      floor=floor)
 
 
 def changes_yaml(changes: dict[str, Any], comment: str) -> str:

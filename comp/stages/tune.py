@@ -175,7 +175,7 @@ def _plan(ctx: StageContext, trial_id: str, values: dict[str, Any]):
                      ctx.work / "trials" / phase / trial_id, int(values.get("tuner/epochs") or values["comp_epochs"]),
                      lr, [int(k) for k in str(values["comp_folds"]).split(",")],
                      keep_weights=phase == "fine",  # fine trials' folds may be reused
-                     label=f"{phase} trial {trial_id}", group=phase, announce=shown)
+                     label=f"{phase} trial {trial_id}", group=phase, announce=shown, give_up=True)
 
 
 def _objective(ctx: StageContext, hard_end: float):
@@ -279,7 +279,7 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
         trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log)
         results[phase] = [_trial(t, to_changes(t.hyperparameters.values, start_cfg, comp, task), start_changes)
                           for t in trials]
-        done = [t for t in results[phase] if t.score is not None]
+        done = [t for t in results[phase] if t.score is not None and not t.gave_up]
         if phase == "coarse" and done:
             best = direction.best(done, key=lambda t: t.score)
             best_values = {**best_values, **{k.key: best.extra["values"][k.key] for k in knobs
@@ -289,7 +289,7 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
 
     # The starting configuration on the same folds, for the paired comparison.
     start = _start_trial(ctx, regular, start_changes, folds, epochs, search_end, lr)
-    fine = [t for t in results["fine"] if t.score is not None and t.fold_scores]
+    fine = [t for t in results["fine"] if t.score is not None and t.fold_scores and not t.gave_up]
     chosen, verdict = start, "no fine trial finished: the starting configuration stands"
     if fine:
         best = direction.best(fine, key=lambda t: t.score)
@@ -340,10 +340,12 @@ def _trial(kt_trial, changes: dict[str, Any], start_changes: dict[str, Any]):
 
     seconds = metric("seconds")
     phase = values.get("comp_phase", "")
+    gave_up = metric("gave_up") == 1.0
     trial = Trial({**start_changes, **changes}, score, fold_scores, folds, seconds,
                   epochs=int(values.get("tuner/epochs") or values.get("comp_epochs") or 0),
-                  folder=f"{NAME}/trials/{phase}/{kt_trial.trial_id}")
-    trial.extra = {"id": f"{phase}/{kt_trial.trial_id}", "status": str(kt_trial.status), "rss_mb": metric("rss_mb"),
+                  folder=f"{NAME}/trials/{phase}/{kt_trial.trial_id}", gave_up=gave_up)
+    status = f"stopped after {len(folds)} fold(s): going badly" if gave_up else str(kt_trial.status)
+    trial.extra = {"id": f"{phase}/{kt_trial.trial_id}", "status": status, "rss_mb": metric("rss_mb"),
                    "values": {k: v for k, v in values.items() if not k.startswith("tuner/") and k not in FIXED}}
     return trial
 

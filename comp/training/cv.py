@@ -37,6 +37,21 @@ def mean_fold_seconds(out_dir: Path) -> float:
 EpochHookFactory = Callable[[int, int], Callable[[int, dict], None]]  # (fold, folds) -> hook(epoch, logs)
 
 
+@dataclass(frozen=True)
+class FoldFloor:
+    """Per fold, the score below which the folds still to train are not worth training (a
+    search's trial that is going badly); plain data, so a trial's child process gets it too."""
+
+    scores: dict[int, float]
+    higher_is_better: bool = True
+
+    def below(self, fold: int, score: float) -> bool:
+        floor = self.scores.get(fold)
+        if floor is None or not math.isfinite(score):
+            return floor is not None  # a score that is not a number is below any floor
+        return score < floor if self.higher_is_better else score > floor
+
+
 @dataclass
 class CVResult:
     oof: np.ndarray  # the task's predictions for every train row
@@ -46,6 +61,7 @@ class CVResult:
     folds: list[dict] = field(default_factory=list)  # per fold: score, epochs, seconds, lr, ...
     hp: dict[str, Any] = field(default_factory=dict)
     scored: np.ndarray | None = None  # the rows with an OOF prediction (those of the folds trained)
+    gave_up: bool = False  # a fold fell below its ``FoldFloor``: the folds after it were not trained
 
     @property
     def stopped_by_budget(self) -> bool:
@@ -55,10 +71,12 @@ class CVResult:
 def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any, model: ModelSpec,
                    train: TrainSpec, out_dir: Path, *, seed: int, time: TimeBox = UNLIMITED,
                    log: Callable[[str], None] = print, epoch_hooks: EpochHookFactory | None = None,
-                   title: str = "", only: list[int] | None = None, predict_batch_size: int = 256) -> CVResult:
+                   title: str = "", only: list[int] | None = None, predict_batch_size: int = 256,
+                   floor: FoldFloor | None = None) -> CVResult:
     """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``,
     or on the folds listed in ``only`` (each still trained on all the other folds' rows),
-    scoring the rows of the folds trained.
+    scoring the rows of the folds trained. A fold whose score falls below its ``floor``
+    ends the training there (``gave_up``): only the folds trained so far are scored.
 
     Each fold gets an equal share of what is left of ``time`` (on ``comp.clock``) when it
     starts. A hard box's end stops a network inside its epoch; one that has not finished an
@@ -107,6 +125,13 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             oof = np.zeros((len(y), *pred.shape[1:]), dtype=np.float32)
         oof[val_rows] = pred
         infos.append(info)
+        if floor is not None and i < len(trained) - 1 and floor.below(k, info["score"]):
+            log(f"fold {k + 1}/{n_folds}: {task.metric_name}={info['score']:.4f}, past its floor "
+                f"{floor.scores[k]:.4f}: the other {len(trained) - i - 1} fold(s) are not trained")
+            trained, gave_up = trained[:i + 1], True
+            break
+    else:
+        gave_up = False
 
     # Rows in no fold (e.g. skipped undecodable images) have no OOF prediction: never scored.
     scored = np.isin(fold_of, trained)
@@ -115,12 +140,13 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     scores[task.metric_name] = score
     hp = infos[0].get("hp", {})
     write_json(out_dir / SUMMARY_FILE, {"score": score, "scores": scores, "decoding": decoding, "folds": infos,
-                                        "model": model.to_dict(), "hp": hp, "trained_folds": trained})
+                                        "model": model.to_dict(), "hp": hp, "trained_folds": trained,
+                                        "gave_up": gave_up})
     per_fold = ", ".join(f"{f['score']:.4f}" for f in infos)
     which = "" if only is None else f" on folds {', '.join(str(k + 1) for k in trained)} of {n_folds}"
     se = standard_error([f["score"] for f in infos])
     log(f"OOF {task.metric_name}{which} = {score:.5f} +- {se:.5f} (folds: {per_fold})")
-    return CVResult(oof, score, scores, decoding, infos, hp, scored)
+    return CVResult(oof, score, scores, decoding, infos, hp, scored, gave_up)
 
 
 def _fold_failed(exc: Exception, model: str, k: int, n_folds: int, out_dir: Path):
