@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from datasets import mnist5k_large  # noqa: E402
+from datasets import mnist5k, mnist5k_large  # noqa: E402
 
 from comp.config import parse_duration  # noqa: E402
 from comp.demo import DEMOS, cache_root, demo_competition, holdout_score  # noqa: E402
@@ -40,9 +40,11 @@ def _holdout_large(submission: Path, solution: Path) -> tuple[str, float]:
     return "accuracy", float((got == truth).mean())
 
 
-def run(name: str, budget: str, busy: bool) -> dict:
-    if name == "large":
-        folder, solution = mnist5k_large()
+def run(name: str, budget: str, busy: bool, extra: tuple[str, ...] = ()) -> dict:
+    """One `comp run stage=all` of ``name`` (a demo, ``large`` or ``mnist5k``) with ``extra``
+    settings: its wall time, scores, plan and what made the submission."""
+    if name in ("large", "mnist5k"):
+        folder, solution = mnist5k_large() if name == "large" else mnist5k()
         competition, score = str(folder), (lambda path: _holdout_large(path, solution))
     else:
         demo_competition(cache_root(), name)
@@ -55,7 +57,7 @@ def run(name: str, budget: str, busy: bool) -> dict:
             comp = Path(sys.executable).with_name("comp")
             began = time.monotonic()
             done = subprocess.run([str(comp), "run", "stage=all", f"competition={competition}", "run=bench",
-                                   f"budget={budget}"], cwd=scratch, capture_output=True, text=True)
+                                   f"budget={budget}", *extra], cwd=scratch, capture_output=True, text=True)
             wall = time.monotonic() - began
             if done.returncode != 0:
                 return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
@@ -76,7 +78,7 @@ def run(name: str, budget: str, busy: bool) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if a in DEMOS or a == "large"] or [*DEMOS, "large"]
+    names = [a for a in argv if a in DEMOS or a in ("large", "mnist5k")] or [*DEMOS, "large"]
     budgets = [a.split("=", 1)[1] for a in argv if a.startswith("budget=")] or ["2m", "5m"]
     modes = [m for m in ("alone", "busy") if m in argv] or ["alone", "busy"]
     print("| competition | budget | beside | wall | wall / budget | OOF | holdout | plan | submitted | bag |")

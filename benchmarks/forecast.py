@@ -50,8 +50,8 @@ def measure(name: str, budget: str) -> dict:
 def main(argv: list[str]) -> int:
     names = [a for a in argv if "=" not in a] or ["digits", "street", "mnist5k", "large"]
     budget = next((a.split("=", 1)[1] for a in argv if a.startswith("budget=")), "2m")
-    print(f"| dataset | budget | planned size | forecast epoch | measured epoch (median of folds) | measured / "
-          f"forecast | epochs a fold |")
+    print("| dataset | budget | planned size | forecast epoch | measured epoch (median of folds) | measured / "
+          "forecast | epochs a fold |")
     print("|---|---|---|---|---|---|---|")
     for name in names:
         r = measure(name, budget)

@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from datasets import mnist5k  # noqa: E402
 
-from comp.demo import DEMOS, cache_root, demo_competition, holdout_score, solution_path  # noqa: E402
+from comp.demo import DEMOS, cache_root, demo_competition, holdout_score  # noqa: E402
 
 STAGES = ("baseline", "regularize", "tune", "ensemble")
 

@@ -87,6 +87,13 @@ class Budget:
         least, most = self.reserve_bounds()
         self.reserved = min(max(seconds, least), most)
 
+    def reserve_more(self, seconds: float) -> None:
+        """Keep ``seconds`` more at the end (past ``reserve_bounds``): a training stage that
+        adds to what prediction will do (stage bag's models) moves the training's end."""
+        if self.limited:
+            least, most = self.reserve_bounds()
+            self.reserved = (most if self.reserved is None else self.reserved) + max(seconds, 0.0)
+
     def plan(self, shares: dict[str, Share | None]) -> str:
         """Plan the training stages' shares (``shares``: the stages to run, in order); the
         line to print."""
@@ -145,8 +152,10 @@ class Budget:
             return TimeBox(now + min(share.of_budget * self.seconds, max(end - now, 0.0)), now)
         until = now + share.of_remaining * max(end - now, 0.0)
         if share.after_training:
-            until = min(max(until, self.training_end()), end)
-        return TimeBox(until, now)
+            # A planned reserve is a forecast of what follows (prediction): not shared with this stage.
+            last = end if self.reserved is None else self.training_end()
+            until = min(max(until, self.training_end()), last)
+        return TimeBox(max(until, now), now)
 
     def finished(self, stage: str) -> None:
         """``stage`` ran or was skipped: its weight leaves the plan."""

@@ -160,6 +160,9 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
     one forward pass over the test rows giving what they need (None: no prediction follows).
     The plan keeps that forecast within those bounds and trains in the difference: a fixed
     10% kept digits' demo at budget=5m 30 s for a prediction of 6 s, and the run ended early."""
+    fewest, most = reserve
+    # time already overspent (the checks ran over) is not made good by the reserve's difference
+    short = max(-training_seconds, 0.0)
     training_seconds = max(training_seconds, 0.0)
     sizes = list(work.sizes) or [None]
     kept = {}
@@ -184,11 +187,11 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
         why = f"the largest size at which {ENOUGH_EPOCHS} epochs a fold fit, from {sizes[0][0]}x{sizes[0][1]}"
     else:
         why = f"the smallest size tried: {ENOUGH_EPOCHS} epochs a fold fit at none, from {sizes[0][0]}x{sizes[0][1]}"
-    fewest, most = reserve
     forecast = predict(test_pass_seconds(speed, work, size)) if predict else 0.0
     reserved = min(max(forecast, fewest), max(most, fewest))
-    training_seconds += max(most - reserved, 0.0)  # the size stays as planned on less
-    total += max(most - reserved, 0.0)
+    gained = max(most - reserved - short, 0.0)  # the size stays as planned on less
+    training_seconds += gained
+    total += gained
     epoch = epoch_seconds(speed, work, size)
     per_fold = training_seconds / max(work.folds, 1) - speed.setup_seconds - FOLD_SECONDS
     fit = int(max(per_fold, 0.0) // max(epoch, 1e-9))

@@ -40,7 +40,7 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     after it, by name, that tell the plan the least time they can use (``least_seconds``) or
     what they need at the budget's end (``reserve_seconds``: prediction)."""
     from comp.modalities import modality_of
-    from comp.planner import Speed, Workload, plan_run
+    from comp.planner import Speed, Workload, plan_run, test_pass_seconds
 
     check = rundir.record("check")
     speed = (check or {}).get("speed")
@@ -68,8 +68,16 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     budget.reserve(plan.reserved)
     budget.fund(main, plan.main_seconds)
     budget.keep(sum(plan.kept.values()))
+    # What one more fold model costs the stages after training (stage bag's own accounting):
+    # each stage's time for a model at the planned size, its passes over the rows it predicts.
+    test_pass = test_pass_seconds(Speed(speed["row_seconds"], speed["setup_seconds"], shape), work, plan.size)
+    passes = {"ensemble": test_pass * work.val_rows / max(work.test_rows, 1), "predict": test_pass}
+    model_after = {name: round(module.model_seconds(cfg, passes[name]), 2) for name, module in later.items()
+                   if name in passes and hasattr(module, "model_seconds")}
+    reserved_models = next((module.MODELS_A_FOLD for module in later.values() if hasattr(module, "reserve_seconds")), 0)
     data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),
-            "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main)}
+            "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main),
+            "model_after": model_after, "reserved_models_a_fold": reserved_models}
     return data, ""
 
 

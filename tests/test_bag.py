@@ -59,3 +59,23 @@ def test_without_a_budget_auto_bags_nothing_and_a_seeded_estimator_stops_at_once
     code, out, err = comp("run", "stage=ensemble", *SMOKE, *wine)
     assert code == 0, err
     assert "[ensemble] baseline: OOF" in out and "[ensemble] bag" not in out  # nothing of its own to blend
+
+
+def test_each_model_bag_adds_is_charged_what_it_costs_the_ensemble_and_prediction(tmp_path):
+    """Under a budget a fold model costs the ensemble a pass over its fold, and prediction one
+    over the test set once a fold holds more models than the plan's reserve was made for: bag
+    stops that much earlier and moves the training's end for prediction's part."""
+    from types import SimpleNamespace
+
+    from comp.clock import TimeBox
+    from comp.files import write_json
+    from comp.run_plan import PLAN
+    from comp.stages.bag import _after_cost
+
+    write_json(tmp_path / PLAN, {"model_after": {"ensemble": 1.5, "predict": 2.5}, "reserved_models_a_fold": 2})
+    ctx = SimpleNamespace(rundir=SimpleNamespace(path=tmp_path), time=TimeBox.of(100.0))
+    cost = _after_cost(ctx)
+    assert cost(2) == (1.5, 0.0)  # a fold's second model: prediction's reserve holds it
+    assert cost(3) == (1.5, 2.5)
+    unlimited = SimpleNamespace(rundir=SimpleNamespace(path=tmp_path), time=TimeBox())
+    assert _after_cost(unlimited)(5) == (0.0, 0.0)  # without a budget nothing is charged

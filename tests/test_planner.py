@@ -116,8 +116,15 @@ def test_the_end_keeps_what_prediction_needs_and_the_rest_trains(monkeypatch):
     assert plan_run(810.0, SPEED, work, predict=lambda s: 500.0, reserve=(15.0, 90.0)).reserved == 90.0
     alone = plan_run(810.0, SPEED, work, reserve=(15.0, 90.0))
     assert alone.reserved == 15.0 and "(no prediction in this command)" in " ".join(alone.lines("b"))
+    # the ensemble (after training) ends at the training's end: prediction's forecast is its own
+    now[0] = 850.0
+    assert budget.box("ensemble", Share(of_remaining=0.5, after_training=True)).end == 860.0
+    budget.reserve_more(5.0)  # stage bag added a model prediction must also pass over
+    assert budget.training_end() == 855.0
     budget.reserve(1.0)
     assert budget.training_end() == 885.0
+    # checks that ran 20 s over: the reserve's difference (75 s) is not all there to train
+    assert plan_run(-20.0, SPEED, work, predict=lambda s: 15.0, reserve=(15.0, 90.0)).training_seconds == 55.0
 
 
 def test_inputs_without_a_size_are_planned_as_they_are():

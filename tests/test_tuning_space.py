@@ -255,10 +255,12 @@ def test_a_trial_going_badly_is_held_to_the_best_trials_folds_and_stopped(tmp_pa
     ctx = SimpleNamespace(log=said.append, task=SimpleNamespace(objective=Objective(True), metric_name="accuracy"))
     plans = {"0": TrialPlan({}, tmp_path, 3, 1e-3, [0, 1, 2], False, "coarse trial 0", "coarse", give_up=True),
              "1": TrialPlan({}, tmp_path, 3, 1e-3, [0, 1, 2], False, "coarse trial 1", "coarse", give_up=True),
-             "2": TrialPlan({}, tmp_path, 9, 1e-3, [0, 1, 2], False, "fine trial 0", "fine", give_up=True)}
+             "2": TrialPlan({}, tmp_path, 9, 1e-3, [0, 1, 2], False, "fine trial 0", "fine", give_up=True),
+             "3": TrialPlan({}, tmp_path, 9, 1e-3, [0, 1, 2], False, "fine trial 1", "fine", give_up=True)}
     results = {"0": Trial({}, 0.91, [0.90, 0.92, 0.91], [0, 1, 2], 30.0),
                "1": Trial({}, 0.39, [0.39], [0], 10.0, gave_up=True),
-               "2": Trial({}, 0.95, [0.95, 0.95, 0.95], [0, 1, 2], 30.0)}
+               "2": Trial({}, 0.95, [0.95, 0.95, 0.95], [0, 1, 2], 30.0),
+               "3": Trial({}, 0.94, [0.94, 0.93, 0.95], [0, 1, 2], 30.0)}
     objective = TrialObjective(ctx, lambda trial_id, values: plans[trial_id])
 
     def run(changes, folder, epochs, time, folds, keep_weights, floor):
@@ -274,10 +276,13 @@ def test_a_trial_going_badly_is_held_to_the_best_trials_folds_and_stopped(tmp_pa
     assert floors[1].below(0, 0.39) and not floors[1].below(0, 0.88)
     assert second["gave_up"] == 1.0 and "fold_1" not in second
     assert said == ["coarse trial 1, stopped after fold 1 (1 of 3): past its floor 0.87000, the best trial's score "
-                    "there less 3 x its fold spread"]
+                    "there less 3 fold spreads"]
     assert objective.best[("coarse", 3)] is results["0"]  # a stopped trial is never the best
     objective("2", {})
     assert floors[2] is None  # another phase (another length) is held to its own trials only
+    objective("3", {})  # folds that happen to agree: the spread is at least 1% of the score, not 0
+    assert floors[3].scores[0] == pytest.approx(0.95 - GIVE_UP_SPREAD * 0.0095)
+    assert not floors[3].below(0, 0.94)
 
     from keras_tuner.src.engine.trial import TrialStatus
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from comp import artifacts, clock
 from comp.budget import Share
+from comp.clock import TimeBox
 from comp.context import StageContext
 from comp.failures import is_part_failure
 from comp.files import write_csv
@@ -116,15 +117,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
     why = f"every fold has {limit} more seed(s)"
     y = load_targets(ctx)
     data = load_inputs(ctx.competition, "train", cfg.reading())[0], y
+    after = _after_cost(ctx)
+    owed = 0.0  # what the models kept so far add to the ensemble and prediction, after this stage
     for r, k in [(r, k) for r in range(1, limit + 1) for k in range(n_folds)]:  # every fold a seed before any gets two
         folder = ctx.work / _unit_path(r, k)
         finished = (folder / "done.json").is_file()  # by an earlier attempt: resumed whatever the time
-        if ctx.time.limited and not finished and clock.now() + MARGIN * forecast > ctx.time.end:
+        cost = after(r + 1)
+        end = ctx.time.end - owed - sum(cost)
+        if ctx.time.limited and not finished and clock.now() + MARGIN * forecast > end:
             why = (f"the time left ({max(ctx.time.remaining(), 0):.0f}s) does not fit another fold model "
-                   f"(~{forecast:.0f}s)")
+                   f"(~{forecast:.0f}s, and ~{sum(cost):.1f}s more for the ensemble and prediction)")
             break
         try:
-            unit, cut = _train_unit(ctx, cfg, data, fold_of, k, r, epochs)
+            unit, cut = _train_unit(ctx, cfg, data, fold_of, k, r, epochs, end)
         except Exception as exc:
             if not is_part_failure(exc):
                 raise
@@ -142,6 +147,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
             _discard(folder)  # a copy of its source's model: not published
             break
         units.append(unit)
+        owed += sum(cost)
+        if ctx.budget is not None and cost[1]:
+            ctx.budget.reserve_more(cost[1])  # prediction's part: the training's end moves for it
         paths[k].append(f"{NAME}/{unit['path']}")
         preds[k].append(pred)
         forecast = float(np.mean([u["seconds"] for u in units]))
@@ -150,6 +158,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 f"({unit['seconds']:.0f}s)")
     ctx.log(f"stopped: {why}")
     return _record(ctx, stage, result, paths, preds, fold_of, units, why)
+
+
+def _after_cost(ctx: StageContext):
+    """A function of a fold's model count once another is added, giving what that model adds
+    to (the ensemble, prediction) after this stage: the run plan's per-model seconds; the
+    prediction's part only past the models a fold its reserve holds. (0, 0) without a plan."""
+    from comp import run_plan
+
+    plan = run_plan.stored(ctx.rundir.path) if ctx.time.limited else None
+    per_model = (plan or {}).get("model_after") or {}
+    reserved = int((plan or {}).get("reserved_models_a_fold") or 0)
+    ensemble, predict = float(per_model.get("ensemble", 0.0)), float(per_model.get("predict", 0.0))
+    return lambda models: (ensemble, predict if models > reserved else 0.0)
 
 
 def _discard(folder) -> None:
@@ -165,7 +186,7 @@ def _unit_path(r: int, k: int) -> str:
 
 
 def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: int,
-                epochs: int) -> tuple[dict[str, Any], bool]:
+                epochs: int, end: float = math.inf) -> tuple[dict[str, Any], bool]:
     """Fold ``k`` trained with seed ``cfg.seed + r`` into ``seed_<r + 1>/``: its row of
     units.csv, and whether the time cut its schedule short."""
     from comp.stages.training import augmentations, model_name, train_spec
@@ -180,7 +201,8 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
                       augmentations(cfg, ctx.competition, ctx.task))
     began = clock.now()
     result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / f"seed_{r + 1}", seed=cfg.seed + r,
-                            time=ctx.time, log=lambda message: None, only=[k],
+                            time=TimeBox(min(ctx.time.end, end), ctx.time.start, ctx.time.hard),
+                            log=lambda message: None, only=[k],
                             predict_batch_size=cfg.predict.batch_size)
     fold = result.folds[0]
     # A fold resumed from an earlier attempt took its recorded seconds, not the moment it took now.

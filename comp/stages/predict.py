@@ -34,9 +34,14 @@ FIXED_SECONDS = 3.0  # the test inputs read, the submission and the report writt
 def reserve_seconds(cfg, pass_seconds: float, folds: int) -> float:
     """The run plan's question: what predicting the test set, the submission and the report
     take after training (``pass_seconds``: one forward pass over the test rows)."""
+    return FIXED_SECONDS + folds * MODELS_A_FOLD * model_seconds(cfg, pass_seconds)
+
+
+def model_seconds(cfg, pass_seconds: float) -> float:
+    """What one fold model adds to this stage: loaded, then each view a pass over the test rows."""
     tta = cfg.predict.tta
     views = 4 if tta == "auto" else len(tta) + 1 if isinstance(tta, list) else max(int(tta), 1)
-    return FIXED_SECONDS + folds * MODELS_A_FOLD * (LOAD_SECONDS + views * max(pass_seconds, 0.0))
+    return LOAD_SECONDS + views * max(pass_seconds, 0.0)
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:

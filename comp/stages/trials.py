@@ -328,12 +328,15 @@ class TrialPlan:
 
 
 # A trial whose score on a fold is worse than the best finished trial of its group (same phase,
-# same epochs) on that fold by more than this many of that trial's fold-to-fold standard
-# deviations is not trained on its other folds: it cannot become the best, and a search that
+# same epochs) on that fold by more than this many fold-to-fold standard deviations (pooled
+# over the group's finished trials) is not trained on its other folds: it cannot become the best, and a search that
 # finishes it spends a bad trial's whole cost (a coarse trial scoring 0.39 against 0.92 took
 # all 3 of its folds). The spread across folds is larger than the paired gains' noise, so the
 # rule stops only the hopeless.
 GIVE_UP_SPREAD = 3.0
+# The spread is at least this fraction of the best trial's score: three folds that happen to
+# agree (accuracy 1.0 on each) would otherwise stop every trial a hair below on its first.
+GIVE_UP_RELATIVE = 0.01
 
 
 class TrialObjective:
@@ -348,6 +351,7 @@ class TrialObjective:
         self.runner = None
         self.seconds: dict[str, list[float]] = {}  # per group: how long its trials took here
         self.best: dict[tuple[str, int], Trial] = {}  # per (group, epochs): its best finished trial here
+        self.spreads: dict[tuple[str, int], list[float]] = {}  # per (group, epochs): its trials' fold variances
 
     def floor(self, plan: "TrialPlan"):
         """The ``FoldFloor`` a trial of ``plan`` is held to (None: it runs every fold)."""
@@ -357,7 +361,8 @@ class TrialObjective:
         if not plan.give_up or best is None or len(best.fold_scores) < 2:
             return None
         objective = self.ctx.task.objective
-        margin = GIVE_UP_SPREAD * float(np.std(best.fold_scores, ddof=1))
+        pooled = math.sqrt(float(np.mean(self.spreads[(plan.group, plan.epochs)])))  # over the group's trials
+        margin = GIVE_UP_SPREAD * max(pooled, GIVE_UP_RELATIVE * abs(float(np.mean(best.fold_scores))))
         return FoldFloor({k: s - objective.sign * margin for k, s in zip(best.folds, best.fold_scores)},
                          objective.higher_is_better)
 
@@ -414,7 +419,7 @@ class TrialObjective:
         if trial.gave_up:
             k = trial.folds[-1]
             gave_up = (f", stopped after fold {k + 1} ({len(trial.folds)} of {len(plan.folds)}): past its floor "
-                       f"{floor.scores[k]:.5f}, the best trial's score there less {GIVE_UP_SPREAD:g} x its fold spread")
+                       f"{floor.scores[k]:.5f}, the best trial's score there less {GIVE_UP_SPREAD:g} fold spreads")
         if plan.announce is not None:
             ctx.log(f"{plan.label} ({plan.epochs} epochs): {plan.announce} -> {ctx.task.metric_name} "
                     f"{trial.score:.5f} ({trial.seconds:.0f}s){gave_up}")
@@ -423,8 +428,10 @@ class TrialObjective:
         if not trial.gave_up:
             self.seconds.setdefault(plan.group, []).append(trial.seconds)
             best = self.best.get((plan.group, plan.epochs))
-            if trial.folds == plan.folds and (best is None or ctx.task.objective.better(trial.score, best.score)):
-                self.best[(plan.group, plan.epochs)] = trial
+            if trial.folds == plan.folds and len(trial.fold_scores) > 1 and all(map(math.isfinite, trial.fold_scores)):
+                self.spreads.setdefault((plan.group, plan.epochs), []).append(float(np.var(trial.fold_scores, ddof=1)))
+                if best is None or ctx.task.objective.better(trial.score, best.score):
+                    self.best[(plan.group, plan.epochs)] = trial
         # Memory after the trial (its models freed): growth across trials is a leak (keras-tuner #702, #873).
         return {"score": trial.score, "seconds": trial.seconds, "rss_mb": resident_mb(), "epochs": trial.epochs,
                 "stopped_by_budget": float(trial.stopped_by_budget), "gave_up": float(trial.gave_up),
