@@ -289,3 +289,29 @@ def test_a_trial_going_badly_is_held_to_the_best_trials_folds_and_stopped(tmp_pa
     kt_trial = SimpleNamespace(score=0.39, status=TrialStatus.COMPLETED, metrics=SimpleNamespace(
         exists=lambda name: name in second, get_last_value=lambda name: second[name], metrics=second))
     assert finished_trial(kt_trial, {}, "trials/coarse/1") is None  # not a whole trial: never compared
+
+
+def test_trials_that_failed_out_of_sight_count_as_the_stages_failures(monkeypatch):
+    """A trial that failed on a keras-tuner worker reaches the chief only as a FAILED trial in
+    its oracle: the chief's stage records it (so strict=true and the warning count it), once,
+    and not a failure it already recorded itself."""
+    from types import SimpleNamespace
+
+    from keras_tuner.src.distribute import utils as dist_utils
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    from comp.stages.trials import count_remote_failures
+
+    said = []
+    ctx = SimpleNamespace(failures=[{"what": "fine trial 0", "reason": "ValueError: here"}], log=said.append)
+    trials = [SimpleNamespace(trial_id="0", status=TrialStatus.FAILED, message="Traceback...\nValueError: here"),
+              SimpleNamespace(trial_id="1", status=TrialStatus.FAILED,
+                              message="Traceback (most recent call last):\n  ...\nRuntimeError: the plugin's bug\n"),
+              SimpleNamespace(trial_id="2", status=TrialStatus.COMPLETED, message=None)]
+    monkeypatch.setattr(dist_utils, "has_chief_oracle", lambda: True)
+    count_remote_failures(ctx, trials, lambda t: f"fine trial {t.trial_id}")
+    assert ctx.failures[1:] == [{"what": "fine trial 1",
+                                 "reason": "RuntimeError: the plugin's bug (on a keras-tuner worker)"}]
+    assert said == ["fine trial 1 failed on a keras-tuner worker: RuntimeError: the plugin's bug (left out)"]
+    count_remote_failures(ctx, trials, lambda t: f"fine trial {t.trial_id}")
+    assert len(ctx.failures) == 2  # counted once

@@ -248,7 +248,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     from comp.significance import FALSE_KEEP
     from comp.stages.trials import (Trial, TrialObjective, base_epochs, baseline_fold_seconds, baseline_trial,
-                                    finished_trial, gate, lr_setting, search_record, search_window, trial_folds,
+                                    count_remote_failures, finished_trial, gate, lr_setting, search_record, search_window, trial_folds,
                                     write_best)
     from comp.tuning.search import search
     from comp.tuning.sequential import SequentialOracle
@@ -311,6 +311,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     finally:
         objective.close()
     oracle = oracles[-1]
+    count_remote_failures(ctx, oracle.trials.values(), lambda t: t.hyperparameters.values.get("comp_step", t.trial_id))
     rows = [_row("baseline", "the baseline's configuration", start, None, None, "reference")]
     for entry in oracle.rows:
         change = changes[entry["step"]]

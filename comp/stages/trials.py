@@ -16,7 +16,7 @@ import shutil
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import yaml
@@ -453,6 +453,28 @@ def finished_trial(kt_trial, changes: dict[str, Any], folder: str) -> Trial | No
     folds = sorted(int(n[5:]) for n in metrics.metrics if n.startswith("fold_"))
     return Trial(dict(changes), score, [value(f"fold_{k}") for k in folds], folds, value("seconds"),
                  epochs=int(value("epochs", 0)), folder=folder, stopped_by_budget=bool(value("stopped_by_budget", 0)))
+
+
+def count_remote_failures(ctx: StageContext, kt_trials, label: Callable[[Any], str]) -> None:
+    """Trials that failed where this process did not see them fail (on a keras-tuner worker,
+    or in an earlier attempt of a resumed search: the oracle has them as FAILED, their
+    traceback as the message): recorded in this stage like its own failures, so the run's
+    warning and ``strict=true`` count them. ``label(trial)`` names a trial as the objective
+    logged it."""
+    from keras_tuner.src.distribute import utils as dist_utils
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    where = "on a keras-tuner worker" if dist_utils.has_chief_oracle() else "in an earlier attempt of this search"
+
+    here = {f["what"] for f in ctx.failures}
+    for trial in kt_trials:
+        what = label(trial)
+        if trial.status != TrialStatus.FAILED or what in here:
+            continue
+        lines = [line.strip() for line in str(trial.message or "").splitlines() if line.strip()]
+        reason = lines[-1][:200] if lines else "no reason given"
+        ctx.failures.append({"what": what, "reason": f"{reason} ({where})"})
+        ctx.log(f"{what} failed {where}: {reason} (left out)")
 
 
 def worker_context(stage: str, cfg, competition, task, rundir, upstream: dict[str, str]) -> StageContext:
