@@ -34,7 +34,7 @@ def test_ten_cross_validated_trials_coarse_to_fine_beat_a_bad_start(workdir, dem
     assert trials["phase"].tolist() == ["start"] + ["coarse"] * 8 + ["fine"] * 2
     done = trials.iloc[1:]
     # every trial ran to its end, or stopped going badly after a fold (FoldFloor) with its status saying so
-    assert (done["status"].eq("COMPLETED") | done["status"].str.startswith("stopped after 1 fold(s)")).all()
+    assert (done["status"].eq("COMPLETED") | done["status"].str.match(r"stopped after [12] fold\(s\): going badly")).all()
     assert done["epochs"].tolist() == [1] * 8 + [3] * 2  # coarse: a third of the baseline's 3 epochs
     assert done["train.lr"].astype(float).between(0.002, 0.006).all()
     # Fine ranges are narrowed around the coarse best: at most 3x either side of it.
@@ -101,7 +101,8 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(workdir, demo):
     assert "coarse trial 1 (" in result.stdout and "coarse trial 2 (" in result.stdout
     trials = pd.read_csv(published / "trials.csv")
     assert trials["trial"].dropna().astype(int).tolist() == [0, 1, 2]
-    assert (trials["status"].iloc[1:] == "COMPLETED").all()
+    # scored to their end, or stopped going badly after a fold (FoldFloor): either way not lost to the kill
+    assert (trials["status"].iloc[1:].eq("COMPLETED") | trials["status"].iloc[1:].str.startswith("stopped after")).all()
 
 
 def _free_port() -> int:
@@ -139,7 +140,8 @@ def test_trials_spread_over_a_chief_and_two_workers_on_localhost(workdir, demo):
         assert proc.returncode == 0, out[-3000:]
     trials = pd.read_csv(workdir / "runs/digits/tune/trials.csv")
     assert trials["phase"].tolist() == ["start"] + ["coarse"] * 3 + ["fine"]
-    assert (trials["status"].iloc[1:] == "COMPLETED").all()
+    # scored to their end, or stopped going badly after a fold (FoldFloor): either way not lost to the kill
+    assert (trials["status"].iloc[1:].eq("COMPLETED") | trials["status"].iloc[1:].str.startswith("stopped after")).all()
     # Each worker ran some of the 4 trials; the chief ran none.
     ran = [len(re.findall(r"\[tune\] (?:coarse|fine) trial \d+ \(", o)) for o in outputs]
     assert ran[0] >= 1 and ran[1] >= 1 and ran[0] + ran[1] == 4 and ran[2] == 0, ran
