@@ -65,9 +65,9 @@ def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> list[flo
 def model_seconds(cfg, pass_seconds: float) -> float:
     """What one more fold model of a candidate adds to this stage: loaded, then a pass over
     its fold's validation rows (``pass_seconds``) for each view and each probe."""
-    tta = cfg.predict.tta
-    views = 4 if tta == "auto" else len(tta) + 1 if isinstance(tta, list) else max(int(tta), 1)
-    return LOAD_SECONDS + (views + 2) * max(pass_seconds, 0.0)  # the probes: the two flips
+    from comp.stages.predict import forecast_views
+
+    return LOAD_SECONDS + (forecast_views(cfg) + 2) * max(pass_seconds, 0.0)  # the probes: the two flips
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:

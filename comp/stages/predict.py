@@ -39,9 +39,13 @@ def reserve_seconds(cfg, pass_seconds: float, folds: int) -> float:
 
 def model_seconds(cfg, pass_seconds: float) -> float:
     """What one fold model adds to this stage: loaded, then each view a pass over the test rows."""
+    return LOAD_SECONDS + forecast_views(cfg) * max(pass_seconds, 0.0)
+
+
+def forecast_views(cfg) -> int:
+    """The views a fold model passes its rows through, for a forecast (the original included)."""
     tta = cfg.predict.tta
-    views = 4 if tta == "auto" else len(tta) + 1 if isinstance(tta, list) else max(int(tta), 1)
-    return LOAD_SECONDS + views * max(pass_seconds, 0.0)
+    return 4 if tta == "auto" else len(tta) + 1 if isinstance(tta, list) else max(int(tta), 1)
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:
