@@ -315,3 +315,36 @@ def test_trials_that_failed_out_of_sight_count_as_the_stages_failures(monkeypatc
     assert said == ["fine trial 1 failed on a keras-tuner worker: RuntimeError: the plugin's bug (left out)"]
     count_remote_failures(ctx, trials, lambda t: f"fine trial {t.trial_id}")
     assert len(ctx.failures) == 2  # counted once
+
+
+def test_a_worker_that_reaches_a_phase_its_chief_has_ended_stops_instead_of_waiting(tmp_path, monkeypatch):
+    """keras-tuner's client waits forever for a chief that is gone: a worker late to a phase
+    (nothing serves its port, the chief's file says the phase ended) runs no trial and returns."""
+    import socket
+    import threading
+
+    from comp.tuning.search import make_oracle, search
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+    monkeypatch.delenv("COMP_TUNER_BASE_PORT", raising=False)
+    ended = tmp_path / "ended" / "tune-fine"
+    ended.parent.mkdir()
+    ended.write_text("fine\n")
+    calls, returned = [], []
+
+    def worker():
+        oracle = make_oracle("random", [Knob("x", 0.0, 1.0)], {}, objective=Objective(higher_is_better=True),
+                             max_trials=2, max_epochs=1, seed=0, deadline=lambda: False)
+        returned.append(search(oracle, lambda trial_id, values: calls.append(values) or {"score": 0.0},
+                               tmp_path / "oracle", "fine", phase=0, ended=ended))
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the worker waited for a chief that had ended the phase"
+    assert returned == [[]] and calls == []

@@ -249,7 +249,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from comp.significance import FALSE_KEEP
     from comp.stages.trials import (Trial, TrialObjective, base_epochs, baseline_fold_seconds, baseline_trial,
                                     count_remote_failures, finished_trial, gate, lr_setting, search_record, search_window, trial_folds,
-                                    write_best)
+                                    phase_ended, write_best)
     from comp.tuning.search import search
     from comp.tuning.sequential import SequentialOracle
 
@@ -307,7 +307,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     objective = TrialObjective(ctx, lambda trial_id, values: _plan(trial_id, values, ctx.work),
                                time=lambda plan: TimeBox(box.end + unit * changes[plan.label].cost))
     try:
-        search(new_oracle, objective, ctx.work / "oracle", NAME, log=ctx.log)
+        search(new_oracle, objective, ctx.work / "oracle", NAME, log=ctx.log, ended=phase_ended(ctx, NAME))
     finally:
         objective.close()
     oracle = oracles[-1]

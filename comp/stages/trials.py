@@ -490,6 +490,12 @@ def worker_context(stage: str, cfg, competition, task, rundir, upstream: dict[st
     return StageContext(stage, cfg, competition, task, rundir, scratch, Budget(None), upstream)
 
 
+def phase_ended(ctx: StageContext, phase: str) -> Path:
+    """The file a distributed search's chief writes when it stops serving ``phase`` (in the
+    run directory, which its workers share; ``comp.tuning.search``)."""
+    return ctx.rundir.path / ".tuner-ended" / f"{ctx.name}-{phase}"
+
+
 def serve_worker(ctx: StageContext, objective: TrialObjective, phases: list[str]) -> None:
     """A keras-tuner worker of a search stage: run the trials the chief's oracle hands out,
     phase after phase (the chief keeps every result)."""
@@ -503,7 +509,7 @@ def serve_worker(ctx: StageContext, objective: TrialObjective, phases: list[str]
             local = partial(make_oracle, "random", [], {}, objective=ctx.task.objective, max_trials=1, max_epochs=1,
                             seed=ctx.cfg.seed, deadline=lambda: False)
             print(f"[{ctx.name}] worker {tuner_id}: {phase} trials from the chief", flush=True)
-            search(local, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log)
+            search(local, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log, ended=phase_ended(ctx, phase))
     finally:
         objective.close()  # the trial process ends with the worker
 

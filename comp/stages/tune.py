@@ -253,7 +253,8 @@ class _Plan:
 
 
 def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Plan) -> dict[str, Any]:
-    from comp.stages.trials import Trial, count_remote_failures, gate, honest_record, search_record, write_best
+    from comp.stages.trials import (Trial, count_remote_failures, gate, honest_record, phase_ended, search_record,
+                                     write_best)
     from comp.tuning.search import make_oracle, search
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
@@ -276,7 +277,8 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
                          if kind != "hyperband" else epochs, seed=cfg.seed + i,
                          deadline=lambda e=phase_end, x=expected, p=phase:
                          clock.now() + objective.expected(p, x) > e)
-        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log)
+        trials = search(oracle, objective, ctx.work / "oracle", phase, phase=i, log=ctx.log,
+                        ended=phase_ended(ctx, phase))
         count_remote_failures(ctx, trials, lambda t, p=phase: f"{p} trial {t.trial_id}")
         results[phase] = [_trial(t, to_changes(t.hyperparameters.values, start_cfg, comp, task), start_changes)
                           for t in trials]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -55,12 +56,14 @@ IDLE_WAIT = 0.5  # seconds a tuner waits before asking again when the oracle has
 
 
 class _CVTuner(kt.engine.base_tuner.BaseTuner):
-    def __init__(self, oracle, objective: TrialFunction, directory: Path, project: str):
+    def __init__(self, oracle, objective: TrialFunction, directory: Path, project: str, ended: Path | None = None):
         self._objective = objective
         super().__init__(oracle=oracle, directory=str(directory), project_name=project, overwrite=False)
         create = self.oracle.create_trial
 
         def create_trial(tuner_id):
+            if ended is not None and is_worker() and not _chief_serving(ended):
+                return trial_module.Trial(kt.HyperParameters(), status=trial_module.TrialStatus.STOPPED)
             # keras-tuner's loop asks again at once after an IDLE answer (an oracle waiting for a
             # trial elsewhere, as regularize's does): without a pause a worker spins on the chief.
             trial = create(tuner_id)
@@ -75,6 +78,26 @@ class _CVTuner(kt.engine.base_tuner.BaseTuner):
             return {k: float(v) for k, v in self._objective(trial.trial_id, dict(trial.hyperparameters.values)).items()}
         except Stop as stop:  # a problem of the setup, not of this trial's values: stop searching
             raise _Fatal(stop.error) from None
+
+
+def _chief_serving(ended: Path) -> bool:
+    """On a worker, before asking the chief for a trial: True once the chief serves this
+    phase's oracle, False once the chief has written ``ended`` (the phase is over).
+
+    keras-tuner's client asks with gRPC's ``wait_for_ready``, which waits forever for a
+    server that is gone: the chief ends a phase as soon as no tuner it has seen still runs a
+    trial, so a worker that reaches a phase late (its last trial of the phase before took
+    longer) would hang. The port tells a phase being served; the chief's file tells a phase
+    already over from one not yet started."""
+    address = (os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"]))
+    while True:
+        try:
+            socket.create_connection(address, timeout=2).close()
+            return True
+        except OSError:
+            if ended.is_file():
+                return False
+        time.sleep(IDLE_WAIT)
 
 
 def is_worker() -> bool:
@@ -128,8 +151,12 @@ def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, objectiv
 
 
 def search(oracle, objective: TrialFunction, directory: Path, project: str, phase: int = 0,
-           log: Callable[[str], None] = print) -> list[Any]:
+           log: Callable[[str], None] = print, ended: Path | None = None) -> list[Any]:
     """Run (or resume) the search; return the oracle's trials (on a worker: none, the chief has them).
+
+    ``ended``, in distributed search, is a file every process can read: the chief writes it
+    when it stops serving this phase, and a worker that finds it (and no oracle on the
+    phase's port) ends the phase instead of waiting for a chief that is gone.
 
     ``oracle`` is a keras-tuner oracle or a function making one. Where the saved state cannot be
     read (a file half-written when the process was killed), the state is set aside as
@@ -140,10 +167,13 @@ def search(oracle, objective: TrialFunction, directory: Path, project: str, phas
     if port and dist_utils.has_chief_oracle():
         base = int(os.environ.setdefault("COMP_TUNER_BASE_PORT", port))
         os.environ["KERASTUNER_ORACLE_PORT"] = str(base + phase)
+    chief = dist_utils.has_chief_oracle() and dist_utils.is_chief_oracle()
+    if chief and ended is not None:
+        ended.unlink(missing_ok=True)  # an earlier attempt's: this one serves the phase again
     make = oracle if callable(oracle) else (lambda: oracle)
     fresh = make()  # outside the try: an error of the oracle itself is not damaged state
     try:
-        tuner = _CVTuner(fresh, objective, directory, project)
+        tuner = _CVTuner(fresh, objective, directory, project, ended)
     except (ValueError, KeyError, RuntimeError) as exc:  # json's JSONDecodeError is a ValueError
         state = Path(directory) / project
         if not callable(oracle) or not state.is_dir():
@@ -153,11 +183,14 @@ def search(oracle, objective: TrialFunction, directory: Path, project: str, phas
         state.rename(aside)
         log(f"search state {state} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}): "
             f"set aside as {project}.damaged; the search starts again")
-        tuner = _CVTuner(make(), objective, directory, project)
+        tuner = _CVTuner(make(), objective, directory, project, ended)
     try:
         tuner.search()
     except _Fatal as fatal:
         raise fatal.error from None
+    if chief and ended is not None:
+        ended.parent.mkdir(parents=True, exist_ok=True)
+        ended.write_text(f"{project}\n")
     if is_worker():
         return []
     return [tuner.oracle.trials[t] for t in tuner.oracle.start_order]
