@@ -14,7 +14,8 @@ import pandas as pd
 import yaml
 
 from comp.errors import DataError
-from comp.tasks import infer_task_kind
+from comp.tasks import infer_task
+from comp.tasks.evidence import metrics_named
 from comp.tasks.base import Setting, is_text
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -154,8 +155,8 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
 
     kind = task or settings.get("task")
     if kind is None:
-        kind = infer_task_kind(train[targets])
-        notes.append(f"task {kind} (from the target values)")
+        kind, why = infer_task(train[targets], [e.metric for e in metrics_named(root)])
+        notes.append(f"task {kind} (from the target values: {why}; set task in comp.yaml to change)")
     metric = metric or settings.get("metric")
 
     test_ids = list(sample[id_col])

@@ -18,7 +18,8 @@ def test_comp_yaml_and_overrides(demo, tmp_path):
     root = copy_competition(demo, tmp_path / "c")
     (root / "comp.yaml").write_text("metric: logloss\nid_column: id\ntarget_columns: [label]\n")
     c = load_competition(root)
-    assert c.metric == "logloss" and c.notes == ["task classification (from the target values)"]
+    assert c.metric == "logloss" and c.notes == ["task classification (from the target values: 10 distinct whole numbers; set task in "
+                                                "comp.yaml to change)"]
     assert load_competition(root, metric="accuracy").metric == "accuracy"
 
 

@@ -209,6 +209,67 @@ def test_task_inference(values, kind):
     assert infer_task_kind(pd.DataFrame({"y": values}).replace("", None)) == kind
 
 
+def _street_numbers(count: int, seed: int = 0, zeros: bool = True) -> list[str]:
+    """Strings of 1-4 digits as a street-number competition has them ('07' and '1889')."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        text = "".join(str(d) for d in rng.integers(0, 10, size=int(rng.choice([1, 2, 3, 4], p=[.15, .35, .35, .15]))))
+        out.append(text if zeros else text.lstrip("0") or "5")
+    return out
+
+
+@pytest.mark.parametrize("values, named, kind", [
+    # ~1,900 distinct strings in 6,000 rows, most too rare to be a class: read character by character
+    (_street_numbers(6000), (), "sequence"),
+    # digit strings without a leading zero pass for numbers, unless the description scores exact match
+    (_street_numbers(600, zeros=False), (), "regression"),
+    (_street_numbers(600, zeros=False), ("exact_match", "accuracy"), "sequence"),
+    # fixed-length ids (a whale's 'w_f48451c') are labels however rare; so are long class names
+    ([f"w_{i:07x}" for i in range(300)] * 2, (), "classification"),
+    ([f"{i:03d}.Species_name_{i}" for i in range(200)] * 3, ("exact_match",), "classification"),
+])
+def test_task_inference_weighs_string_shape_rarity_and_the_named_metric(values, named, kind):
+    from comp.tasks import infer_task
+
+    found, why = infer_task(pd.DataFrame({"y": values}), named)
+    assert found == kind, why
+
+
+def test_a_street_number_competition_without_comp_yaml_is_a_sequence_scored_by_exact_match(demo, tmp_path):
+    """The street demo (8x8 scikit-learn digits composed into 1-4 digit strings) as a user
+    downloads such a competition: no comp.yaml, the metric in description.md's words."""
+    from comp.demo import cache_root, demo_competition
+    from comp.tasks import make_task
+
+    folder = copy_competition(demo_competition(cache_root(), "street"), tmp_path / "street")
+    (folder / "comp.yaml").unlink()
+    (folder / "description.md").write_text("# Street numbers\n\n## Metric\n\nExact-match accuracy: a prediction "
+                                           "counts only if the whole string equals the true string.\n")
+    comp = load_competition(folder)
+    notes = list(comp.notes)
+    make_task(comp.task_kind, comp.task_source(), comp.metric, comp.root, notes)
+    inferred = "\n".join(notes)
+    assert "task sequence (from the target values: " in inferred and "the description names exact match" in inferred
+    assert 'metric exact_match (description.md: "Exact-match")' in inferred
+
+
+def test_a_rare_class_error_says_when_the_labels_read_as_strings_of_characters():
+    from comp.errors import DataError
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+
+    labels = pd.DataFrame({"number": ["07", "1889", "07", "12"] * 30 + _street_numbers(200, seed=1)})
+    task = make_task("classification", TaskSource(labels, labels.assign(id="x")[["id", "number"]], "id", ("number",)))
+    with pytest.raises(DataError, match="set task: sequence in comp.yaml"):
+        task.check_folds(labels, 5)
+    plain = pd.DataFrame({"y": ["cat"] * 10 + ["dog"] * 2})
+    task = make_task("classification", TaskSource(plain, plain.assign(id="x")[["id", "y"]], "id", ("y",)))
+    with pytest.raises(DataError, match=r"class 'dog' has 2 example\(s\), fewer than split.folds=5; lower "
+                                        r"split.folds or add examples of that class$"):
+        task.check_folds(plain, 5)
+
+
 def test_image_files_are_rehashed_only_when_they_change(demo, tmp_path, monkeypatch):
     from comp.competition import load_competition
     from comp.data import cache

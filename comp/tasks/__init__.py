@@ -14,36 +14,81 @@ MAX_INTEGER_CLASSES = 50
 NUMERIC_SHARE = 0.95  # a target whose values are at least this share numbers is numeric
 
 
-def infer_task_kind(targets: pd.DataFrame) -> str:
-    """Guess the task kind from the train target column(s), read as strings.
+def infer_task_kind(targets: pd.DataFrame, named: tuple[str, ...] | list[str] = ()) -> str:
+    """The task kind ``infer_task`` reads from the target column(s)."""
+    return infer_task(targets, named)[0]
+
+
+def infer_task(targets: pd.DataFrame, named: tuple[str, ...] | list[str] = ()) -> tuple[str, str]:
+    """Guess the task kind from the train target column(s), read as strings, and the metrics a
+    description names (``named``, most likely first); return it with the evidence, in words.
 
     Several 0/1 columns, or space-separated lists whose combinations outnumber the
-    labels: multilabel. Fractional numbers, or
-    integers with more than 50 distinct values (and no leading zeros; at least 95% of the
-    values numbers, so that a typo is reported by row instead of changing the kind): regression. Strings
-    with more distinct values than a classifier can learn (over 50 and over half the rows):
-    sequence.
-    Otherwise classification. comp.yaml's ``task`` settles any case this gets wrong.
+    labels: multilabel. Short strings read character by character (``reads_as_characters``)
+    where a description names exact match: sequence. Fractional numbers, or integers with
+    more than 50 distinct values (and no leading zeros; at least 95% of the values numbers,
+    so that a typo is reported by row instead of changing the kind): regression. Short
+    strings read character by character of which a quarter of the rows hold values too rare
+    to learn as classes, or strings with more distinct values than a classifier can learn
+    (over 50 and over half the rows): sequence. Otherwise classification. comp.yaml's ``task`` settles any case this gets wrong.
     """
     if targets.shape[1] > 1:
         if targets.isin(["0", "1"]).all().all():
-            return "multilabel"
+            return "multilabel", f"{targets.shape[1]} target columns of 0/1"
         raise DataError(f"{targets.shape[1]} target columns ({', '.join(targets.columns)}) that are not all "
                         "0/1 indicators; set task and target_columns in comp.yaml")
     values = targets.iloc[:, 0].dropna()
+    if values.str.contains(" ").any() and _labels_combine(values):
+        return "multilabel", "space-separated labels that combine"
+    characters = reads_as_characters(values)
+    if characters and named and named[0] == "exact_match":
+        return "sequence", f"{characters}; the description names exact match"
     numbers = pd.to_numeric(values, errors="coerce")
     leading_zero = values.str.match(r"^0\d").any()  # '07' is a code or a string, not seven
     # A few non-numbers among numbers are typos in a numeric target: the task names their rows.
     if numbers.notna().mean() >= NUMERIC_SHARE and not leading_zero:
         numbers = numbers.dropna()
-        if (numbers != numbers.round()).any() or numbers.nunique() > MAX_INTEGER_CLASSES:
-            return "regression"
-        return "classification"
-    if values.str.contains(" ").any() and _labels_combine(values):
-        return "multilabel"
+        if (numbers != numbers.round()).any():
+            return "regression", "fractional numbers"
+        if numbers.nunique() > MAX_INTEGER_CLASSES:
+            return "regression", f"{numbers.nunique()} distinct whole numbers"
+        return "classification", f"{numbers.nunique()} distinct whole numbers"
+    rare = rare_share(values)
+    if characters and rare >= RARE_SHARE:
+        return "sequence", (f"{characters}; {rare:.0%} of the rows hold a value seen fewer than {RARE_ROWS} times, "
+                            "too rare to learn as a class")
     if values.nunique() > max(MAX_INTEGER_CLASSES, len(values) / 2):
-        return "sequence"
-    return "classification"
+        return "sequence", f"{values.nunique()} distinct strings in {len(values)} rows, too many to learn as classes"
+    return "classification", f"{values.nunique()} distinct labels"
+
+
+# A class needs a row in each fold (split.folds, 5 by default) to be learnt and scored on every fold.
+RARE_ROWS = 5
+RARE_SHARE = 0.25  # this share of rows in rarer values: the strings are not classes
+SEQUENCE_MAX_CHARS = 16  # a string read character by character is short (a street number, a plate)
+SEQUENCE_MAX_SYMBOLS = 40  # ... over a small alphabet (digits, capitals)
+
+
+def reads_as_characters(values: pd.Series) -> str:
+    """What makes ``values`` a string of characters rather than a label, in words, or "":
+    more than 50 distinct values, of varying length, at most 16 characters over at most 40
+    symbols, without spaces (street numbers, licence plates, captchas). Fixed-length ids
+    (a whale's 'w_f48451c') are labels, however rare."""
+    values = values.dropna().astype(str)
+    if values.empty or values.str.contains(r"\s").any() or values.nunique() <= MAX_INTEGER_CLASSES:
+        return ""
+    lengths = values.str.len()
+    symbols = {ch for value in values.drop_duplicates() for ch in value}
+    if lengths.max() > SEQUENCE_MAX_CHARS or len(symbols) > SEQUENCE_MAX_SYMBOLS or lengths.nunique() < 2:
+        return ""
+    return (f"{values.nunique()} distinct strings of {lengths.min()}-{lengths.max()} characters over "
+            f"{len(symbols)} symbols")
+
+
+def rare_share(values: pd.Series) -> float:
+    """The share of rows whose value is seen fewer than ``RARE_ROWS`` times."""
+    counts = values.value_counts()
+    return float(counts[counts < RARE_ROWS].sum() / max(len(values), 1))
 
 
 def _labels_combine(values: pd.Series) -> bool:

@@ -109,10 +109,16 @@ class Classification(Task):
         return targets[self.target].to_numpy()
 
     def check_folds(self, targets: pd.DataFrame, folds: int) -> None:
+        from comp.tasks import reads_as_characters
+
         counts = targets[self.target].value_counts()
         if counts.min() < folds:
+            rare = int((counts < folds).sum())
+            hint = (f"; {rare} of {len(counts)} classes are that rare: if each label is a string read character by "
+                    "character (a street number, a code), set task: sequence in comp.yaml"
+                    if rare > 1 and reads_as_characters(targets[self.target]) else "")
             raise DataError(f"train.csv: class {counts.idxmin()!r} has {counts.min()} example(s), fewer than "
-                            f"split.folds={folds}; lower split.folds or add examples of that class")
+                            f"split.folds={folds}; lower split.folds or add examples of that class{hint}")
 
     def summary(self, targets: pd.DataFrame, sample: pd.DataFrame) -> TargetSummary:
         counts = targets[self.target].value_counts().reindex(self.classes)
