@@ -2,7 +2,10 @@
 
 Layout: ``train.csv`` (id + target columns), ``train/`` and ``test/`` holding
 ``<id>.<ext>`` images, optional ``test.csv``, ``sample_submission.csv`` (fixes the ids,
-their order and the columns of a submission) and an optional ``comp.yaml``.
+their order and the columns of a submission) and an optional ``comp.yaml``. Image
+competitions may instead come as class folders, ``train/<class>/<file>`` with no
+``train.csv`` (each image's class is its folder's name, its id its path under ``train/``),
+and test images may be named by the sample submission's ids with or without their extension.
 """
 from __future__ import annotations
 
@@ -81,6 +84,8 @@ class Competition:
         for path in [self.root / name for name in names]:
             if path.is_file():
                 h.update(path.name.encode() + path.read_bytes())
+        if not (self.root / "train.csv").is_file():  # class folders: the labels are the folders' names
+            h.update(self.train.to_csv(index=False).encode())
         for split in ("train", "test"):
             h.update("".join(self.digests(split)).encode())
         return h.hexdigest()[:16]
@@ -109,8 +114,14 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
         raise DataError(f"competition folder {root} does not exist; pass competition=PATH")
     settings = _read_settings(root / "comp.yaml")
     sample = _read_csv(root / "sample_submission.csv")
-    train = _read_csv(root / "train.csv")
     notes: list[str] = []
+    folder_images = None  # the class-folder layout's train images, in train's row order
+    if not (root / "train.csv").is_file() and class_folders(root / "train"):
+        train, folder_images = _from_class_folders(root, sample, settings)
+        notes.append(f"class folders: {len(train)} train images in {train.iloc[:, 1].nunique()} classes "
+                     f"(train/<class>/..., no train.csv); each image's id is its path under train/")
+    else:
+        train = _read_csv(root / "train.csv")
 
     id_col = settings.get("id_column") or sample.columns[0]
     if "id_column" not in settings:
@@ -176,7 +187,10 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
         test = test.set_index(id_col, drop=False).loc[test_ids].reset_index(drop=True)
 
     image_col = settings.get("image_column")
-    if image_col or (root / "train").is_dir():
+    if folder_images is not None:
+        train_images = folder_images
+        test_images = _image_paths(root, "test", sample, id_col, None, root / "sample_submission.csv")
+    elif image_col or (root / "train").is_dir():
         train_images = _image_paths(root, "train", train, id_col, image_col, root / "train.csv")
         if image_col and test is None:
             raise DataError(f"{root}: comp.yaml names image_column '{image_col}', so test.csv must list the test images")
@@ -216,6 +230,46 @@ def load_competition(root: str | Path, task: str | None = None, metric: str | No
         notes=notes,
         settings=settings,
     )
+
+
+def class_folders(train_dir: Path) -> list[Path]:
+    """The class folders of ``train/`` when it holds images only in subfolders (one per class,
+    images at any depth below it), else []."""
+    if not train_dir.is_dir():
+        return []
+    entries = [p for p in train_dir.iterdir() if not p.name.startswith((".", "__"))]
+    if any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
+        return []
+    folders = sorted(p for p in entries if p.is_dir() and any(_images_below(p)))
+    return folders if len(folders) >= 2 else []
+
+
+def _images_below(folder: Path):
+    return (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith((".", "__")) for part in p.relative_to(folder).parts))
+
+
+def _from_class_folders(root: Path, sample: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, list[Path]]:
+    """train.csv as the class folders say it: the id column (sample_submission's first, or
+    comp.yaml's ``id_column``) holding each image's path under ``train/``, and the target
+    column (comp.yaml's ``target_columns``, sample_submission's one other column, or ``label``
+    when its columns are the classes) holding its folder's name."""
+    id_col = settings.get("id_column") or sample.columns[0]
+    others = [c for c in sample.columns if c != id_col]
+    target = (settings.get("target_columns") or [None])[0] or (others[0] if len(others) == 1 else "label")
+    if target == id_col:
+        raise DataError(f"{root / 'sample_submission.csv'}: the target column and the id column are both "
+                        f"'{id_col}'; set target_columns in comp.yaml")
+    ids, labels, paths = [], [], []
+    for folder in class_folders(root / "train"):
+        for path in sorted(_images_below(folder)):
+            if not path.resolve().is_relative_to(root):
+                raise DataError(f"{path} is a link to {path.resolve()}, outside the competition folder; "
+                                "copy the image into the folder instead")
+            ids.append(path.relative_to(root / "train").as_posix())
+            labels.append(folder.name)
+            paths.append(path)
+    return pd.DataFrame({id_col: ids, target: labels}, dtype=str), paths
 
 
 def _class_column(train: pd.DataFrame, submission_cols: list[str], id_col: str) -> list[str] | None:
@@ -357,6 +411,8 @@ def _image_paths(root: Path, folder: str, frame: pd.DataFrame, id_col: str, imag
         if "/" in image_id or "\\" in image_id or image_id in (".", "..") or Path(image_id).is_absolute():
             raise DataError(f"{source} row {row + 2}: id {image_id!r} is not a plain file name; ids may not contain path separators")
         found = sorted(by_stem.get(image_id, []))
+        if not found and Path(image_id).suffix.lower() in IMAGE_EXTENSIONS and (directory / image_id).is_file():
+            found = [directory / image_id]  # ids that are file names, extension included ('0021e90e4.png')
         if not found:
             raise DataError(
                 f"{source} row {row + 2}: no image for id {image_id!r} in {directory} "

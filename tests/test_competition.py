@@ -1,9 +1,11 @@
 """Reading competition folders: inference, comp.yaml, and one-line errors for bad input."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from comp.competition import load_competition
-from tests.conftest import copy_competition
+from tests.conftest import SMOKE, copy_competition
 
 
 def test_demo_inference(demo):
@@ -92,3 +94,37 @@ def test_bad_input_is_one_line_and_writes_nothing(case, demo, tmp_path, comp, mo
     (line,) = err.strip().splitlines()
     assert line.startswith("error: ") and message in line
     assert not (tmp_path / "runs").exists() and not (tmp_path / "submissions").exists()
+
+
+def _as_class_folders(demo: Path, root: Path, id_col: str = "file") -> Path:
+    """The digits demo as image competitions often ship: train/<class>/<file>.png and no
+    train.csv, test/<file>.png flat, sample_submission's ids the test files' names."""
+    import shutil
+
+    train = pd.read_csv(demo / "train.csv", dtype=str)
+    for image_id, label in zip(train["id"], train["label"]):
+        (root / "train" / f"digit_{label}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo / "train" / f"{image_id}.png", root / "train" / f"digit_{label}" / f"{image_id}.png")
+    shutil.copytree(demo / "test", root / "test")
+    sample = pd.read_csv(demo / "sample_submission.csv", dtype=str)
+    pd.DataFrame({id_col: sample["id"] + ".png", "digit": "digit_0"}).to_csv(root / "sample_submission.csv",
+                                                                            index=False)
+    return root
+
+
+def test_class_folders_without_train_csv_train_and_submit_by_file_name(demo, workdir, comp):
+    root = _as_class_folders(demo, workdir / "folders")
+    c = load_competition(root)
+    assert (c.id_col, c.target_cols, c.task_kind, len(c.train)) == ("file", ["digit"], "classification", 1437)
+    assert c.train["file"].iloc[0] == "digit_0/" + c.train_images[0].name and c.train["digit"].nunique() == 10
+    assert [p.name for p in c.test_images[:2]] == list(c.sample["file"][:2])  # ids with their extension
+    assert any(n.startswith("class folders: 1437 train images in 10 classes") for n in c.notes)
+    code, out, err = comp("run", "stage=all", *SMOKE, f"competition={root}", "run=folders")
+    assert code == 0, err[-2000:]
+    (path,) = (workdir / "submissions").glob("folders-*.csv")
+    submitted = pd.read_csv(path, dtype=str)
+    assert submitted["file"].tolist() == c.sample["file"].tolist()
+    from comp.demo import cache_root, solution_path
+
+    truth = pd.read_csv(solution_path(cache_root()), dtype=str)
+    assert (submitted["digit"].str.removeprefix("digit_") == truth["label"]).mean() > 0.8  # learnt, not guessed
