@@ -162,6 +162,14 @@ class Predict:
 
 
 @dataclass(frozen=True)
+class Submit:
+    copy_to: str | None = setting(None, "also write the validated submission to this file, replacing it (a Kaggle "
+                                        "code competition reads submission.csv from the working directory); "
+                                        "null = only submissions/<run>-<stage>-<metric>=<score>.csv", Str(),
+                                  nullable=True)
+
+
+@dataclass(frozen=True)
 class Ensemble:
     rounds: int = setting(25, "rounds of greedy ensemble selection with replacement (Caruana); 0 = the best single "
                               "candidate", Int(), low=0)
@@ -207,6 +215,7 @@ class Config:
     check: Check = section(Check)
     predict: Predict = section(Predict)
     ensemble: Ensemble = section(Ensemble)
+    submit: Submit = section(Submit)
 
     def get(self, dotted: str) -> Any:
         node: Any = self

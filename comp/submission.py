@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,24 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, id_col: str, 
         row = int(empty.to_numpy().nonzero()[0][0])
         raise DataError(f"submission row {row + 2}: an empty cell; every column needs a value")
     task.check_submission_values(frame)
+
+
+def copy_submission(path: Path, target: str | Path) -> Path:
+    """Copy the submission at ``path`` to ``target`` (relative to the working directory),
+    replacing what is there in one step: a reader sees the old file or the new, never half."""
+    target = Path(target).expanduser()
+    if target.is_dir():
+        raise DataError(f"submit.copy_to={str(target)!r} is a folder; name the file, e.g. {target / 'submission.csv'}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def write_submission(frame: pd.DataFrame, folder: Path, stem: str) -> tuple[Path, bool]:

@@ -112,19 +112,29 @@ def _as_class_folders(demo: Path, root: Path, id_col: str = "file") -> Path:
     return root
 
 
-def test_class_folders_without_train_csv_train_and_submit_by_file_name(demo, workdir, comp):
+def test_class_folders_without_train_csv_train_and_submit_by_file_name_also_as_submission_csv(demo, workdir, comp):
     root = _as_class_folders(demo, workdir / "folders")
     c = load_competition(root)
     assert (c.id_col, c.target_cols, c.task_kind, len(c.train)) == ("file", ["digit"], "classification", 1437)
     assert c.train["file"].iloc[0] == "digit_0/" + c.train_images[0].name and c.train["digit"].nunique() == 10
     assert [p.name for p in c.test_images[:2]] == list(c.sample["file"][:2])  # ids with their extension
     assert any(n.startswith("class folders: 1437 train images in 10 classes") for n in c.notes)
-    code, out, err = comp("run", "stage=all", *SMOKE, f"competition={root}", "run=folders")
+    code, out, err = comp("run", "stage=all", *SMOKE, f"competition={root}", "run=folders",
+                          "submit.copy_to=submission.csv")  # where a Kaggle code competition reads it
     assert code == 0, err[-2000:]
     (path,) = (workdir / "submissions").glob("folders-*.csv")
+    assert (workdir / "submission.csv").read_bytes() == path.read_bytes()
     submitted = pd.read_csv(path, dtype=str)
     assert submitted["file"].tolist() == c.sample["file"].tolist()
     from comp.demo import cache_root, solution_path
 
     truth = pd.read_csv(solution_path(cache_root()), dtype=str)
     assert (submitted["digit"].str.removeprefix("digit_") == truth["label"]).mean() > 0.8  # learnt, not guessed
+
+
+def test_a_submission_copy_named_as_a_folder_is_refused_before_any_work(demo, workdir, comp):
+    (workdir / "out").mkdir()
+    code, out, err = comp("run", "stage=all", f"competition={demo}", "submit.copy_to=out")
+    assert code == 2
+    assert err.strip() == "error: submit.copy_to='out' is a folder; name the file, e.g. submit.copy_to=out/submission.csv"
+    assert not (workdir / "runs").exists() and not (workdir / "submissions").exists()

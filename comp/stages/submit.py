@@ -5,11 +5,11 @@ import numpy as np
 
 from comp import artifacts
 from comp.context import StageContext
-from comp.submission import validate_submission, write_submission
+from comp.submission import copy_submission, validate_submission, write_submission
 
 NAME = "submit"
 HELP = "write the test predictions as a validated CSV in the format of sample_submission.csv"
-CONFIG = ("paths.submissions",)
+CONFIG = ("paths.submissions", "submit")
 TRAINS = False
 # Until the budget's end.
 TIME = None
@@ -17,6 +17,16 @@ TIME = None
 
 def inputs(cfg, available, training=()) -> dict[str, str]:
     return {"predict": "predict"}
+
+
+def validate(cfg, competition, task) -> None:
+    from pathlib import Path
+
+    from comp.errors import ConfigError
+
+    if cfg.submit.copy_to and Path(cfg.submit.copy_to).expanduser().is_dir():
+        raise ConfigError(f"submit.copy_to={cfg.submit.copy_to!r} is a folder; name the file, e.g. "
+                          f"submit.copy_to={Path(cfg.submit.copy_to) / 'submission.csv'}")
 
 
 def run(ctx: StageContext) -> dict:
@@ -29,6 +39,8 @@ def run(ctx: StageContext) -> dict:
     stem = f"{ctx.run_name}-{record['source']}-{record['metric']}={record['score']:.5f}"
     path, new = write_submission(frame, ctx.submissions, stem)
     ctx.log(f"{'wrote' if new else 'identical file already there:'} {path} ({task.submission_format()})")
+    if ctx.cfg.submit.copy_to:
+        ctx.log(f"copied to {copy_submission(path, ctx.cfg.submit.copy_to)} (submit.copy_to)")
     se = record.get("score_se")
     if se is not None and np.isfinite(se):
         ctx.log(f"its OOF {record['metric']} {record['score']:.5f} +- {se:.5f} is honest (every choice made without "
