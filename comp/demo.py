@@ -83,11 +83,16 @@ def solution_path(cache: Path, name: str = DEMO_NAME) -> Path:
 
 
 def resolve(competition: str | None, cache: Path) -> Path:
-    """``competition=``: a folder, ``demo:NAME``, or None for the digits demo."""
+    """``competition=``: a folder, a ``.zip`` of one (unpacked once into ``cache``),
+    ``demo:NAME``, or None for the digits demo."""
+    from comp.data.archive import is_archive, unpack
+
     if not competition:
         return demo_competition(cache)
     if competition.startswith(PREFIX):
         return demo_competition(cache, competition[len(PREFIX):])
+    if is_archive(competition):
+        return unpack(Path(competition), cache)
     return Path(competition)
 
 

@@ -138,3 +138,67 @@ def test_a_submission_copy_named_as_a_folder_is_refused_before_any_work(demo, wo
     assert code == 2
     assert err.strip() == "error: submit.copy_to='out' is a folder; name the file, e.g. submit.copy_to=out/submission.csv"
     assert not (workdir / "runs").exists() and not (workdir / "submissions").exists()
+
+
+def _zip(folder: Path, archive: Path, inner: str | None = None) -> Path:
+    """``folder`` zipped as Kaggle's "Download all" gives it: its files under one top folder,
+    and ``inner`` (a subfolder) as a zip of its own inside."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as zf:
+        if inner:
+            nested = archive.parent / f"{inner}.zip"
+            with zipfile.ZipFile(nested, "w") as nz:
+                for path in sorted((folder / inner).rglob("*")):
+                    nz.write(path, path.relative_to(folder).as_posix())
+            zf.write(nested, f"{archive.stem}/{inner}.zip")
+            nested.unlink()
+        for path in sorted(folder.rglob("*")):
+            if not (inner and path.relative_to(folder).parts[0] == inner):
+                zf.write(path, f"{archive.stem}/{path.relative_to(folder).as_posix()}")
+    return archive
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_a_zipped_competition_is_unpacked_once_into_the_cache_and_read_there(demo, workdir, comp, monkeypatch):
+    monkeypatch.setenv("COMP_CACHE", str(workdir / "cache"))
+    archive = _zip(demo, workdir / "digits-download.zip", inner="train")
+    before = archive.stat().st_mtime_ns
+    code, out, err = comp("run", "stage=split", f"competition={archive}")
+    assert code == 0, err[-2000:]
+    import re
+
+    unpacked = Path(re.search(r"^competition digits-download \((.+)\) -> run runs/digits-download$", out, re.M)[1])
+    assert unpacked.is_relative_to((workdir / "cache" / "unpacked").resolve())
+    assert (unpacked / "train").is_dir() and not (unpacked / "train.zip").exists()  # the inner zip unpacked too
+    snapshot = _snapshot(unpacked)
+    code, out, err = comp("run", "stage=all", *SMOKE, f"competition={archive}")
+    assert code == 0, err[-2000:]
+    assert _snapshot(unpacked) == snapshot and archive.stat().st_mtime_ns == before  # unpacked once, nothing written
+    assert len(list((workdir / "submissions").glob("digits-download-*.csv"))) == 1
+
+
+def test_a_zip_member_leaving_its_folder_is_refused_with_nothing_written(workdir, comp, monkeypatch):
+    import zipfile
+
+    monkeypatch.setenv("COMP_CACHE", str(workdir / "cache"))
+    with zipfile.ZipFile(workdir / "bad.zip", "w") as zf:
+        zf.writestr("bad/sample_submission.csv", "id,label\n1,0\n")
+        zf.writestr("../escape.txt", "x")
+    code, out, err = comp("run", "stage=all", f"competition={workdir / 'bad.zip'}")
+    assert code == 2
+    assert err.strip() == (f"error: {workdir / 'bad.zip'}: member '../escape.txt' would be written outside the "
+                           "folder it is unpacked to; this archive is not a competition download")
+    assert not (workdir / "escape.txt").exists() and not (workdir / "runs").exists()
+    assert not any((workdir / "cache" / "unpacked").rglob("*.txt"))
+
+
+def test_nothing_is_written_inside_the_competition_folder(demo, workdir, comp):
+    root = copy_competition(demo, workdir / "readonly")
+    before = _snapshot(root)
+    code, out, err = comp("run", "stage=all", *SMOKE, f"competition={root}", "report=true")
+    assert code == 0, err[-2000:]
+    assert _snapshot(root) == before
