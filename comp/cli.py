@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-import warnings
 from pathlib import Path
 
 from comp import __version__
@@ -155,13 +154,9 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
 
 
 def _cmd_run(overrides: list[str], argv: list[str], wait: bool = False, started: float | None = None) -> int:
-    # Keras warns that fit's shuffle=True is ignored for tf.data; ours are shuffled already.
-    warnings.filterwarnings("ignore", message=".*shuffle=True. was passed")
-    from comp.config import load_config
-    from comp.pipeline import run
+    from comp.interface import run_words
 
-    cfg = load_config(overrides)  # all validation happens before any work
-    run(cfg, argv, wait, started)
+    run_words(overrides, argv, wait, started)
     return 0
 
 

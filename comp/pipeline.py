@@ -27,8 +27,10 @@ from comp.stages import PLANNED, STAGES, TRAINING
 
 
 def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started: float | None = None) -> dict:
-    """Run ``cfg.stage`` (and the stale stages before it); return the last stage's record.
-    ``started``: when the command began (``comp.clock``; default now): a budget counts from it.
+    """Run ``cfg.stage`` (and the stale stages before it); return what it published: the last
+    stage's ``record``, the ``run_dir``, the ``report`` written (or None) and the ``failures``
+    left out. ``started``: when the command began (``comp.clock``; default now): a budget
+    counts from it.
 
     Everything that can be checked is checked before anything is written; then the run
     directory is locked (``wait``: queue behind a command holding it)."""
@@ -58,7 +60,7 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started:
                               f"worker, which runs stage={' or stage='.join(searching)} only (the chief runs the "
                               "other stages)")
         STAGES[targets[0]].work(run_plan.planned_config(cfg, run_plan.stored(rundir.path)), competition, task, rundir)
-        return {}
+        return {"record": {}}
 
     command = "comp " + " ".join(argv if argv is not None else sys.argv[1:])
     lock = RunLock(rundir.path / ".lock", command)
@@ -66,17 +68,20 @@ def run(cfg: Config, argv: list[str] | None = None, wait: bool = False, started:
     try:
         failures: list[str] = []
         record = _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissions, command, failures)
+        report = None
         if cfg.stage == "all" and cfg.report:
             from comp.report import write_report
 
-            print(f"report: {write_report(rundir.path, competition, task)}", flush=True)
+            report = write_report(rundir.path, competition, task)
+            print(f"report: {report}", flush=True)
         if failures:
             line = (f"{len(failures)} part(s) of the run failed and were left out ({'; '.join(failures[:3])}"
                     f"{'; ...' if len(failures) > 3 else ''}); tracebacks in each stage's failures.log")
             if cfg.strict:
                 raise PartsFailed(f"{line} (strict=true)")
             print(f"warning: {line}", flush=True)
-        return record
+        return {"record": record, "run_dir": str(rundir.path), "report": str(report) if report else None,
+                "failures": failures}
     finally:
         lock.release()
 
