@@ -70,6 +70,10 @@ class Split:
     seed: int = setting(42, "seed of the fold shuffle", Int(), low=0)
     group_column: str | None = setting(None, "train.csv column whose rows must share a fold (e.g. patient id)", Str(),
                                        nullable=True)
+    time_column: str | None = setting(None, "train.csv column of dates, times or numbers that orders the rows: folds "
+                                            "chain forward in time (fold k learns from the rows before its window, "
+                                            "the earliest block is history only), for a test period after the "
+                                            "train period; null = shuffled stratified folds", Str(), nullable=True)
     duplicate_aware: bool = setting(True, "keep duplicates and near duplicates found by inspect in one fold", Bool())
 
 

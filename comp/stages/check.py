@@ -52,6 +52,7 @@ def run(ctx: StageContext) -> dict:
     from comp.stages.training import load_train, model_name, read_folds
     from comp.training import sanity
     from comp.training.batchnorm import resolve_momentum, steps_per_epoch
+    from comp.training.cv import fit_rows
     from comp.training.feeding import select
     from comp.training.model import build_model, is_estimator
     from comp.training.strategy import get_strategy, worker_role
@@ -72,7 +73,7 @@ def run(ctx: StageContext) -> dict:
         ctx.log(f"checks at {probe[0]}x{probe[1]}, the data's {data_shape[0]}x{data_shape[1]} scaled down: the "
                 "run plan picks the training size from the speed measured here")
     fold_of = read_folds(ctx)
-    train_rows, val_rows = np.flatnonzero(fold_of > 0), np.flatnonzero(fold_of == 0)  # fold 0, as baseline
+    train_rows, val_rows = fit_rows(fold_of, 0), np.flatnonzero(fold_of == 0)  # fold 0, as baseline
     spec = inputs.spec(train_rows)
     steps = steps_per_epoch(len(train_rows), cfg.train.batch_size)  # training's, for its BatchNorm momentum
     # The checks' short trainings hold their rows in memory: on a large set, a sample

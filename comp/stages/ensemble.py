@@ -205,6 +205,7 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
     from comp.errors import CompError
     from comp.failures import is_part_failure
     from comp.training.averaging import assign, load_weight_sets, recalibrate_batchnorm
+    from comp.training.cv import fit_rows
     from comp.training.fold_model import load_fold_model
 
     task, cfg, batch = ctx.task, ctx.cfg, ctx.cfg.predict.batch_size
@@ -298,8 +299,8 @@ def evaluate(ctx: StageContext, candidates: list[Candidate], data: Data, y: np.n
                             assign(fm.model, weights[name])
                             kept = folder
                             if cand.kind in ("swa", "ema"):  # averaged weights have no BatchNorm statistics of their own
-                                fit_rows = np.flatnonzero((fold_of >= 0) & (fold_of != k))
-                                recalibrate_batchnorm(fm.model, inputs.rows(fit_rows), batch, seed=cfg.seed + k)
+                                recalibrate_batchnorm(fm.model, inputs.rows(fit_rows(fold_of, k)), batch,
+                                                      seed=cfg.seed + k)
                                 cand.derived.setdefault(k, {})[name] = [v.numpy() for v in fm.model.variables]
                                 kept = f"{NAME}/{CANDIDATES_DIR}/{_safe(cand.name)}/{artifacts.FOLD_DIR.format(fold=k)}"
                             refs.append(ModelRef(folder, kept, name))

@@ -2,7 +2,9 @@
 
 Stratified by the task's strata (class, label set, target bin or sequence length). Rows that
 share a group - a configured group column, or duplicates found by `inspect` - stay in one
-fold, so a duplicate cannot sit on both sides of a split and inflate the CV score.
+fold, so a duplicate cannot sit on both sides of a split and inflate the CV score. With
+``split.time_column`` the folds chain forward in time instead (``comp.time_order``): the
+rows before the first validation window are history (fold -2), trained on and never scored.
 """
 from __future__ import annotations
 
@@ -39,8 +41,19 @@ def validate(cfg, competition, task) -> None:
     if group_col and group_col not in competition.train.columns:
         raise DataError(f"split.group_column={group_col!r} is not a column of train.csv "
                         f"(columns: {', '.join(competition.train.columns)})")
+    time_col = cfg.split.time_column
+    if time_col:
+        from comp.time_order import forward_folds, time_values
+
+        if time_col not in competition.train.columns:
+            raise DataError(f"split.time_column={time_col!r} is not a column of train.csv "
+                            f"(columns: {', '.join(competition.train.columns)})")
+        if time_col in competition.target_cols:
+            raise DataError(f"split.time_column={time_col!r} is a target column; name the column of dates")
+        forward_folds(time_values(competition.train[time_col], str(competition.root / "train.csv"), time_col), n_folds)
     modality_of(competition).check_readable(competition, "train", cfg.reading())  # before any writing
-    task.check_folds(competition.train[competition.target_cols], n_folds)
+    if not time_col:  # blocks of time are not stratified: any class may be absent from a window
+        task.check_folds(competition.train[competition.target_cols], n_folds)
 
 
 def run(ctx: StageContext) -> dict:
@@ -49,6 +62,8 @@ def run(ctx: StageContext) -> dict:
     n = len(comp.train)
     left_out = _undecodable_rows(ctx)
     keep = np.setdiff1d(np.arange(n), left_out)
+    if cfg.split.time_column:
+        return _time_split(ctx, keep, left_out)
     groups, notes = _groups(ctx)
     key = task.strata(comp.train[comp.target_cols])
 
@@ -77,6 +92,30 @@ def run(ctx: StageContext) -> dict:
                 "check split.group_column or the duplicate groups in inspect/report.md")
     return {"folds": n_folds, "rows": int(len(keep)), "left_out": int(len(left_out)),
             "grouped_rows": int(n - len(np.unique(groups))), "fold_size_spread": round(spread, 4)}
+
+
+def _time_split(ctx: StageContext, keep: np.ndarray, left_out: np.ndarray) -> dict:
+    """Forward-chaining folds on ``split.time_column`` (``comp.time_order``)."""
+    from comp.time_order import forward_folds, time_values
+
+    comp, cfg = ctx.competition, ctx.cfg
+    column, n_folds = cfg.split.time_column, cfg.split.folds
+    values = comp.train[column]
+    times = time_values(values, str(comp.root / "train.csv"), column)
+    fold = np.full(len(comp.train), -1, dtype=np.int64)
+    fold[keep] = forward_folds(times[keep], n_folds)
+    write_csv(ctx.work / artifacts.FOLDS, pd.DataFrame({"id": comp.train[comp.id_col], "fold": fold}))
+    windows = pd.DataFrame([{"fold": "history" if k < 0 else k, "rows": int((fold == k).sum()),
+                             "first": values[fold == k].min(), "last": values[fold == k].max()}
+                            for k in range(-2, n_folds) if k != -1])
+    write_csv(ctx.work / "fold_distribution.csv", windows)
+    if len(left_out):
+        ctx.log(f"{len(left_out)} row(s) with undecodable images left out of every fold")
+    ctx.log(f"{n_folds} folds forward in time on '{column}' (each learns from the rows before its window; the "
+            f"history is never scored; groups and duplicates are not regrouped across time):\n"
+            f"{windows.to_string(index=False)}")
+    return {"folds": n_folds, "rows": int(len(keep)), "left_out": int(len(left_out)), "time_column": column,
+            "history_rows": int((fold == -2).sum()), "grouped_rows": 0, "fold_size_spread": 0.0}
 
 
 def _splitter(key, groups, n_folds, seed):

@@ -68,13 +68,25 @@ class CVResult:
         return any(f.get("stopped_by_budget") for f in self.folds)
 
 
+HISTORY = -2  # a forward-chained split's rows before its first validation window: trained on, never scored
+
+
+def fit_rows(fold_of: np.ndarray, k: int) -> np.ndarray:
+    """The rows fold ``k``'s model learns from: every other fold's (-1: a row in no fold), or,
+    in a forward-chained split (one holding ``HISTORY`` rows), the history and the folds
+    before ``k``, so a model never learns from rows later than the ones it is scored on."""
+    if (fold_of == HISTORY).any():
+        return np.flatnonzero((fold_of == HISTORY) | ((fold_of >= 0) & (fold_of < k)))
+    return np.flatnonzero((fold_of >= 0) & (fold_of != k))
+
+
 def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any, model: ModelSpec,
                    train: TrainSpec, out_dir: Path, *, seed: int, time: TimeBox = UNLIMITED,
                    log: Callable[[str], None] = print, epoch_hooks: EpochHookFactory | None = None,
                    title: str = "", only: list[int] | None = None, predict_batch_size: int = 256,
                    floor: FoldFloor | None = None) -> CVResult:
     """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``,
-    or on the folds listed in ``only`` (each still trained on all the other folds' rows),
+    or on the folds listed in ``only`` (each still trained on its ``fit_rows``),
     scoring the rows of the folds trained. A fold whose score falls below its ``floor``
     ends the training there (``gave_up``): only the folds trained so far are scored.
 
@@ -88,12 +100,11 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     out_dir = Path(out_dir)
     n_folds = int(fold_of.max()) + 1
     trained = list(range(n_folds)) if only is None else sorted(only)
-    used = fold_of >= 0
     oof: np.ndarray | None = None
     infos: list[dict] = []
     estimator = is_estimator(model.name)
     if not estimator:
-        train = _fit_to_memory(inputs, np.flatnonzero(used & (fold_of != trained[0])), task, model, train, log)
+        train = _fit_to_memory(inputs, fit_rows(fold_of, trained[0]), task, model, train, log)
     for i, k in enumerate(trained):
         fold_dir = out_dir / f"fold_{k}"
         val_rows = np.flatnonzero(fold_of == k)
@@ -104,10 +115,9 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             log(f"fold {k + 1}/{n_folds}: finished earlier, {task.metric_name}={info['score']:.4f}")
         else:
             fold_time = time.split(len(trained) - i)
-            fit_rows = np.flatnonzero(used & (fold_of != k))
             fold = _train_estimator_fold if estimator else _train_keras_fold
             try:
-                info, pred = fold(inputs, y, fit_rows, val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
+                info, pred = fold(inputs, y, fit_rows(fold_of, k), val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
                                   deadline=fold_time.end, hard_deadline=time.hard_end, log=log,
                                   label=f"fold {k + 1}/{n_folds}",
                                   hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
