@@ -294,3 +294,43 @@ def test_image_files_are_rehashed_only_when_they_change(demo, tmp_path, monkeypa
     (index,) = (tmp_path / "cache" / "digests").iterdir()
     index.write_text("{")
     assert load_competition(root, cache=tmp_path / "cache").digests("train") == again  # a damaged index is rebuilt
+
+
+@pytest.mark.parametrize("kind, labels, words, metric, said", [
+    ("classification", ["0", "1", "2", "3", "4"], "Submissions are scored on the quadratic weighted kappa.", "qwk",
+     'description.md: "quadratic weighted kappa"'),
+    ("multilabel", ["1", "0"], "Evaluation: mean column-wise ROC AUC over the six labels.", "roc_auc",
+     'description.md: "ROC AUC"'),
+    ("classification", ["a", "b", "c"], "## Evaluation\nmulti-class log loss", "logloss",
+     'description.md: "log loss"'),
+    ("classification", ["a", "b", "c"], "Evaluated with micro-averaged F1.", "f1_micro",
+     'description.md: "micro-averaged F1"'),
+    ("classification", ["a", "b", "c"], "## Evaluation\nSubmissions are evaluated on MAP@3.", "accuracy",
+     'description.md: "MAP@3" names a metric no installed comp.metrics plugin computes: scored by accuracy '
+     "instead; add a plugin named map_at_k or set metric in comp.yaml"),
+])
+def test_the_metric_is_read_in_a_descriptions_usual_phrasings(kind, labels, words, metric, said, tmp_path):
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+
+    (tmp_path / "description.md").write_text(words + "\n")
+    rows = labels * 4
+    if kind == "multilabel":
+        train = pd.DataFrame({"toxic": rows, "obscene": rows[::-1]})
+        sample = pd.DataFrame({"id": ["x"], "toxic": ["0"], "obscene": ["0"]})
+        cols = ("toxic", "obscene")
+    else:
+        train, sample, cols = pd.DataFrame({"y": rows}), pd.DataFrame({"id": ["x"], "y": [labels[0]]}), ("y",)
+    notes = []
+    task = make_task(kind, TaskSource(train, sample, "id", cols), root=tmp_path, notes=notes)
+    assert task.metric_name == metric
+    assert said in notes[-1], notes
+
+
+def test_quadratic_weighted_kappa_weighs_a_miss_by_its_distance():
+    from comp.registry import METRICS
+
+    qwk = METRICS.load("qwk")
+    truth = np.array([0, 1, 2, 3, 4] * 4)
+    near, far = np.clip(truth + 1, 0, 4), np.where(truth < 2, 4, 0)
+    assert qwk.fn(truth, truth) == 1.0 and qwk.fn(truth, near) > 0.5 > 0 > qwk.fn(truth, far)

@@ -130,7 +130,9 @@ def make_task(kind: str, source: TaskSource, metric: str | None = None, root: Pa
     if metric:
         name, evidence = metric, "set"
     else:
-        named = [e for e in (metrics_named(root) if root else []) if kind in _kinds(e.metric)]
+        installed = {info.name for info in METRICS.list()}
+        found = metrics_named(root) if root else []
+        named = [e for e in found if e.metric in installed and kind in _kinds(e.metric)]
         if named:
             name, evidence = named[0].metric, str(named[0])
         elif task.suggested_metric():
@@ -138,6 +140,10 @@ def make_task(kind: str, source: TaskSource, metric: str | None = None, root: Pa
         else:
             name, evidence = task.default_metric, f"default for {kind}"
         reasons = [evidence] + ([probability] if probability and probability != evidence else [])
+        unknown = [e for e in found if e.metric not in installed]
+        if unknown and (not named or found.index(unknown[0]) < found.index(named[0])):
+            reasons.append(f"{unknown[0]} names a metric no installed comp.metrics plugin computes: scored by "
+                           f"{name} instead; add a plugin named {unknown[0].metric} or set metric in comp.yaml")
         notes.append(f"metric {name} ({'; '.join(reasons)})")
     task.use_metric(name, METRICS.load(name), evidence)
     return task

@@ -25,8 +25,17 @@ PATTERNS: tuple[tuple[str, str], ...] = (
     ("f1_samples", r"\b(?:mean|samples?[- ]averaged)[- ]F1\b"),
     ("f1", r"\bF1\b|\bF[- ]?score\b|\bF[- ]measure\b"),
     ("r2", r"\bR\^?2\b|\bR-squared\b|coefficient of determination"),
+    ("qwk", r"quadratic(?:ally)?[- ]weighted[- ](?:cohen'?s[- ])?kappa|\bQWK\b"),
     ("exact_match", r"\bexact[- ]match\b"),
     ("accuracy", r"\baccuracy\b"),
+    # Named often, computed by no built-in plugin: the inferred line says so instead of
+    # silently scoring by something else.
+    ("map_at_k", r"\bMAP@\d+\b|\bmean average precision\b"),
+    ("dice", r"\bDice (?:coefficient|score)\b"),
+    ("iou", r"\bIoU\b|\bintersection over union\b|\bJaccard\b"),
+    ("spearman", r"\bSpearman"),
+    ("smape", r"\bSMAPE\b"),
+    ("mape", r"\bMAPE\b|mean absolute percentage error"),
 )
 
 
