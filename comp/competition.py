@@ -385,7 +385,8 @@ def _check_ids(frame: pd.DataFrame, id_col: str, path: Path) -> None:
 
 def _image_paths(root: Path, folder: str, frame: pd.DataFrame, id_col: str, image_col: str | None,
                  source: Path) -> list[Path]:
-    """Image file of every row: ``<folder>/<id>.<ext>``, or the path in ``image_col``."""
+    """Image file of every row: ``<folder>/<id>.<ext>`` (at any depth below ``folder``), or the
+    path in ``image_col``."""
     if image_col:
         if image_col not in frame.columns:
             raise DataError(f"{source}: missing image column '{image_col}' named in comp.yaml")
@@ -403,16 +404,19 @@ def _image_paths(root: Path, folder: str, frame: pd.DataFrame, id_col: str, imag
     if not directory.is_dir():
         raise DataError(f"{directory} is missing: images go in {folder}/<id>.png or .jpg")
     by_stem: dict[str, list[Path]] = {}
-    for path in directory.iterdir():
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            by_stem.setdefault(path.stem, []).append(path)
+    by_name: dict[str, list[Path]] = {}
+    # At any depth: downloads nest images (train/train/<id>.jpg, train/<class>/<id>.jpg).
+    named_like_images = (p for p in directory.iterdir() if p.is_dir() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    for path in [*_images_below(directory), *named_like_images]:  # a folder 'x.png' is refused when read
+        by_stem.setdefault(path.stem, []).append(path)
+        by_name.setdefault(path.name, []).append(path)
     paths = []
     for row, image_id in enumerate(frame[id_col]):
         if "/" in image_id or "\\" in image_id or image_id in (".", "..") or Path(image_id).is_absolute():
             raise DataError(f"{source} row {row + 2}: id {image_id!r} is not a plain file name; ids may not contain path separators")
         found = sorted(by_stem.get(image_id, []))
-        if not found and Path(image_id).suffix.lower() in IMAGE_EXTENSIONS and (directory / image_id).is_file():
-            found = [directory / image_id]  # ids that are file names, extension included ('0021e90e4.png')
+        if not found and Path(image_id).suffix.lower() in IMAGE_EXTENSIONS:
+            found = sorted(by_name.get(image_id, []))  # ids that are file names, extension included ('0021e90e4.png')
         if not found:
             raise DataError(
                 f"{source} row {row + 2}: no image for id {image_id!r} in {directory} "
@@ -420,7 +424,8 @@ def _image_paths(root: Path, folder: str, frame: pd.DataFrame, id_col: str, imag
             )
         if len(found) > 1:
             raise DataError(f"{source} row {row + 2}: id {image_id!r} has {len(found)} images "
-                            f"({', '.join(p.name for p in found)}) in {directory}; keep one of them")
+                            f"({', '.join(p.relative_to(directory).as_posix() for p in found)}) in {directory}; "
+                            "keep one of them")
         path = found[0]
         if not path.resolve().is_relative_to(root):
             raise DataError(f"{path} is a link to {path.resolve()}, outside the competition folder; "

@@ -202,3 +202,21 @@ def test_nothing_is_written_inside_the_competition_folder(demo, workdir, comp):
     code, out, err = comp("run", "stage=all", *SMOKE, f"competition={root}", "report=true")
     assert code == 0, err[-2000:]
     assert _snapshot(root) == before
+
+
+def test_images_nested_below_train_and_test_are_found_by_their_id(demo, tmp_path):
+    """Downloads often wrap the images once more (train/train/<id>.png, test/images/<id>.png)."""
+    import shutil
+
+    root = copy_competition(demo, tmp_path / "nested")
+    for split, inner in (("train", "train"), ("test", "images")):
+        shutil.move(str(root / split), str(tmp_path / inner))
+        (root / split).mkdir()
+        shutil.move(str(tmp_path / inner), str(root / split / inner))
+    c = load_competition(root)
+    assert len(c.train_images) == 1437 and c.train_images[0].parent.name == "train"
+    assert [p.stem for p in c.test_images[:3]] == list(c.test_ids[:3]) and c.test_images[0].parent.name == "images"
+    (root / "train" / "copy").mkdir()
+    shutil.copy(c.train_images[0], root / "train" / "copy" / c.train_images[0].name)
+    with pytest.raises(Exception, match=rf"id '{c.train['id'][0]}' has 2 images \(copy/.*\.png, train/.*\.png\)"):
+        load_competition(root)
