@@ -269,6 +269,8 @@ def _from_class_folders(root: Path, sample: pd.DataFrame, settings: dict) -> tup
             ids.append(path.relative_to(root / "train").as_posix())
             labels.append(folder.name)
             paths.append(path)
+    if others == [target] and target in set(labels) and "positive_class" not in settings:
+        settings["positive_class"] = target  # sample 'id,cat' over folders cat/ and dog/: the column is P(cat)
     return pd.DataFrame({id_col: ids, target: labels}, dtype=str), paths
 
 

@@ -220,3 +220,46 @@ def test_images_nested_below_train_and_test_are_found_by_their_id(demo, tmp_path
     shutil.copy(c.train_images[0], root / "train" / "copy" / c.train_images[0].name)
     with pytest.raises(Exception, match=rf"id '{c.train['id'][0]}' has 2 images \(copy/.*\.png, train/.*\.png\)"):
         load_competition(root)
+
+
+def test_two_class_folders_and_a_sample_column_named_after_one_hold_its_probability(demo, tmp_path):
+    root = _as_class_folders(demo, tmp_path / "binary")
+    for folder in (root / "train").iterdir():
+        if folder.name not in ("digit_0", "digit_1"):
+            import shutil
+
+            shutil.rmtree(folder)
+    pd.DataFrame({"file": pd.read_csv(root / "sample_submission.csv", dtype=str)["file"], "digit_1": "0.5"}).to_csv(
+        root / "sample_submission.csv", index=False)
+    from comp.tasks import make_task
+
+    c = load_competition(root)
+    task = make_task(c.task_kind, c.task_source(), c.metric, c.root, [])
+    assert task.classes[-1] == "digit_1" and "P(digit_1='digit_1')" in task.submission_format()
+
+
+def test_a_submission_copy_into_a_folder_that_cannot_be_made_is_refused_before_any_work(demo, workdir, comp):
+    (workdir / "afile").write_text("x")
+    code, out, err = comp("run", "stage=all", f"competition={demo}", "submit.copy_to=afile/submission.csv")
+    assert code == 2
+    assert err.strip() == (f"error: submit.copy_to='afile/submission.csv': {workdir / 'afile'} is not a folder "
+                           "this user can write to; name a file in a writable folder")
+    assert not (workdir / "runs").exists()
+
+
+def test_an_inner_zip_is_unpacked_into_its_own_folder_unless_it_wraps_one(tmp_path):
+    import zipfile
+
+    from comp.data.archive import unpack
+
+    with zipfile.ZipFile(tmp_path / "test.zip", "w") as zf:  # files at its top
+        zf.writestr("a.png", "x")
+    with zipfile.ZipFile(tmp_path / "train_images.zip", "w") as zf:  # one folder inside
+        zf.writestr("train/b.png", "x")
+    with zipfile.ZipFile(tmp_path / "download.zip", "w") as zf:
+        zf.write(tmp_path / "test.zip", "test.zip")
+        zf.write(tmp_path / "train_images.zip", "train_images.zip")
+        zf.writestr("sample_submission.csv", "id,y\n")
+    root = unpack(tmp_path / "download.zip", tmp_path / "cache")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.*")) == [
+        "sample_submission.csv", "test/a.png", "train/b.png"]

@@ -55,7 +55,7 @@ def test_inspect_says_when_the_test_rows_come_after_train_and_names_the_key(diab
     code, out, err = comp("run", "stage=inspect", f"competition={root}", "inspect.adversarial=false")
     assert code == 0, err[-2000:]
     assert ("PROBLEM: every test row's 'visit' comes after every train row's: the test set is the future, and "
-            "shuffled folds score on the past; set split.time_column=visit") in out
+            "shuffled folds would score on the past; split.time_column=visit makes the folds forward in time") in out
     mixed = _dated(diabetes, workdir / "mixed", test_after=False)
     code, out, err = comp("run", "stage=inspect", f"competition={mixed}", "inspect.adversarial=false")
     assert code == 0 and "split.time_column" not in out
@@ -71,3 +71,21 @@ def test_a_time_column_that_cannot_order_the_rows_is_refused_before_any_work(dia
     assert err.strip() == (f"error: {root.resolve() / 'train.csv'} row 8: visit='soon' is not a date, time or "
                            "number; split.time_column needs one in every row")
     assert not (workdir / "runs").exists()
+
+
+def test_dates_are_ordered_as_written_day_first_and_across_offsets():
+    from comp.time_order import forward_folds, time_values
+
+    day_first = pd.Series(["13/01/2020", "25/01/2020", "01/02/2020", "05/02/2020", "10/02/2020", "03/03/2020"])
+    assert forward_folds(time_values(day_first, "train.csv", "d"), 2).tolist() == [-2, -2, 0, 0, 1, 1]
+    # 00:30, 00:10 and 00:45 UTC: offsets that change within the column (summer time) are converted
+    offsets = pd.Series(["2020-03-29T01:30:00+01:00", "2020-03-29T02:10:00+02:00", "2020-03-29 00:45"])
+    assert np.argsort(time_values(offsets, "train.csv", "d")).tolist() == [1, 0, 2]
+
+
+def test_one_date_holding_most_rows_leaves_no_fold_empty():
+    from comp.time_order import forward_folds
+
+    folds = forward_folds(np.array([0.0] * 60 + list(range(1, 41))), 5)
+    assert set(folds) == {-2, 0, 1, 2, 3, 4} and (folds[:60] == -2).all()
+    assert np.all(np.diff(folds[60:]) >= 0)  # later values never in an earlier fold

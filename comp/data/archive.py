@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from comp.errors import DataError
 
 FOLDER = "unpacked"
+STALE_SECONDS = 6 * 3600
 
 
 def is_archive(competition: str) -> bool:
@@ -39,12 +41,15 @@ def unpack(archive: Path, cache: Path) -> Path:
     if done.is_dir():
         return _root(done)
     home.mkdir(parents=True, exist_ok=True)
+    for stale in home.glob(f".{archive.stem}.*"):  # an unpack killed part-way (a live one is minutes old at most)
+        if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+            shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{archive.stem}.", dir=home))
     try:
         _extract(archive, scratch)
         for inner in sorted(scratch.rglob("*.zip")):  # train.zip, test.zip inside the download
             if zipfile.is_zipfile(inner):
-                _extract(inner, inner.parent)
+                _extract(inner, inner.parent if _wrapped(inner) else inner.with_suffix(""))
                 inner.unlink()
         try:
             scratch.rename(done)
@@ -54,6 +59,15 @@ def unpack(archive: Path, cache: Path) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _root(done)
+
+
+def _wrapped(inner: Path) -> bool:
+    """Whether every member of the zip ``inner`` sits in one folder (``test.zip`` holding
+    ``test/...``); if not (files at its top), they are unpacked into a folder named as the zip."""
+    with zipfile.ZipFile(inner) as zf:
+        names = [PurePosixPath(n) for n in zf.namelist() if not n.startswith("__MACOSX")]
+    return len({n.parts[0] for n in names}) == 1 and all(len(n.parts) > 1 or n.as_posix().endswith("/")
+                                                           for n in names)
 
 
 def _root(folder: Path) -> Path:
@@ -75,9 +89,12 @@ def _extract(archive: Path, into: Path) -> None:
                                 "unpacked to; this archive is not a competition download")
         try:
             zf.extractall(into)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, EOFError) as exc:
             raise DataError(f"{archive}: could not be unpacked ({type(exc).__name__}: {exc}); download it again") \
                 from None
+        except OSError as exc:
+            raise DataError(f"{archive}: could not be unpacked into {into} ({exc.strerror or exc}); free space there "
+                            "(the cache: paths.cache or $COMP_CACHE) or pass the unpacked folder") from None
 
 
 def _digest(path: Path) -> str:

@@ -79,6 +79,22 @@ def read_table(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> 
     return part(slice(0, n_train)), part(slice(n_train, None)), notes
 
 
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Dates and times as naive UTC timestamps (NaT where a value is none): day first when the
+    column writes it so, offsets converted, a column that cannot be read all NaT."""
+    import warnings
+
+    text = values.astype("string")
+    with warnings.catch_warnings():  # "could not infer format": each value is then parsed alone, as wanted
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True,
+                                    dayfirst=_day_first(text.dropna().astype(str)))
+        except (ValueError, TypeError, OverflowError):
+            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    return parsed.dt.tz_localize(None)
+
+
 def _day_first(values: pd.Series) -> bool:
     """True when dates are written day first (a first number above 12 somewhere)."""
     first = values.str.extract(r"^\s*(\d{1,2})[-/.]\d{1,2}[-/.]\d{2,4}")[0].dropna().astype(int)

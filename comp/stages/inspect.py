@@ -19,7 +19,7 @@ from comp.modalities import modality_of
 
 NAME = "inspect"
 HELP = "class balance, sizes, duplicates, train/test leaks, conflicting labels, corrupt files, outliers"
-CONFIG = ("task", "data", "inspect", "split.seed", "split.group_column", "split.time_column")
+CONFIG = ("task", "data", "inspect", "split.seed", "split.group_column")
 TRAINS = False
 # Until the budget's end (no share of its own).
 TIME = None
@@ -75,12 +75,12 @@ def run(ctx: StageContext) -> dict:
 
     if shift_features is not None:
         problems += _shift(ctx, report, shift_features, ids, where)
-    if not ctx.cfg.split.time_column:
-        from comp.time_order import later_test_columns
+    from comp.time_order import later_test_columns
 
-        for column in later_test_columns(comp.train, comp.test, {comp.id_col, *comp.target_cols}):
-            problems.append(f"every test row's '{column}' comes after every train row's: the test set is the "
-                            f"future, and shuffled folds score on the past; set split.time_column={column}")
+    for column in later_test_columns(comp.train, comp.test, {comp.id_col, *comp.target_cols}):
+        problems.append(f"every test row's '{column}' comes after every train row's: the test set is the future, "
+                        f"and shuffled folds would score on the past; split.time_column={column} makes the folds "
+                        "forward in time")
 
     outliers.insert(0, "split", [where[r] for r in outliers["row"]])
     outliers.insert(0, "id", [ids[r] for r in outliers["row"]])

@@ -248,15 +248,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     from comp.significance import FALSE_KEEP
     from comp.stages.trials import (Trial, TrialObjective, base_epochs, baseline_fold_seconds, baseline_trial,
-                                    count_remote_failures, finished_trial, gate, lr_setting, search_record, search_window, trial_folds,
-                                    phase_ended, write_best)
+                                    count_remote_failures, finished_trial, forward_in_time, gate, lr_setting,
+                                    phase_ended, search_record, search_window, trial_folds, write_best)
     from comp.tuning.search import search
     from comp.tuning.sequential import SequentialOracle
 
     cfg, task = ctx.cfg, ctx.task
     lr, epochs = _lr(ctx), base_epochs(ctx)
     baseline = ctx.rundir.result(ctx.upstream["baseline"])
-    folds = trial_folds(cfg.regularize.folds, baseline.folds)
+    folds = trial_folds(cfg.regularize.folds, baseline.folds, forward_in_time(ctx))
     unit = baseline_fold_seconds(ctx) * len(folds)  # one trial of the baseline's configuration
     box, limit = search_window(ctx, cfg.regularize.time, "regularize.time")
     start = baseline_trial(ctx, folds)

@@ -105,9 +105,10 @@ def _time_split(ctx: StageContext, keep: np.ndarray, left_out: np.ndarray) -> di
     fold = np.full(len(comp.train), -1, dtype=np.int64)
     fold[keep] = forward_folds(times[keep], n_folds)
     write_csv(ctx.work / artifacts.FOLDS, pd.DataFrame({"id": comp.train[comp.id_col], "fold": fold}))
-    windows = pd.DataFrame([{"fold": "history" if k < 0 else k, "rows": int((fold == k).sum()),
-                             "first": values[fold == k].min(), "last": values[fold == k].max()}
-                            for k in range(-2, n_folds) if k != -1])
+    rows = [np.flatnonzero(fold == k) for k in range(-2, n_folds) if k != -1]
+    windows = pd.DataFrame([{"fold": "history" if i == 0 else i - 1, "rows": len(r),
+                             "first": values.iloc[r[np.argmin(times[r])]], "last": values.iloc[r[np.argmax(times[r])]]}
+                            for i, r in enumerate(rows)])
     write_csv(ctx.work / "fold_distribution.csv", windows)
     if len(left_out):
         ctx.log(f"{len(left_out)} row(s) with undecodable images left out of every fold")

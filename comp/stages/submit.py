@@ -24,9 +24,20 @@ def validate(cfg, competition, task) -> None:
 
     from comp.errors import ConfigError
 
-    if cfg.submit.copy_to and Path(cfg.submit.copy_to).expanduser().is_dir():
+    import os
+
+    if not cfg.submit.copy_to:
+        return
+    target = Path(cfg.submit.copy_to).expanduser()
+    if target.is_dir():
         raise ConfigError(f"submit.copy_to={cfg.submit.copy_to!r} is a folder; name the file, e.g. "
                           f"submit.copy_to={Path(cfg.submit.copy_to) / 'submission.csv'}")
+    folder = target.absolute().parent
+    while not folder.exists():  # the nearest folder that exists must take the new ones
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"submit.copy_to={cfg.submit.copy_to!r}: {folder} is not a folder this user can write "
+                          "to; name a file in a writable folder")
 
 
 def run(ctx: StageContext) -> dict:

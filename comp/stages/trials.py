@@ -58,9 +58,19 @@ class Trial:
                                            "stopped_by_budget", "gave_up") if k in data})
 
 
-def trial_folds(setting: int | str, n_folds: int) -> list[int]:
-    """The folds a search trains: the first ``setting`` ones, or all."""
-    return list(range(n_folds if setting == "all" else min(int(setting), n_folds)))
+def trial_folds(setting: int | str, n_folds: int, forward: bool = False) -> list[int]:
+    """The folds a search trains: the first ``setting`` ones, or all; in a split forward in
+    time (``forward``) the last ones, which learn from the most rows and score the latest."""
+    count = n_folds if setting == "all" else min(int(setting), n_folds)
+    return list(range(n_folds - count, n_folds)) if forward else list(range(count))
+
+
+def forward_in_time(ctx: StageContext) -> bool:
+    """Whether the run's folds chain forward in time (``split.time_column``)."""
+    from comp.stages.training import read_folds
+    from comp.training.cv import HISTORY
+
+    return bool((read_folds(ctx) == HISTORY).any())
 
 
 def gate(candidate: Trial, reference: Trial, objective: Objective, comparisons: int = 1,

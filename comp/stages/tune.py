@@ -191,13 +191,14 @@ def _short(value: Any) -> str:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    from comp.stages.trials import base_epochs, baseline_fold_seconds, lr_setting, search_window, trial_folds
+    from comp.stages.trials import (base_epochs, baseline_fold_seconds, forward_in_time, lr_setting, search_window,
+                                    trial_folds)
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
     baseline = ctx.rundir.result(ctx.upstream["baseline"])
     regular = ctx.rundir.record(ctx.upstream["regularize"])
     n_folds = baseline.folds
-    folds = trial_folds(cfg.tune.folds, n_folds)
+    folds = trial_folds(cfg.tune.folds, n_folds, forward_in_time(ctx))
     lr, epochs = float(regular["lr"]), base_epochs(ctx)
     start_changes = {k: v for k, v in regular["best"]["changes"].items()}
     start_cfg = cfg.merged({**lr_setting(lr), **start_changes}, where="stage regularize's result")
@@ -258,6 +259,8 @@ def _search(ctx, objective, knobs, start_cfg, start_changes, regular, plan: _Pla
     from comp.tuning.search import make_oracle, search
 
     cfg, task, comp = ctx.cfg, ctx.task, ctx.competition
+    for phase in PHASES:  # an earlier search's: a worker starting with this one must not take them as this one's
+        phase_ended(ctx, phase).unlink(missing_ok=True)
     folds, lr, epochs, unit = plan.folds, plan.lr, plan.epochs, plan.unit
     coarse_epochs, coarse_end, search_end = plan.coarse_epochs, plan.coarse_end, plan.search_end
     fixed = {"comp_base": json.dumps(start_changes, sort_keys=True), "comp_lr": lr,

@@ -41,7 +41,7 @@ class Classification(Task):
         if len(counts) < 2:
             raise DataError(f"train.csv column '{column}' has a single class ({counts.index[0]!r}); "
                             "a classifier needs at least two")
-        classes = sorted(counts.index)
+        classes = sorted(counts.index, key=_class_order)
         positive = source.settings.get("positive_class")
         if positive is not None:
             positive = str(positive)
@@ -253,3 +253,12 @@ class Classification(Task):
 
 def _positive_rank(value: str) -> int:
     return 1 if value in ("1", "true", "yes", "y", "t", "positive", "pos") else 0
+
+
+def _class_order(label: str) -> tuple:
+    """Whole-number labels in numeric order ('2' before '10': an ordinal metric such as
+    quadratic weighted kappa measures distance in this order), others as text after them."""
+    try:
+        return (0, int(label), label)
+    except ValueError:
+        return (1, 0, label)

@@ -188,9 +188,10 @@ def search(oracle, objective: TrialFunction, directory: Path, project: str, phas
         tuner.search()
     except _Fatal as fatal:
         raise fatal.error from None
-    if chief and ended is not None:
-        ended.parent.mkdir(parents=True, exist_ok=True)
-        ended.write_text(f"{project}\n")
+    finally:
+        if chief and ended is not None:  # however the phase ended: a late worker must not wait for it
+            ended.parent.mkdir(parents=True, exist_ok=True)
+            ended.write_text(f"{project}\n")
     if is_worker():
         return []
     return [tuner.oracle.trials[t] for t in tuner.oracle.start_order]

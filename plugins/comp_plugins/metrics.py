@@ -79,7 +79,7 @@ f1_micro = Metric(_f1("micro"), True, (CLASSIFICATION, MULTILABEL), description=
 f1_samples = Metric(_f1("samples"), True, (MULTILABEL,), description="mean F1 of each row's label set")
 qwk = Metric(lambda t, p: float(skm.cohen_kappa_score(t, p, weights="quadratic")), True, (CLASSIFICATION,),
              description="quadratic weighted kappa: agreement beyond chance, a miss weighted by the square of its "
-                         "distance in the classes' order (sorted labels: 0-9 in numeric order)")
+                         "distance in the classes' order (whole-number labels in numeric order)")
 rmse = Metric(lambda t, p: float(np.sqrt(skm.mean_squared_error(t, p))), False, (REGRESSION,),
               description="root mean squared error")
 mae = Metric(lambda t, p: float(skm.mean_absolute_error(t, p)), False, (REGRESSION,), description="mean absolute error")
