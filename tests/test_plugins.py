@@ -108,28 +108,28 @@ def metric_plugin_installed(tmp_path_factory):
 
 
 def test_a_competition_plugs_in_its_own_metric(metric_plugin_installed, workdir):
-    listed = comp_subprocess("plugins", "q*", cwd=workdir, env=metric_plugin_installed)
-    assert "qwk" in listed.stdout and "comp-metric-plugin 0.1.0" in listed.stdout
+    listed = comp_subprocess("plugins", "m*", cwd=workdir, env=metric_plugin_installed)
+    assert "mcc" in listed.stdout and "comp-metric-plugin 0.1.0" in listed.stdout
 
-    result = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", cwd=workdir, env=metric_plugin_installed)
+    result = comp_subprocess("run", "stage=all", *SMOKE, "metric=mcc", cwd=workdir, env=metric_plugin_installed)
     assert result.returncode == 0, result.stderr
     import json
 
     import numpy as np
     import pandas as pd
-    from sklearn.metrics import cohen_kappa_score
+    from sklearn.metrics import matthews_corrcoef
 
     record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
-    assert record["metric"] == "qwk" and record["higher_is_better"] is True
+    assert record["metric"] == "mcc" and record["higher_is_better"] is True
     oof = pd.read_csv(workdir / "runs/digits/baseline/oof.csv", dtype=str)
-    expected = cohen_kappa_score(oof["label"].astype(int), oof["prediction"].astype(int), weights="quadratic")
+    expected = matthews_corrcoef(oof["label"].astype(int), oof["prediction"].astype(int))
     assert np.isclose(record["score"], expected)
     history = pd.read_csv(workdir / "runs/digits/baseline/fold_0/history.csv")
-    assert history["val_score"].between(-1, 1).all()  # early stopping watched the kappa
-    assert list((workdir / "submissions").glob("digits-baseline-qwk=*.csv"))
-    wrong = comp_subprocess("run", "stage=all", *SMOKE, "metric=qwk", "competition=demo:diabetes", cwd=workdir,
-                             env=metric_plugin_installed)
-    assert wrong.returncode == 2 and "metric=qwk does not fit task regression" in wrong.stderr
+    assert history["val_score"].between(-1, 1).all()  # early stopping watched the coefficient
+    assert list((workdir / "submissions").glob("digits-baseline-mcc=*.csv"))
+    wrong = comp_subprocess("run", "stage=all", *SMOKE, "metric=mcc", "competition=demo:diabetes", cwd=workdir,
+                            env=metric_plugin_installed)
+    assert wrong.returncode == 2 and "metric=mcc does not fit task regression" in wrong.stderr
 
 
 def test_trials_that_raise_fail_alone_and_the_run_still_submits(tiny_plugin_installed, workdir):

@@ -1,12 +1,12 @@
-"""Quadratic weighted kappa, the metric of many ordinal-label competitions, as a third party would add it."""
-from sklearn.metrics import cohen_kappa_score
+"""Matthews correlation coefficient, a competition's own metric, as a third party would add it."""
+from sklearn.metrics import matthews_corrcoef
 
 from comp.api import Metric
 
-qwk = Metric(
-    fn=lambda truth, labels: float(cohen_kappa_score(truth, labels, weights="quadratic")),
+mcc = Metric(
+    fn=lambda truth, labels: float(matthews_corrcoef(truth, labels)),
     higher_is_better=True,
     kinds=("classification",),
     needs="labels",
-    description="quadratic weighted kappa of the predicted class indices",
+    description="Matthews correlation coefficient of the predicted class indices",
 )
