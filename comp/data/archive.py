@@ -10,7 +10,6 @@ Python's ``zipfile`` does the reading; what is here is the layout and the safety
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from comp.errors import DataError
+from comp.files import file_sha256
 
 FOLDER = "unpacked"
 STALE_SECONDS = 6 * 3600
@@ -35,7 +35,7 @@ def unpack(archive: Path, cache: Path) -> Path:
     if not zipfile.is_zipfile(archive):
         raise DataError(f"{archive}: not a zip archive (or a damaged one); download it again or unpack it yourself "
                         "and pass the folder")
-    digest = _digest(archive)
+    digest = file_sha256(archive)
     home = Path(cache) / FOLDER / digest[:16]
     done = home / archive.stem
     if done.is_dir():
@@ -95,11 +95,3 @@ def _extract(archive: Path, into: Path) -> None:
         except OSError as exc:
             raise DataError(f"{archive}: could not be unpacked into {into} ({exc.strerror or exc}); free space there "
                             "(the cache: paths.cache or $COMP_CACHE) or pass the unpacked folder") from None
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
