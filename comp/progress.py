@@ -1,4 +1,5 @@
-"""A live one-line progress display on a terminal; silent in CI or when not a TTY."""
+"""A live one-line progress display on a terminal or in a notebook; silent in CI or when
+the output is neither (a file, a pipe)."""
 from __future__ import annotations
 
 import os
@@ -16,13 +17,15 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Rewrites one status line with '\\r'; ``enabled`` defaults to a TTY outside CI."""
+    """Rewrites one status line with '\\r'; ``enabled`` defaults to a TTY or a Jupyter kernel
+    (whose cell output honours '\\r') outside CI."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool | None = None):
         self.stream = stream or sys.stderr
         if enabled is None:
             in_ci = os.environ.get("CI", "").lower() in ("true", "1", "yes")
-            enabled = not in_ci and hasattr(self.stream, "isatty") and self.stream.isatty()
+            terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
+            enabled = not in_ci and (terminal or "ipykernel" in sys.modules)
         self.enabled = enabled
         self._width = 0
 

@@ -41,3 +41,13 @@ def test_line_is_cut_to_the_terminal_width(monkeypatch):
     term = Terminal()
     Progress(term).show("x" * 100)
     assert term.getvalue() == "\r" + "x" * 39
+
+
+def test_shown_in_a_jupyter_notebook_whose_output_is_no_tty(monkeypatch):
+    import sys
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", object())  # comp.run called from a notebook's kernel
+    cell = io.StringIO()
+    Progress(cell).epoch_hook("baseline", 0, 2, 3, Budget(None), "rmse")(0, {"loss": 1.0, "val_score": 1.0})
+    assert cell.getvalue().startswith("\r[baseline] fold 1/2 epoch 1/3 loss 1.0000 val rmse 1.0000")
