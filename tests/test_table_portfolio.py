@@ -37,7 +37,7 @@ def test_the_default_portfolio_beats_gradient_boosting_alone_on_breast_cancer(co
 
 # The plugins outside the default portfolio run in `pytest -m slow` (CI's 20 minutes).
 @pytest.mark.parametrize("model", [pytest.param("random_forest", marks=pytest.mark.slow), "extra_trees", "linear",
-                                   pytest.param("knn", marks=pytest.mark.slow), "lightgbm"])
+                                   pytest.param("knn", marks=pytest.mark.slow)])
 def test_each_table_model_learns_categories_and_missing_cells(model, comp, workdir):
     """Each plugin as the main model, on the wine table (13 numeric columns and a category,
     its colour) with one cell in ten of a number and of the category left empty and three
@@ -79,13 +79,3 @@ def test_images_get_no_portfolio_and_tables_one_the_ensemble_blends():
     assert variant_names(cfg, competition, task) == ["hgb", "extra_trees", "linear"]  # the main model left out
     cfg = load_config(["competition=demo:wine", "ensemble.candidates=[fold]"])
     assert variant_names(cfg, competition, task) == []  # nothing would blend them
-
-
-def test_the_optional_lightgbm_plugin_without_its_package_is_one_line_before_any_work(comp, workdir, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "lightgbm", None)  # as if `pip install 'comp[boost]'` had not been run
-    code, out, err = comp("run", "stage=all", "competition=demo:wine", "model=lightgbm")
-    assert code == 2
-    assert err.strip() == "error: model plugin 'lightgbm' needs the lightgbm package: pip install 'comp[boost]'"
-    assert not (workdir / "runs").exists()
