@@ -263,9 +263,7 @@ def _from_class_folders(root: Path, sample: pd.DataFrame, settings: dict) -> tup
     ids, labels, paths = [], [], []
     for folder in class_folders(root / "train"):
         for path in sorted(_images_below(folder)):
-            if not path.resolve().is_relative_to(root):
-                raise DataError(f"{path} is a link to {path.resolve()}, outside the competition folder; "
-                                "copy the image into the folder instead")
+            _check_inside(path, root)
             ids.append(path.relative_to(root / "train").as_posix())
             labels.append(folder.name)
             paths.append(path)
@@ -429,8 +427,13 @@ def _image_paths(root: Path, folder: str, frame: pd.DataFrame, id_col: str, imag
                             f"({', '.join(p.relative_to(directory).as_posix() for p in found)}) in {directory}; "
                             "keep one of them")
         path = found[0]
-        if not path.resolve().is_relative_to(root):
-            raise DataError(f"{path} is a link to {path.resolve()}, outside the competition folder; "
-                            "copy the image into the folder instead")
+        _check_inside(path, root)
         paths.append(path)
     return paths
+
+
+def _check_inside(path: Path, root: Path) -> None:
+    """An image file must be inside the competition folder, not a link out of it."""
+    if not path.resolve().is_relative_to(root):
+        raise DataError(f"{path} is a link to {path.resolve()}, outside the competition folder; "
+                        "copy the image into the folder instead")

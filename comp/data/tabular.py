@@ -56,8 +56,7 @@ def read_table(train: pd.DataFrame, test: pd.DataFrame, features: list[str]) -> 
                 missing.add(key)
             continue
         if present.sum() and values[present].str.match(DATE).mean() >= NUMERIC_SHARE:
-            dates = pd.to_datetime(values.where(present), errors="coerce", format="mixed",
-                                   dayfirst=_day_first(values[present]))
+            dates = parse_dates(values.where(present))
             parts = {"days": (dates - pd.Timestamp("1970-01-01")).dt.days, "month": dates.dt.month,
                      "weekday": dates.dt.day_of_week}
             for part, series in parts.items():
