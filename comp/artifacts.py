@@ -11,6 +11,7 @@ DUPLICATES = "duplicates.csv"  # inspect: group, id, split (train/test), kind, l
 OOF_PROBS = "oof.npy"  # training stages: float32 task predictions (n_train, ...) in train.csv order
 OOF_TABLE = "oof.csv"  # training stages: id, fold, target, prediction (decoded strings)
 DECODING = "decoding.json"  # training stages: decoding parameters fit on OOF (e.g. thresholds)
+FAILED_FOLDS = "failed_folds.json"  # baseline: fold -> why its model failed; the run goes on without those folds
 FOLD_DIR = "fold_{fold}"  # training stages: the fold model (model.keras or model.pkl), history, diagnostics
 TEST_PROBS = "test_pred.npy"  # predict: float32 task predictions (n_test, ...) in sample_submission order
 TEST_TABLE = "test_pred.csv"  # predict: id, prediction (decoded strings)

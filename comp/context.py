@@ -27,6 +27,7 @@ class StageContext:
     run_name: str = ""  # the run's name, as in runs/<run>/ and submission file names
     time: TimeBox = UNLIMITED  # what this stage may spend: its share of the budget (the stage's TIME)
     failures: list[dict] = field(default_factory=list)  # parts that raised and were left out (``failed``)
+    failed_folds: list[int] = field(default_factory=list)  # the split's folds the run goes on without (``read_folds``)
 
     def log(self, message: str) -> None:
         print(f"[{self.name}] {message}", flush=True)

@@ -163,6 +163,8 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
         failures.extend(f"{name}: {f['what']}: {f['reason']}" for f in ctx.failures)
         if ctx.failures:
             result["failures"] = ctx.failures
+        if ctx.failed_folds:  # every stage after it leaves them out too (``read_folds``)
+            result["failed_folds"] = ctx.failed_folds
         budget.finished(name)
         if made:
             result["run_plan"] = made

@@ -459,10 +459,98 @@ def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdi
     assert code == 1 and "ValueError: a bug in regularize" in err
 
 
+def test_a_model_that_fails_on_one_of_three_folds_costs_that_fold_not_the_run(comp, workdir, monkeypatch):
+    """The main model raising on fold 2 of 3 (a plugin's bug on that fold's rows): the run goes
+    on with folds 1 and 3, renumbered 1-2, the failed fold's rows learnt from and never
+    scored; every stage after the baseline works on those two folds, the submission is
+    written, the run exits 0 with a warning line (4 with strict=true)."""
+    from comp.training import cv
+
+    real = cv._train_keras_fold
+
+    def fails_on_fold_2(*args, **kwargs):
+        if kwargs["title"] == "baseline fold 2/3":
+            raise RuntimeError("the plugin's bug on this fold's rows")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "_train_keras_fold", fails_on_fold_2)
+    code, out, err = comp("run", "stage=all", *SMOKE, "split.folds=3")
+    assert code == 0, err
+    assert "[baseline] fold 2/3 failed: RuntimeError: the plugin's bug on this fold's rows (left out" in out
+    assert "[baseline] the run goes on without fold(s) 2 of 3" in out
+    assert ("warning: 1 part(s) of the run failed and were left out (baseline: model small_cnn on fold 2/3: "
+            "RuntimeError: the plugin's bug on this fold's rows)") in out
+    run = workdir / "runs/digits"
+    baseline = json.loads((run / "baseline/stage.json").read_text())
+    assert baseline["failed_folds"] == [1] and baseline["folds"] == 2 and len(baseline["fold_scores"]) == 2
+    assert sorted(p.name for p in (run / "baseline").glob("fold_*")) == ["fold_0", "fold_1"]
+    assert "the plugin's bug" in (run / "baseline/failures.log").read_text()
+    folds = pd.read_csv(run / "split/folds.csv", dtype={"id": str}).set_index("id")["fold"]
+    oof = pd.read_csv(run / "baseline/oof.csv", dtype={"id": str}).set_index("id")
+    left_out = folds.index[folds == 1]
+    assert (oof.loc[left_out, "fold"] == cv.UNSCORED).all()
+    assert (oof.loc[folds.index[folds == 2], "fold"] == 1).all()  # fold 3 is the run's fold 2 now
+    ensemble = json.loads((run / "ensemble/stage.json").read_text())
+    assert ensemble["failed_folds"] == [1] and ensemble["folds"] == 2
+    assert all(len(m["models"]) == 2 for m in ensemble["members"])
+    assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
+
+    code, out, err = comp("run", "stage=all", *SMOKE, "split.folds=3", "strict=true")
+    assert code == 4 and "[baseline] unchanged since" in out
+    assert _one_line(err).startswith("error: 1 part(s) of the run failed and were left out (baseline: model "
+                                     "small_cnn on fold 2/3: RuntimeError")
+
+
+def test_taking_a_failed_fold_out_resumes_after_a_kill_part_way(tmp_path):
+    """The fold folders renumbered after a failed fold (folds 2 and 4 of 5 failed): a kill
+    part-way, then the same step again, leaves each finished fold's model where its new
+    number says, and the fold table renumbered the same way."""
+    import shutil
+
+    import numpy as np
+
+    from comp.stages.training import take_out_folds
+    from comp.training.cv import UNSCORED
+
+    fold_of = np.repeat(np.arange(5), 2)
+    for k in range(5):
+        (tmp_path / f"fold_{k}").mkdir()
+        (tmp_path / f"fold_{k}/model.txt").write_text(str(k))
+        if k not in (1, 3):
+            (tmp_path / f"fold_{k}/done.json").write_text("{}")
+    # a kill after the failed folders were removed and fold 3's model moved down to fold_1
+    for k in (1, 3):
+        shutil.rmtree(tmp_path / f"fold_{k}")
+    (tmp_path / "fold_2").rename(tmp_path / "fold_1")
+    renumbered = take_out_folds(tmp_path, fold_of, [1, 3])
+    assert {p.name: (p / "model.txt").read_text() for p in tmp_path.iterdir()} == {
+        "fold_0": "0", "fold_1": "2", "fold_2": "4"}
+    assert renumbered.tolist() == [0, 0, UNSCORED, UNSCORED, 1, 1, UNSCORED, UNSCORED, 2, 2]
+    assert take_out_folds(tmp_path, fold_of, [1, 3]).tolist() == renumbered.tolist()  # again: nothing moves
+    assert {p.name: (p / "model.txt").read_text() for p in tmp_path.iterdir()} == {
+        "fold_0": "0", "fold_1": "2", "fold_2": "4"}
+
+
+def test_a_forward_fold_taken_out_is_learnt_from_by_the_later_folds_only():
+    """In a split forward in time, the rows of a failed fold 2 of 3 stay out of fold 1's
+    training (they are later) and are learnt from by fold 3 (now fold 2), as before."""
+    import numpy as np
+
+    from comp.training.cv import HISTORY, fit_rows, without_folds
+
+    fold_of = np.array([HISTORY, HISTORY, 0, 0, 1, 1, 2, 2])
+    out = without_folds(fold_of, [1])
+    assert fit_rows(out, 0).tolist() == [0, 1] and fit_rows(out, 1).tolist() == [0, 1, 2, 3, 4, 5]
+    assert np.flatnonzero(out == 0).tolist() == [2, 3] and np.flatnonzero(out == 1).tolist() == [6, 7]
+    # k-fold: every fold learns from the failed fold's rows
+    kfold = without_folds(np.array([0, 0, 1, 1, 2, 2]), [1])
+    assert fit_rows(kfold, 0).tolist() == [2, 3, 4, 5] and fit_rows(kfold, 1).tolist() == [0, 1, 2, 3]
+
+
 def test_a_model_that_fails_on_one_fold_is_one_line_and_keeps_the_folds_before_it(comp, workdir, monkeypatch):
-    """The main model raising on fold 2 (a plugin's bug): one line naming the model, the fold
-    and its reason, exit 2, the traceback in failures.log, fold 1 kept; the same command
-    then resumes at fold 2."""
+    """The main model raising on fold 2 of 2 (a plugin's bug): one fold is no cross-validation,
+    so one line naming the model, the fold and its reason, exit 2, the traceback in
+    failures.log, fold 1 kept; the same command then resumes at fold 2."""
     from comp.training import cv
 
     real = cv._train_keras_fold

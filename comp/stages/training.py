@@ -14,15 +14,24 @@ from comp.clock import TimeBox
 from comp.context import StageContext
 from comp.errors import CompError, ConfigError
 from comp.failures import is_part_failure
-from comp.files import write_csv, write_json, write_npy
+from comp.files import read_json, write_csv, write_json, write_npy
 from comp.modalities import modality_of
 from comp.significance import standard_error
 
 
 def read_folds(ctx: StageContext) -> np.ndarray:
-    """Fold number of every train row, in train.csv order (-1: in no fold)."""
+    """Fold number of every train row, in train.csv order (-1: in no fold), without the folds
+    the baseline's model failed on (``comp.training.cv.without_folds``), which every stage
+    after it leaves out; ``ctx.failed_folds`` says which (its record keeps them)."""
+    from comp.training.cv import without_folds
+
     comp = ctx.competition
-    return artifacts.read_folds(ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS, comp.train[comp.id_col])
+    fold_of = artifacts.read_folds(ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS, comp.train[comp.id_col])
+    failed = sorted({k for dep in ctx.upstream.values() for k in (ctx.rundir.record(dep) or {}).get("failed_folds", [])})
+    if failed:
+        ctx.failed_folds = failed
+        fold_of = without_folds(fold_of, failed)
+    return fold_of
 
 
 def load_targets(ctx: StageContext) -> np.ndarray:
@@ -195,8 +204,12 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     for i, (name, hp, folder) in enumerate(models):
         label = "" if i == 0 else f"variant {name}: "  # what a faster model leaves goes on to the next
         try:
+            if i == 0:  # the main model: a fold it fails on leaves the run (while two folds are left)
+                record, fold_of = _train_main(ctx, inputs, y, fold_of, name, hp, lr, folder, box.split(len(models)))
+                records.append(record)
+                continue
             records.append(_train_model(ctx, inputs, y, fold_of, name, hp, lr, folder, box.split(len(models) - i),
-                                        label))
+                                        label)[0])
         except Exception as exc:
             # A variant only adds a candidate for the ensemble: one that raises costs itself
             # (left out, its folder removed), not the baseline. The main model's failure stops the stage.
@@ -217,6 +230,49 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     return record
 
 
+def _train_main(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr: tuple[float, str], out: Path,
+                box: TimeBox) -> tuple[dict[str, Any], np.ndarray]:
+    """The stage's main model cross-validated into ``out``, going on past a fold whose model
+    raises (a plugin's bug on that fold's rows, its memory): that fold leaves the run
+    (``take_out_folds``), said as a failed part. (its record, the folds it was scored on)."""
+    marker = out / artifacts.FAILED_FOLDS
+    failed = {int(k): why for k, why in read_json(marker).items()} if marker.is_file() else {}
+    if not failed:
+        record, failed = _train_model(ctx, inputs, y, fold_of, name, hp, lr, out, box, "", keep_going=True)
+        if not failed:
+            return record, fold_of
+        write_json(marker, {str(k): why for k, why in sorted(failed.items())})  # first: a kill after it resumes here
+    n_folds = int(fold_of.max()) + 1
+    fold_of = take_out_folds(out, fold_of, sorted(failed))
+    for k, why in sorted(failed.items()):
+        ctx.failures.append({"what": f"model {name} on fold {k + 1}/{n_folds}", "reason": why})
+    ctx.failed_folds = sorted(failed)
+    ctx.log(f"the run goes on without fold(s) {', '.join(str(k + 1) for k in sorted(failed))} of {n_folds}: their "
+            f"rows are still learnt from, never scored; the other {n_folds - len(failed)} folds are numbered 1-"
+            f"{n_folds - len(failed)} from here on (overwrite=true retrains every fold once the plugin is fixed)")
+    record, _ = _train_model(ctx, inputs, y, fold_of, name, hp, lr, out, box, "")  # every fold read back, renumbered
+    return record, fold_of
+
+
+def take_out_folds(out: Path, fold_of: np.ndarray, failed: list[int]) -> np.ndarray:
+    """``fold_of`` without the folds ``failed`` (``comp.training.cv.without_folds``), and
+    ``out``'s fold folders renumbered to match: a failed fold's folder (it has no done.json)
+    removed, each finished one after it moved down. Safe to repeat after a kill part-way:
+    the folders are visited in order, and one already in place is left."""
+    from comp.training.cv import without_folds
+
+    kept = [k for k in range(int(fold_of.max()) + 1) if k not in set(failed)]
+    for k in range(int(fold_of.max()) + 1):
+        folder = out / artifacts.FOLD_DIR.format(fold=k)
+        if folder.is_dir() and not (folder / "done.json").is_file():
+            shutil.rmtree(folder)
+    for i, k in enumerate(kept):
+        target, source = out / artifacts.FOLD_DIR.format(fold=i), out / artifacts.FOLD_DIR.format(fold=k)
+        if k != i and not target.exists() and source.is_dir():
+            source.rename(target)
+    return without_folds(fold_of, failed)
+
+
 def write_oof(ctx: StageContext, out: Path, oof: np.ndarray, decoding: dict, fold_of: np.ndarray) -> None:
     """A training stage's OOF artifacts in ``out``: the predictions, their decoding and the
     decoded table beside the truth."""
@@ -233,9 +289,11 @@ def write_oof(ctx: StageContext, out: Path, oof: np.ndarray, decoding: dict, fol
 
 
 def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr: tuple[float, str], out: Path,
-                 box: TimeBox, label: str) -> dict[str, Any]:
-    """One model plugin cross-validated into ``out`` with its OOF artifacts; its stage record.
-    ``lr`` is (learning rate, where it came from), used when the model is a Keras one."""
+                 box: TimeBox, label: str, keep_going: bool = False):
+    """One model plugin cross-validated into ``out`` with its OOF artifacts: (its stage record,
+    {}). ``lr`` is (learning rate, where it came from), used when the model is a Keras one.
+    With ``keep_going``, a fold whose model raised gives (None, fold -> why) and no artifacts
+    (the folds are taken out first, ``_train_main``)."""
     from comp.progress import Progress
     from comp.training.cv import cross_validate
     from comp.training.model import is_estimator
@@ -274,7 +332,10 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
         return both
 
     result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed, time=box, log=log,
-                            epoch_hooks=hooks, title=ctx.name, predict_batch_size=cfg.predict.batch_size)
+                            epoch_hooks=hooks, title=ctx.name, predict_batch_size=cfg.predict.batch_size,
+                            keep_going=keep_going)
+    if result.failed:
+        return None, result.failed
     write_oof(ctx, out, result.oof, result.decoding, fold_of)
     others = ", ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if k != task.metric_name)
     if others:
@@ -302,4 +363,4 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
     shape = modality.input_shape(inputs)
     if shape:
         record["input_shape"] = shape
-    return record
+    return record, {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from comp.clock import UNLIMITED, TimeBox
 from comp.errors import CompError
+from comp.failures import FAILURES_LOG
 from comp.data.inputs import Inputs
 from comp.progress import resident_mb
 from comp.files import read_json, write_json, write_npy
@@ -62,6 +63,7 @@ class CVResult:
     hp: dict[str, Any] = field(default_factory=dict)
     scored: np.ndarray | None = None  # the rows with an OOF prediction (those of the folds trained)
     gave_up: bool = False  # a fold fell below its ``FoldFloor``: the folds after it were not trained
+    failed: dict[int, str] = field(default_factory=dict)  # fold -> why its model raised (``keep_going``)
 
     @property
     def stopped_by_budget(self) -> bool:
@@ -69,26 +71,49 @@ class CVResult:
 
 
 HISTORY = -2  # a forward-chained split's rows before its first validation window: trained on, never scored
+# The rows of a fold whose model failed (``without_folds``): trained on, never scored. In a
+# forward-chained split ``UNSCORED - i`` marks rows that only folds i and later may learn from.
+UNSCORED = -3
 
 
 def fit_rows(fold_of: np.ndarray, k: int) -> np.ndarray:
     """The rows fold ``k``'s model learns from: every other fold's (-1: a row in no fold), or,
     in a forward-chained split (one holding ``HISTORY`` rows), the history and the folds
-    before ``k``, so a model never learns from rows later than the ones it is scored on."""
+    before ``k``, so a model never learns from rows later than the ones it is scored on.
+    Rows of a fold taken out (``UNSCORED``) are learnt from as the fold's own were."""
+    left_out = (fold_of <= UNSCORED) & (UNSCORED - fold_of <= k)
     if (fold_of == HISTORY).any():
-        return np.flatnonzero((fold_of == HISTORY) | ((fold_of >= 0) & (fold_of < k)))
-    return np.flatnonzero((fold_of >= 0) & (fold_of != k))
+        return np.flatnonzero((fold_of == HISTORY) | ((fold_of >= 0) & (fold_of < k)) | left_out)
+    return np.flatnonzero(((fold_of >= 0) & (fold_of != k)) | left_out)
+
+
+def without_folds(fold_of: np.ndarray, failed: list[int]) -> np.ndarray:
+    """``fold_of`` with the folds ``failed`` taken out (their model failed): their rows still
+    learnt from but never scored (``UNSCORED``), the other folds numbered 0, 1, ... in order,
+    so that every fold left has a model and later code needs no gaps."""
+    out = fold_of.copy()
+    kept = [k for k in range(int(fold_of.max()) + 1) if k not in set(failed)]
+    forward = bool((fold_of == HISTORY).any())
+    for k in failed:  # in a forward split, learnt from by the folds after it only
+        out[fold_of == k] = UNSCORED - (sum(j < k for j in kept) if forward else 0)
+    for i, k in enumerate(kept):
+        out[fold_of == k] = i
+    return out
 
 
 def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any, model: ModelSpec,
                    train: TrainSpec, out_dir: Path, *, seed: int, time: TimeBox = UNLIMITED,
                    log: Callable[[str], None] = print, epoch_hooks: EpochHookFactory | None = None,
                    title: str = "", only: list[int] | None = None, predict_batch_size: int = 256,
-                   floor: FoldFloor | None = None) -> CVResult:
+                   floor: FoldFloor | None = None, keep_going: bool = False) -> CVResult:
     """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``,
     or on the folds listed in ``only`` (each still trained on its ``fit_rows``),
     scoring the rows of the folds trained. A fold whose score falls below its ``floor``
-    ends the training there (``gave_up``): only the folds trained so far are scored.
+    ends the training there (``gave_up``): only the folds trained so far are scored. A fold
+    whose model raises stops the call with ``FoldFailed``; with ``keep_going`` it is left out
+    (its traceback in ``out_dir``'s failures.log) while two folds can still have a model, and
+    the result then holds no score, only ``failed`` and the other folds' ``folds``: the caller
+    takes the failed folds out (``without_folds``) and calls again, the others read back.
 
     Each fold gets an equal share of what is left of ``time`` (on ``comp.clock``) when it
     starts. A hard box's end stops a network inside its epoch; one that has not finished an
@@ -102,6 +127,7 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     trained = list(range(n_folds)) if only is None else sorted(only)
     oof: np.ndarray | None = None
     infos: list[dict] = []
+    failed: dict[int, str] = {}
     estimator = is_estimator(model.name)
     if not estimator:
         train = _fit_to_memory(inputs, fit_rows(fold_of, trained[0]), task, model, train, log)
@@ -125,7 +151,13 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             except (CompError, OutOfTime, OSError):
                 raise  # the user's error, the end of the time, a full disk: each has its own handling
             except Exception as exc:
-                raise _fold_failed(exc, model.name, k, n_folds, out_dir) from exc
+                error = _fold_failed(exc, model.name, k, n_folds, out_dir)
+                failed[k] = error.reason
+                if not keep_going or len(trained) - len(failed) < 2:  # one fold is no cross-validation
+                    raise error from exc
+                log(f"fold {k + 1}/{n_folds} failed: {error.reason} (left out; traceback in "
+                    f"{out_dir / FAILURES_LOG})")
+                continue
             gc.collect()
             release_free_memory()
             # Memory after the fold's models are freed; a growth across folds is a leak.
@@ -142,6 +174,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             break
     else:
         gave_up = False
+    if failed:  # the caller takes the failed folds out and calls again: the others are then read back
+        return CVResult(np.zeros(0), math.nan, {}, {}, infos, infos[0].get("hp", {}), None, gave_up, failed)
 
     # Rows in no fold (e.g. skipped undecodable images) have no OOF prediction: never scored.
     scored = np.isin(fold_of, trained)
@@ -156,7 +190,7 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     which = "" if only is None else f" on folds {', '.join(str(k + 1) for k in trained)} of {n_folds}"
     se = standard_error([f["score"] for f in infos])
     log(f"OOF {task.metric_name}{which} = {score:.5f} +- {se:.5f} (folds: {per_fold})")
-    return CVResult(oof, score, scores, decoding, infos, hp, scored, gave_up)
+    return CVResult(oof, score, scores, decoding, infos, hp, scored, gave_up, failed)
 
 
 def _fold_failed(exc: Exception, model: str, k: int, n_folds: int, out_dir: Path):
