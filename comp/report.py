@@ -87,9 +87,16 @@ class RunView:
         return self.task.encode(comp.train[comp.target_cols])
 
     def fold_of(self) -> np.ndarray | None:
+        """The folds the training stages scored on: the split's, without any the baseline's
+        model failed on (``comp.training.cv.without_folds``)."""
+        from comp.training.cv import without_folds
+
         if not self.record("split"):
             return None
-        return artifacts.read_folds(self.folder("split") / artifacts.FOLDS, self.competition.train[self.competition.id_col])
+        fold_of = artifacts.read_folds(self.folder("split") / artifacts.FOLDS,
+                                       self.competition.train[self.competition.id_col])
+        failed = (self.record("baseline") or {}).get("failed_folds", [])
+        return without_folds(fold_of, failed) if failed else fold_of
 
     def final(self):
         """(stage, result) whose OOF predictions were submitted: the ensemble, else the best

@@ -459,7 +459,7 @@ def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdi
     assert code == 1 and "ValueError: a bug in regularize" in err
 
 
-def test_a_model_that_fails_on_one_of_three_folds_costs_that_fold_not_the_run(comp, workdir, monkeypatch):
+def test_a_model_that_fails_on_one_of_three_folds_costs_that_fold_not_the_run(comp, workdir, demo, monkeypatch):
     """The main model raising on fold 2 of 3 (a plugin's bug on that fold's rows): the run goes
     on with folds 1 and 3, renumbered 1-2, the failed fold's rows learnt from and never
     scored; every stage after the baseline works on those two folds, the submission is
@@ -494,6 +494,13 @@ def test_a_model_that_fails_on_one_of_three_folds_costs_that_fold_not_the_run(co
     assert ensemble["failed_folds"] == [1] and ensemble["folds"] == 2
     assert all(len(m["models"]) == 2 for m in ensemble["members"])
     assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
+    # The report ranks the OOF errors of the scored rows only (the failed fold's have no prediction).
+    from comp.competition import load_competition
+    from comp.report import RunView
+
+    assert (RunView(run, load_competition(demo), None).fold_of() == oof["fold"].to_numpy()).all()
+    code, _, err = comp("report", "run=digits")
+    assert code == 0, err
 
     code, out, err = comp("run", "stage=all", *SMOKE, "split.folds=3", "strict=true")
     assert code == 4 and "[baseline] unchanged since" in out
