@@ -71,6 +71,42 @@ def regularizers(**values: Any) -> Callable[[Callable], Callable]:
     return mark
 
 
+def preflight(check: Callable[[dict[str, Any]], None]) -> Callable[[Callable], Callable]:
+    """Declare a Keras model plugin's check of its fixed knobs (``model.hp``) before any work:
+    ``check(hp)`` raises ``comp.errors.ConfigError`` (one line) for what cannot work, e.g. a
+    weights file that is not on this machine."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.preflight = check
+        return fn
+
+    return mark
+
+
+# A pretrained part's attributes, read by the training loop (``comp.training.optimizers``,
+# ``comp.training.batchnorm``); set them with :func:`pretrained`.
+LR_FACTOR, FROZEN_EPOCHS, KEEPS_STATISTICS = "lr_factor", "frozen_epochs", "keeps_statistics"
+
+
+def pretrained(layer: Any, lr_factor: float, frozen_epochs: int) -> Any:
+    """Mark ``layer`` (a pretrained backbone inside a model plugin) for fine-tuning: its weights
+    stay as they are for the first ``frozen_epochs`` epochs (the new head learns first), then
+    train at ``lr_factor`` times the LR and its schedule. Its BatchNorm layers are frozen:
+    in Keras a BatchNormalization with ``trainable=False`` runs in inference mode, so the
+    statistics it learnt on many images are kept, not re-estimated from a few small batches
+    (nor recalibrated after SWA). (Calling it with ``training=False`` would not do: a Keras 3
+    model passes its own ``training`` to every layer.)"""
+    from comp.training.batchnorm import nested_layers
+
+    for part in nested_layers(layer):
+        if type(part).__name__ == "BatchNormalization":
+            part.trainable = False
+    setattr(layer, LR_FACTOR, float(lr_factor))
+    setattr(layer, FROZEN_EPOCHS, int(frozen_epochs))
+    setattr(layer, KEEPS_STATISTICS, True)
+    return layer
+
+
 def plugin_regularizers(plugin: Any) -> dict[str, Any]:
     """A model plugin's declared regularizers (knob -> stronger value); none when undeclared."""
     return dict(getattr(plugin, "regularizers", {}) or {})

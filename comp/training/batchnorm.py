@@ -38,13 +38,14 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / (batch_size * replicas)))
 
 
-def nested_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
-    """Every layer of ``model`` depth first, in order, nested models and layers included."""
+def nested_layers(model: keras.layers.Layer, skip=None) -> Iterator[keras.layers.Layer]:
+    """Every layer of ``model`` depth first, in order, nested models and layers included;
+    none inside a layer for which ``skip(layer)`` is true (nor that layer)."""
     seen: set[int] = set()
     stack = [model]
     while stack:
         layer = stack.pop()
-        if id(layer) in seen:
+        if id(layer) in seen or (skip is not None and skip(layer)):
             continue
         seen.add(id(layer))
         yield layer
@@ -52,8 +53,12 @@ def nested_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 
 
 def batchnorm_layers(model: keras.layers.Layer) -> Iterator[keras.layers.BatchNormalization]:
-    """Every BatchNormalization layer of ``model``, nested models and layers included."""
-    return (layer for layer in nested_layers(model) if isinstance(layer, keras.layers.BatchNormalization))
+    """Every BatchNormalization layer of ``model``, nested models and layers included, but
+    those of a part that keeps its own statistics (a pretrained backbone, ``comp.api.pretrained``)."""
+    from comp.api import KEEPS_STATISTICS
+
+    return (layer for layer in nested_layers(model, skip=lambda part: getattr(part, KEEPS_STATISTICS, False))
+            if isinstance(layer, keras.layers.BatchNormalization))
 
 
 def set_momentum(model: keras.Model, momentum: float) -> int:

@@ -19,6 +19,7 @@ from comp.modalities import MODALITIES
 from comp.augmentation import split_policy
 from comp.registry import MODELS
 from comp.training.batchnorm import set_momentum
+from comp.weights import probing
 
 
 def load_plugin(model_name: str, input_spec: InputSpec, task: Any) -> Any:
@@ -46,7 +47,8 @@ def _check_knobs(plugin: Any, model_name: str, input_spec: InputSpec, task: Any,
     which then clears the session), not beside the model being trained, whose layer names
     would shift."""
     probe = kt.HyperParameters()
-    (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(input_spec, task, probe)
+    with probing():
+        (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(input_spec, task, probe)
     knobs = {p.name: p for p in probe.space}
     for name in sorted(fixed_hp):
         if name not in knobs:
@@ -90,22 +92,28 @@ def plugin_space(model_name: str, modality: str, task: Any) -> list[Any]:
     plugin = load_plugin(model_name, spec, task)
     probe = kt.HyperParameters()
     try:
-        (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(spec, task, probe)
+        with probing():
+            (plugin.build if isinstance(plugin, EstimatorModel) else plugin)(spec, task, probe)
     finally:
         keras.backend.clear_session()
     return list(probe.space)
 
 
 def check_hyperparameters(model_name: str, modality: str, task: Any, fixed_hp: dict[str, Any]) -> None:
-    """Check ``model.hp`` against the plugin's own knobs, types and ranges before any work."""
-    if not fixed_hp:
-        return
+    """Check ``model.hp`` against the plugin's own knobs, types and ranges before any work,
+    and run the plugin's own check (``comp.api.preflight``: a weights file there and readable)."""
     spec = MODALITIES[modality].probe_spec()
     plugin = load_plugin(model_name, spec, task)
+    if not fixed_hp:
+        if getattr(plugin, "preflight", None):
+            plugin.preflight({})
+        return
     try:
         _check_knobs(plugin, model_name, spec, task, fixed_hp)
     finally:
         keras.backend.clear_session()
+    if getattr(plugin, "preflight", None):  # after the knobs: a misspelt one is named first
+        plugin.preflight(dict(fixed_hp))
 
 
 def build_estimator(input_spec: InputSpec, task: Any, model_name: str,

