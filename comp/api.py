@@ -129,6 +129,8 @@ class EstimatorModel:
     and test predictions, ensembles and submissions treat both alike.
     ``tasks`` lists the task kinds it can learn; ``regularizers`` stronger settings of its
     knobs for stage regularize to try (as :func:`regularizers` does for a Keras plugin).
+    For images (``modalities=("image",)``) ``X`` is the uint8 image array (n, height, width,
+    channels) instead of a DataFrame.
     """
 
     build: Callable[[InputSpec, Any, Any], Any]
@@ -136,6 +138,7 @@ class EstimatorModel:
     tasks: tuple[str, ...] = ("classification", "regression", "multilabel")
     description: str = ""
     regularizers: dict[str, Any] = field(default_factory=dict)
+    preflight: Callable[[dict[str, Any]], None] | None = None  # as :func:`preflight` declares for a Keras plugin
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ def imagenet_file(arch: str, build: Callable[..., Any]) -> tuple[str, str, str]:
     """(file name, url, expected hash) of the ImageNet weights without the top that
     ``build`` (a ``keras.applications`` constructor) loads, asked of Keras itself: its
     download function is replaced for the call by one that records what it was asked and
-    stops, so the names and hashes stay Keras's own, whatever its version."""
+    stops, so the names and hashes stay Keras's own, whatever its version. (The model it
+    builds on the way is dropped; no ``clear_session``: this may run inside a model's build.)"""
     from unittest import mock
 
-    import keras
     from keras.src.utils import file_utils  # the module the applications call get_file through
 
     def ask(fname, origin=None, file_hash=None, **_):
@@ -53,8 +53,6 @@ def imagenet_file(arch: str, build: Callable[..., Any]) -> tuple[str, str, str]:
             build(include_top=False, weights=IMAGENET, input_shape=(32, 32, 3), pooling="avg")
     except _Asked as asked:
         return asked.args
-    finally:
-        keras.backend.clear_session()
     raise ConfigError(f"{arch}: Keras asked for no ImageNet weights file; use model.hp.weights=none or PATH")
 
 

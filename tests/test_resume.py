@@ -22,7 +22,22 @@ RECIPES = {
                               "train.label_smoothing=0.1", "train.clip=1.0", "train.warmup=0.5",
                               "train.snapshots=2", "train.swa_epochs=3", "train.keep_ema=auto",
                               "ensemble.candidates=[fold,snapshots,swa,ema]"),
+    # a backbone from a weights file: the head alone for an epoch, then the backbone at a tenth
+    # of the LR (a per-variable LR in the optimizer's state), its BatchNorm frozen
+    "pretrained-backbone": ("model=mobilenet_v3_small", "model.hp.weights={weights}", "model.hp.frozen_epochs=1",
+                            "train.lr=3e-3"),
 }
+
+
+def _weights_file(path: Path) -> Path:
+    """A MobileNetV3Small weights file (random weights: resuming does not need good ones)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                        pooling="avg").save_weights(path)
+    keras.backend.clear_session()
+    return path
 
 
 def _start(cwd, recipe):
@@ -58,9 +73,11 @@ def _kill_when(proc, condition, timeout=240):
 # (tests/test_hostile.py) and from a full disk, and restores every stateful callback
 # (tests/test_seams.py).
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe,kills", [("adamw-cosine-ema", (1,)), ("sgd-plateau-smoothing", (0, 1, 2))])
+@pytest.mark.parametrize("recipe,kills", [("adamw-cosine-ema", (1,)), ("sgd-plateau-smoothing", (0, 1, 2)),
+                                          ("pretrained-backbone", (0, 1))])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, recipe, kills):
-    recipe = RECIPES[recipe]
+    weights = _weights_file(tmp_path / "backbone.weights.h5") if recipe == "pretrained-backbone" else None
+    recipe = tuple(arg.format(weights=weights) for arg in RECIPES[recipe])
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     reference.mkdir()
     interrupted.mkdir()

@@ -69,6 +69,10 @@ class ImageInputs(Inputs):
     def spec(self, rows=None) -> InputSpec:
         return InputSpec(tuple(int(s) for s in self.pixels.shape[1:]), IMAGE)
 
+    def frame(self, rows, spec) -> np.ndarray:
+        """The images themselves (uint8), as a non-Keras model for images takes them."""
+        return self.take(rows)
+
 
 class TableInputs(Inputs):
     """Typed feature columns: numbers as float32 (NaN = missing), categories as strings

@@ -40,7 +40,7 @@ def validate(cfg, competition, task) -> None:
 def run(ctx: StageContext) -> dict:
     from comp.stages.training import cross_validate_stage  # imports TensorFlow: only when training
 
-    return cross_validate_stage(ctx)
+    return cross_validate_stage(ctx, take_out_failed_folds=True)
 
 
 # -- the report's sections: the baseline's first fold model and its learning curves --------------

@@ -100,7 +100,8 @@ def validate_model(cfg, competition, task, variants: bool = False) -> None:
     for variant in variant_names(cfg, competition, task) if variants else ():
         try:
             _probe(variant, competition, task)
-        except CompError as exc:  # an unknown plugin, or one for other inputs or tasks
+            check_hyperparameters(variant, competition.modality, task, {})  # its own check: weights on disk
+        except CompError as exc:  # an unknown plugin, one for other inputs or tasks, a file missing
             raise ConfigError(f"baseline.variants: {exc}") from None
     check_policy(augmentations(cfg, competition, task), competition.modality, task.kind)
     if cfg.train.loss not in task.losses:
@@ -180,10 +181,13 @@ def _learns(name: str, competition, task) -> bool:
     return True
 
 
-def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str, Any]:
+def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_failed_folds: bool = False,
+                         ) -> dict[str, Any]:
     """Train the configured model on every fold into ``out`` (default: the stage's work
     folder), and each of ``baseline.variants`` into ``out/variants/<name>/``, each with the
-    run directory's OOF artifacts; return the stage record (the variants' scores under "variants")."""
+    run directory's OOF artifacts; return the stage record (the variants' scores under "variants").
+    ``take_out_failed_folds`` (the baseline: it sets the run's folds): a fold the main model
+    fails on leaves the run (``_train_main``); elsewhere it fails the stage."""
     comp, task, cfg = ctx.competition, ctx.task, ctx.cfg
     out = out or ctx.work
     fold_of = read_folds(ctx)
@@ -204,7 +208,7 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None) -> dict[str
     for i, (name, hp, folder) in enumerate(models):
         label = "" if i == 0 else f"variant {name}: "  # what a faster model leaves goes on to the next
         try:
-            if i == 0:  # the main model: a fold it fails on leaves the run (while two folds are left)
+            if i == 0 and take_out_failed_folds:  # a fold it fails on leaves the run (while two are left)
                 record, fold_of = _train_main(ctx, inputs, y, fold_of, name, hp, lr, folder, box.split(len(models)))
                 records.append(record)
                 continue
@@ -235,13 +239,20 @@ def _train_main(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr: 
     """The stage's main model cross-validated into ``out``, going on past a fold whose model
     raises (a plugin's bug on that fold's rows, its memory): that fold leaves the run
     (``take_out_folds``), said as a failed part. (its record, the folds it was scored on)."""
-    marker = out / artifacts.FAILED_FOLDS
-    failed = {int(k): why for k, why in read_json(marker).items()} if marker.is_file() else {}
+    from comp.failures import FAILURES_LOG
+
+    marker, log = out / artifacts.FAILED_FOLDS, out / FAILURES_LOG
+    taken = read_json(marker) if marker.is_file() else {}
+    failed = {int(k): why for k, why in taken.get("folds", {}).items()}
     if not failed:
         record, failed = _train_model(ctx, inputs, y, fold_of, name, hp, lr, out, box, "", keep_going=True)
         if not failed:
             return record, fold_of
-        write_json(marker, {str(k): why for k, why in sorted(failed.items())})  # first: a kill after it resumes here
+        # first: a kill after it resumes here, its tracebacks too (a stage's log starts empty)
+        write_json(marker, {"folds": {str(k): why for k, why in sorted(failed.items())},
+                            "tracebacks": log.read_text(encoding="utf-8") if log.is_file() else ""})
+    elif taken.get("tracebacks") and not log.is_file():
+        log.write_text(taken["tracebacks"], encoding="utf-8")
     n_folds = int(fold_of.max()) + 1
     fold_of = take_out_folds(out, fold_of, sorted(failed))
     for k, why in sorted(failed.items()):

@@ -53,12 +53,15 @@ def nested_layers(model: keras.layers.Layer, skip=None) -> Iterator[keras.layers
 
 
 def batchnorm_layers(model: keras.layers.Layer) -> Iterator[keras.layers.BatchNormalization]:
-    """Every BatchNormalization layer of ``model``, nested models and layers included, but
-    those of a part that keeps its own statistics (a pretrained backbone, ``comp.api.pretrained``)."""
+    """Every BatchNormalization layer of ``model`` that learns its statistics, nested models
+    and layers included: not those of a part that keeps its own (a pretrained backbone,
+    ``comp.api.pretrained``), nor a frozen one (``trainable=False``: Keras runs it in
+    inference mode, so its statistics could not be gathered again; and a reloaded model
+    keeps that, not the part's marker)."""
     from comp.api import KEEPS_STATISTICS
 
     return (layer for layer in nested_layers(model, skip=lambda part: getattr(part, KEEPS_STATISTICS, False))
-            if isinstance(layer, keras.layers.BatchNormalization))
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable)
 
 
 def set_momentum(model: keras.Model, momentum: float) -> int:

@@ -157,6 +157,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
                     raise error from exc
                 log(f"fold {k + 1}/{n_folds} failed: {error.reason} (left out; traceback in "
                     f"{out_dir / FAILURES_LOG})")
+                gc.collect()  # what the failed fold held (its memory may be why it failed)
+                release_free_memory()
                 continue
             gc.collect()
             release_free_memory()

@@ -59,21 +59,32 @@ def _with_rates(kind: type) -> type:
     """``kind`` with a learning rate per variable: Keras optimizers take one LR for all, so
     ``update_step``, which each variable's update goes through, scales it (the schedule's
     value times the variable's factor, 0 before its first step). Under Adam a smaller
-    gradient would not do: its update does not depend on the gradient's scale."""
+    gradient would not do: its update does not depend on the gradient's scale. Decoupled
+    weight decay, which Keras applies to every variable at the one LR, is applied here to
+    these variables (more than one dimension, as ``exclude_from_decay`` has it) at theirs."""
 
     class WithRates(kind):
         def __init__(self, rates: list[tuple[Any, float, int]], **kwargs):
             super().__init__(**kwargs)
             self._given, self._rates = rates, None
 
-        def update_step(self, gradient, variable, learning_rate):
+        def _rate(self, variable):
             if self._rates is None:  # keyed as the backend keys the variables it updates
                 self._rates = {self._var_key(v): (factor, start) for v, factor, start in self._given}
-            rate = self._rates.get(self._var_key(variable))
+            return self._rates.get(self._var_key(variable))
+
+        def _use_weight_decay(self, variable):  # these are decayed in update_step, at their rate
+            return self._rate(variable) is None and super()._use_weight_decay(variable)
+
+        def update_step(self, gradient, variable, learning_rate):
+            rate = self._rate(variable)
             if rate is not None:
                 factor, start = rate
                 on = keras.ops.cast(keras.ops.greater_equal(self.iterations, start), learning_rate.dtype)
                 learning_rate = learning_rate * factor * on
+                if self.weight_decay and super()._use_weight_decay(variable):  # 1-D ones excluded
+                    decay = keras.ops.cast(self.weight_decay * learning_rate, variable.dtype)
+                    variable.assign_sub(variable * decay)
             return super().update_step(gradient, variable, learning_rate)
 
     WithRates.__name__ = WithRates.__qualname__ = f"{kind.__name__}WithRates"

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import keras
 from keras import layers
 
-from comp.api import IMAGE, modalities, preflight, pretrained, regularizers
+from comp.api import IMAGE, EstimatorModel, modalities, preflight, pretrained, regularizers
 from comp.weights import IMAGENET, load_checked, resolve
 
 MIN_SIDE = 32  # the smallest input every backbone here takes
@@ -65,6 +65,18 @@ def _scaled_shape(shape, resolution: int) -> tuple[int, int]:
     return max(MIN_SIDE, round(height * factor)), max(MIN_SIDE, round(width * factor))
 
 
+def _into_backbone(spec: Backbone, x, shape, resolution: int):
+    """The layers before the backbone, on [0, 1] images of ``shape``: grey made three channels
+    (the backbone learnt from three), scaled to ``resolution``, the backbone's input range.
+    (the tensor, its (height, width))."""
+    if shape[-1] == 1:
+        x = layers.Concatenate()([x, x, x])
+    size = _scaled_shape(shape, resolution)
+    if size != tuple(shape[:2]):
+        x = layers.Resizing(*size)(x)
+    return layers.Rescaling(spec.scale, offset=spec.offset)(x), size
+
+
 def _plugin(spec: Backbone) -> Callable:
     def check(hp: dict[str, Any]) -> None:  # before any work: the file there and readable
         _backbone(spec, (MIN_SIDE, MIN_SIDE), hp.get("weights", IMAGENET))
@@ -76,13 +88,7 @@ def _plugin(spec: Backbone) -> Callable:
     def plugin(input_spec, task, hp) -> keras.Model:
         weights, resolution, frozen, frozen_epochs, lr_factor, dropout = _knobs(hp, input_spec.shape)
         inputs = keras.Input(shape=input_spec.shape)
-        x = inputs
-        if input_spec.shape[-1] == 1:  # grey: the backbone learnt from three channels
-            x = layers.Concatenate()([x, x, x])
-        shape = _scaled_shape(input_spec.shape, resolution)
-        if shape != tuple(input_spec.shape[:2]):
-            x = layers.Resizing(*shape)(x)
-        x = layers.Rescaling(spec.scale, offset=spec.offset)(x)
+        x, shape = _into_backbone(spec, inputs, input_spec.shape, resolution)
         net, loaded = _backbone(spec, shape, weights)
         if loaded and frozen:  # features only: no step goes back through the backbone
             net.trainable = False
@@ -102,9 +108,127 @@ def _plugin(spec: Backbone) -> Callable:
 A = keras.applications
 # MobileNetV3, EfficientNetV2 and ConvNeXt scale their input inside (include_preprocessing):
 # they take [0, 255]; ResNetV2 takes [-1, 1].
-mobilenet_v3_small = _plugin(Backbone("mobilenet_v3_small", A.MobileNetV3Small, 255.0,
-                                      options=(("include_preprocessing", True),)))
-efficientnet_v2_b0 = _plugin(Backbone("efficientnet_v2_b0", A.EfficientNetV2B0, 255.0,
-                                      options=(("include_preprocessing", True),)))
-convnext_tiny = _plugin(Backbone("convnext_tiny", A.ConvNeXtTiny, 255.0, options=(("include_preprocessing", True),)))
-resnet50_v2 = _plugin(Backbone("resnet50_v2", A.ResNet50V2, 2.0, -1.0))
+SPECS = {
+    "mobilenet_v3_small": Backbone("mobilenet_v3_small", A.MobileNetV3Small, 255.0,
+                                   options=(("include_preprocessing", True),)),
+    "efficientnet_v2_b0": Backbone("efficientnet_v2_b0", A.EfficientNetV2B0, 255.0,
+                                   options=(("include_preprocessing", True),)),
+    "convnext_tiny": Backbone("convnext_tiny", A.ConvNeXtTiny, 255.0, options=(("include_preprocessing", True),)),
+    "resnet50_v2": Backbone("resnet50_v2", A.ResNet50V2, 2.0, -1.0),
+}
+mobilenet_v3_small = _plugin(SPECS["mobilenet_v3_small"])
+efficientnet_v2_b0 = _plugin(SPECS["efficientnet_v2_b0"])
+convnext_tiny = _plugin(SPECS["convnext_tiny"])
+resnet50_v2 = _plugin(SPECS["resnet50_v2"])
+
+
+# -- frozen features: every image embedded once, a fast head fitted on the embeddings ----------
+class Embedder:
+    """A scikit-learn transformer: uint8 images (n, height, width, channels) -> the backbone's
+    pooled features, through the same layers as the fine-tuned plugins. Each image is
+    embedded once per process: the features are kept by the image's bytes (a row is in the
+    fit rows of every fold but one, and then in the validation rows), and the network is not
+    pickled with a fold model (it is rebuilt from the weights file when a model is loaded)."""
+
+    # (backbone, weights file, its size and mtime, resolution) -> {image digest: features}; one
+    # configuration at a time (a run embeds with one), so memory holds one set of features
+    _cache: dict = {}
+    CHUNK = 1024  # images converted to float and embedded at a time
+
+    def __init__(self, backbone: str, weights: str, resolution: int):
+        self.backbone, self.weights, self.resolution = backbone, weights, resolution
+        self._net = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_net"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _net=None)
+
+    def get_params(self, deep=True):
+        return {"backbone": self.backbone, "weights": self.weights, "resolution": self.resolution}
+
+    def set_params(self, **params):
+        self.__dict__.update(params)
+        return self
+
+    def fit(self, x, y=None):
+        return self
+
+    def _key(self) -> tuple:
+        from pathlib import Path
+
+        path = resolve(self.backbone, SPECS[self.backbone].build, self.weights)
+        stat = Path(path).stat() if path else None
+        return (self.backbone, path, stat and stat.st_size, stat and stat.st_mtime, self.resolution)
+
+    def _network(self, shape) -> keras.Model:
+        if self._net is None:
+            spec = SPECS[self.backbone]
+            inputs = keras.Input(shape=shape)
+            # uint8 -> [0, 1], as comp's Keras models see images, then what the plugins do
+            x, size = _into_backbone(spec, layers.Rescaling(1 / 255.0)(inputs), shape, self.resolution)
+            self._net = keras.Model(inputs, _backbone(spec, size, self.weights)[0](x))
+        return self._net
+
+    def transform(self, x):
+        import hashlib
+
+        import numpy as np
+
+        x = np.asarray(x)
+        key = self._key()
+        if key not in self._cache:
+            self._cache.clear()
+        store = self._cache.setdefault(key, {})
+        digests = [hashlib.sha1(image.tobytes()).hexdigest() for image in x]
+        missing = list(dict.fromkeys(i for i, d in enumerate(digests) if d not in store))
+        for start in range(0, len(missing), self.CHUNK):
+            chunk = missing[start:start + self.CHUNK]
+            store.update(zip((digests[i] for i in chunk), self._embed(x[chunk])))
+        return np.stack([store[d] for d in digests]).astype("float32")
+
+    def _embed(self, images):
+        """The features of uint8 ``images``, through the network."""
+        return self._network(images.shape[1:]).predict(images.astype("float32"), batch_size=128, verbose=0)
+
+
+def _features(input_spec, task, hp):
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # Fixed, not searched: another backbone's weights are another file, checked before any work
+    backbone = hp.Fixed("backbone", "mobilenet_v3_small")
+    weights = hp.Fixed("weights", IMAGENET)
+    side = min(input_spec.shape[:2]) if len(input_spec.shape) >= 3 else MIN_SIDE
+    resolution = hp.Int("resolution", MIN_SIDE, 512, default=min(max(side, MIN_SIDE), 512))
+    strength = hp.Float("regularization", 1e-4, 1e3, sampling="log", default=1.0)
+    head = (Ridge(alpha=strength) if task.estimator_role == "regressor"
+            else LogisticRegression(C=1.0 / strength, max_iter=2000))
+    return Pipeline([("embed", Embedder(backbone, weights, resolution)), ("scale", StandardScaler()),
+                     ("model", head)])
+
+
+def _check_features(hp: dict) -> None:
+    from comp.errors import ConfigError
+
+    name, weights = hp.get("backbone", "mobilenet_v3_small"), str(hp.get("weights", IMAGENET))
+    if name not in SPECS:
+        raise ConfigError(f"model.hp.backbone={name}: frozen_features takes one of {', '.join(SPECS)}")
+    if weights.lower() == "none":  # random features would differ in every process that rebuilds them
+        raise ConfigError("model.hp.weights=none: frozen_features needs pretrained weights (imagenet or a file); "
+                          "for a network from scratch pick another model")
+    _backbone(SPECS[name], (MIN_SIDE, MIN_SIDE), weights)
+    keras.backend.clear_session()
+
+
+frozen_features = EstimatorModel(
+    build=_features,
+    modalities=(IMAGE,),
+    tasks=("classification", "multilabel", "regression"),
+    description="a pretrained backbone's features, each image embedded once, and a logistic or ridge head "
+                "(knobs: backbone, weights, resolution, regularization)",
+    regularizers={"regularization": 10.0},
+    preflight=_check_features,
+)
