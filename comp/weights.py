@@ -1,7 +1,8 @@
-"""Pretrained weights for a backbone, from the user's disk only: ``imagenet`` (the file Keras
-keeps in its own cache, ``$KERAS_HOME/models``, where it looks before downloading), a file
-path, or ``none``. comp never downloads: where the file is missing the run stops before any
+"""Pretrained weights for a backbone, from the user's disk: ``imagenet`` (the file Keras keeps
+in its own cache, ``$KERAS_HOME/models``, where it looks before downloading), a file path, or
+``none``. comp does not download unasked: where the file is missing the run stops before any
 work with one line saying which file, where to put it, where Keras gets it and its hash.
+With ``COMP_DOWNLOAD_WEIGHTS=1`` it fetches the file once, saying so, into Keras's cache.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from comp.errors import ConfigError
 
 NONE, IMAGENET = "none", "imagenet"
+DOWNLOAD = "COMP_DOWNLOAD_WEIGHTS"  # =1: the user allows one download of missing ImageNet weights
 _probing = threading.local()
 
 
@@ -72,10 +74,13 @@ def resolve(arch: str, build: Callable[..., Any], setting: str) -> str | None:
     if setting.lower() == IMAGENET:
         name, url, digest = imagenet_file(arch, build)
         path = keras_models_dir() / name
+        if not path.is_file() and os.environ.get(DOWNLOAD) == "1":
+            path = _download(arch, name, url, digest)
         if not path.is_file():
             raise ConfigError(f"model.hp.weights=imagenet: {arch}'s ImageNet weights {path} are not on this machine "
-                              f"and comp does not download; copy the file there (from {url}, hash {digest}), or "
-                              "set model.hp.weights=PATH to a weights file, or model.hp.weights=none")
+                              f"and comp does not download unasked; copy the file there (from {url}, hash {digest}), "
+                              f"or set {DOWNLOAD}=1 to let comp fetch it once, or set model.hp.weights=PATH to a "
+                              "weights file, or model.hp.weights=none")
         if digest and not _matches(path, digest):
             raise ConfigError(f"model.hp.weights=imagenet: {path} is damaged (its hash is not Keras's {digest}); "
                               f"copy it again from {url}")
@@ -87,6 +92,21 @@ def resolve(arch: str, build: Callable[..., Any], setting: str) -> str | None:
     return str(path)
 
 
+def _download(arch: str, name: str, url: str, digest: str) -> Path:
+    """Fetch the ImageNet weights into Keras's cache, said once (``COMP_DOWNLOAD_WEIGHTS=1``:
+    the user allowed it); Keras checks the file's hash. A failure is one line."""
+    print(f"downloading {arch}'s ImageNet weights {name} from {url} into {keras_models_dir()} ({DOWNLOAD}=1); "
+          "later runs read them there", flush=True)
+    from keras.src.utils import file_utils  # the module the applications fetch through
+
+    try:
+        return Path(file_utils.get_file(name, url, cache_subdir="models", file_hash=digest))
+    except Exception as exc:  # no network, a proxy, a file whose hash is not Keras's
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{DOWNLOAD}=1: could not download {url} ({reason}); copy the file to "
+                          f"{keras_models_dir() / name} (hash {digest}) instead") from None
+
+
 def load_checked(backbone: Any, path: str, setting: str) -> None:
     """Load ``path`` into ``backbone``; a file Keras cannot read or whose shapes differ is a
     one-line ``ConfigError`` naming it."""
@@ -96,6 +116,19 @@ def load_checked(backbone: Any, path: str, setting: str) -> None:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"model.hp.weights={setting}: {path} cannot be loaded into {backbone.name} "
                           f"({reason}); is it this backbone's weights without its top, and complete?") from None
+
+
+def file_digest(path: str) -> str:
+    """The sha256 of a weights file, computed once per file version in a process."""
+    stat = Path(path).stat()
+    return _digest_cached(str(path), stat.st_size, stat.st_mtime)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_cached(path: str, size: int, mtime: float) -> str:
+    from comp.files import file_sha256
+
+    return file_sha256(Path(path))
 
 
 @functools.lru_cache(maxsize=32)

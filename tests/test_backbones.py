@@ -8,6 +8,7 @@ fine-tuned through ``model.hp.weights=PATH`` on 300 of scikit-learn's own 8x8 di
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,35 @@ def test_missing_imagenet_weights_stop_the_run_before_any_work(comp, workdir, ke
     expected = keras_home / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
     assert code == 2
     assert line.startswith(f"error: model.hp.weights=imagenet: mobilenet_v3_small's ImageNet weights {expected} are "
-                           "not on this machine and comp does not download; copy the file there (from https://"), line
+                           "not on this machine and comp does not download unasked; copy the file there (from "
+                           "https://"), line
     assert "hash d3e8ec802a04aa4fc771ee12a9a9b836" in line and "model.hp.weights=none" in line
+    assert "COMP_DOWNLOAD_WEIGHTS=1" in line
+    assert not (workdir / "runs").exists()
+
+
+def test_a_download_the_user_allows_is_said_once_and_its_failure_is_one_line(comp, workdir, keras_home,
+                                                                             monkeypatch):
+    """COMP_DOWNLOAD_WEIGHTS=1: comp says what it fetches from where to where, through Keras's
+    own fetch (which checks the hash); offline, one line and nothing written."""
+    from keras.src.utils import file_utils
+
+    asked = []
+
+    def offline(fname, origin=None, **kwargs):
+        asked.append((fname, origin, kwargs.get("file_hash")))
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("COMP_DOWNLOAD_WEIGHTS", "1")
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    code, out, err = comp("run", "stage=all", *SMOKE, MODEL)
+    name = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    url = f"https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/{name}"
+    assert code == 2
+    assert (f"downloading mobilenet_v3_small's ImageNet weights {name} from {url} into {keras_home / 'models'} "
+            "(COMP_DOWNLOAD_WEIGHTS=1); later runs read them there") in out
+    assert _one_line(err).startswith(f"error: COMP_DOWNLOAD_WEIGHTS=1: could not download {url} (URL fetch failure")
+    assert asked[-1] == (name, url, "d3e8ec802a04aa4fc771ee12a9a9b836")
     assert not (workdir / "runs").exists()
 
 
@@ -227,7 +255,8 @@ def test_every_backbone_takes_small_grey_and_wide_colour_images_and_saves(name, 
 def test_frozen_features_embed_each_image_once_and_fit_a_head_on_every_fold(comp, workdir, tmp_path, monkeypatch):
     """model=frozen_features: a backbone's features (weights from a file) and a logistic head,
     trained, scored and submitted like any model; across the folds and the test set every
-    image is embedded once, not once per fold it appears in."""
+    image is embedded once, not once per fold it appears in, and a later process (a search's
+    trial, a rerun) reads the features from disk instead of embedding again."""
     from comp_plugins.backbones import Embedder
 
     weights = _random_weights(tmp_path / "random.weights.h5")
@@ -240,6 +269,7 @@ def test_frozen_features_embed_each_image_once_and_fit_a_head_on_every_fold(comp
 
     monkeypatch.setattr(Embedder, "_cache", {})
     monkeypatch.setattr(Embedder, "_embed", counting)
+    monkeypatch.setattr(Embedder, "_folder", lambda self, key: tmp_path / "embeddings" / str(abs(hash(key))))
     code, out, err = comp("run", "stage=all", *SMOKE, "model=frozen_features", f"model.hp.weights={weights}",
                           "split.folds=3")
     assert code == 0, err
@@ -247,9 +277,16 @@ def test_frozen_features_embed_each_image_once_and_fit_a_head_on_every_fold(comp
     test = pd.read_csv(workdir / "runs/digits/predict/test_pred.csv", dtype=str)
     # 3 folds would embed each train row 3 times (twice to fit, once to score): each is embedded once
     assert 0 < sum(embedded) <= len(train) + len(test), embedded
-    score = float(next(line for line in out.splitlines() if line.startswith("OOF accuracy")).split()[3])
-    assert score > 0.5, out  # random convolutions' features still separate digits
+    baseline = re.search(r"\[baseline\] OOF accuracy = ([0-9.]+)", out).group(1)
+    assert float(baseline) > 0.5, out  # random convolutions' features still separate digits
     assert list((workdir / "submissions").glob("digits-*-accuracy=*.csv"))
+
+    monkeypatch.setattr(Embedder, "_cache", {})  # as a new process starts
+    embedded.clear()
+    code, out, err = comp("run", "stage=baseline", *SMOKE, "model=frozen_features", f"model.hp.weights={weights}",
+                          "split.folds=3", "overwrite=true")
+    assert code == 0, err
+    assert sum(embedded) == 0 and f"[baseline] OOF accuracy = {baseline} " in out  # the same features, from disk
 
 
 def _random_weights(path: Path) -> Path:

@@ -9,8 +9,8 @@ weights file of the backbone without its top; or ``none``), ``resolution`` (the 
 side the image is scaled to), ``frozen`` (the backbone never trains: its features feed the
 head, and a step costs the backbone's forward pass only), ``frozen_epochs`` (epochs the head
 learns alone before the backbone fine-tunes), ``lr_factor`` (the backbone's share of the LR
-after that) and ``dropout``. Weights are only ever read
-from disk, checked before any work (``comp.weights``). With ``weights=none`` the
+after that) and ``dropout``. Weights are read from disk
+(fetched once only when the user allows it), checked before any work (``comp.weights``). With ``weights=none`` the
 architecture trains from scratch as a whole (its BatchNorm in training mode, one LR).
 """
 from __future__ import annotations
@@ -126,12 +126,14 @@ resnet50_v2 = _plugin(SPECS["resnet50_v2"])
 class Embedder:
     """A scikit-learn transformer: uint8 images (n, height, width, channels) -> the backbone's
     pooled features, through the same layers as the fine-tuned plugins. Each image is
-    embedded once per process: the features are kept by the image's bytes (a row is in the
-    fit rows of every fold but one, and then in the validation rows), and the network is not
-    pickled with a fold model (it is rebuilt from the weights file when a model is loaded)."""
+    embedded once: its features are kept by the image's content, in memory and on disk
+    (``<cache>/embeddings/``, under a digest of the backbone, the weights file's content and
+    the resolution), so neither the folds a row appears in, nor a search's trials in their
+    own processes, nor a later run embed it again. The network is not pickled with a fold
+    model: it is rebuilt from the weights file when a loaded model first embeds."""
 
-    # (backbone, weights file, its size and mtime, resolution) -> {image digest: features}; one
-    # configuration at a time (a run embeds with one), so memory holds one set of features
+    # (backbone, weights digest, resolution) -> {image digest: features}; one configuration at a
+    # time in memory (a run embeds with one)
     _cache: dict = {}
     CHUNK = 1024  # images converted to float and embedded at a time
 
@@ -156,11 +158,47 @@ class Embedder:
         return self
 
     def _key(self) -> tuple:
-        from pathlib import Path
+        from comp.weights import file_digest
 
         path = resolve(self.backbone, SPECS[self.backbone].build, self.weights)
-        stat = Path(path).stat() if path else None
-        return (self.backbone, path, stat and stat.st_size, stat and stat.st_mtime, self.resolution)
+        return (self.backbone, file_digest(path) if path else None, self.resolution)
+
+    def _folder(self, key: tuple):
+        import hashlib
+
+        from comp.paths import cache_root
+
+        return cache_root() / "embeddings" / hashlib.sha256(repr(key).encode()).hexdigest()[:20]
+
+    def _store(self, key: tuple) -> dict:
+        """The features known for ``key``: read once per process from every part on disk."""
+        import numpy as np
+
+        if key not in self._cache:
+            self._cache.clear()
+            store = self._cache[key] = {}
+            for part in sorted(self._folder(key).glob("part-*.npz")):
+                try:
+                    with np.load(part) as saved:
+                        store.update(zip(saved["digests"].tolist(), saved["features"]))
+                except (OSError, ValueError, KeyError):  # a damaged part: its images are embedded again
+                    continue
+        return self._cache[key]
+
+    def _save(self, key: tuple, digests: list[str], features) -> None:
+        """A new part on disk: written under a temporary name, then renamed (a kill leaves no
+        half part; processes embedding at once write parts of their own)."""
+        import os
+        import uuid
+
+        import numpy as np
+
+        folder = self._folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}"
+        tmp = folder / f".{name}.tmp.npz"
+        np.savez(tmp, digests=np.array(digests), features=np.asarray(features, dtype=np.float32))
+        os.replace(tmp, folder / f"{name}.npz")
 
     def _network(self, shape) -> keras.Model:
         if self._net is None:
@@ -178,14 +216,16 @@ class Embedder:
 
         x = np.asarray(x)
         key = self._key()
-        if key not in self._cache:
-            self._cache.clear()
-        store = self._cache.setdefault(key, {})
-        digests = [hashlib.sha1(image.tobytes()).hexdigest() for image in x]
+        store = self._store(key)
+        shape = repr(x.shape[1:]).encode()  # the same bytes in another shape are another image
+        digests = [hashlib.sha1(shape + image.tobytes()).hexdigest() for image in x]
         missing = list(dict.fromkeys(i for i, d in enumerate(digests) if d not in store))
         for start in range(0, len(missing), self.CHUNK):
             chunk = missing[start:start + self.CHUNK]
-            store.update(zip((digests[i] for i in chunk), self._embed(x[chunk])))
+            features = self._embed(x[chunk])
+            new = [digests[i] for i in chunk]
+            store.update(zip(new, features))
+            self._save(key, new, features)
         return np.stack([store[d] for d in digests]).astype("float32")
 
     def _embed(self, images):
