@@ -38,10 +38,15 @@ class Backbone:
     options: tuple[tuple[str, Any], ...] = ()  # more keyword arguments of ``build``
 
 
-def _knobs(hp, shape) -> tuple[str, int, bool, int, float, float]:
+def _resolution(hp, shape) -> int:
+    """The ``resolution`` knob: the shorter side the image is scaled to (its own, 32..512)."""
     side = min(shape[:2]) if len(shape) >= 3 else MIN_SIDE
+    return hp.Int("resolution", MIN_SIDE, 512, default=min(max(side, MIN_SIDE), 512))
+
+
+def _knobs(hp, shape) -> tuple[str, int, bool, int, float, float]:
     return (hp.Fixed("weights", IMAGENET),
-            hp.Int("resolution", MIN_SIDE, 512, default=min(max(side, MIN_SIDE), 512)),
+            _resolution(hp, shape),
             hp.Boolean("frozen", default=False),
             hp.Int("frozen_epochs", 0, 10, default=1),
             hp.Float("lr_factor", 0.01, 1.0, sampling="log", default=0.1),
@@ -56,6 +61,12 @@ def _backbone(spec: Backbone, shape: tuple[int, int], setting: str) -> tuple[ker
     if path:
         load_checked(net, path, setting)
     return net, bool(path)
+
+
+def _check_weights(spec: Backbone, setting: str) -> None:
+    """Before any work: the weights file there, intact and loadable into the backbone."""
+    _backbone(spec, (MIN_SIDE, MIN_SIDE), setting)
+    keras.backend.clear_session()
 
 
 def _scaled_shape(shape, resolution: int) -> tuple[int, int]:
@@ -78,9 +89,8 @@ def _into_backbone(spec: Backbone, x, shape, resolution: int):
 
 
 def _plugin(spec: Backbone) -> Callable:
-    def check(hp: dict[str, Any]) -> None:  # before any work: the file there and readable
-        _backbone(spec, (MIN_SIDE, MIN_SIDE), hp.get("weights", IMAGENET))
-        keras.backend.clear_session()
+    def check(hp: dict[str, Any]) -> None:
+        _check_weights(spec, hp.get("weights", IMAGENET))
 
     @modalities(IMAGE)
     @regularizers(dropout=0.4)
@@ -241,8 +251,7 @@ def _features(input_spec, task, hp):
     # Fixed, not searched: another backbone's weights are another file, checked before any work
     backbone = hp.Fixed("backbone", "mobilenet_v3_small")
     weights = hp.Fixed("weights", IMAGENET)
-    side = min(input_spec.shape[:2]) if len(input_spec.shape) >= 3 else MIN_SIDE
-    resolution = hp.Int("resolution", MIN_SIDE, 512, default=min(max(side, MIN_SIDE), 512))
+    resolution = _resolution(hp, input_spec.shape)
     strength = hp.Float("regularization", 1e-4, 1e3, sampling="log", default=1.0)
     head = (Ridge(alpha=strength) if task.estimator_role == "regressor"
             else LogisticRegression(C=1.0 / strength, max_iter=2000))
@@ -259,8 +268,7 @@ def _check_features(hp: dict) -> None:
     if weights.lower() == "none":  # random features would differ in every process that rebuilds them
         raise ConfigError("model.hp.weights=none: frozen_features needs pretrained weights (imagenet or a file); "
                           "for a network from scratch pick another model")
-    _backbone(SPECS[name], (MIN_SIDE, MIN_SIDE), weights)
-    keras.backend.clear_session()
+    _check_weights(SPECS[name], weights)
 
 
 frozen_features = EstimatorModel(
