@@ -193,3 +193,24 @@ def test_small_cnn_stacks_as_many_blocks_as_the_input_size_supports():
     assert pools((8, 8, 1)) == (2, 2)
     assert pools((28, 28, 1)) == (3, 3)  # 28 -> 14 -> 7 -> 3: the third block works on 7x7
     assert pools((28, 28, 1), blocks=2) == (2, 2)
+
+
+@pytest.mark.parametrize("name,average", [("f1_micro", "micro"), ("f1_macro", "macro"), ("f1_samples", "samples"),
+                                          ("f1", "micro")])
+def test_multilabel_f1_is_scikit_learns_to_the_last_digit(name, average):
+    """The multilabel F1s are counted by hand for speed; they must be scikit-learn's, empty
+    rows, labels never predicted and labels never true included."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from comp.registry import METRICS
+
+    rng = np.random.default_rng(0)
+    for rows, labels, density in [(50, 4, 0.3), (200, 7, 0.05), (9, 3, 0.0), (30, 5, 0.9)]:
+        truth = (rng.random((rows, labels)) < density).astype(int)
+        pred = (rng.random((rows, labels)) < density).astype(int)
+        truth[:, 0], pred[:, -1] = 0, 0
+        got = METRICS.load(name).fn(truth, pred)
+        assert got == pytest.approx(f1_score(truth, pred, average=average, zero_division=0), abs=1e-12)
+    one = (rng.random((40, 1)) < 0.4).astype(int), (rng.random((40, 1)) < 0.4).astype(int)
+    assert METRICS.load(name).fn(*one) == pytest.approx(f1_score(one[0].ravel(), one[1].ravel(), zero_division=0))

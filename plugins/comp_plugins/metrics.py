@@ -37,15 +37,33 @@ def _roc_auc(truth, scores) -> float:
                                    labels=np.arange(scores.shape[1])))
 
 
+def _indicator_f1(truth: np.ndarray, pred: np.ndarray, how: str) -> float:
+    """scikit-learn's multilabel F1 (zero_division=0) from the 0/1 counts.
+
+    Written by hand because the multilabel threshold search scores a few hundred candidate
+    matrices per fit, and scikit-learn's input validation costs ~5 ms a call (a 1,437-row,
+    4-label ensemble stage spent 97 of its 137 s there); the counts take microseconds.
+    """
+    truth, pred = truth.astype(bool), pred.astype(bool)
+    axis = None if how == "micro" else 0 if how == "macro" else 1
+    tp = np.logical_and(truth, pred).sum(axis=axis)
+    wrong = np.logical_xor(truth, pred).sum(axis=axis)  # false positives + false negatives
+    denominator = 2 * tp + wrong
+    f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+    return float(np.mean(f1))
+
+
 def _f1(average: str):
     def fn(truth, pred) -> float:
         truth, pred = np.asarray(truth), np.asarray(pred)
         if truth.ndim == 2 and truth.shape[1] == 1:  # one label: scikit-learn would read it as two classes
-            return float(skm.f1_score(truth.ravel(), pred.ravel(), average="binary", zero_division=0))
+            return _indicator_f1(truth, pred, "micro")
         if average == "auto":  # binary F1 of the positive class; macro for more classes; micro for multilabel
             how = "micro" if truth.ndim == 2 else "binary" if max(truth.max(), pred.max()) <= 1 else "macro"
         else:
             how = average
+        if truth.ndim == 2:
+            return _indicator_f1(truth, pred, how)
         return float(skm.f1_score(truth, pred, average=how, zero_division=0))
     return fn
 
