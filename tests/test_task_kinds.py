@@ -186,6 +186,21 @@ def test_one_probability_column_per_class(comp, workdir, tmp_path):
     truth = read_submission(solution_path(cache_root(), "wine"))["cultivar"]
     predicted = submission[["barbera", "barolo", "grignolino"]].astype(float).idxmax(axis=1)
     assert (predicted == truth).mean() > 0.85
+    # The probabilities are the test predictions at the temperature the OOF rows chose, when one paid.
+    import json
+
+    from comp.tasks.classification import calibrated
+
+    code, out, err = comp("run", "stage=submit", f"competition={root}", *FAST, "predict.source=baseline",
+                          "overwrite=true")
+    assert code == 0, err
+    run = next((workdir / "runs").iterdir())
+    decoding = json.loads((run / "predict/stage.json").read_text())["decoding"]
+    assert decoding["temperature"] > 1  # measured 1.83: gradient boosting's probabilities are too sure here
+    path = max((workdir / "submissions").glob("cellar-baseline-logloss=*.csv"), key=lambda p: p.stat().st_mtime)
+    expected = calibrated(np.load(run / "predict/test_pred.npy"), decoding)
+    np.testing.assert_allclose(read_submission(path)[["barbera", "barolo", "grignolino"]].astype(float), expected,
+                               atol=1e-6)
 
 
 def test_multilabel_indicator_columns_with_probabilities(comp, workdir, tmp_path):

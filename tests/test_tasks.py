@@ -111,6 +111,70 @@ def test_secondary_metrics_use_thresholds_fit_on_the_other_folds():
     assert task.score(y[folds == 0], p[folds == 0], per_fold[0]) < 1.0
 
 
+def _naive_bayes_oof(data, metric):
+    """5-fold OOF probabilities of Gaussian naive Bayes on a bundled dataset: real
+    predictions, and famously overconfident ones."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.naive_bayes import GaussianNB
+
+    x, labels = data(return_X_y=True)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    fold_of = np.zeros(len(labels), int)
+    for k, (_, held) in enumerate(folds.split(x, labels)):
+        fold_of[held] = k
+    p = cross_val_predict(GaussianNB(), x, labels, cv=folds, method="predict_proba")
+    names = [str(v) for v in labels]
+    task, targets, sample = _task("classification", {"id": [str(i) for i in range(len(names))], "y": names},
+                                  {"id": ["x", "z"], "y": ["0.5", "0.5"]} if len(set(names)) == 2 else
+                                  {"id": ["x", "z"], "y": [names[0], names[1]]}, metric=metric)
+    return task, task.encode(targets), p, fold_of, sample
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "wine"])
+def test_log_loss_probabilities_get_a_temperature_fit_on_the_other_folds(dataset, tmp_path):
+    """Overconfident OOF probabilities: a temperature chosen on the other folds lowers the log
+    loss of every fold's rows, the published score is that cross-fitted one, the submission
+    carries the calibrated probabilities and the predicted labels do not move."""
+    from sklearn import datasets
+    from sklearn.metrics import log_loss
+
+    task, y, p, fold_of, sample = _naive_bayes_oof(getattr(datasets, f"load_{dataset}"), "logloss")
+    decoding, honest = task.fit_decoding(y, p, fold_of)
+    raw = task.score(y, p)
+    assert decoding["temperature"] > 1.5  # softer: naive Bayes is far too sure
+    assert honest < 0.85 * raw  # measured: breast cancer 0.602 -> 0.149, wine 0.100 -> 0.079
+    per_fold = task.fold_decodings(y, p, fold_of)
+    cross_fitted = np.concatenate([task.metric_inputs(y[fold_of == k], p[fold_of == k], per_fold[k], "scores")[1]
+                                   for k in range(5)])
+    order = np.concatenate([np.flatnonzero(fold_of == k) for k in range(5)])
+    assert honest == pytest.approx(log_loss(y[order], cross_fitted))
+    assert task.honest_scores(y, p, fold_of)["logloss"] == pytest.approx(honest)
+    assert task.honest_scores(y, p, fold_of)["accuracy"] == task.score(y, p, metric=("accuracy", _accuracy()))
+    submitted = task.submission(sample, p[:2], decoding)["y"]
+    calibrated = task.metric_inputs(y[:2], p[:2], decoding, "scores")[1]
+    assert (calibrated.argmax(1) == p[:2].argmax(1)).all()
+    if len(task.classes) == 2:  # P(positive class) in the file: the calibrated one
+        assert np.allclose(submitted.to_numpy(dtype=float), calibrated[:, 1]) and not np.allclose(calibrated, p[:2])
+    else:  # labels in the file: unmoved
+        assert list(submitted) == task.decode(p[:2])
+
+
+def _accuracy():
+    from comp.registry import METRICS
+
+    return METRICS.load("accuracy")
+
+
+def test_a_temperature_is_not_fit_for_label_metrics_nor_kept_when_it_does_not_pay():
+    from sklearn.datasets import load_breast_cancer
+
+    task, y, p, fold_of, _ = _naive_bayes_oof(load_breast_cancer, "accuracy")
+    assert task.fit_decoding(y, p, fold_of) == ({}, task.score(y, p))
+    task, y, p, fold_of, _ = _naive_bayes_oof(load_breast_cancer, "roc_auc")
+    decoding, honest = task.fit_decoding(y, p, fold_of)  # a binary AUC ranks: no temperature changes it
+    assert decoding == {} and honest == task.score(y, p) and task.fold_decodings(y, p, fold_of) == {}
+
+
 def test_a_fold_model_starts_at_its_own_training_rows_priors():
     task, targets, _ = _task("classification", {"id": list("abcdef"), "k": ["a", "a", "a", "a", "b", "b"]},
                              {"id": ["x"], "k": ["a"]})
