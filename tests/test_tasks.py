@@ -159,6 +159,33 @@ def test_log_loss_probabilities_get_a_temperature_fit_on_the_other_folds(dataset
         assert list(submitted) == task.decode(p[:2])
 
 
+def test_multilabel_log_loss_gets_one_temperature_and_keeps_its_labels(tmp_path):
+    """Per-label naive Bayes on the 8x8 digits' tags (even, large): far too sure; one
+    temperature fit on the other folds lowers the mean binary log loss, and the 0.5
+    decisions stay where they were."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.naive_bayes import GaussianNB
+
+    x, digit = load_digits(return_X_y=True)
+    tags = np.stack([digit % 2 == 0, digit >= 5], axis=1).astype(int)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    fold_of = np.zeros(len(digit), int)
+    for k, (_, held) in enumerate(folds.split(x, digit)):
+        fold_of[held] = k
+    p = np.stack([cross_val_predict(GaussianNB(), x, tags[:, j], cv=folds, method="predict_proba")[:, 1]
+                  for j in range(2)], axis=1)
+    names = [" ".join(t for t, on in zip(("even", "large"), row) if on) for row in tags]
+    task, targets, sample = _task("multilabel", {"id": [str(i) for i in range(len(names))], "t": names},
+                                  {"id": ["x", "z"], "t": ["even", "large"]}, metric="logloss")
+    y = task.encode(targets)
+    decoding, honest = task.fit_decoding(y, p, fold_of)
+    raw = task.score(y, p)
+    assert decoding["temperature"] > 1.5 and honest < 0.6 * raw  # measured: 9.10 -> 0.65 (T 45: its probabilities are 0 or 1)
+    assert task.honest_scores(y, p, fold_of)["logloss"] == pytest.approx(honest)
+    assert task.decode(p[:50], decoding) == task.decode(p[:50])
+
+
 def _accuracy():
     from comp.registry import METRICS
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
+from comp.tasks import temperature
 from comp.tasks.base import (ErrorAnalysis, Setting, TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
                              is_fractional, is_text, safe_name)
 
@@ -186,52 +187,19 @@ class Classification(Task):
         return y, calibrated(predictions, decoding) if needs == "scores" else predictions.argmax(axis=1)
 
     def fit_decoding(self, y, predictions, fold_of) -> tuple[dict, float]:
-        """A temperature for the probabilities when the metric scores them (log loss): chosen
-        on the OOF rows, kept only when its cross-fitted score (each fold's temperature from
-        the other folds) beats the uncalibrated one. The argmax, and so accuracy, never moves."""
+        """A temperature for the probabilities when the metric scores them (log loss), kept
+        only when its cross-fitted score beats the uncalibrated one (comp.tasks.temperature).
+        The argmax, and so accuracy, never moves."""
         used = fold_of >= 0
-        y, predictions, fold_of = y[used], np.asarray(predictions)[used], fold_of[used]
-        plain = self.score(y, predictions)
-        per_fold = self._fold_temperatures(y, predictions, fold_of)
-        if not per_fold:
-            return {}, plain
-        honest = self._cross_fitted(y, predictions, fold_of, per_fold)
-        return {"temperature": self._temperature(y, predictions)}, honest
+        if self.metric.needs != "scores":
+            return {}, self.score(y[used], np.asarray(predictions)[used])
+        return temperature.fit_decoding(self, y[used], np.asarray(predictions)[used], fold_of[used])
 
     def fold_decodings(self, y, predictions, fold_of) -> dict[int, dict]:
         used = fold_of >= 0
-        return self._fold_temperatures(y[used], np.asarray(predictions)[used], fold_of[used])
-
-    def _fold_temperatures(self, y, predictions, fold_of) -> dict[int, dict]:
-        """Each fold's temperature fit on the other folds, or {} when calibrating does not
-        pay (the metric reads labels, or the cross-fitted score is no better)."""
-        folds = np.unique(fold_of)
-        if self.metric.needs != "scores" or len(folds) < 2:
+        if self.metric.needs != "scores":
             return {}
-        per_fold = {int(k): {"temperature": self._temperature(y[fold_of != k], predictions[fold_of != k])}
-                    for k in folds}
-        honest = self._cross_fitted(y, predictions, fold_of, per_fold)
-        return per_fold if self.objective.better(honest, self.score(y, predictions), margin=1e-9) else {}
-
-    def _cross_fitted(self, y, predictions, fold_of, per_fold: dict[int, dict]) -> float:
-        order = np.concatenate([np.flatnonzero(fold_of == k) for k in per_fold])
-        calibrated_rows = np.empty_like(predictions, dtype=np.float64)
-        for k, decoding in per_fold.items():
-            rows = fold_of == k
-            calibrated_rows[rows] = calibrated(predictions[rows], decoding)
-        return self.score(y[order], calibrated_rows[order])
-
-    def _temperature(self, y, predictions) -> float:
-        """The temperature that scores best on these rows: a log-spaced grid, then a finer one
-        around its best (a step-shaped metric such as AUC defeats a derivative-free line search)."""
-        def value(t: float) -> float:
-            return self.score(y, predictions, {"temperature": t})
-
-        coarse = np.exp(np.linspace(np.log(1 / 16), np.log(16.0), 17))
-        best = self.objective.best(coarse, key=value)
-        step = coarse[1] / coarse[0]
-        fine = best * np.exp(np.linspace(-np.log(step), np.log(step), 9))
-        return float(self.objective.best([1.0, *fine], key=value))
+        return temperature.fold_decodings(self, y[used], np.asarray(predictions)[used], fold_of[used])
 
     def decode(self, predictions, decoding=None) -> list[str]:
         return [self.classes[i] for i in np.asarray(predictions).argmax(axis=1)]
@@ -303,10 +271,9 @@ class Classification(Task):
 
 def calibrated(probabilities: np.ndarray, decoding: dict | None) -> np.ndarray:
     """Probabilities at the decoding's temperature (softmax of log p / T; rows renormalised)."""
-    t = (decoding or {}).get("temperature")
-    if not t:
+    if not (decoding or {}).get(temperature.KEY):
         return probabilities
-    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, None)) / t
+    logits = temperature.softened(np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, None)), decoding)
     logits -= logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(axis=1, keepdims=True)

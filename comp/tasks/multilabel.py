@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from comp.errors import DataError
+from comp.tasks import temperature
 from comp.tasks.base import (Setting, TargetSummary, Task, TaskSource, check_probabilities, first_row, head_kernel,
                              is_fractional, is_text, plain_fit, safe_name)
 
@@ -172,23 +173,25 @@ class Multilabel(Task):
     def metric_inputs(self, y, predictions, decoding, needs):
         predictions = np.asarray(predictions)
         if needs == "scores":
-            return y.astype(int), predictions
+            return y.astype(int), calibrated(predictions, decoding)
         return y.astype(int), (predictions >= self._thresholds(decoding)).astype(int)
 
     def fit_decoding(self, y, predictions, fold_of) -> tuple[dict, float]:
-        """Per-label thresholds by coordinate ascent on the metric; the score is cross-fitted."""
-        if self.metric.needs == "scores":
-            return {}, self.score(y, predictions)
+        """Per-label thresholds by coordinate ascent on the metric; the score is cross-fitted.
+        A metric that scores the probabilities (log loss) gets one temperature for every
+        label's instead, kept when its cross-fitted score pays (comp.tasks.temperature)."""
         used = fold_of >= 0
+        if self.metric.needs == "scores":
+            return temperature.fit_decoding(self, y[used], np.asarray(predictions)[used], fold_of[used])
         honest = self.honest_scores(y[used], predictions[used], fold_of[used])[self.metric_name]
         thresholds = self._search(y[used], predictions[used])
         return {"thresholds": {label: float(t) for label, t in zip(self.labels, thresholds)}}, honest
 
     def fold_decodings(self, y, predictions, fold_of) -> dict[int, dict]:
-        """Each fold's thresholds, searched on the other folds' rows."""
-        if self.metric.needs == "scores":
-            return {}
+        """Each fold's thresholds (or temperature), searched on the other folds' rows."""
         used = fold_of >= 0
+        if self.metric.needs == "scores":
+            return temperature.fold_decodings(self, y[used], np.asarray(predictions)[used], fold_of[used])
         return {int(k): {"thresholds": dict(zip(self.labels, map(float, self._search(y[used & (fold_of != k)],
                                                                                   predictions[used & (fold_of != k)]))))}
                 for k in np.unique(fold_of[used])}
@@ -223,6 +226,7 @@ class Multilabel(Task):
         if self.format == LIST:
             frame[self.target] = self.decode(predictions, decoding)
         elif self.format == PROBABILITIES:
+            predictions = calibrated(predictions, decoding)
             for j, label in enumerate(self.labels):
                 frame[label] = predictions[:, j]
         else:
@@ -264,3 +268,13 @@ class Multilabel(Task):
         for j, estimator in enumerate(fitted):
             out[:, j] = estimator if isinstance(estimator, float) else estimator.predict_proba(x)[:, 1]
         return out
+
+
+def calibrated(probabilities: np.ndarray, decoding: dict | None) -> np.ndarray:
+    """Each label's probability at the decoding's temperature (sigmoid of logit p / T)."""
+    if not (decoding or {}).get(temperature.KEY):
+        return probabilities
+    from scipy.special import expit, logit
+
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1 - 1e-15)
+    return expit(temperature.softened(logit(p), decoding))
