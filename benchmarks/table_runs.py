@@ -1,15 +1,17 @@
 """comp's default on real tables, with and without the table portfolio, against plain gradient boosting.
 
-`pip install -e ".[bench]" && python benchmarks/table_runs.py [TABLE ...] [budget=2m]`: each
-table (benchmarks/tables.py) becomes a competition with 20% of its rows held back; then, each
-in a fresh process from a scratch folder, `comp run stage=all budget=B` with the defaults
+`pip install -e ".[bench]" && python benchmarks/table_runs.py [TABLE ...] [budget=2m] [against=KEY=VALUE ...]`:
+each table (benchmarks/tables.py) becomes a competition with 20% of its rows held back; then,
+each in a fresh process from a scratch folder, `comp run stage=all budget=B` with the defaults
 (`baseline.variants=auto`: gradient boosting, extra trees, a linear model) and with
-`baseline.variants=[]` (gradient boosting alone, the default before), and a plain
-HistGradientBoosting with scikit-learn's defaults fitted on the same training rows. Prints
-each one's wall time, published OOF and held-back score.
+`baseline.variants=[]` (gradient boosting alone, the default before), or with the settings
+named by `against=` (e.g. `against=ensemble.stack=false`), and a plain HistGradientBoosting
+with scikit-learn's defaults fitted on the same training rows. Prints each one's wall time,
+published OOF and held-back score.
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -33,7 +35,9 @@ def _comp(folder: Path, budget: str, extra: list[str], scratch: Path) -> dict:
         return {"wall": wall, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
     found = re.findall(r"^submission: (submissions/.+\.csv)$", done.stdout + done.stderr, re.M)
     oof = re.search(r"^OOF \S+ = ([\d.]+)", done.stdout + done.stderr, re.M)
-    return {"wall": wall, "submission": scratch / found[-1], "oof": float(oof.group(1))}
+    record = scratch / "runs/bench/ensemble/stage.json"
+    used = json.loads(record.read_text()).get("blend", {}).get("used") if record.is_file() else None
+    return {"wall": wall, "submission": scratch / found[-1], "oof": float(oof.group(1)), "used": used}
 
 
 def _plain_hgb(table, folder: Path, truth: pd.DataFrame) -> float:
@@ -61,6 +65,9 @@ def _plain_hgb(table, folder: Path, truth: pd.DataFrame) -> float:
 def main(args: list[str]) -> None:
     budget = next((a.split("=", 1)[1] for a in args if a.startswith("budget=")), "2m")
     names = [a for a in args if "=" not in a] or list(SOURCES)
+    against = [a.split("=", 1)[1] for a in args if a.startswith("against=")]
+    runs = (("against", against), ("default", [])) if against else (("hgb_only", ["baseline.variants=[]"]),
+                                                                     ("portfolio", []))
     rows = []
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
@@ -69,7 +76,7 @@ def main(args: list[str]) -> None:
             folder, truth = competition(table, root / "competitions")
             row = {"table": name, "rows": len(table.frame), "metric": table.metric,
                    "plain_hgb": round(_plain_hgb(table, folder, truth), 4)}
-            for label, extra in (("hgb_only", ["baseline.variants=[]"]), ("portfolio", [])):
+            for label, extra in runs:
                 scratch = root / f"{name}-{label}"
                 scratch.mkdir()
                 got = _comp(folder, budget, extra, scratch)
@@ -78,11 +85,12 @@ def main(args: list[str]) -> None:
                     continue
                 row[f"{label}_wall"] = round(got["wall"])
                 row[f"{label}_oof"] = round(got["oof"], 4)
+                row[f"{label}_used"] = got["used"]
                 row[label] = round(holdout(table, truth, got["submission"]), 4)
             print(row, flush=True)
             rows.append(row)
     with pd.option_context("display.width", 250, "display.max_columns", 20):
-        print(f"budget={budget}")
+        print(f"budget={budget}" + (f"; against: {' '.join(against)}" if against else ""))
         print(pd.DataFrame(rows).to_string(index=False))
 
 

@@ -180,6 +180,8 @@ class Ensemble:
     candidates: list = setting(["fold", "snapshots", "swa", "ema", "variants"],
                                "what the ensemble may blend: any of fold (each stage's fold models), snapshots (last "
                                "epochs), swa, ema, variants (baseline.variants)", Items())
+    stack: bool = setting(True, "try a linear level-2 model on the candidates' OOF predictions (stacking); kept only "
+                                "when its nested score beats the blend's beyond noise", Bool())
 
 
 @dataclass(frozen=True)

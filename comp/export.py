@@ -40,6 +40,10 @@ def export_run(cfg) -> Path:
                         f"`comp run stage={source}` (or stage=all) to bring it up to date, then export")
     if not result.fold_models:
         raise ConfigError(f"export: stage {source} kept no fold models for every fold; set predict.source=baseline")
+    if (result.extra.get("stack") or {}).get("kept"):
+        raise ConfigError(f"export: {rundir.path / source} combines its members with a level-2 "
+                          f"{result.extra['stack']['model']}, which the exported Keras graph does not hold; set "
+                          "ensemble.stack=false and run stage=ensemble again, or export one stage (predict.source=STAGE)")
     members = members_of(source, result, source_views(cfg, result, task))
     for stage in sorted(member_stages(members)):
         rundir.verify(stage)

@@ -47,6 +47,7 @@ KINDS = ("fold", "snapshots", "swa", "ema", "variants")
 # The training setting that keeps each kind's weights (0: none kept).
 WEIGHTS_KEPT_BY = {"snapshots": "snapshots", "swa": "swa_epochs", "ema": "keep_ema"}
 TABLE = "candidates.csv"
+STACKER = "stacker.pkl"  # the level-2 model, when stacking beat the blend (comp.stacking)
 CANDIDATES_DIR = "candidates"  # the chosen SWA/EMA members' weights with recalibrated BatchNorm statistics
 
 
@@ -447,6 +448,7 @@ def _safe(name: str) -> str:
 
 def run(ctx: StageContext) -> dict:
     from comp.selection import Option, Scoring, apply, choose, nested, prediction
+    from comp.stacking import can_stack
     from comp.significance import standard_error
     from comp.stages.training import load_targets, read_folds
 
@@ -525,6 +527,14 @@ def run(ctx: StageContext) -> dict:
     fold_decodings = task.fold_decodings(y[scored], honest_oof[scored], fold_of[scored])
     fold_scores = [task.score(y[fold_of == k], honest_oof[fold_of == k], fold_decodings.get(k)) for k in range(n_folds)]
     score = honest(honest_oof, clean)[1]
+    stack = None
+    if cfg.ensemble.stack and len(candidates) > 1 and can_stack(task):
+        stack = _try_stack(ctx, chosen_oof, y, fold_of, fold_scores, score, len(clean_folds) == n_folds)
+    if stack and stack["kept"]:
+        used, weights = "stack", np.full(len(candidates), 1.0 / len(candidates))
+        honest_oof, fold_scores, score = stack.pop("fit").oof, stack["fold_scores"], stack["score"]
+        decoding, _ = honest(honest_oof)  # the test set's stacked predictions are like its nested OOF ones
+        score_all_rows = task.score(y[scored], stack.pop("in_sample")[scored], decoding)
     se = standard_error([fold_scores[k] for k in clean_folds])
     for r, w in zip(rows_out, weights):
         r["weight"] = round(float(w), 4)
@@ -534,6 +544,9 @@ def run(ctx: StageContext) -> dict:
     if chosen.blend_nested is not None:
         extra_rows = [{"candidate": "blend (weights on all OOF)", "kind": "blend", "oof": chosen.blend_score},
                       {"candidate": "blend (nested)", "kind": "blend", "oof": chosen.blend_nested}] + extra_rows
+    if stack:
+        extra_rows = [{"candidate": f"stack: {stack['model']} (nested)", "kind": "stack", "oof": stack["score"],
+                      "fold_std": float(np.std(stack["fold_scores"]))}] + extra_rows
     write_csv(ctx.work / TABLE, pd.DataFrame(rows_out + extra_rows))
     members = [(c, float(w)) for c, w in zip(candidates, weights) if w > 0]
     for cand, _ in members:
@@ -551,7 +564,9 @@ def run(ctx: StageContext) -> dict:
     on = ("" if len(clean_folds) == n_folds else
           f" on folds {', '.join(str(k + 1) for k in clean_folds)}; the others chose a configuration searched on "
           "their own labels")
-    ctx.log(f"{'blend' if used == 'blend' else 'best single candidate'}: {described}; OOF {task.metric_name} "
+    if used == "stack":
+        described = f"a {stack['model']} on {len(members)} candidates' predictions ({described})"
+    ctx.log(f"{'blend' if used == 'blend' else 'stack' if used == 'stack' else 'best single candidate'}: {described}; OOF {task.metric_name} "
             f"{score:.5f} +- {se:.5f} honest (every choice made on the other folds{on}); {score_all_rows:.5f} "
             "with the choices made on all rows")
     single_plain = used == "single" and members[0][0].kind == "fold" and not members[0][0].keep_tta
@@ -581,10 +596,51 @@ def run(ctx: StageContext) -> dict:
                   "candidates": {c.name: r["oof_used"] for c, r in zip(candidates, rows_out)},
                   "per_fold": [{"used": c.used, "single": candidates[c.single].name} for c in per_fold]},
     }
+    if stack:  # predict feeds the stacker its inputs in this order
+        record["stack"] = {**{k: v for k, v in stack.items() if k not in ("fit", "in_sample")},
+                           "inputs": [c.name for c in candidates]}
     record["scores"][task.metric_name] = score
     if first.input_shape:
         record["input_shape"] = list(first.input_shape)
     return record
+
+
+def _try_stack(ctx, predictions: list, y, fold_of, blend_folds: list[float], blend_score: float,
+               every_fold_clean: bool) -> dict | None:
+    """A level-2 model on the candidates' OOF ``predictions`` (as the blend uses them), fit
+    per fold on the other folds, against the blend's nested score on the same folds: kept
+    when the paired gain beats the noise (a one-sided t-test at the searches' false-keep
+    rate). Its stacker is written when kept; the record says what it scored either way."""
+    from comp import stacking
+    from comp.significance import beats, critical_t, paired_noise, standard_error
+
+    task, n_folds = ctx.task, len(blend_folds)
+    if not every_fold_clean:  # a configuration searched on a fold's labels flatters that fold's level-1 inputs
+        ctx.log("stacking: not tried, a search chose a candidate on some folds' labels")
+        return None
+    if ctx.time.limited and ctx.time.remaining() <= 0:
+        ctx.log("stacking: not tried, the ensemble's share of the budget is spent")
+        return None
+    began = clock.now()
+    fit = stacking.fit(task, predictions, y, fold_of)
+    scored = fold_of >= 0
+    decodings = task.fold_decodings(y[scored], fit.oof[scored], fold_of[scored])
+    fold_scores = [task.score(y[fold_of == k], fit.oof[fold_of == k], decodings.get(k)) for k in range(n_folds)]
+    score = task.fit_decoding(y[scored], fit.oof[scored], fold_of[scored])[1]
+    gain = float(task.objective.gain(score, blend_score))
+    noise = paired_noise(fold_scores, blend_folds, task.objective)
+    needed = critical_t(n_folds)
+    kept = beats(gain, noise, needed)
+    model = "ridge regression" if task.estimator_role == "regressor" else "logistic regression"
+    ctx.log(f"stacking: a {model} on the {len(predictions)} candidates' OOF predictions, each fold's fit on the "
+            f"other folds: OOF {task.metric_name} {score:.5f} +- {standard_error(fold_scores):.5f} against the "
+            f"ensemble's {blend_score:.5f} (gain {gain:+.5f}, noise {noise:.5f}, needs > {needed:.2f} SE): "
+            f"{'kept' if kept else 'not kept'} ({clock.now() - began:.1f}s)")
+    if kept:
+        stacking.save(ctx.work / STACKER, fit.model)
+    return {"kept": kept, "model": model, "score": score, "gain": gain, "noise": noise, "needed": needed,
+            "fold_scores": fold_scores, "file": STACKER if kept else None, "fit": fit, "in_sample": fit.in_sample,
+            "seconds": round(clock.now() - began, 2)}
 
 
 def _report_candidates(run) -> str:
@@ -606,7 +662,8 @@ def _report_candidates(run) -> str:
     if "oof_tta" in tta and tta["oof_tta"].notna().any():
         effect = note("TTA effect (OOF with views - without): " + ", ".join(
             f"{r.candidate} {r.oof_tta - r.oof:+.5f}" for r in tta.itertuples() if not pd.isna(r.oof_tta)))
-    return (f"<p>Result: {'blend' if blend.get('used') == 'blend' else 'best single candidate'}: "
+    used = blend.get("used")
+    return (f"<p>Result: {used if used in ('blend', 'stack') else 'best single candidate'}: "
             f"{html.escape(members)}; OOF {result.score:.5f}</p>" + effect + table(frame))
 
 

@@ -114,23 +114,30 @@ def run(ctx: StageContext) -> dict:
     for stage in sorted(member_stages(members) - set(ctx.upstream.values())):
         ctx.rundir.verify(stage)
     loaded: dict = {}
-    total, weights = None, 0.0
+    each = {}
     for member in members:
         shape = tuple(member.input_shape) if member.input_shape else None
         if shape not in loaded:
             loaded[shape] = load_inputs(comp, "test", ctx.cfg.reading(), geometry=shape)[0]
             _report_bad(ctx, shape)
-        pred = predict_member(ctx, member, loaded[shape])
-        total = pred * member.weight if total is None else total + pred * member.weight
-        weights += member.weight
-    predictions = (total / weights).astype(np.float32)
+        each[member.name] = predict_member(ctx, member, loaded[shape])
+    stack = result.extra.get("stack") or {}
+    if stack.get("kept"):  # the ensemble's level-2 model combines the members (comp.stacking)
+        from comp import stacking
+
+        model = stacking.load(ctx.rundir.path / source / stack["file"])
+        predictions = stacking.predict(task, model, [each[name] for name in stack["inputs"]])
+    else:
+        predictions = (sum(each[m.name] * m.weight for m in members) / sum(m.weight for m in members))
+        predictions = predictions.astype(np.float32)
     decoding = result.decoding
     write_npy(ctx.work / artifacts.TEST_PROBS, predictions)
     write_csv(ctx.work / artifacts.TEST_TABLE, pd.DataFrame({
         comp.id_col: comp.test_ids,
         "prediction": task.decode(predictions, decoding),
     }))
-    ctx.log(f"{len(comp.test_ids)} test rows from {source}: " + ", ".join(
+    stacked = f", combined by the ensemble's {stack['model']}" if stack.get("kept") else ""
+    ctx.log(f"{len(comp.test_ids)} test rows from {source}{stacked}: " + ", ".join(
         f"{m.name} x{m.weight:.2f} ({len(m.models)} folds"
         + (f", {len(m.views) + 1} views" if m.views else "") + ")" for m in members))
     return {
