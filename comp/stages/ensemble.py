@@ -507,7 +507,9 @@ def run(ctx: StageContext) -> dict:
                 f"chosen on all OOF rows, {chosen.blend_nested:.5f} nested (each fold's weights from the other "
                 f"folds); best single candidate {candidates[best].name} {chosen.singles[best]:.5f}"
                 + (" (the simplest within one standard error of the best)"
-                   if best != task.objective.best_index(chosen.singles) else ""))
+                   if best != task.objective.best_index(chosen.singles) else "")
+                # the choice compares raw probabilities; the candidates' lines are after their calibration
+                + ("; these scores before any calibration" if task.metric.needs == "scores" else ""))
     used, weights = chosen.used, chosen.weights
     final_oof = apply(chosen, options)
     decoding, score_all_rows = honest(final_oof)
