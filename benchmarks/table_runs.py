@@ -35,9 +35,11 @@ def _comp(folder: Path, budget: str, extra: list[str], scratch: Path) -> dict:
         return {"wall": wall, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
     found = re.findall(r"^submission: (submissions/.+\.csv)$", done.stdout + done.stderr, re.M)
     oof = re.search(r"^OOF \S+ = ([\d.]+)", done.stdout + done.stderr, re.M)
-    record = scratch / "runs/bench/ensemble/stage.json"
-    used = json.loads(record.read_text()).get("blend", {}).get("used") if record.is_file() else None
-    return {"wall": wall, "submission": scratch / found[-1], "oof": float(oof.group(1)), "used": used}
+    record = json.loads((scratch / "runs/bench/ensemble/stage.json").read_text())
+    stack = record.get("stack")  # the stacker's nested gain over the blend, and whether it was kept
+    return {"wall": wall, "submission": scratch / found[-1], "oof": float(oof.group(1)),
+            "used": record.get("blend", {}).get("used"),
+            "stack": "not tried" if stack is None else f"{stack['gain']:+.4f}" + (" kept" if stack["kept"] else "")}
 
 
 def _plain_hgb(table, folder: Path, truth: pd.DataFrame) -> float:
@@ -86,6 +88,8 @@ def main(args: list[str]) -> None:
                 row[f"{label}_wall"] = round(got["wall"])
                 row[f"{label}_oof"] = round(got["oof"], 4)
                 row[f"{label}_used"] = got["used"]
+                if label in ("default", "portfolio"):
+                    row["stack_gain"] = got["stack"]
                 row[label] = round(holdout(table, truth, got["submission"]), 4)
             print(row, flush=True)
             rows.append(row)
