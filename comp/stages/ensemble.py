@@ -547,7 +547,7 @@ def run(ctx: StageContext) -> dict:
         extra_rows = [{"candidate": "blend (weights on all OOF)", "kind": "blend", "oof": chosen.blend_score},
                       {"candidate": "blend (nested)", "kind": "blend", "oof": chosen.blend_nested}] + extra_rows
     if stack:
-        extra_rows = [{"candidate": f"stack: {stack['model']} (nested)", "kind": "stack", "oof": stack["score"],
+        extra_rows = [{"candidate": f"stack: {stack['model']} (nested)", "kind": "result", "oof": stack["score"],
                       "fold_std": float(np.std(stack["fold_scores"]))}] + extra_rows
     write_csv(ctx.work / TABLE, pd.DataFrame(rows_out + extra_rows))
     members = [(c, float(w)) for c, w in zip(candidates, weights) if w > 0]
