@@ -32,7 +32,7 @@ def test_folds_chain_forward_and_each_model_learns_only_from_the_past(diabetes, 
 
     root = _dated(diabetes, workdir / "dated")
     code, out, err = comp("run", "stage=all", *SMOKE, f"competition={root}", "split.folds=3",
-                          "split.time_column=visit")
+                          "split.time_column=visit", "ensemble.candidates=[fold,variants]")
     assert code == 0, err[-2000:]
     train = pd.read_csv(root / "train.csv", dtype=str)
     folds = pd.read_csv(workdir / "runs/dated/split/folds.csv", dtype=str)
@@ -47,6 +47,7 @@ def test_folds_chain_forward_and_each_model_learns_only_from_the_past(diabetes, 
     oof = pd.read_csv(workdir / "runs/dated/baseline/oof.csv", dtype=str)
     assert len(oof) == len(train)  # every row listed; the history's rows carry no score
     assert "3 folds forward in time on 'visit'" in out
+    assert "[ensemble] stacking: not tried, the folds run forward in time" in out  # no stacker learns from the future
     assert len(list((workdir / "submissions").glob("dated-*.csv"))) == 1
 
 

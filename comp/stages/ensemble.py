@@ -615,10 +615,14 @@ def _try_stack(ctx, predictions: list, y, fold_of, blend_folds: list[float], ble
     rate). Its stacker is written when kept; the record says what it scored either way."""
     from comp import stacking
     from comp.significance import beats, critical_t, paired_noise, standard_error
+    from comp.training.cv import HISTORY
 
     task, n_folds = ctx.task, len(blend_folds)
     if not every_fold_clean:  # a configuration searched on a fold's labels flatters that fold's level-1 inputs
         ctx.log("stacking: not tried, a search chose a candidate on some folds' labels")
+        return None
+    if (fold_of == HISTORY).any():  # a stacker fit on the other folds would learn from the window's future
+        ctx.log("stacking: not tried, the folds run forward in time")
         return None
     if ctx.time.limited and ctx.time.remaining() <= 0:
         ctx.log("stacking: not tried, the ensemble's share of the budget is spent")
