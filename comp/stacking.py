@@ -37,6 +37,11 @@ def can_stack(task) -> bool:
     return task.estimator_role is not None
 
 
+def describe(task) -> str:
+    """The level-2 model's name, for the log and the record."""
+    return "ridge regression" if task.estimator_role == "regressor" else "logistic regression"
+
+
 def _level_two(task):
     from sklearn.linear_model import LogisticRegression, Ridge
 

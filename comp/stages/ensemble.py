@@ -526,8 +526,7 @@ def run(ctx: StageContext) -> dict:
                 "search over every fold): its OOF score is optimistic")
         clean_folds = list(range(n_folds))
     clean = np.isin(fold_of, clean_folds)
-    fold_decodings = task.fold_decodings(y[scored], honest_oof[scored], fold_of[scored])
-    fold_scores = [task.score(y[fold_of == k], honest_oof[fold_of == k], fold_decodings.get(k)) for k in range(n_folds)]
+    fold_scores, _ = _fold_scores(task, y, honest_oof, fold_of, n_folds)
     score = honest(honest_oof, clean)[1]
     stack = None
     if cfg.ensemble.stack and len(candidates) > 1 and can_stack(task):
@@ -607,6 +606,14 @@ def run(ctx: StageContext) -> dict:
     return record
 
 
+def _fold_scores(task, y, pred, fold_of, n_folds: int) -> tuple[list[float], dict[int, dict]]:
+    """Each fold's score of ``pred``, its rows decoded by parameters fit on the other folds,
+    and those parameters."""
+    scored = fold_of >= 0
+    decodings = task.fold_decodings(y[scored], pred[scored], fold_of[scored])
+    return [task.score(y[fold_of == k], pred[fold_of == k], decodings.get(k)) for k in range(n_folds)], decodings
+
+
 def _try_stack(ctx, predictions: list, y, fold_of, blend_folds: list[float], blend_score: float,
                every_fold_clean: bool) -> dict | None:
     """A level-2 model on the candidates' OOF ``predictions`` (as the blend uses them), fit
@@ -630,14 +637,13 @@ def _try_stack(ctx, predictions: list, y, fold_of, blend_folds: list[float], ble
     began = clock.now()
     fit = stacking.fit(task, predictions, y, fold_of)
     scored = fold_of >= 0
-    decodings = task.fold_decodings(y[scored], fit.oof[scored], fold_of[scored])
-    fold_scores = [task.score(y[fold_of == k], fit.oof[fold_of == k], decodings.get(k)) for k in range(n_folds)]
-    score = task.fit_decoding(y[scored], fit.oof[scored], fold_of[scored])[1]
+    fold_scores, decodings = _fold_scores(task, y, fit.oof, fold_of, n_folds)
+    score = task.cross_fitted(y[scored], fit.oof[scored], fold_of[scored], decodings)  # as fit_decoding scores it
     gain = float(task.objective.gain(score, blend_score))
     noise = paired_noise(fold_scores, blend_folds, task.objective)
     needed = critical_t(n_folds)
     kept = beats(gain, noise, needed)
-    model = "ridge regression" if task.estimator_role == "regressor" else "logistic regression"
+    model = stacking.describe(task)
     ctx.log(f"stacking: a {model} on the {len(predictions)} candidates' OOF predictions, each fold's fit on the "
             f"other folds: OOF {task.metric_name} {score:.5f} +- {standard_error(fold_scores):.5f} against the "
             f"ensemble's {blend_score:.5f} (gain {gain:+.5f}, noise {noise:.5f}, needs > {needed:.2f} SE): "

@@ -256,14 +256,22 @@ class Task(ABC):
         out = {}
         for name in dict.fromkeys((self.metric_name, *self.report_metrics)):
             metric = self.metric if name == self.metric_name else METRICS.load(name)
-            parts = [self.metric_inputs(y[fold_of == k], predictions[fold_of == k], d, metric.needs)
-                     for k, d in decodings.items()]
             try:
-                out[name] = float(metric.fn(np.concatenate([t for t, _ in parts]),
-                                            np.concatenate([p for _, p in parts])))
+                out[name] = self.cross_fitted(y, predictions, fold_of, decodings, metric)
             except ValueError:  # e.g. AUC with one class: not reportable
                 continue
         return out
+
+    def cross_fitted(self, y: np.ndarray, predictions: np.ndarray, fold_of: np.ndarray, decodings: dict[int, dict],
+                     metric: Metric | None = None) -> float:
+        """``metric`` (default: the competition's) over the rows of the folds in ``decodings``,
+        each fold's rows decoded by its own parameters; the plain score when there are none."""
+        metric = metric or self.metric
+        if not decodings:
+            return float(metric.fn(*self.metric_inputs(y, predictions, None, metric.needs)))
+        parts = [self.metric_inputs(y[fold_of == k], predictions[fold_of == k], d, metric.needs)
+                 for k, d in decodings.items()]
+        return float(metric.fn(np.concatenate([t for t, _ in parts]), np.concatenate([p for _, p in parts])))
 
     @abstractmethod
     def decode(self, predictions: np.ndarray, decoding: dict | None = None) -> list[str]:

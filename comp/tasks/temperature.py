@@ -39,26 +39,22 @@ def best(task, y: np.ndarray, predictions: np.ndarray) -> float:
 
 def fold_decodings(task, y: np.ndarray, predictions: np.ndarray, fold_of: np.ndarray) -> dict[int, dict]:
     """Each fold's temperature fit on the other folds' rows, or {} when it does not pay."""
+    return _cross_fit(task, y, predictions, fold_of)[0]
+
+
+def _cross_fit(task, y: np.ndarray, predictions: np.ndarray, fold_of: np.ndarray) -> tuple[dict[int, dict], float]:
+    """(each fold's temperature from the other folds, their cross-fitted score), or ({}, the
+    plain score) when that score is no better."""
+    plain = task.score(y, predictions)
     folds = np.unique(fold_of)
     if len(folds) < 2:
-        return {}
+        return {}, plain
     per_fold = {int(k): {KEY: best(task, y[fold_of != k], predictions[fold_of != k])} for k in folds}
-    plain = task.score(y, predictions)
-    return per_fold if task.objective.better(cross_fitted(task, y, predictions, fold_of, per_fold), plain,
-                                             margin=1e-9) else {}
-
-
-def cross_fitted(task, y: np.ndarray, predictions: np.ndarray, fold_of: np.ndarray,
-                 per_fold: dict[int, dict]) -> float:
-    """The metric over every fold's rows, each at its own fold's temperature."""
-    inputs = [task.metric_inputs(y[fold_of == k], predictions[fold_of == k], d, "scores")
-              for k, d in per_fold.items()]
-    return float(task.metric.fn(np.concatenate([t for t, _ in inputs]), np.concatenate([p for _, p in inputs])))
+    honest = task.cross_fitted(y, predictions, fold_of, per_fold)
+    return (per_fold, honest) if task.objective.better(honest, plain, margin=1e-9) else ({}, plain)
 
 
 def fit_decoding(task, y: np.ndarray, predictions: np.ndarray, fold_of: np.ndarray) -> tuple[dict, float]:
     """({temperature: T} fit on every row, its cross-fitted score), or ({}, the plain score)."""
-    per_fold = fold_decodings(task, y, predictions, fold_of)
-    if not per_fold:
-        return {}, task.score(y, predictions)
-    return {KEY: best(task, y, predictions)}, cross_fitted(task, y, predictions, fold_of, per_fold)
+    per_fold, score = _cross_fit(task, y, predictions, fold_of)
+    return ({KEY: best(task, y, predictions)} if per_fold else {}), score
