@@ -1,7 +1,7 @@
 """What could a table run's unused time buy? Bagged gradient boosting and other boosting
 libraries, each alone and blended with the default portfolio (issue 23).
 
-`pip install -e ".[bench]" && python benchmarks/table_more_models.py [bagging] [boosters] [TABLE ...]`
+`pip install -e ".[bench]" && python benchmarks/table_more_models.py [bagging] [boosters] [configs] [TABLE ...]`
 (tables from benchmarks/tables.py; `boosters` needs `pip install lightgbm xgboost catboost`).
 5-fold OOF, outside the pipeline, with the same stratified folds for every model:
 
@@ -10,6 +10,10 @@ libraries, each alone and blended with the default portfolio (issue 23).
   split (`hgb_feat5`); a slower schedule, LR 0.02 and 750 trees (`hgb_slow`).
 - `boosters`: LightGBM, XGBoost (400 trees, LR 0.05, 80% rows and columns) and CatBoost (its
   defaults, native categories) beside `hgb`.
+- `configs`: other settings of the same HistGradientBoosting, each fitted until its own early
+  stopping (10% of the fold's rows held out, 30 rounds' patience): `hgb_long` (31 leaves,
+  LR 0.05), `hgb_wide` (127 leaves, LR 0.03, 80% of the features per split), `hgb_shallow`
+  (8 leaves, LR 0.1). Each is blended in place of `hgb` and beside it.
 
 Each is then blended (``comp.blending.nested_selection``, each fold's weights chosen on the
 others) with extra trees and the linear model, the rest of `baseline.variants=auto`: a model
@@ -69,6 +73,14 @@ def _arms(which: list[str]) -> dict:
         arms["hgb_rows5"] = lambda c, x: [(_hgb(c, random_state=r), x, 0.8) for r in range(5)]
         arms["hgb_feat5"] = lambda c, x: [(_hgb(c, max_features=0.7, random_state=r), x, 1.0) for r in range(5)]
         arms["hgb_slow"] = lambda c, x: [(_hgb(c, learning_rate=0.02, max_iter=750), x, 1.0)]
+    if "configs" in which:
+        stop = dict(max_iter=3000, early_stopping=True, n_iter_no_change=30, validation_fraction=0.1)
+        arms["hgb_long"] = lambda c, x: [(_hgb(c, **stop, learning_rate=0.05, max_leaf_nodes=31,
+                                               min_samples_leaf=20), x, 1.0)]
+        arms["hgb_wide"] = lambda c, x: [(_hgb(c, **stop, learning_rate=0.03, max_leaf_nodes=127,
+                                               min_samples_leaf=5, l2_regularization=1.0, max_features=0.8), x, 1.0)]
+        arms["hgb_shallow"] = lambda c, x: [(_hgb(c, **stop, learning_rate=0.1, max_leaf_nodes=8,
+                                                  min_samples_leaf=40), x, 1.0)]
     if "boosters" in which:
         for kind in ("lgbm", "xgb", "cat"):
             arms[kind] = lambda c, x, k=kind: [(*_booster(k, c, x), 1.0)]
@@ -83,7 +95,7 @@ def main(argv: list[str]) -> None:
     from comp.objective import Objective
     from comp.registry import MODELS
 
-    which = [a for a in argv if a in ("bagging", "boosters")] or ["bagging"]
+    which = [a for a in argv if a in ("bagging", "boosters", "configs")] or ["bagging"]
     names = [a for a in argv if a in SOURCES] or list(SOURCES)
     arms = _arms(which)
     for name in names:
@@ -126,8 +138,10 @@ def main(argv: list[str]) -> None:
             return score(y, out)
 
         for arm in arms:
+            also = (f", beside hgb {blended(['hgb', arm, *PORTFOLIO]):.4f}"
+                    if arm.startswith("hgb_") and "configs" in which else "")
             print(f"{name} ({table.metric}) {arm}: alone {score(y, oof[arm]):.4f} ({seconds[arm]:.1f}s for 5 folds), "
-                  f"blended with {' and '.join(PORTFOLIO)} {blended([arm, *PORTFOLIO]):.4f}", flush=True)
+                  f"blended with {' and '.join(PORTFOLIO)} {blended([arm, *PORTFOLIO]):.4f}{also}", flush=True)
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ class EstimatorModel:
     targets) and turns its predictions into the same arrays a Keras head gives, so OOF
     and test predictions, ensembles and submissions treat both alike.
     ``tasks`` lists the task kinds it can learn; ``regularizers`` stronger settings of its
-    knobs for stage regularize to try (as :func:`regularizers` does for a Keras plugin).
+    knobs for stage regularize to try (as :func:`regularizers` does for a Keras plugin);
+    ``min_rows`` the training rows below which a task's default portfolio
+    (``baseline.variants=auto``) leaves it out (named explicitly, it trains on any table).
     For images (``modalities=("image",)``) ``X`` is the uint8 image array (n, height, width,
     channels) instead of a DataFrame.
     """
@@ -139,6 +141,7 @@ class EstimatorModel:
     description: str = ""
     regularizers: dict[str, Any] = field(default_factory=dict)
     preflight: Callable[[dict[str, Any]], None] | None = None  # as :func:`preflight` declares for a Keras plugin
+    min_rows: int = 0
 
 
 @dataclass(frozen=True)

@@ -172,13 +172,18 @@ def _probe(name: str, competition, task) -> None:
 
 
 def _learns(name: str, competition, task) -> bool:
-    """Whether model plugin ``name`` is installed and learns this task from these inputs (the
-    portfolio leaves out what cannot, e.g. for a third party's task kind)."""
+    """Whether model plugin ``name`` is installed and learns this task from these inputs, on
+    this many rows (the portfolio leaves out what cannot, e.g. for a third party's task kind,
+    and what its plugin says pays only on larger tables)."""
+    from comp.api import EstimatorModel
+    from comp.registry import MODELS
+
     try:
         _probe(name, competition, task)
     except CompError:
         return False
-    return True
+    plugin = MODELS.load(name)
+    return not isinstance(plugin, EstimatorModel) or len(competition.train) >= plugin.min_rows
 
 
 def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_failed_folds: bool = False,
