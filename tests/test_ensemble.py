@@ -31,7 +31,9 @@ def _digits(n=None):
 
 def test_averaged_weights_score_badly_until_batchnorm_is_recalibrated(tmp_path):
     """SWA over every epoch of a high constant LR: the averaged weights with the BatchNorm
-    statistics of a single epoch are far off; recomputed statistics bring them back."""
+    statistics of a single epoch are far off; recomputed statistics bring them back (here:
+    0.917 naive, 0.972 recalibrated, 0.962 for the best epoch). At LR 2e-2 the gap was 0.018 on
+    this machine's CPU and more on others: too thin a margin to test."""
     from comp.api import InputSpec
     from comp.tasks import make_task
     from comp.tasks.base import TaskSource
@@ -46,7 +48,7 @@ def test_averaged_weights_score_badly_until_batchnorm_is_recalibrated(tmp_path):
     task = make_task("classification", TaskSource(labels, labels.assign(id="x")[["id", "label"]], "id", ("label",)))
     y = task.encode(labels)
     fit, val = np.arange(0, 1400), np.arange(1400, len(y))
-    spec = TrainSpec(lr=2e-2, epochs=8, optimizer="adam", weight_decay=0.0, warmup=0.0, schedule="constant",
+    spec = TrainSpec(lr=5e-2, epochs=8, optimizer="adam", weight_decay=0.0, warmup=0.0, schedule="constant",
                      snapshots=3, swa_epochs=8, keep_ema="auto",
                      diagnostics=False)
 

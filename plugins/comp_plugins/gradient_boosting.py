@@ -25,32 +25,30 @@ def _estimator(task, settings):
     return (HistGradientBoostingRegressor if role == "regressor" else HistGradientBoostingClassifier)(**settings)
 
 
-def _build(input_spec, task, hp):
-    return _estimator(task, dict(
-        learning_rate=hp.Float("learning_rate", 0.01, 0.3, sampling="log", default=0.05),
-        max_iter=hp.Int("max_iter", 50, 2000, sampling="log", default=300),
-        max_leaf_nodes=hp.Int("max_leaf_nodes", 4, 128, sampling="log", default=15),
-        min_samples_leaf=hp.Int("min_samples_leaf", 2, 100, sampling="log", default=10),
-        l2_regularization=hp.Float("l2_regularization", 0.0, 10.0, default=0.0),
-        categorical_features="from_dtype",
-        early_stopping="auto",  # on above 10,000 rows, with 10% of them held out
-        random_state=0,
-    ))
+def _configuration(max_iter: tuple[int, int, int], leaves: tuple[int, int, int], min_samples_leaf: int, **fixed):
+    """A ``build`` whose knobs start at these defaults ((low, high, default) for the ranges)."""
+
+    def build(input_spec, task, hp):
+        return _estimator(task, dict(
+            learning_rate=hp.Float("learning_rate", 0.01, 0.3, sampling="log", default=0.05),
+            max_iter=hp.Int("max_iter", max_iter[0], max_iter[1], sampling="log", default=max_iter[2]),
+            max_leaf_nodes=hp.Int("max_leaf_nodes", leaves[0], leaves[1], sampling="log", default=leaves[2]),
+            min_samples_leaf=hp.Int("min_samples_leaf", 2, 100, sampling="log", default=min_samples_leaf),
+            l2_regularization=hp.Float("l2_regularization", 0.0, 10.0, default=0.0),
+            categorical_features="from_dtype",
+            random_state=0,
+            **fixed,
+        ))
+
+    return build
 
 
-def _build_long(input_spec, task, hp):
-    # Early stopping on every table, not only above 10,000 rows: max_iter is a cap, and the
-    # fit ends when 30 rounds in a row did not improve the loss on 10% of the rows held out.
-    return _estimator(task, dict(
-        learning_rate=hp.Float("learning_rate", 0.01, 0.3, sampling="log", default=0.05),
-        max_iter=hp.Int("max_iter", 100, 5000, sampling="log", default=3000),
-        max_leaf_nodes=hp.Int("max_leaf_nodes", 4, 256, sampling="log", default=31),
-        min_samples_leaf=hp.Int("min_samples_leaf", 2, 100, sampling="log", default=20),
-        l2_regularization=hp.Float("l2_regularization", 0.0, 10.0, default=0.0),
-        categorical_features="from_dtype",
-        early_stopping=True, n_iter_no_change=30, validation_fraction=0.1,
-        random_state=0,
-    ))
+# early_stopping="auto": on above 10,000 rows, with 10% of them held out
+_build = _configuration((50, 2000, 300), (4, 128, 15), 10, early_stopping="auto")
+# Early stopping on every table it trains on: max_iter is a cap, and the fit ends when 30
+# rounds in a row did not improve the loss on 10% of the rows held out.
+_build_long = _configuration((100, 5000, 3000), (4, 256, 31), 20, early_stopping=True, n_iter_no_change=30,
+                             validation_fraction=0.1)
 
 
 hgb = EstimatorModel(
