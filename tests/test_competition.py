@@ -163,6 +163,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 
 
+@pytest.mark.slow  # ~33 s: `pytest -m slow` (CI's 20 minutes)
 def test_a_zipped_competition_is_unpacked_once_into_the_cache_and_read_there(demo, workdir, comp, monkeypatch):
     monkeypatch.setenv("COMP_CACHE", str(workdir / "cache"))
     archive = _zip(demo, workdir / "digits-download.zip", inner="train")

@@ -225,6 +225,7 @@ def _upscaled(demo, root, side: int):
     return root
 
 
+@pytest.mark.slow  # ~48 s: `pytest -m slow` (CI's 20 minutes)
 def test_large_images_are_checked_small_and_trained_at_the_planned_size(comp, workdir, demo):
     """Checks on 300x300 images took twice their share before timing anything, so training ran
     at the full size 5x past its budget. The checks time the model at the largest planned size
