@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from table_runs import _comp  # noqa: E402
+from table_runs import comp_run  # noqa: E402
 from tables import SOURCES, competition, holdout, load  # noqa: E402
 
 FIT = Path(__file__).with_name("autogluon_fit.py")
@@ -66,9 +66,7 @@ def main(args: list[str]) -> None:
             table = load(name)
             folder, truth = competition(table, root / "competitions")
             row = {"table": name, "rows": len(table.frame), "metric": table.metric}
-            scratch = root / f"{name}-comp"
-            scratch.mkdir()
-            got = _comp(folder, budget, [], scratch)
+            got = comp_run(folder, budget, [], root / f"{name}-comp")
             row["comp_wall"] = round(got["wall"])
             if "error" in got:
                 row["comp"] = got["error"][:80]

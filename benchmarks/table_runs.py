@@ -25,7 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tables import SOURCES, competition, holdout, load  # noqa: E402
 
 
-def _comp(folder: Path, budget: str, extra: list[str], scratch: Path) -> dict:
+def comp_run(folder: Path, budget: str, extra: list[str], scratch: Path) -> dict:
+    """`comp run stage=all` with the defaults (and ``extra``) on a competition folder, in a new
+    folder ``scratch``: its wall time, submission, published OOF, blend and stacking outcome."""
+    scratch.mkdir()
     exe = Path(sys.executable).with_name("comp")
     began = time.monotonic()
     done = subprocess.run([str(exe), "run", "stage=all", f"competition={folder}", "run=bench", f"budget={budget}",
@@ -79,9 +82,7 @@ def main(args: list[str]) -> None:
             row = {"table": name, "rows": len(table.frame), "metric": table.metric,
                    "plain_hgb": round(_plain_hgb(table, folder, truth), 4)}
             for label, extra in runs:
-                scratch = root / f"{name}-{label}"
-                scratch.mkdir()
-                got = _comp(folder, budget, extra, scratch)
+                got = comp_run(folder, budget, extra, root / f"{name}-{label}")
                 if "error" in got:
                     row[label] = got["error"][:80]
                     continue
