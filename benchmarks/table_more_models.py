@@ -1,7 +1,7 @@
 """What could a table run's unused time buy? Bagged gradient boosting and other boosting
 libraries, each alone and blended with the default portfolio (issue 23).
 
-`pip install -e ".[bench]" && python benchmarks/table_more_models.py [bagging] [boosters] [configs] [TABLE ...]`
+`pip install -e ".[bench]" && python benchmarks/table_more_models.py [bagging] [boosters] [configs] [stacking] [TABLE ...]`
 (tables from benchmarks/tables.py; `boosters` needs `pip install lightgbm xgboost catboost`).
 5-fold OOF, outside the pipeline, with the same stratified folds for every model:
 
@@ -14,6 +14,10 @@ libraries, each alone and blended with the default portfolio (issue 23).
   stopping (10% of the fold's rows held out, 30 rounds' patience): `hgb_long` (31 leaves,
   LR 0.05), `hgb_wide` (127 leaves, LR 0.03, 80% of the features per split), `hgb_shallow`
   (8 leaves, LR 0.1). Each is blended in place of `hgb` and beside it.
+- `stacking`: a level-2 HistGradientBoosting (the `hgb` settings) on the level-1 models' OOF
+  predictions (hgb, extra trees, linear, and hgb_long with `configs`), alone and with the
+  raw features beside them (AutoGluon's stacking), each fold's rows predicted by a stacker
+  fit on the other folds; alone and blended with the level-1 models.
 
 Each is then blended (``comp.blending.nested_selection``, each fold's weights chosen on the
 others) with extra trees and the linear model, the rest of `baseline.variants=auto`: a model
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from table_portfolio import _Role, _features, _scorer  # noqa: E402
@@ -61,9 +66,10 @@ def _booster(kind: str, classifier: bool, x):
     cats = [i for i, c in enumerate(x.columns) if str(x[c].dtype) == "category"]
     strings = x.copy()
     for i in cats:
-        strings[x.columns[i]] = x[x.columns[i]].astype(str)
+        strings[x.columns[i]] = x[x.columns[i]].astype(object).fillna("(missing)").astype(str)  # pandas 3 keeps NaN
     return (cb.CatBoostClassifier if classifier else cb.CatBoostRegressor)(
-        iterations=1000, verbose=0, thread_count=2, random_seed=0, cat_features=cats), strings
+        iterations=1000, verbose=0, thread_count=2, random_seed=0, cat_features=cats,
+        allow_writing_files=False), strings
 
 
 def _arms(which: list[str]) -> dict:
@@ -95,7 +101,7 @@ def main(argv: list[str]) -> None:
     from comp.objective import Objective
     from comp.registry import MODELS
 
-    which = [a for a in argv if a in ("bagging", "boosters", "configs")] or ["bagging"]
+    which = [a for a in argv if a in ("bagging", "boosters", "configs", "stacking")] or ["bagging"]
     names = [a for a in argv if a in SOURCES] or list(SOURCES)
     arms = _arms(which)
     for name in names:
@@ -137,11 +143,38 @@ def main(argv: list[str]) -> None:
                                       lambda rows, p: score(y[rows], p), Objective(higher), 25)
             return score(y, out)
 
+        if "stacking" in which:
+            _stacking(x, y, fold_of, oof, classifier, score, blended)
+            continue
         for arm in arms:
             also = (f", beside hgb {blended(['hgb', arm, *PORTFOLIO]):.4f}"
                     if arm.startswith("hgb_") and "configs" in which else "")
             print(f"{name} ({table.metric}) {arm}: alone {score(y, oof[arm]):.4f} ({seconds[arm]:.1f}s for 5 folds), "
                   f"blended with {' and '.join(PORTFOLIO)} {blended([arm, *PORTFOLIO]):.4f}{also}", flush=True)
+
+
+def _stacking(x, y, fold_of, oof, classifier, score, blended) -> None:
+    """Level-2 models on the level-1 OOF predictions (each fold's rows from a level-2 model fit
+    on the other folds), with and without the raw features, against the level-1 blend."""
+    level_one = [m for m in oof if m == "hgb" or m in PORTFOLIO or m == "hgb_long"]
+    columns = np.concatenate([oof[m][:, 1:] if classifier and oof[m].shape[1] == 2 else oof[m]
+                              for m in level_one], axis=1)
+    stacked = {}
+    for arm, inputs in (("gbm_on_oof", None), ("gbm_on_oof_and_raw", x)):
+        features = pd.DataFrame(columns, columns=[f"l1_{i}" for i in range(columns.shape[1])])
+        if inputs is not None:
+            features = pd.concat([inputs.reset_index(drop=True), features], axis=1)
+        pred = np.zeros_like(oof["hgb"])
+        for k in range(5):
+            fit, val = np.flatnonzero(fold_of != k), fold_of == k
+            model = _hgb(classifier).fit(features.iloc[fit], y[fit])
+            pred[val] = (model.predict_proba(features[val]) if classifier
+                         else np.asarray(model.predict(features[val])).reshape(-1, 1))
+        oof[arm] = stacked[arm] = pred
+    line = f"level-1 blend {blended(level_one):.4f}"
+    for arm in stacked:
+        line += f"; {arm} alone {score(y, oof[arm]):.4f}, blended with level 1 {blended([*level_one, arm]):.4f}"
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
