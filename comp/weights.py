@@ -31,6 +31,11 @@ def probing():
         _probing.on = False
 
 
+def is_probing() -> bool:
+    """Whether a probe build is running (``probing``): a plugin reads no weights then."""
+    return getattr(_probing, "on", False)
+
+
 class _Asked(Exception):
     """What a Keras application asked its download function for: (file name, url, hash)."""
 

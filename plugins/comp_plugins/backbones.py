@@ -44,15 +44,6 @@ def _resolution(hp, shape) -> int:
     return hp.Int("resolution", MIN_SIDE, 512, default=min(max(side, MIN_SIDE), 512))
 
 
-def _knobs(hp, shape) -> tuple[str, int, bool, int, float, float]:
-    return (hp.Fixed("weights", IMAGENET),
-            _resolution(hp, shape),
-            hp.Boolean("frozen", default=False),
-            hp.Int("frozen_epochs", 0, 10, default=1),
-            hp.Float("lr_factor", 0.01, 1.0, sampling="log", default=0.1),
-            hp.Float("dropout", 0.0, 0.6, step=0.05, default=0.2))
-
-
 def _backbone(spec: Backbone, shape: tuple[int, int], setting: str) -> tuple[keras.Model, bool]:
     """(the backbone at ``shape`` (height, width), whether it holds weights loaded from
     ``setting``'s file)."""
@@ -88,6 +79,30 @@ def _into_backbone(spec: Backbone, x, shape, resolution: int):
     return layers.Rescaling(spec.scale, offset=spec.offset)(x), size
 
 
+def assemble(inputs, x, net: keras.Model, loaded: bool, task, hp, name: str) -> keras.Model:
+    """The model around a backbone ``net`` called on ``x`` (the layers before it, on
+    ``inputs``): pretrained (``loaded``) it is frozen or fine-tuned by the ``frozen``,
+    ``frozen_epochs`` and ``lr_factor`` knobs, then pooled where it gives a feature map or
+    tokens, dropout, the task's head. Shared by every backbone source (a KerasHub preset too)."""
+    frozen = hp.Boolean("frozen", default=False)
+    frozen_epochs = hp.Int("frozen_epochs", 0, 10, default=1)
+    lr_factor = hp.Float("lr_factor", 0.01, 1.0, sampling="log", default=0.1)
+    dropout = hp.Float("dropout", 0.0, 0.6, step=0.05, default=0.2)
+    if loaded and frozen:  # features only: no step goes back through the backbone
+        net.trainable = False
+        x = net(x)
+    elif loaded:  # fine-tuned, its BatchNorm frozen with the statistics it learnt
+        x = pretrained(net, lr_factor, frozen_epochs)(x)
+    else:  # weights=none: the architecture trained from scratch like any other network
+        x = net(x)
+    if len(x.shape) == 4:  # a feature map (a KerasHub CNN backbone gives one)
+        x = layers.GlobalAveragePooling2D()(x)
+    elif len(x.shape) == 3:  # tokens (a vision transformer's)
+        x = layers.GlobalAveragePooling1D()(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, task.head(x), name=name)
+
+
 def _plugin(spec: Backbone) -> Callable:
     def check(hp: dict[str, Any]) -> None:
         _check_weights(spec, hp.get("weights", IMAGENET))
@@ -96,19 +111,12 @@ def _plugin(spec: Backbone) -> Callable:
     @regularizers(dropout=0.4)
     @preflight(check)
     def plugin(input_spec, task, hp) -> keras.Model:
-        weights, resolution, frozen, frozen_epochs, lr_factor, dropout = _knobs(hp, input_spec.shape)
+        weights = hp.Fixed("weights", IMAGENET)
+        resolution = _resolution(hp, input_spec.shape)
         inputs = keras.Input(shape=input_spec.shape)
         x, shape = _into_backbone(spec, inputs, input_spec.shape, resolution)
         net, loaded = _backbone(spec, shape, weights)
-        if loaded and frozen:  # features only: no step goes back through the backbone
-            net.trainable = False
-            x = net(x)
-        elif loaded:  # fine-tuned, its BatchNorm frozen with the statistics it learnt
-            x = pretrained(net, lr_factor, frozen_epochs)(x)
-        else:  # weights=none: the architecture trained from scratch like any other network
-            x = net(x)
-        x = layers.Dropout(dropout)(x)
-        return keras.Model(inputs, task.head(x), name=spec.name)
+        return assemble(inputs, x, net, loaded, task, hp, spec.name)
 
     plugin.__name__ = plugin.__qualname__ = spec.name
     plugin.__doc__ = f"keras.applications {spec.build.__name__}, pretrained, fine-tuned. " + __doc__.split("\n\n")[1]

@@ -1,0 +1,130 @@
+"""A pretrained backbone from a KerasHub preset directory on the user's disk, fine-tuned like
+the ``keras.applications`` backbones (``comp_plugins.backbones``; docs/recipe.md 12).
+
+A KerasHub preset is a folder: ``config.json`` (the backbone's architecture),
+``model.weights.h5`` (its weights) and, for image models, ``image_converter.json`` (the
+input size and the scale and offset its weights expect). ``keras_hub`` reads it with
+``Backbone.from_preset(folder)``; comp never passes it a hub handle (``kaggle://...``,
+``hf://...``), which would download: the user copies a preset once (``keras_hub``'s
+``save_to_preset``, or a preset's files from Kaggle or Hugging Face) and names the folder.
+
+Knobs: ``preset`` (the folder), ``weights`` (``preset``: its weights; ``none``: the same
+architecture from scratch), ``resolution`` (the shorter side the image is scaled to; default
+the preset's own input size), and ``frozen``, ``frozen_epochs``, ``lr_factor``, ``dropout``
+as for every backbone. Inside the model: grey made three channels, the image scaled, the
+preset's own input range, the backbone, pooled where it gives a feature map or tokens. A
+saved fold model takes raw images and is read back with KerasHub's layers registered.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers
+
+from comp.api import IMAGE, modalities, preflight, regularizers
+from comp.errors import ConfigError
+from comp_plugins.backbones import MIN_SIDE, Backbone, _into_backbone, assemble
+
+CONFIG, WEIGHTS, CONVERTER = "config.json", "model.weights.h5", "image_converter.json"
+PRESET_WEIGHTS, NONE = "preset", "none"
+
+
+def _keras_hub():
+    try:
+        import keras_hub
+    except ImportError:
+        raise ConfigError("model=hub_preset needs KerasHub, which is not installed: pip install 'comp[hub]'") from None
+    return keras_hub
+
+
+def preset_folder(setting: str, weights: bool) -> Path:
+    """The preset's folder, checked: the files KerasHub will read are there."""
+    if not setting:
+        raise ConfigError("model=hub_preset: name the preset with model.hp.preset=DIR, a KerasHub preset folder "
+                          f"on this machine (it holds {CONFIG} and {WEIGHTS}; keras_hub's save_to_preset writes one)")
+    folder = Path(setting).expanduser()
+    for name in (CONFIG, WEIGHTS) if weights else (CONFIG,):
+        if not (folder / name).is_file():
+            where = "no such folder" if not folder.is_dir() else f"{name} is not in it"
+            raise ConfigError(f"model.hp.preset={setting}: {where}; give a KerasHub preset folder ({CONFIG}, "
+                              f"{WEIGHTS}); comp reads presets from disk and does not download them")
+    return folder
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+
+
+def load_backbone(setting: str, weights: str) -> tuple[keras.Model, bool]:
+    """(the preset's backbone, whether it holds the preset's weights); a folder KerasHub cannot
+    read, or damaged weights, is a one-line ``ConfigError``."""
+    hub = _keras_hub()
+    with_weights = str(weights).lower() != NONE
+    folder = preset_folder(setting, with_weights)
+    try:
+        net = hub.models.Backbone.from_preset(str(folder), load_weights=with_weights)
+    except Exception as exc:  # h5py's, Keras's and KerasHub's errors alike: the preset is not complete
+        raise ConfigError(f"model.hp.preset={setting}: KerasHub cannot load it ({_reason(exc)}); is the folder a "
+                          "complete image backbone preset?") from None
+    return net, with_weights
+
+
+def input_range(setting: str) -> tuple[Any, Any, int | None]:
+    """(scale, offset, shorter side) the preset's weights expect of images in [0, 255], from
+    its image converter; without one, [0, 1] images at the competition's own size."""
+    folder = Path(setting).expanduser()
+    if not (folder / CONVERTER).is_file():
+        return 1 / 255.0, None, None
+    try:
+        converter = _keras_hub().layers.ImageConverter.from_preset(str(folder))
+    except Exception as exc:
+        raise ConfigError(f"model.hp.preset={setting}: its {CONVERTER} cannot be read ({_reason(exc)})") from None
+    size = min(converter.image_size) if converter.image_size else None
+    return converter.scale, converter.offset, size
+
+
+def _times_255(value: Any) -> Any:
+    """A converter's scale (for images in [0, 255]; None: none, the backbone takes [0, 255])
+    for images in [0, 1], as comp's models see them: a number or one per channel."""
+    if value is None:
+        return 255.0
+    return [float(v) * 255.0 for v in value] if isinstance(value, (list, tuple)) else float(value) * 255.0
+
+
+def _offset(value: Any) -> Any:
+    if value is None:
+        return 0.0
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+
+
+def _check(hp: dict[str, Any]) -> None:
+    if str(hp.get("weights", PRESET_WEIGHTS)).lower() not in (PRESET_WEIGHTS, NONE):
+        raise ConfigError(f"model.hp.weights={hp['weights']}: model=hub_preset takes preset (the preset's own "
+                          "weights) or none (its architecture from scratch); the weights file is the preset's")
+    load_backbone(str(hp.get("preset", "")), str(hp.get("weights", PRESET_WEIGHTS)))
+    input_range(str(hp.get("preset", "")))
+    keras.backend.clear_session()
+
+
+@modalities(IMAGE)
+@regularizers(dropout=0.4)
+@preflight(_check)
+def hub_preset(input_spec, task, hp) -> keras.Model:
+    """A KerasHub preset's backbone, pretrained, fine-tuned (or frozen, or from scratch)."""
+    from comp.weights import is_probing
+
+    setting = hp.Fixed("preset", "")
+    weights = hp.Fixed("weights", PRESET_WEIGHTS)  # not searched: checked before any work (_check)
+    inputs = keras.Input(shape=input_spec.shape)
+    if is_probing():  # a probe build lists the knobs: no preset is read
+        hp.Int("resolution", MIN_SIDE, 512, default=MIN_SIDE)
+        return assemble(inputs, layers.Conv2D(3, 1)(inputs), layers.Identity(), False, task, hp, "hub_preset")
+    scale, offset, side = input_range(setting)
+    own = min(input_spec.shape[:2]) if len(input_spec.shape) >= 3 else MIN_SIDE
+    resolution = hp.Int("resolution", MIN_SIDE, 512, default=min(max(side or own, MIN_SIDE), 512))
+    spec = Backbone("hub_preset", None, _times_255(scale), _offset(offset))
+    x, _ = _into_backbone(spec, inputs, input_spec.shape, resolution)
+    net, loaded = load_backbone(setting, weights)
+    return assemble(inputs, x, net, loaded, task, hp, "hub_preset")
