@@ -37,7 +37,7 @@ def test_the_default_portfolio_beats_gradient_boosting_alone_on_breast_cancer(co
 
 # The plugins outside the default portfolio run in `pytest -m slow` (CI's 20 minutes).
 @pytest.mark.parametrize("model", [pytest.param("random_forest", marks=pytest.mark.slow), "extra_trees", "linear",
-                                   pytest.param("knn", marks=pytest.mark.slow)])
+                                   pytest.param("knn", marks=pytest.mark.slow), "catboost"])
 def test_each_table_model_learns_categories_and_missing_cells(model, comp, workdir):
     """Each plugin as the main model, on the wine table (13 numeric columns and a category,
     its colour) with one cell in ten of a number and of the category left empty and three
@@ -81,6 +81,68 @@ def test_images_get_no_portfolio_and_tables_one_the_ensemble_blends():
     assert variant_names(cfg, competition, task) == []  # nothing would blend them
 
 
+def _table_of(folder, rows: int):
+    """A regression competition of ``rows`` random rows (only its size matters here)."""
+    rng = np.random.default_rng(0)
+    folder = folder / f"t{rows}"
+    folder.mkdir()
+    train = pd.DataFrame({"id": np.arange(rows), "a": rng.normal(size=rows), "y": rng.normal(size=rows)})
+    train.to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"id": [rows], "a": [0.0]}).to_csv(folder / "test.csv", index=False)
+    pd.DataFrame({"id": [rows], "y": [0.0]}).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def test_catboost_joins_from_two_thousand_rows_where_it_is_installed(tmp_path, monkeypatch, comp, workdir):
+    """CatBoost is in the default portfolio of a table of 2,000 rows or more; where it is not
+    installed the portfolio goes on without it, and naming it is one line saying how to install it."""
+    import sys
+
+    from comp.config import load_config
+    from comp.competition import open_competition
+    from comp.stages.training import variant_names
+
+    for rows, expected in ((1_999, ["extra_trees", "linear"]), (2_000, ["catboost", "extra_trees", "linear"])):
+        cfg = load_config([f"competition={_table_of(tmp_path, rows)}"])
+        competition, task, _ = open_competition(cfg)
+        assert variant_names(cfg, competition, task) == expected
+    monkeypatch.setitem(sys.modules, "catboost", None)  # import catboost raises ImportError
+    assert variant_names(cfg, competition, task) == ["extra_trees", "linear"]
+    code, _, err = comp("run", "stage=baseline", "competition=demo:wine", "model=catboost")
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        "error: model=catboost needs CatBoost, which is not installed: pip install 'comp[boost]'")
+    assert not (workdir / "runs").exists()
+
+
+def test_catboost_stops_at_its_deadline_and_keeps_the_trees_it_fitted():
+    """Under a deadline CatBoost is told its seconds and stops between iterations: on 12,000
+    rows of Friedman #1 it fits fewer of its 5,000 trees than asked, says so, keeps what it
+    fitted (well above predicting the mean) and carries no deadline once fitted."""
+    import math
+
+    import keras_tuner as kt
+    from sklearn.datasets import make_friedman1
+
+    from comp import clock
+    from comp.registry import MODELS
+    from comp.training.bounded_fit import BoundedFit
+
+    class Regression:
+        estimator_role = "regressor"
+
+    x, y = make_friedman1(15_000, noise=0.1, random_state=0)
+    x = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    hp = kt.HyperParameters()
+    hp.Fixed("iterations", 5000)
+    model = MODELS.load("catboost").build(None, Regression(), hp)
+    bounded = BoundedFit(clock.now() + 1.5)
+    bounded(model, x[:12_000], y[:12_000])
+    assert 0 < model.n_iter_ < 5000 and bounded.stopped == [(model.n_iter_, 5000)]
+    assert math.isinf(model.get_params()["time_limit"])
+    rmse = float(np.sqrt(np.mean((model.predict(x[12_000:]) - y[12_000:]) ** 2)))
+    assert rmse < 0.5 * float(np.std(y[12_000:])), rmse
+
+
 def test_a_second_boosting_configuration_joins_from_ten_thousand_rows(tmp_path):
     """hgb_long (31 leaves, grown until its early stopping) is in the default portfolio of a
     table of 10,000 rows or more, not of a smaller one; named, it trains on any table."""
@@ -88,15 +150,9 @@ def test_a_second_boosting_configuration_joins_from_ten_thousand_rows(tmp_path):
     from comp.competition import open_competition
     from comp.stages.training import variant_names
 
-    rng = np.random.default_rng(0)
-    for rows, expected in ((9_999, ["extra_trees", "linear"]), (10_000, ["hgb_long", "extra_trees", "linear"])):
-        folder = tmp_path / f"t{rows}"
-        folder.mkdir()
-        train = pd.DataFrame({"id": np.arange(rows), "a": rng.normal(size=rows), "y": rng.normal(size=rows)})
-        train.to_csv(folder / "train.csv", index=False)
-        pd.DataFrame({"id": [rows], "a": [0.0]}).to_csv(folder / "test.csv", index=False)
-        pd.DataFrame({"id": [rows], "y": [0.0]}).to_csv(folder / "sample_submission.csv", index=False)
-        cfg = load_config([f"competition={folder}"])
+    for rows, expected in ((9_999, ["catboost", "extra_trees", "linear"]),
+                           (10_000, ["hgb_long", "catboost", "extra_trees", "linear"])):
+        cfg = load_config([f"competition={_table_of(tmp_path, rows)}"])
         competition, task, _ = open_competition(cfg)
         assert variant_names(cfg, competition, task) == expected
     cfg = load_config(["competition=demo:wine", "baseline.variants=[hgb_long]"])

@@ -174,16 +174,22 @@ def _probe(name: str, competition, task) -> None:
 def _learns(name: str, competition, task) -> bool:
     """Whether model plugin ``name`` is installed and learns this task from these inputs, on
     this many rows (the portfolio leaves out what cannot, e.g. for a third party's task kind,
-    and what its plugin says pays only on larger tables)."""
+    what its plugin says pays only on larger tables, and what its own check refuses, e.g.
+    CatBoost where it is not installed)."""
     from comp.api import EstimatorModel
     from comp.registry import MODELS
 
     try:
         _probe(name, competition, task)
+        plugin = MODELS.load(name)
+        if isinstance(plugin, EstimatorModel) and len(competition.train) < plugin.min_rows:
+            return False
+        check = plugin.preflight if isinstance(plugin, EstimatorModel) else getattr(plugin, "preflight", None)
+        if check:  # e.g. an optional library that is not installed
+            check({})
     except CompError:
         return False
-    plugin = MODELS.load(name)
-    return not isinstance(plugin, EstimatorModel) or len(competition.train) >= plugin.min_rows
+    return True
 
 
 def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_failed_folds: bool = False,

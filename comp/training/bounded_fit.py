@@ -8,6 +8,9 @@ here a step of iterations at a time, each step's seconds measured, and stop befo
 that would pass the deadline. No library offers a time limit for these estimators, so the
 loop is written by hand.
 
+An estimator with a ``time_limit`` parameter (seconds; the CatBoost plugin's) stops itself:
+it is told the seconds it has and keeps what it fitted by then.
+
 Without a deadline, or for an estimator that does not grow so (a linear model's ``max_iter``
 counts solver steps, not parts of the model), it is one plain ``fit``: the same model as ever.
 """
@@ -32,6 +35,8 @@ class BoundedFit:
     stopped: list[tuple[int, int]] = field(default_factory=list)
 
     def __call__(self, estimator: Any, x, y, share: float = 1.0) -> Any:
+        if math.isfinite(self.deadline) and "time_limit" in _params(estimator):
+            return self._within(estimator, x, y, share)
         grows = _growing_parameter(estimator)
         if not math.isfinite(self.deadline) or grows is None:
             return estimator.fit(x, y)
@@ -57,6 +62,23 @@ class BoundedFit:
         # The fitted model says what it is: the iterations it has, no warm start left switched on.
         estimator.set_params(**{warm: False, grows: min(done, asked)})
         return estimator
+
+
+    def _within(self, estimator: Any, x, y, share: float) -> Any:
+        """An estimator that stops itself: told its seconds (``time_limit``), it keeps what it
+        fitted by then; ``n_iter_`` under ``iterations`` says the deadline cut it."""
+        end = clock.now() + max(self.deadline - clock.now(), 0.0) * share
+        estimator.set_params(time_limit=max(end - clock.now(), 0.0))
+        estimator.fit(x, y)
+        estimator.set_params(time_limit=math.inf)  # the fitted model carries no deadline of this run
+        done, asked = getattr(estimator, "n_iter_", None), _params(estimator).get("iterations")
+        if done is not None and asked and done < asked:
+            self.stopped.append((int(done), int(asked)))
+        return estimator
+
+
+def _params(estimator: Any) -> dict:
+    return estimator.get_params() if hasattr(estimator, "get_params") else {}
 
 
 def _growing_parameter(estimator: Any) -> str | None:
