@@ -83,6 +83,21 @@ def preflight(check: Callable[[dict[str, Any]], None]) -> Callable[[Callable], C
     return mark
 
 
+def companions(models: Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]]) -> Callable[[Callable], Callable]:
+    """Declare models worth training beside a Keras model plugin when it is the run's main
+    model (``baseline.variants=auto``), for the ensemble to blend: ``models(hp)`` (the main
+    model's fixed knobs, ``model.hp``) gives (plugin name, its knobs) pairs. A pretrained
+    backbone declares its frozen features (``frozen_features`` on the same weights): a
+    forward pass per image instead of a fine-tuning schedule, often the better model per
+    second on a CPU."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.companions = models
+        return fn
+
+    return mark
+
+
 # A pretrained part's attributes, read by the training loop (``comp.training.optimizers``,
 # ``comp.training.batchnorm``); set them with :func:`pretrained`.
 LR_FACTOR, FROZEN_EPOCHS, KEEPS_STATISTICS = "lr_factor", "frozen_epochs", "keeps_statistics"

@@ -83,9 +83,9 @@ class Baseline:
                                            "by side in baseline/variants/<name>/ (OOF predictions and fold models for "
                                            "the ensemble stage to blend), e.g. [mlp, hgb]; the baseline itself stays "
                                            "model.name; auto: the task kind's portfolio for the inputs (tables: "
-                                           "gradient boosting, extra trees and a linear model, from 2,000 rows "
-                                           "catboost where installed, from 10,000 rows also hgb_long; images: none), "
-                                           "none "
+                                           "gradient boosting, extra trees and a linear model, from 10,000 rows also "
+                                           "hgb_long; images: a "
+                                           "pretrained backbone's frozen_features beside it), none "
                                            "where ensemble.candidates leaves out variants",
                                    Items("a list of model plugin names such as [mlp, hgb], or auto", auto=True))
     stretch: float = setting(2.0, "under budget=, when no search would start in the time the main model's "

@@ -8,6 +8,7 @@ fine-tuned through ``model.hp.weights=PATH`` on 300 of scikit-learn's own 8x8 di
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -302,3 +303,43 @@ def _random_weights(path: Path) -> Path:
                                         pooling="avg", include_preprocessing=True).save_weights(path)
     keras.backend.clear_session()
     return path
+
+
+@pytest.mark.slow  # ~45 s: a fine-tuned backbone and its frozen features through the ensemble
+def test_a_pretrained_backbone_brings_its_frozen_features_for_the_ensemble_to_blend(comp, workdir, tmp_path):
+    """With weights, baseline.variants=auto trains the backbone's frozen features on the same
+    weights beside the fine-tuned backbone, and the ensemble weighs both on the OOF rows."""
+    weights = _random_weights(tmp_path / "random.weights.h5")
+    competition = small_digits(tmp_path / "digits120", rows=120)
+    code, out, err = comp("run", "stage=ensemble", f"competition={competition}", "run=digits", *SMOKE, MODEL,
+                          f"model.hp.weights={weights}", "ensemble.candidates=[fold,variants]")
+    assert code == 0, err
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert record["variants"]["frozen_features"]["model"]["hp"] == {
+        "backbone": "mobilenet_v3_small", "weights": str(weights), "resolution": 32, "regularization": 1.0}
+    candidates = pd.read_csv(workdir / "runs/digits/ensemble/candidates.csv")
+    assert {"baseline", "baseline/frozen_features"} <= set(candidates["candidate"])
+
+
+def test_a_backbone_with_weights_declares_its_frozen_features_and_keeps_most_of_the_time(tmp_path):
+    """The default portfolio beside a backbone with weights is its frozen features on the same
+    weights (and resolution, where fixed); from scratch (weights=none), or with nothing to
+    blend them, none. Beside its companions only the main model keeps nine tenths of the
+    stage's time; beside other models, an equal share."""
+    from comp.config import load_config
+    from comp.competition import open_competition
+    from comp.stages.training import main_share, variant_models
+
+    weights = _random_weights(tmp_path / "random.weights.h5")
+    competition = small_digits(tmp_path / "digits120", rows=120)
+    frozen = {"backbone": "mobilenet_v3_small", "weights": str(weights)}
+    for extra, expected in (([f"model.hp.weights={weights}"], [("frozen_features", frozen)]),
+                            ([f"model.hp.weights={weights}", "model.hp.resolution=48"],
+                             [("frozen_features", {**frozen, "resolution": 48})]),
+                            (["model.hp.weights=none"], []),
+                            ([f"model.hp.weights={weights}", "ensemble.candidates=[fold]"], [])):
+        cfg = load_config([f"competition={competition}", MODEL, *extra])
+        found, task, _ = open_competition(cfg)
+        assert variant_models(cfg, found, task) == expected, extra
+    assert main_share(["frozen_features"], {"frozen_features"}) == 0.9
+    assert main_share(["extra_trees", "linear"], set()) == 1 / 3

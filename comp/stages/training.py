@@ -97,10 +97,10 @@ def validate_model(cfg, competition, task, variants: bool = False) -> None:
     name = model_name(cfg, competition, task)
     _probe(name, competition, task)
     check_hyperparameters(name, competition.modality, task, dict(cfg.model.hp))
-    for variant in variant_names(cfg, competition, task) if variants else ():
+    for variant, knobs in variant_models(cfg, competition, task) if variants else ():
         try:
             _probe(variant, competition, task)
-            check_hyperparameters(variant, competition.modality, task, {})  # its own check: weights on disk
+            check_hyperparameters(variant, competition.modality, task, knobs)  # its own check: weights on disk
         except CompError as exc:  # an unknown plugin, one for other inputs or tasks, a file missing
             raise ConfigError(f"baseline.variants: {exc}") from None
     check_policy(augmentations(cfg, competition, task), competition.modality, task.kind)
@@ -140,6 +140,21 @@ def resolve_lr(ctx: StageContext) -> tuple[float, str]:
     return float(suggested), "check"
 
 
+# Of the baseline's time, what each companion of the main model gets (the main model the
+# rest): frozen features embed each training row once, a third of a fine-tuning epoch's cost
+# per row (a forward pass, no backward), so a tenth covers them whenever the main model's
+# 90% fits three epochs or more; with fewer, frozen features are the likelier winner anyway.
+COMPANION_SHARE = 0.1
+
+
+def main_share(variants: list[str], companions: set[str]) -> float:
+    """The main model's share of the stage's time: an equal share beside other models, all
+    but ``COMPANION_SHARE`` a companion beside its own companions only."""
+    if variants and all(name in companions for name in variants):
+        return 1.0 - COMPANION_SHARE * len(variants)
+    return 1.0 / (1 + len(variants))
+
+
 def train_spec(cfg, lr: float):
     """The ``train`` section with the LR resolved: what the training library is given."""
     from dataclasses import replace
@@ -149,18 +164,41 @@ def train_spec(cfg, lr: float):
 
 def variant_names(cfg, competition, task) -> list[str]:
     """``baseline.variants``: model plugins trained beside the baseline's own model, checked for clashes."""
+    return [name for name, _ in variant_models(cfg, competition, task)]
+
+
+def variant_models(cfg, competition, task) -> list[tuple[str, dict[str, Any]]]:
+    """``baseline.variants`` with each one's knobs: for ``auto`` the task kind's portfolio for
+    these inputs and the companions the main model's plugin declares (``comp.api.companions``:
+    a pretrained backbone's frozen features), each where it can learn; a list names plugins
+    with their default knobs."""
     main = model_name(cfg, competition, task)
     if cfg.baseline.variants == "auto":
         if "variants" not in cfg.ensemble.candidates:
             return []  # nothing would blend them: the time is the main model's
-        return [name for name in task.default_variants.get(competition.modality, ())
-                if name != main and _learns(name, competition, task)]
+        portfolio = [(name, {}) for name in task.default_variants.get(competition.modality, ())]
+        picked: list[tuple[str, dict[str, Any]]] = []
+        for name, hp in portfolio + companion_models(main, dict(cfg.model.hp)):
+            if name != main and name not in (n for n, _ in picked) and _learns(name, competition, task, hp):
+                picked.append((name, hp))
+        return picked
     names = [str(v) for v in cfg.baseline.variants]
     for i, name in enumerate(names):
         if name == main or name in names[:i]:
             raise ConfigError(f"baseline.variants: {name} is listed twice (model.name is {main}); list each "
                               "model once")
-    return names
+    return [(name, {}) for name in names]
+
+
+def companion_models(main: str, hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The (plugin, knobs) pairs model plugin ``main`` declares worth training beside it."""
+    from comp.registry import MODELS
+
+    try:
+        declared = getattr(MODELS.load(main), "companions", None)
+    except CompError:
+        return []
+    return [(str(name), dict(knobs)) for name, knobs in declared(hp)] if declared else []
 
 
 def _probe(name: str, competition, task) -> None:
@@ -171,7 +209,7 @@ def _probe(name: str, competition, task) -> None:
     load_plugin(name, InputSpec((0,), competition.modality), task)
 
 
-def _learns(name: str, competition, task) -> bool:
+def _learns(name: str, competition, task, hp: dict[str, Any] | None = None) -> bool:
     """Whether model plugin ``name`` is installed and learns this task from these inputs, on
     this many rows (the portfolio leaves out what cannot, e.g. for a third party's task kind,
     what its plugin says pays only on larger tables, and what its own check refuses, e.g.
@@ -185,8 +223,8 @@ def _learns(name: str, competition, task) -> bool:
         if isinstance(plugin, EstimatorModel) and len(competition.train) < plugin.min_rows:
             return False
         check = plugin.preflight if isinstance(plugin, EstimatorModel) else getattr(plugin, "preflight", None)
-        if check:  # e.g. an optional library that is not installed
-            check({})
+        if check:  # e.g. an optional library that is not installed, a weights file that is not there
+            check(dict(hp or {}))
     except CompError:
         return False
     return True
@@ -204,13 +242,24 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
     fold_of = read_folds(ctx)
     inputs, y = load_train(ctx)
     main = model_name(cfg, comp, task)
+    variants = variant_models(cfg, comp, task)
     models = [(main, dict(cfg.model.hp), out)] + [
-        (name, {}, out / artifacts.VARIANT_DIR.format(name=name)) for name in variant_names(cfg, comp, task)]
+        (name, hp, out / artifacts.VARIANT_DIR.format(name=name)) for name, hp in variants]
     box = ctx.time
+    # Companions (a backbone's frozen features) cost a forward pass per row, not a schedule:
+    # the main model keeps most of the time; otherwise every model gets an equal share.
+    companions = {name for name, _ in companion_models(main, dict(cfg.model.hp))}
+    only_companions = bool(variants) and all(name in companions for name, _ in variants)
+    main_box = box.share(main_share([name for name, _ in variants], companions))
     n_folds = int(fold_of.max()) + 1
     if box.limited:
-        shared = f"the {len(models)} models and their {n_folds} folds" if len(models) > 1 else f"the {n_folds} folds"
-        ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}, shared equally by {shared}")
+        if only_companions:
+            ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}: {main_box.seconds:.0f}s for "
+                    f"{main}'s {n_folds} folds, the rest for {', '.join(n for n, _ in variants)} beside it")
+        else:
+            shared = (f"the {len(models)} models and their {n_folds} folds" if len(models) > 1
+                      else f"the {n_folds} folds")
+            ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}, shared equally by {shared}")
     from comp.training.model import is_estimator
 
     # One LR for every Keras model of the stage, resolved (and any fallback said) once.
@@ -220,11 +269,11 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
         label = "" if i == 0 else f"variant {name}: "  # what a faster model leaves goes on to the next
         try:
             if i == 0 and take_out_failed_folds:  # a fold it fails on leaves the run (while two are left)
-                record, fold_of = _train_main(ctx, inputs, y, fold_of, name, hp, lr, folder, box.split(len(models)))
+                record, fold_of = _train_main(ctx, inputs, y, fold_of, name, hp, lr, folder, main_box)
                 records.append(record)
                 continue
-            records.append(_train_model(ctx, inputs, y, fold_of, name, hp, lr, folder, box.split(len(models) - i),
-                                        label)[0])
+            records.append(_train_model(ctx, inputs, y, fold_of, name, hp, lr, folder,
+                                        box.split(len(models) - i) if i else main_box, label)[0])
         except Exception as exc:
             # A variant only adds a candidate for the ensemble: one that raises costs itself
             # (left out, its folder removed), not the baseline. The main model's failure stops the stage.

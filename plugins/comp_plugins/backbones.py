@@ -21,7 +21,7 @@ from typing import Any, Callable
 import keras
 from keras import layers
 
-from comp.api import IMAGE, EstimatorModel, modalities, preflight, pretrained, regularizers
+from comp.api import IMAGE, EstimatorModel, companions, modalities, preflight, pretrained, regularizers
 from comp.weights import IMAGENET, load_checked, resolve
 
 MIN_SIDE = 32  # the smallest input every backbone here takes
@@ -107,9 +107,19 @@ def _plugin(spec: Backbone) -> Callable:
     def check(hp: dict[str, Any]) -> None:
         _check_weights(spec, hp.get("weights", IMAGENET))
 
+    def frozen(hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Beside the fine-tuned backbone, its frozen features on the same weights and input
+        size (nothing beside it from scratch: random features are no model)."""
+        weights = str(hp.get("weights", IMAGENET))
+        if weights.lower() == "none":
+            return []
+        knobs = {"backbone": spec.name, "weights": weights}
+        return [("frozen_features", {**knobs, **({"resolution": hp["resolution"]} if "resolution" in hp else {})})]
+
     @modalities(IMAGE)
     @regularizers(dropout=0.4)
     @preflight(check)
+    @companions(frozen)
     def plugin(input_spec, task, hp) -> keras.Model:
         weights = hp.Fixed("weights", IMAGENET)
         resolution = _resolution(hp, input_spec.shape)
