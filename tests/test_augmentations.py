@@ -118,6 +118,7 @@ def test_strengths_reach_the_trained_model(comp, workdir):
     assert "aug_erase" in layers
 
 
+@pytest.mark.slow  # ~27 s: `pytest -m slow` (CI's 20 minutes)
 def test_mixup_trains_through_the_loop_and_repeats(comp, workdir):
     args = ("run", "stage=baseline", *SMOKE, "train.augmentations=[shift,mixup:0.4]", "train.epochs=6")
     code, _, err = comp(*args)

@@ -112,6 +112,7 @@ def _as_class_folders(demo: Path, root: Path, id_col: str = "file") -> Path:
     return root
 
 
+@pytest.mark.slow  # ~27 s: `pytest -m slow` (CI's 20 minutes)
 def test_class_folders_without_train_csv_train_and_submit_by_file_name_also_as_submission_csv(demo, workdir, comp):
     root = _as_class_folders(demo, workdir / "folders")
     c = load_competition(root)

@@ -350,6 +350,7 @@ def test_report_of_a_named_run_reads_the_runs_own_competition(comp, workdir, dem
     assert "not available" not in page and "malignant" in page
 
 
+@pytest.mark.slow  # ~28 s: `pytest -m slow` (CI's 20 minutes)
 def test_an_ensemble_older_than_its_members_is_not_exported(comp, workdir, demo):
     """The baseline retrained after the ensemble: its fold models are not the ones the ensemble
     chose, and an export agreed with predict/ on 75% of rows. It is refused until rebuilt."""

@@ -181,6 +181,7 @@ def test_a_failed_rerun_changes_nothing_of_a_finished_run(comp, workdir, monkeyp
     assert {k: v for k, v in after.items() if ".partial" not in k} == before
 
 
+@pytest.mark.slow  # ~33 s; its resume after a write error is also run by test_resume: `pytest -m slow` (CI's 20 minutes)
 def test_a_file_size_limit_met_while_saving_resume_state_is_one_line_and_resumes(workdir):
     """A real write error (the file size limit, as a full disk meets it mid-write): one line
     naming the file and what to do, exit 2, finished stages untouched, no temporary file

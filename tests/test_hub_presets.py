@@ -46,12 +46,23 @@ def save_preset(folder: Path, backbone, classes: int = 10) -> Path:
     return folder
 
 
-@pytest.fixture
-def random_preset(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def saved_preset(tmp_path_factory) -> Path:
+    """Made once for the module (building and saving it takes seconds)."""
     import keras
 
     keras.utils.set_random_seed(0)
-    return save_preset(tmp_path / "resnet-preset", _resnet())
+    preset = save_preset(tmp_path_factory.mktemp("hub") / "resnet-preset", _resnet())
+    keras.backend.clear_session()
+    return preset
+
+
+@pytest.fixture
+def random_preset(saved_preset, tmp_path) -> Path:
+    """A copy of the preset of this test's own (a test may damage it)."""
+    import shutil
+
+    return Path(shutil.copytree(saved_preset, tmp_path / "resnet-preset"))
 
 
 def _digits_task():

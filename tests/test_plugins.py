@@ -132,6 +132,7 @@ def test_a_competition_plugs_in_its_own_metric(metric_plugin_installed, workdir)
     assert wrong.returncode == 2 and "metric=mcc does not fit task regression" in wrong.stderr
 
 
+@pytest.mark.slow  # ~27 s; a search stage that raises is also tests/test_hostile.py's: `pytest -m slow` (CI's 20 minutes)
 def test_trials_that_raise_fail_alone_and_the_run_still_submits(tiny_plugin_installed, workdir):
     """A model that cannot be built at some of its searched values: those trials are recorded
     as failed with their reason, the search goes on, and the run ends with a submission."""

@@ -145,6 +145,7 @@ def test_regularize_and_tune_run_for_other_kinds(name, changes, comp, workdir):
     assert (trials["status"].iloc[1:] == "COMPLETED").all()
 
 
+@pytest.mark.slow  # ~29 s: `pytest -m slow` (CI's 20 minutes)
 def test_metric_inferred_from_description_and_probabilities_submitted(comp, workdir, tmp_path):
     code, out, err = comp("run", "stage=submit", "competition=demo:breast-cancer", *FAST)
     assert code == 0, err
