@@ -198,6 +198,7 @@ def test_a_zip_member_leaving_its_folder_is_refused_with_nothing_written(workdir
     assert not any((workdir / "cache" / "unpacked").rglob("*.txt"))
 
 
+@pytest.mark.slow  # ~30 s: `pytest -m slow` (CI's 20 minutes)
 def test_nothing_is_written_inside_the_competition_folder(demo, workdir, comp):
     root = copy_competition(demo, workdir / "readonly")
     before = _snapshot(root)

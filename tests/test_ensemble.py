@@ -402,6 +402,7 @@ def _oblique_or_xor(root: Path) -> np.ndarray:
     return y[600:]
 
 
+@pytest.mark.slow  # ~37 s; the stacker on noise is also tested without a run (below): `pytest -m slow` (CI's 20 minutes)
 def test_a_stacker_that_beats_the_blend_beyond_noise_makes_the_submission(comp, workdir):
     """Each class trusts another model: a logistic regression on the candidates' OOF
     probabilities learns that per class, a weighted mean cannot. Its score is nested (each

@@ -368,6 +368,7 @@ def test_a_repeated_column_name_is_blamed_on_its_own_file(demo, tmp_path, comp, 
 
 
 # -- 7. a failing part costs only itself ---------------------------------------------------------------------
+@pytest.mark.slow  # ~48 s; a search stage and a fold that raise stay in the default run: `pytest -m slow` (CI's 20 minutes)
 def test_a_variant_a_candidate_or_a_view_that_raises_is_left_out_and_the_run_submits(comp, workdir, monkeypatch):
     """Three parts raise in one run (each would cost a whole run alone): baseline.variants=[mlp]
     whose plugin raises on a fold, the SWA candidates (their BatchNorm recalibration raises) and a

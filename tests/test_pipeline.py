@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from comp.demo import cache_root, solution_path
@@ -113,6 +114,7 @@ def test_a_search_that_cannot_fit_one_trial_does_not_start_and_says_so(comp, wor
     assert _record(workdir, "tune")["verdict"] == "no fine trial finished: the starting configuration stands"
 
 
+@pytest.mark.slow  # ~27 s: `pytest -m slow` (CI's 20 minutes)
 def test_string_labels_keep_leading_zeros(comp, workdir, demo):
     root = copy_competition(demo, workdir / "zeros")
     for name in ("train.csv", "sample_submission.csv"):

@@ -107,6 +107,7 @@ def metric_plugin_installed(tmp_path_factory):
     return _installed_apart("comp_metric_plugin", tmp_path_factory)
 
 
+@pytest.mark.slow  # ~37 s; a third party's plugins are also test_third_party_plugin_is_listed_and_used: `pytest -m slow` (CI's 20 minutes)
 def test_a_competition_plugs_in_its_own_metric(metric_plugin_installed, workdir):
     listed = comp_subprocess("plugins", "m*", cwd=workdir, env=metric_plugin_installed)
     assert "mcc" in listed.stdout and "comp-metric-plugin 0.1.0" in listed.stdout

@@ -301,6 +301,7 @@ def test_table_columns_are_typed_and_dates_become_numbers():
     assert test_in.take(np.array([0]))["city"].tolist() == [["Lima"]]
 
 
+@pytest.mark.slow  # ~26 s: `pytest -m slow` (CI's 20 minutes)
 def test_a_saved_table_model_takes_raw_columns(comp, workdir):
     import keras
 
