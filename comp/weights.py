@@ -107,9 +107,14 @@ def _download(arch: str, name: str, url: str, digest: str) -> Path:
     try:
         return Path(file_utils.get_file(name, url, cache_subdir="models", file_hash=digest))
     except Exception as exc:  # no network, a proxy, a file whose hash is not Keras's
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ConfigError(f"{DOWNLOAD}=1: could not download {url} ({reason}); copy the file to "
                           f"{keras_models_dir() / name} (hash {digest}) instead") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's error (its type where it says nothing), for a one-line refusal."""
+    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
 
 
 def load_checked(backbone: Any, path: str, setting: str) -> None:
@@ -118,7 +123,7 @@ def load_checked(backbone: Any, path: str, setting: str) -> None:
     try:
         backbone.load_weights(path)
     except Exception as exc:  # h5py's, Keras's and shape errors alike: the file is not these weights
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ConfigError(f"model.hp.weights={setting}: {path} cannot be loaded into {backbone.name} "
                           f"({reason}); is it this backbone's weights without its top, and complete?") from None
 

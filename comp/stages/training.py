@@ -150,9 +150,13 @@ COMPANION_SHARE = 0.1
 def main_share(variants: list[str], companions: set[str]) -> float:
     """The main model's share of the stage's time: an equal share beside other models, all
     but ``COMPANION_SHARE`` a companion beside its own companions only."""
-    if variants and all(name in companions for name in variants):
+    if _only_companions(variants, companions):
         return 1.0 - COMPANION_SHARE * len(variants)
     return 1.0 / (1 + len(variants))
+
+
+def _only_companions(variants: list[str], companions: set[str]) -> bool:
+    return bool(variants) and all(name in companions for name in variants)
 
 
 def train_spec(cfg, lr: float):
@@ -249,7 +253,7 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
     # Companions (a backbone's frozen features) cost a forward pass per row, not a schedule:
     # the main model keeps most of the time; otherwise every model gets an equal share.
     companions = {name for name, _ in companion_models(main, dict(cfg.model.hp))}
-    only_companions = bool(variants) and all(name in companions for name, _ in variants)
+    only_companions = _only_companions([name for name, _ in variants], companions)
     main_box = box.share(main_share([name for name, _ in variants], companions))
     n_folds = int(fold_of.max()) + 1
     if box.limited:

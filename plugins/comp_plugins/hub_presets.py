@@ -25,6 +25,7 @@ from keras import layers
 
 from comp.api import IMAGE, modalities, preflight, regularizers
 from comp.errors import ConfigError
+from comp.weights import first_line
 from comp_plugins.backbones import MIN_SIDE, Backbone, _into_backbone, assemble
 
 CONFIG, WEIGHTS, CONVERTER = "config.json", "model.weights.h5", "image_converter.json"
@@ -53,10 +54,6 @@ def preset_folder(setting: str, weights: bool) -> Path:
     return folder
 
 
-def _reason(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-
-
 def load_backbone(setting: str, weights: str) -> tuple[keras.Model, bool]:
     """(the preset's backbone, whether it holds the preset's weights); a folder KerasHub cannot
     read, or damaged weights, is a one-line ``ConfigError``."""
@@ -66,7 +63,7 @@ def load_backbone(setting: str, weights: str) -> tuple[keras.Model, bool]:
     try:
         net = hub.models.Backbone.from_preset(str(folder), load_weights=with_weights)
     except Exception as exc:  # h5py's, Keras's and KerasHub's errors alike: the preset is not complete
-        raise ConfigError(f"model.hp.preset={setting}: KerasHub cannot load it ({_reason(exc)}); is the folder a "
+        raise ConfigError(f"model.hp.preset={setting}: KerasHub cannot load it ({first_line(exc)}); is the folder a "
                           "complete image backbone preset?") from None
     return net, with_weights
 
@@ -80,7 +77,7 @@ def input_range(setting: str) -> tuple[Any, Any, int | None]:
     try:
         converter = _keras_hub().layers.ImageConverter.from_preset(str(folder))
     except Exception as exc:
-        raise ConfigError(f"model.hp.preset={setting}: its {CONVERTER} cannot be read ({_reason(exc)})") from None
+        raise ConfigError(f"model.hp.preset={setting}: its {CONVERTER} cannot be read ({first_line(exc)})") from None
     size = min(converter.image_size) if converter.image_size else None
     return converter.scale, converter.offset, size
 
