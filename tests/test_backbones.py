@@ -343,3 +343,17 @@ def test_a_backbone_with_weights_declares_its_frozen_features_and_keeps_most_of_
         assert variant_models(cfg, found, task) == expected, extra
     assert main_share(["frozen_features"], {"frozen_features"}) == 0.9
     assert main_share(["extra_trees", "linear"], set()) == 1 / 3
+
+
+def test_a_companions_share_is_its_forecast_from_the_speed_stage_check_measured():
+    """Embedding 3,000 rows once at a third of 10 ms a training row, plus a head on each of 5
+    folds (2 s), times 1.5: 30 s of a 300-s stage (a tenth); of 1,500 s, 2%; at most half of a
+    short stage; a tenth where check measured no speed. The main model keeps the rest."""
+    from comp.stages.training import companion_share, main_share
+
+    speed = {"row_seconds": 0.01, "setup_seconds": 1.0}
+    assert companion_share(speed, 3000, 5, 300.0) == pytest.approx(1.5 * (10.0 + 10.0) / 300.0)
+    assert companion_share(speed, 3000, 5, 1500.0) == pytest.approx(0.02)
+    assert companion_share(speed, 3000, 5, 40.0) == 0.5
+    assert companion_share(None, 3000, 5, 300.0) == companion_share(speed, 3000, 5, 0.0) == 0.1
+    assert main_share(["frozen_features"], {"frozen_features"}, 0.25) == 0.75

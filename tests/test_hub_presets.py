@@ -151,3 +151,61 @@ def test_without_keras_hub_the_plugin_says_how_to_install_it(comp, workdir, rand
     code, _, err = comp("run", "stage=all", *SMOKE, MODEL, f"model.hp.preset={random_preset}")
     assert code == 2 and _one_line(err) == (
         "error: model=hub_preset needs KerasHub, which is not installed: pip install 'comp[hub]'")
+
+
+def test_a_preset_brings_its_frozen_features_which_embed_with_its_weights(random_preset, tmp_path, monkeypatch):
+    """With its weights a preset declares its frozen features for baseline.variants=auto (from
+    scratch, nothing); they are the preset's backbone on its own input range and size,
+    average pooled."""
+    import keras
+    import keras_hub
+
+    from comp.config import load_config
+    from comp.competition import open_competition
+    from comp.stages.training import variant_models
+    from comp_plugins.backbones import Embedder
+
+    competition = small_digits(tmp_path / "digits60", rows=60)
+    frozen = {"backbone": "hub_preset", "preset": str(random_preset), "weights": "preset"}
+    for extra, expected in (([], [("frozen_features", frozen)]),
+                            (["model.hp.resolution=40"], [("frozen_features", {**frozen, "resolution": 40})]),
+                            (["model.hp.weights=none"], [])):
+        cfg = load_config([f"competition={competition}", MODEL, f"model.hp.preset={random_preset}", *extra])
+        found, task, _ = open_competition(cfg)
+        assert variant_models(cfg, found, task) == expected, extra
+
+    monkeypatch.setattr(Embedder, "_cache", {})
+    monkeypatch.setattr(Embedder, "_folder", lambda self, key: tmp_path / "embeddings")
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+    got = Embedder("hub_preset", "preset", 32, str(random_preset)).transform(images)
+    net = keras_hub.models.Backbone.from_preset(str(random_preset))
+    # what the preset's converter does (scale 1/255 at 32x32) to the grey image made three channels
+    resized = keras.ops.image.resize(np.repeat(images, 3, axis=-1).astype("float32"), (32, 32))
+    expected = keras.ops.mean(net(resized / 255.0), axis=(1, 2))
+    assert got.shape == (3, expected.shape[-1]) and np.allclose(got, keras.ops.convert_to_numpy(expected), atol=1e-4)
+    keras.backend.clear_session()
+
+
+def test_frozen_features_of_a_preset_train_on_every_fold(comp, workdir, random_preset, monkeypatch):
+    """model=frozen_features model.hp.backbone=hub_preset: the preset's features and a linear
+    head, scored on every fold (random convolutions' features still separate digits); a
+    preset's frozen features with other weights are refused before any work."""
+    from comp_plugins.backbones import Embedder
+
+    monkeypatch.setattr(Embedder, "_cache", {})
+    monkeypatch.setattr(Embedder, "_folder", lambda self, key: workdir / "embeddings")
+    competition = small_digits(workdir / "digits120", rows=120)
+    features = ("model=frozen_features", "model.hp.backbone=hub_preset", f"model.hp.preset={random_preset}")
+    code, _, err = comp("run", "stage=baseline", f"competition={competition}", "run=digits", *SMOKE, *features,
+                        "model.hp.weights=none")
+    assert code == 2 and _one_line(err) == (
+        "error: model.hp.weights=none: frozen_features on a KerasHub preset embeds with the preset's own weights; "
+        "leave model.hp.weights at preset")
+    assert not (workdir / "runs").exists()
+    code, out, err = comp("run", "stage=baseline", f"competition={competition}", "run=digits", *SMOKE, *features,
+                          "split.folds=2")
+    assert code == 0, err
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert record["model"]["hp"] == {"backbone": "hub_preset", "preset": str(random_preset), "weights": "preset",
+                                     "resolution": 32, "regularization": 1.0}
+    assert record["score"] > 0.5, out

@@ -141,17 +141,34 @@ def resolve_lr(ctx: StageContext) -> tuple[float, str]:
 
 
 # Of the baseline's time, what each companion of the main model gets (the main model the
-# rest): frozen features embed each training row once, a third of a fine-tuning epoch's cost
-# per row (a forward pass, no backward), so a tenth covers them whenever the main model's
-# 90% fits three epochs or more; with fewer, frozen features are the likelier winner anyway.
+# rest). A companion (a backbone's frozen features) embeds each training row once, a forward
+# pass: EVAL_ROW_COST of the training step's cost per row that stage check measured (at the
+# size check timed: a backbone scales every image to its own resolution inside the model, so
+# the planned size does not make it cheaper), and fits a linear head per fold (0.3-0.4 s on
+# 4,000 rows of 576 or 1,280 features: well within FOLD_SECONDS). Its share is that forecast
+# times COMPANION_MARGIN, within COMPANION_SHARES; unmeasured (no check, no budget), a tenth:
+# a tenth covers the embedding whenever the main model's 90% fits three epochs or more.
 COMPANION_SHARE = 0.1
+COMPANION_MARGIN = 1.5
+COMPANION_SHARES = (0.02, 0.5)  # at most half: past that fine-tuning gets under one epoch a fold anyway
 
 
-def main_share(variants: list[str], companions: set[str]) -> float:
+def companion_share(speed: dict | None, rows: int, folds: int, seconds: float) -> float:
+    """What one companion gets of the stage's ``seconds``: its forecast on ``rows`` training
+    rows and ``folds`` folds from stage check's measured ``speed``, or ``COMPANION_SHARE``."""
+    from comp.planner import EVAL_ROW_COST, FOLD_SECONDS
+
+    if not speed or not speed.get("row_seconds") or not 0 < seconds < float("inf"):
+        return COMPANION_SHARE
+    need = COMPANION_MARGIN * (speed["row_seconds"] * EVAL_ROW_COST * rows + folds * FOLD_SECONDS)
+    return min(max(need / seconds, COMPANION_SHARES[0]), COMPANION_SHARES[1])
+
+
+def main_share(variants: list[str], companions: set[str], companion: float = COMPANION_SHARE) -> float:
     """The main model's share of the stage's time: an equal share beside other models, all
-    but ``COMPANION_SHARE`` a companion beside its own companions only."""
+    but ``companion`` for each of its own companions beside those only."""
     if _only_companions(variants, companions):
-        return 1.0 - COMPANION_SHARE * len(variants)
+        return 1.0 - companion * len(variants)
     return 1.0 / (1 + len(variants))
 
 
@@ -254,12 +271,17 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
     # the main model keeps most of the time; otherwise every model gets an equal share.
     companions = {name for name, _ in companion_models(main, dict(cfg.model.hp))}
     only_companions = _only_companions([name for name, _ in variants], companions)
-    main_box = box.share(main_share([name for name, _ in variants], companions))
     n_folds = int(fold_of.max()) + 1
+    speed = (ctx.rundir.record("check") or {}).get("speed")
+    share = companion_share(speed, int((fold_of >= 0).sum()), n_folds, box.remaining() if box.limited else 0.0)
+    main_box = box.share(main_share([name for name, _ in variants], companions, share))
     if box.limited:
         if only_companions:
+            how = ("as forecast from stage check's speed" if speed and speed.get("row_seconds")
+                   else "stage check measured no speed")
             ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}: {main_box.seconds:.0f}s for "
-                    f"{main}'s {n_folds} folds, the rest for {', '.join(n for n, _ in variants)} beside it")
+                    f"{main}'s {n_folds} folds, the rest for {', '.join(n for n, _ in variants)} beside it "
+                    f"({share:.0%} each, {how})")
         else:
             shared = (f"the {len(models)} models and their {n_folds} folds" if len(models) > 1
                       else f"the {n_folds} folds")

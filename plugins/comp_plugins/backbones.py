@@ -25,6 +25,7 @@ from comp.api import IMAGE, EstimatorModel, companions, modalities, preflight, p
 from comp.weights import IMAGENET, load_checked, resolve
 
 MIN_SIDE = 32  # the smallest input every backbone here takes
+HUB = "hub_preset"  # frozen_features' backbone knob for a KerasHub preset folder (``preset``)
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,18 @@ def assemble(inputs, x, net: keras.Model, loaded: bool, task, hp, name: str) -> 
         x = pretrained(net, lr_factor, frozen_epochs)(x)
     else:  # weights=none: the architecture trained from scratch like any other network
         x = net(x)
-    if len(x.shape) == 4:  # a feature map (a KerasHub CNN backbone gives one)
-        x = layers.GlobalAveragePooling2D()(x)
-    elif len(x.shape) == 3:  # tokens (a vision transformer's)
-        x = layers.GlobalAveragePooling1D()(x)
-    x = layers.Dropout(dropout)(x)
+    x = layers.Dropout(dropout)(pooled(x))
     return keras.Model(inputs, task.head(x), name=name)
+
+
+def pooled(x):
+    """A backbone's output as one vector an image: a feature map (a KerasHub CNN backbone
+    gives one) or tokens (a vision transformer's) averaged; pooled features as they are."""
+    if len(x.shape) == 4:
+        return layers.GlobalAveragePooling2D()(x)
+    if len(x.shape) == 3:
+        return layers.GlobalAveragePooling1D()(x)
+    return x
 
 
 def _plugin(spec: Backbone) -> Callable:
@@ -153,9 +160,10 @@ resnet50_v2 = _plugin(SPECS["resnet50_v2"])
 # -- frozen features: every image embedded once, a fast head fitted on the embeddings ----------
 class Embedder:
     """A scikit-learn transformer: uint8 images (n, height, width, channels) -> the backbone's
-    pooled features, through the same layers as the fine-tuned plugins. Each image is
+    pooled features, through the same layers as the fine-tuned plugins (``backbone``: one of
+    ``SPECS``, or ``hub_preset`` with ``preset`` a KerasHub preset folder). Each image is
     embedded once: its features are kept by the image's content, in memory and on disk
-    (``<cache>/embeddings/``, under a digest of the backbone, the weights file's content and
+    (``<cache>/embeddings/``, under a digest of the backbone, the weights' content and
     the resolution), so neither the folds a row appears in, nor a search's trials in their
     own processes, nor a later run embed it again. The network is not pickled with a fold
     model: it is rebuilt from the weights file when a loaded model first embeds."""
@@ -164,9 +172,10 @@ class Embedder:
     # time in memory (a run embeds with one)
     _cache: dict = {}
     CHUNK = 1024  # images converted to float and embedded at a time
+    preset = ""  # fold models pickled before presets could embed have none
 
-    def __init__(self, backbone: str, weights: str, resolution: int):
-        self.backbone, self.weights, self.resolution = backbone, weights, resolution
+    def __init__(self, backbone: str, weights: str, resolution: int, preset: str = ""):
+        self.backbone, self.weights, self.resolution, self.preset = backbone, weights, resolution, preset
         self._net = None
 
     def __getstate__(self):
@@ -176,7 +185,8 @@ class Embedder:
         self.__dict__.update(state, _net=None)
 
     def get_params(self, deep=True):
-        return {"backbone": self.backbone, "weights": self.weights, "resolution": self.resolution}
+        return {"backbone": self.backbone, "weights": self.weights, "resolution": self.resolution,
+                "preset": self.preset}
 
     def set_params(self, **params):
         self.__dict__.update(params)
@@ -188,6 +198,10 @@ class Embedder:
     def _key(self) -> tuple:
         from comp.weights import file_digest
 
+        if self.backbone == HUB:
+            from comp_plugins.hub_presets import preset_digest
+
+            return (HUB, preset_digest(self.preset), self.resolution)
         path = resolve(self.backbone, SPECS[self.backbone].build, self.weights)
         return (self.backbone, file_digest(path) if path else None, self.resolution)
 
@@ -230,11 +244,17 @@ class Embedder:
 
     def _network(self, shape) -> keras.Model:
         if self._net is None:
-            spec = SPECS[self.backbone]
             inputs = keras.Input(shape=shape)
-            # uint8 -> [0, 1], as comp's Keras models see images, then what the plugins do
-            x, size = _into_backbone(spec, layers.Rescaling(1 / 255.0)(inputs), shape, self.resolution)
-            self._net = keras.Model(inputs, _backbone(spec, size, self.weights)[0](x))
+            x = layers.Rescaling(1 / 255.0)(inputs)  # uint8 -> [0, 1], as comp's Keras models see images
+            if self.backbone == HUB:
+                from comp_plugins.hub_presets import features
+
+                out = features(self.preset, x, shape, self.resolution)
+            else:  # what the fine-tuned plugins do, their backbone pooled
+                spec = SPECS[self.backbone]
+                x, size = _into_backbone(spec, x, shape, self.resolution)
+                out = _backbone(spec, size, self.weights)[0](x)
+            self._net = keras.Model(inputs, out)
         return self._net
 
     def transform(self, x):
@@ -268,21 +288,34 @@ def _features(input_spec, task, hp):
 
     # Fixed, not searched: another backbone's weights are another file, checked before any work
     backbone = hp.Fixed("backbone", "mobilenet_v3_small")
-    weights = hp.Fixed("weights", IMAGENET)
-    resolution = _resolution(hp, input_spec.shape)
+    preset = hp.Fixed("preset", "")  # backbone=hub_preset: the KerasHub preset folder
+    if backbone == HUB:
+        from comp_plugins.hub_presets import PRESET_WEIGHTS, preset_resolution
+
+        weights = hp.Fixed("weights", PRESET_WEIGHTS)
+        resolution = preset_resolution(hp, preset, input_spec.shape)
+    else:
+        weights = hp.Fixed("weights", IMAGENET)
+        resolution = _resolution(hp, input_spec.shape)
     strength = hp.Float("regularization", 1e-4, 1e3, sampling="log", default=1.0)
     head = (Ridge(alpha=strength) if task.estimator_role == "regressor"
             else LogisticRegression(C=1.0 / strength, max_iter=2000))
-    return Pipeline([("embed", Embedder(backbone, weights, resolution)), ("scale", StandardScaler()),
+    return Pipeline([("embed", Embedder(backbone, weights, resolution, preset)), ("scale", StandardScaler()),
                      ("model", head)])
 
 
 def _check_features(hp: dict) -> None:
     from comp.errors import ConfigError
 
-    name, weights = hp.get("backbone", "mobilenet_v3_small"), str(hp.get("weights", IMAGENET))
+    name = hp.get("backbone", "mobilenet_v3_small")
+    if name == HUB:
+        from comp_plugins.hub_presets import check_features
+
+        return check_features(hp)
+    weights = str(hp.get("weights", IMAGENET))
     if name not in SPECS:
-        raise ConfigError(f"model.hp.backbone={name}: frozen_features takes one of {', '.join(SPECS)}")
+        raise ConfigError(f"model.hp.backbone={name}: frozen_features takes one of {', '.join(SPECS)} or {HUB} "
+                          "(with model.hp.preset=DIR)")
     if weights.lower() == "none":  # random features would differ in every process that rebuilds them
         raise ConfigError("model.hp.weights=none: frozen_features needs pretrained weights (imagenet or a file); "
                           "for a network from scratch pick another model")
@@ -294,7 +327,8 @@ frozen_features = EstimatorModel(
     modalities=(IMAGE,),
     tasks=("classification", "multilabel", "regression"),
     description="a pretrained backbone's features, each image embedded once, and a logistic or ridge head "
-                "(knobs: backbone, weights, resolution, regularization)",
+                "(knobs: backbone, weights, resolution, regularization; backbone=hub_preset with preset=DIR "
+                "embeds with a KerasHub preset)",
     regularizers={"regularization": 10.0},
     preflight=_check_features,
 )

@@ -14,6 +14,10 @@ the preset's own input size), and ``frozen``, ``frozen_epochs``, ``lr_factor``, 
 as for every backbone. Inside the model: grey made three channels, the image scaled, the
 preset's own input range, the backbone, pooled where it gives a feature map or tokens. A
 saved fold model takes raw images and is read back with KerasHub's layers registered.
+
+With the preset's weights, ``baseline.variants=auto`` trains its frozen features beside it
+(``model=frozen_features model.hp.backbone=hub_preset model.hp.preset=DIR``): each image
+embedded once by the same layers, a linear head on the features.
 """
 from __future__ import annotations
 
@@ -23,10 +27,10 @@ from typing import Any
 import keras
 from keras import layers
 
-from comp.api import IMAGE, modalities, preflight, regularizers
+from comp.api import IMAGE, companions, modalities, preflight, regularizers
 from comp.errors import ConfigError
 from comp.weights import first_line
-from comp_plugins.backbones import MIN_SIDE, Backbone, _into_backbone, assemble
+from comp_plugins.backbones import HUB, MIN_SIDE, Backbone, _into_backbone, assemble, pooled
 
 CONFIG, WEIGHTS, CONVERTER = "config.json", "model.weights.h5", "image_converter.json"
 PRESET_WEIGHTS, NONE = "preset", "none"
@@ -105,9 +109,64 @@ def _check(hp: dict[str, Any]) -> None:
     keras.backend.clear_session()
 
 
+def check_features(hp: dict[str, Any]) -> None:
+    """``frozen_features`` on a preset, before any work: its own weights, there and readable."""
+    weights = str(hp.get("weights", PRESET_WEIGHTS))
+    if weights.lower() != PRESET_WEIGHTS:
+        raise ConfigError(f"model.hp.weights={weights}: frozen_features on a KerasHub preset embeds with the "
+                          "preset's own weights; leave model.hp.weights at preset")
+    _check({**hp, "weights": PRESET_WEIGHTS})
+
+
+def preset_resolution(hp, setting: str, shape) -> int:
+    """The ``resolution`` knob: the shorter side images are scaled to, by default the
+    preset's own input size (its converter's), else the image's (32..512)."""
+    from comp.weights import is_probing
+
+    side = None if is_probing() or not setting else input_range(setting)[2]  # a probe reads no preset
+    own = min(shape[:2]) if len(shape) >= 3 else MIN_SIDE
+    return hp.Int("resolution", MIN_SIDE, 512, default=min(max(side or own, MIN_SIDE), 512))
+
+
+def _layers_before(setting: str, x, shape, resolution: int):
+    """[0, 1] images ``x`` of ``shape`` made what the preset's backbone takes."""
+    scale, offset, _ = input_range(setting)
+    return _into_backbone(Backbone(HUB, None, _times_255(scale), _offset(offset)), x, shape, resolution)[0]
+
+
+def features(setting: str, x, shape, resolution: int):
+    """The preset's pooled features of [0, 1] images ``x`` of ``shape``, with its weights
+    (``frozen_features``' network)."""
+    net, _ = load_backbone(setting, PRESET_WEIGHTS)
+    return pooled(net(_layers_before(setting, x, shape, resolution)))
+
+
+def preset_digest(setting: str) -> str:
+    """What names a preset's features: a digest of its architecture and weights files."""
+    import hashlib
+
+    from comp.weights import file_digest
+
+    folder = Path(setting).expanduser()
+    config = hashlib.sha256((folder / CONFIG).read_bytes()).hexdigest()
+    converter = folder / CONVERTER
+    scaling = hashlib.sha256(converter.read_bytes()).hexdigest() if converter.is_file() else ""
+    return hashlib.sha256(f"{config}:{file_digest(str(folder / WEIGHTS))}:{scaling}".encode()).hexdigest()
+
+
+def _frozen(hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Beside the fine-tuned preset, its frozen features on the same weights and input size
+    (nothing beside it from scratch: random features are no model)."""
+    if str(hp.get("weights", PRESET_WEIGHTS)).lower() == NONE or not hp.get("preset"):
+        return []
+    knobs = {"backbone": HUB, "preset": str(hp["preset"]), "weights": PRESET_WEIGHTS}
+    return [("frozen_features", {**knobs, **({"resolution": hp["resolution"]} if "resolution" in hp else {})})]
+
+
 @modalities(IMAGE)
 @regularizers(dropout=0.4)
 @preflight(_check)
+@companions(_frozen)
 def hub_preset(input_spec, task, hp) -> keras.Model:
     """A KerasHub preset's backbone, pretrained, fine-tuned (or frozen, or from scratch)."""
     from comp.weights import is_probing
@@ -115,13 +174,9 @@ def hub_preset(input_spec, task, hp) -> keras.Model:
     setting = hp.Fixed("preset", "")
     weights = hp.Fixed("weights", PRESET_WEIGHTS)  # not searched: checked before any work (_check)
     inputs = keras.Input(shape=input_spec.shape)
+    resolution = preset_resolution(hp, setting, input_spec.shape)
     if is_probing():  # a probe build lists the knobs: no preset is read
-        hp.Int("resolution", MIN_SIDE, 512, default=MIN_SIDE)
-        return assemble(inputs, layers.Conv2D(3, 1)(inputs), layers.Identity(), False, task, hp, "hub_preset")
-    scale, offset, side = input_range(setting)
-    own = min(input_spec.shape[:2]) if len(input_spec.shape) >= 3 else MIN_SIDE
-    resolution = hp.Int("resolution", MIN_SIDE, 512, default=min(max(side or own, MIN_SIDE), 512))
-    spec = Backbone("hub_preset", None, _times_255(scale), _offset(offset))
-    x, _ = _into_backbone(spec, inputs, input_spec.shape, resolution)
+        return assemble(inputs, layers.Conv2D(3, 1)(inputs), layers.Identity(), False, task, hp, HUB)
+    x = _layers_before(setting, inputs, input_spec.shape, resolution)
     net, loaded = load_backbone(setting, weights)
-    return assemble(inputs, x, net, loaded, task, hp, "hub_preset")
+    return assemble(inputs, x, net, loaded, task, hp, HUB)
