@@ -354,6 +354,21 @@ def test_a_companions_share_is_its_forecast_from_the_speed_stage_check_measured(
     speed = {"row_seconds": 0.01, "setup_seconds": 1.0}
     assert companion_share(speed, 3000, 5, 300.0) == pytest.approx(1.5 * (10.0 + 10.0) / 300.0)
     assert companion_share(speed, 3000, 5, 1500.0) == pytest.approx(0.02)
+    assert companion_share(speed, 3000, 5, 3000.0) == 0.02
     assert companion_share(speed, 3000, 5, 40.0) == 0.5
-    assert companion_share(None, 3000, 5, 300.0) == companion_share(speed, 3000, 5, 0.0) == 0.1
+    assert companion_share(None, 3000, 5, 300.0) is companion_share(speed, 3000, 5, float("inf")) is None
     assert main_share(["frozen_features"], {"frozen_features"}, 0.25) == 0.75
+    assert main_share(["a", "b"], {"a", "b"}, 0.5) == 0.5  # companions together get at most half
+
+
+def test_a_frozen_features_model_pickled_before_presets_could_embed_still_loads():
+    """A fold model's Embedder saved without the ``preset`` attribute reads back as the same
+    keras.applications embedder (its parameters, its features' cache key)."""
+    import pickle
+
+    from comp_plugins.backbones import Embedder
+
+    old = Embedder("mobilenet_v3_small", "none", 32)
+    del old.__dict__["preset"]  # the state an older comp pickled
+    again = pickle.loads(pickle.dumps(old))
+    assert again.get_params() == {"backbone": "mobilenet_v3_small", "weights": "none", "resolution": 32, "preset": ""}

@@ -201,6 +201,11 @@ def test_frozen_features_of_a_preset_train_on_every_fold(comp, workdir, random_p
     assert code == 2 and _one_line(err) == (
         "error: model.hp.weights=none: frozen_features on a KerasHub preset embeds with the preset's own weights; "
         "leave model.hp.weights at preset")
+    code, _, err = comp("run", "stage=baseline", f"competition={competition}", "run=digits", *SMOKE,
+                        "model=frozen_features", f"model.hp.preset={random_preset}")
+    assert code == 2 and _one_line(err) == (
+        f"error: model.hp.preset={random_preset}: frozen_features embeds with a KerasHub preset only with "
+        "model.hp.backbone=hub_preset; add it, or leave out model.hp.preset")
     assert not (workdir / "runs").exists()
     code, out, err = comp("run", "stage=baseline", f"competition={competition}", "run=digits", *SMOKE, *features,
                           "split.folds=2")

@@ -144,31 +144,35 @@ def resolve_lr(ctx: StageContext) -> tuple[float, str]:
 # rest). A companion (a backbone's frozen features) embeds each training row once, a forward
 # pass: EVAL_ROW_COST of the training step's cost per row that stage check measured (at the
 # size check timed: a backbone scales every image to its own resolution inside the model, so
-# the planned size does not make it cheaper), and fits a linear head per fold (0.3-0.4 s on
-# 4,000 rows of 576 or 1,280 features: well within FOLD_SECONDS). Its share is that forecast
+# the planned size does not make it cheaper; the keras.applications backbones at a size the
+# plan lowered cost less, so the forecast errs long), and fits a linear head per fold (0.3-0.4 s
+# on 4,000 rows of 576 or 1,280 features: well within FOLD_SECONDS). Its share is that forecast
 # times COMPANION_MARGIN, within COMPANION_SHARES; unmeasured (no check, no budget), a tenth:
-# a tenth covers the embedding whenever the main model's 90% fits three epochs or more.
+# a tenth covers the embedding whenever the main model's 90% fits three epochs or more. (A
+# main model trained with its backbone frozen was timed on a forward pass: the forecast is
+# then a third of the embedding's cost, and the companion gets what the main model leaves.)
 COMPANION_SHARE = 0.1
 COMPANION_MARGIN = 1.5
 COMPANION_SHARES = (0.02, 0.5)  # at most half: past that fine-tuning gets under one epoch a fold anyway
 
 
-def companion_share(speed: dict | None, rows: int, folds: int, seconds: float) -> float:
+def companion_share(speed: dict | None, rows: int, folds: int, seconds: float) -> float | None:
     """What one companion gets of the stage's ``seconds``: its forecast on ``rows`` training
-    rows and ``folds`` folds from stage check's measured ``speed``, or ``COMPANION_SHARE``."""
+    rows and ``folds`` folds from stage check's measured ``speed``; None unmeasured."""
     from comp.planner import EVAL_ROW_COST, FOLD_SECONDS
 
     if not speed or not speed.get("row_seconds") or not 0 < seconds < float("inf"):
-        return COMPANION_SHARE
+        return None
     need = COMPANION_MARGIN * (speed["row_seconds"] * EVAL_ROW_COST * rows + folds * FOLD_SECONDS)
     return min(max(need / seconds, COMPANION_SHARES[0]), COMPANION_SHARES[1])
 
 
 def main_share(variants: list[str], companions: set[str], companion: float = COMPANION_SHARE) -> float:
     """The main model's share of the stage's time: an equal share beside other models, all
-    but ``companion`` for each of its own companions beside those only."""
+    but ``companion`` for each of its own companions beside those only (together at most
+    the largest of ``COMPANION_SHARES``)."""
     if _only_companions(variants, companions):
-        return 1.0 - companion * len(variants)
+        return 1.0 - min(companion * len(variants), COMPANION_SHARES[1])
     return 1.0 / (1 + len(variants))
 
 
@@ -272,16 +276,18 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
     companions = {name for name, _ in companion_models(main, dict(cfg.model.hp))}
     only_companions = _only_companions([name for name, _ in variants], companions)
     n_folds = int(fold_of.max()) + 1
-    speed = (ctx.rundir.record("check") or {}).get("speed")
-    share = companion_share(speed, int((fold_of >= 0).sum()), n_folds, box.remaining() if box.limited else 0.0)
-    main_box = box.share(main_share([name for name, _ in variants], companions, share))
+    check = ctx.rundir.record(ctx.upstream["check"]) if "check" in ctx.upstream else None
+    # every row a fold trains on is embedded (-1: in no fold; history rows are trained on)
+    share = companion_share((check or {}).get("speed"), int((fold_of != -1).sum()), n_folds,
+                            box.remaining() if box.limited else 0.0)
+    main_box = box.share(main_share([name for name, _ in variants], companions,
+                                    COMPANION_SHARE if share is None else share))
     if box.limited:
         if only_companions:
-            how = ("as forecast from stage check's speed" if speed and speed.get("row_seconds")
-                   else "stage check measured no speed")
+            how = "stage check measured no speed" if share is None else "as forecast from stage check's speed"
             ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}: {main_box.seconds:.0f}s for "
                     f"{main}'s {n_folds} folds, the rest for {', '.join(n for n, _ in variants)} beside it "
-                    f"({share:.0%} each, {how})")
+                    f"({COMPANION_SHARE if share is None else share:.0%} each, {how})")
         else:
             shared = (f"the {len(models)} models and their {n_folds} folds" if len(models) > 1
                       else f"the {n_folds} folds")

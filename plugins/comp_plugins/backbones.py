@@ -287,8 +287,11 @@ def _features(input_spec, task, hp):
     from sklearn.preprocessing import StandardScaler
 
     # Fixed, not searched: another backbone's weights are another file, checked before any work
+    from comp.weights import is_probing
+
     backbone = hp.Fixed("backbone", "mobilenet_v3_small")
-    preset = hp.Fixed("preset", "")  # backbone=hub_preset: the KerasHub preset folder
+    # backbone=hub_preset: the KerasHub preset folder (a knob only there, and where knobs are listed)
+    preset = hp.Fixed("preset", "") if backbone == HUB or is_probing() else ""
     if backbone == HUB:
         from comp_plugins.hub_presets import PRESET_WEIGHTS, preset_resolution
 
@@ -312,6 +315,9 @@ def _check_features(hp: dict) -> None:
         from comp_plugins.hub_presets import check_features
 
         return check_features(hp)
+    if hp.get("preset"):
+        raise ConfigError(f"model.hp.preset={hp['preset']}: frozen_features embeds with a KerasHub preset only with "
+                          f"model.hp.backbone={HUB}; add it, or leave out model.hp.preset")
     weights = str(hp.get("weights", IMAGENET))
     if name not in SPECS:
         raise ConfigError(f"model.hp.backbone={name}: frozen_features takes one of {', '.join(SPECS)} or {HUB} "

@@ -36,18 +36,22 @@ CONFIG, WEIGHTS, CONVERTER = "config.json", "model.weights.h5", "image_converter
 PRESET_WEIGHTS, NONE = "preset", "none"
 
 
-def _keras_hub():
+MAIN = "model=hub_preset"
+FEATURES = "model=frozen_features with model.hp.backbone=hub_preset"
+
+
+def _keras_hub(who: str = MAIN):
     try:
         import keras_hub
     except ImportError:
-        raise ConfigError("model=hub_preset needs KerasHub, which is not installed: pip install 'comp[hub]'") from None
+        raise ConfigError(f"{who} needs KerasHub, which is not installed: pip install 'comp[hub]'") from None
     return keras_hub
 
 
-def preset_folder(setting: str, weights: bool) -> Path:
+def preset_folder(setting: str, weights: bool, who: str = MAIN) -> Path:
     """The preset's folder, checked: the files KerasHub will read are there."""
     if not setting:
-        raise ConfigError("model=hub_preset: name the preset with model.hp.preset=DIR, a KerasHub preset folder "
+        raise ConfigError(f"{who}: name the preset with model.hp.preset=DIR, a KerasHub preset folder "
                           f"on this machine (it holds {CONFIG} and {WEIGHTS}; keras_hub's save_to_preset writes one)")
     folder = Path(setting).expanduser()
     for name in (CONFIG, WEIGHTS) if weights else (CONFIG,):
@@ -58,12 +62,12 @@ def preset_folder(setting: str, weights: bool) -> Path:
     return folder
 
 
-def load_backbone(setting: str, weights: str) -> tuple[keras.Model, bool]:
+def load_backbone(setting: str, weights: str, who: str = MAIN) -> tuple[keras.Model, bool]:
     """(the preset's backbone, whether it holds the preset's weights); a folder KerasHub cannot
     read, or damaged weights, is a one-line ``ConfigError``."""
-    hub = _keras_hub()
+    hub = _keras_hub(who)
     with_weights = str(weights).lower() != NONE
-    folder = preset_folder(setting, with_weights)
+    folder = preset_folder(setting, with_weights, who)
     try:
         net = hub.models.Backbone.from_preset(str(folder), load_weights=with_weights)
     except Exception as exc:  # h5py's, Keras's and KerasHub's errors alike: the preset is not complete
@@ -100,13 +104,23 @@ def _offset(value: Any) -> Any:
     return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
 
 
-def _check(hp: dict[str, Any]) -> None:
+def _check(hp: dict[str, Any], who: str = MAIN) -> None:
     if str(hp.get("weights", PRESET_WEIGHTS)).lower() not in (PRESET_WEIGHTS, NONE):
         raise ConfigError(f"model.hp.weights={hp['weights']}: model=hub_preset takes preset (the preset's own "
                           "weights) or none (its architecture from scratch); the weights file is the preset's")
-    load_backbone(str(hp.get("preset", "")), str(hp.get("weights", PRESET_WEIGHTS)))
-    input_range(str(hp.get("preset", "")))
+    setting, weights = str(hp.get("preset", "")), str(hp.get("weights", PRESET_WEIGHTS)).lower()
+    folder = preset_folder(setting, weights != NONE, who)
+    # a run checks its model and the companion beside it several times: a preset read once is read
+    key = (str(folder.resolve()), weights, preset_digest(setting) if weights != NONE else "")
+    if key in _CHECKED:
+        return
+    load_backbone(setting, weights, who)
+    input_range(setting)
     keras.backend.clear_session()
+    _CHECKED.add(key)
+
+
+_CHECKED: set = set()  # (folder, weights, the preset's digest) read whole by _check in this process
 
 
 def check_features(hp: dict[str, Any]) -> None:
@@ -115,7 +129,7 @@ def check_features(hp: dict[str, Any]) -> None:
     if weights.lower() != PRESET_WEIGHTS:
         raise ConfigError(f"model.hp.weights={weights}: frozen_features on a KerasHub preset embeds with the "
                           "preset's own weights; leave model.hp.weights at preset")
-    _check({**hp, "weights": PRESET_WEIGHTS})
+    _check({**hp, "weights": PRESET_WEIGHTS}, FEATURES)
 
 
 def preset_resolution(hp, setting: str, shape) -> int:
@@ -147,7 +161,7 @@ def preset_digest(setting: str) -> str:
 
     from comp.weights import file_digest
 
-    folder = Path(setting).expanduser()
+    folder = preset_folder(setting, True, FEATURES)
     config = hashlib.sha256((folder / CONFIG).read_bytes()).hexdigest()
     converter = folder / CONVERTER
     scaling = hashlib.sha256(converter.read_bytes()).hexdigest() if converter.is_file() else ""
