@@ -29,6 +29,39 @@ def test_cosine_warms_up_then_decays_to_its_end_and_can_be_replanned():
     assert float(s(30)) < lr[30]
 
 
+def test_a_short_planned_schedule_warms_up_for_a_fifth_of_it_and_still_decays():
+    """A budget that fits one epoch of 10 steps once warmed up for all of it (train.warmup=1)
+    and never decayed: planned that short, the warmup takes at most a fifth of the steps and
+    the rest decays to the floor. A long plan keeps the warmup asked for."""
+    s = PlannedSchedule(1.0, "cosine", total_steps=400, warmup_steps=10)
+    s.plan(10)
+    lr = _lrs(s, 11)
+    assert lr[0] == pytest.approx(0.5) and lr[1] == pytest.approx(1.0)  # two steps of warmup
+    assert lr[10] == pytest.approx(FINAL_FRACTION, rel=1e-3) and np.all(np.diff(lr[2:]) < 0)
+    s.plan(300)
+    assert int(s.warmup.numpy()) == 10 and float(s(4)) == pytest.approx(0.5)
+
+
+def test_a_budgeted_fit_plans_inside_its_first_epoch():
+    """From its first steps (the traced first one left out), a fit whose budget holds one
+    epoch plans its schedule to that epoch before it is spent warming up."""
+    from comp.training.callbacks import BudgetPlan
+
+    schedule = PlannedSchedule(1.0, "cosine", total_steps=40 * 50, warmup_steps=50)
+    plan = BudgetPlan(100.0, 40, schedule, steps_per_epoch=50)
+    plan._t0 = 0.0
+    plan.early([5.0, 1.0, 1.0, 1.0], steps=50)  # ~57 s an epoch: one fits 100 s
+    assert int(schedule.total_steps.numpy()) == 50 and int(schedule.warmup.numpy()) == 10
+    plan.early([5.0, 0.01, 0.01, 0.01], steps=50)  # under a second an epoch: all 40 fit, the warmup as asked
+    assert int(schedule.total_steps.numpy()) == 40 * 50 and int(schedule.warmup.numpy()) == 50
+    assert plan.step_limit == 0
+    short = BudgetPlan(30.0, 40, schedule, steps_per_epoch=50)
+    short._t0 = 0.0
+    short.early([5.0, 1.0, 1.0, 1.0], steps=50)  # not one epoch fits: the steps that do, decayed within them
+    assert short.step_limit == 24 and short.epochs == 1  # 95% of 30 s at 1.15 s a step
+    assert int(schedule.total_steps.numpy()) == 24 and int(schedule.warmup.numpy()) == 5
+
+
 def test_onecycle_step_and_plateau_shapes():
     onecycle = _lrs(PlannedSchedule(1.0, "onecycle", 100), 100)
     assert onecycle[0] == pytest.approx(0.1, abs=0.01) and onecycle.argmax() in range(28, 32)

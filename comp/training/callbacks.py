@@ -30,6 +30,9 @@ from comp.objective import Objective
 
 MONITOR = "val_score"  # the competition metric on the validation rows
 PLAN_MARGIN = 0.95  # a budget plan uses this share of the time left: epochs vary a little
+# A first plan inside a fit's first epoch, from its first steps: an epoch is this many times
+# its steps' time (the validation pass and the callbacks after them).
+EARLY_EPOCH_FACTOR = 1.15
 
 
 class Callback(keras.callbacks.Callback):
@@ -231,6 +234,7 @@ class BudgetPlan(Callback):
                      "epoch_seconds": None, "fold_seconds": None}
         self.timings: list[float] = []
         self._start = 0
+        self.step_limit = 0  # the first epoch's steps, where one whole epoch does not fit (0: all)
         self._t0 = 0.0
 
     @property
@@ -248,6 +252,26 @@ class BudgetPlan(Callback):
         if self.data["budgeted"]:  # without a deadline there is nothing to time
             self._t0 = clock.now()
 
+    def early(self, step_seconds: list[float], steps: int) -> None:
+        """A first plan inside the first epoch, from its steps timed so far (the first, which
+        traces, left out), so that a budget of one or two epochs warms up and decays within
+        them (``PlannedSchedule.plan``) instead of spending the first one warming up. The
+        epoch's end plans again from its whole time."""
+        if not self.data["budgeted"] or self._start or len(step_seconds) < 3:
+            return
+        step = EARLY_EPOCH_FACTOR * float(np.median(step_seconds[1:]))
+        left = self.deadline - self._t0  # from the epoch's start
+        if step * steps > PLAN_MARGIN * left:
+            # Not even one epoch fits (a fold's time on a slow or busy machine): the first epoch
+            # stops after the steps that do, its schedule warmed up and decayed within them,
+            # rather than overrunning the budget by the rest of the epoch.
+            self.step_limit = max(len(step_seconds) + 1, int(PLAN_MARGIN * left / step))
+            self.data["epochs"] = 1
+            self.schedule.plan(self.step_limit)
+            return
+        epochs = plan_epochs(self.data["max_epochs"], 1, step * steps, left - step * steps)
+        self.schedule.plan(epochs * self.steps_per_epoch)
+
     def on_epoch_end(self, epoch, logs=None):
         if not self.data["budgeted"]:
             return
@@ -257,6 +281,10 @@ class BudgetPlan(Callback):
         # only shrink) still waits for the second; the check below stops an epoch that would not fit.
         spent = clock.now() - self._t0
         self.timings.append(max(spent - self.trainer.trace_seconds, 0.1 * spent) if not self.timings else spent)
+        if self.step_limit:  # a first epoch cut to the budget is the whole plan
+            self.data.update(epochs=1, epoch_seconds=round(spent, 3), steps=self.step_limit)
+            self.step_limit = 0
+            return
         if self.data["budgeted"] and not (self._start > 0 and len(self.timings) == 1):
             self._plan(epoch, settled=len(self.timings) > 2 or self._start > 0)
         if (not self.model.stop_training and epoch + 1 < self.data["epochs"]

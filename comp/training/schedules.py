@@ -25,6 +25,10 @@ from comp.training.callbacks import MONITOR, Callback
 SHAPES = ("constant", "cosine", "onecycle", "step", "plateau")
 STEP_FACTOR = 0.1  # step: the LR drops 10x at 50% and again at 75% of training
 FINAL_FRACTION = 0.01  # cosine and one-cycle end at 1% of the peak LR
+# A planned schedule warms up for at most this share of its steps: a budget that fits one
+# epoch a fold once spent it all warming up (train.warmup=1) and ended at the peak LR, never
+# decayed (4,000 256x256 digits at budget=2m: 0.51 OOF accuracy).
+WARMUP_SHARE = 0.2
 
 
 class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -32,22 +36,26 @@ class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
         if shape not in SHAPES:
             raise ValueError(f"schedule {shape!r}: use one of {', '.join(SHAPES)}")
         self.peak, self.shape = float(peak), shape
-        self.warmup_steps = int(warmup_steps)
+        self.warmup_steps = int(warmup_steps)  # as asked (train.warmup); a plan may shorten it
         with tf.init_scope():  # variables, not constants: the plan and plateau change them
             self.total_steps = tf.Variable(max(int(total_steps), 1), dtype=tf.int64, trainable=False,
                                            name="schedule_total_steps")
             self.scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="schedule_scale")
+            self.warmup = tf.Variable(self.warmup_steps, dtype=tf.int64, trainable=False, name="schedule_warmup")
 
     def variables(self) -> list[tf.Variable]:
-        return [self.total_steps, self.scale]
+        return [self.total_steps, self.scale, self.warmup]
 
     def plan(self, total_steps: int) -> None:
-        self.total_steps.assign(max(int(total_steps), self.warmup_steps + 1))
+        """The schedule ends after ``total_steps``; its warmup is at most ``WARMUP_SHARE`` of them."""
+        warmup = min(self.warmup_steps, round(WARMUP_SHARE * int(total_steps))) if self.warmup_steps else 0
+        self.warmup.assign(max(warmup, 1) if self.warmup_steps else 0)
+        self.total_steps.assign(max(int(total_steps), int(self.warmup.numpy()) + 1))
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         total = tf.cast(self.total_steps, tf.float32)
-        warmup = float(self.warmup_steps)
+        warmup = tf.cast(self.warmup, tf.float32)
         # Progress through the post-warmup part, in [0, 1].
         t = tf.clip_by_value((step - warmup) / tf.maximum(total - warmup, 1.0), 0.0, 1.0)
         if self.shape == "cosine":
@@ -61,7 +69,7 @@ class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
             shaped = tf.where(t < 0.5, 1.0, tf.where(t < 0.75, STEP_FACTOR, STEP_FACTOR ** 2))
         else:  # constant, plateau (plateau only moves the scale)
             shaped = tf.constant(1.0)
-        ramp = tf.minimum((step + 1.0) / warmup, 1.0) if self.warmup_steps else tf.constant(1.0)
+        ramp = tf.minimum((step + 1.0) / tf.maximum(warmup, 1.0), 1.0) if self.warmup_steps else tf.constant(1.0)
         return self.peak * self.scale * ramp * shaped
 
     def get_config(self):

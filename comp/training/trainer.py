@@ -40,6 +40,9 @@ from comp.training.strategy import worker_role
 from comp.training.xla import use_xla
 
 
+EARLY_PLAN_STEPS = 6  # a budgeted fit's first plan comes after this many steps (or a tenth of the first epoch)
+
+
 class OutOfTime(Exception):
     """A fit's hard deadline passed before it finished one epoch: nothing to score."""
 
@@ -208,12 +211,16 @@ class Trainer:
             if self._timing:  # a host sync per step, in a fit's first epoch only
                 out[0].numpy()
                 times.append(clock.now() - t0)
+                if len(times) == max(EARLY_PLAN_STEPS, steps // 10):
+                    self.plan.early(times, steps)
             if per_step:  # the step's mean loss, divided in float32 as tf.reduce_mean divides
                 logs = {"loss": float(np.float32(out[0].numpy()) / np.float32(max(float(out[2]), 1.0)))}
                 for c in per_step:
                     c.on_train_batch_end(i, logs)
                 if self.model.stop_training:
                     break
+            if self.plan.step_limit and i + 1 >= self.plan.step_limit:  # one whole epoch does not fit
+                break
         loss, metric, count = (float(t) for t in totals)
         self.trace_seconds += tracing(times)
         return loss / max(count, 1.0), metric / max(count, 1.0)
