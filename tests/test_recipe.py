@@ -43,22 +43,25 @@ def test_a_short_planned_schedule_warms_up_for_a_fifth_of_it_and_still_decays():
 
 
 def test_a_budgeted_fit_plans_inside_its_first_epoch():
-    """From its first steps (the traced first one left out), a fit whose budget holds one
-    epoch plans its schedule to that epoch before it is spent warming up."""
+    """From its first steps (the traced first one left out), a fit plans its schedule before
+    the first epoch is spent warming up: where 1.7 epochs fit, two, the second cut to the
+    steps that fit (rounded down to one, a fold's time went unused); where not one fits, the
+    first epoch's steps that do; where all fit, the warmup asked for."""
     from comp.training.callbacks import BudgetPlan
 
     schedule = PlannedSchedule(1.0, "cosine", total_steps=40 * 50, warmup_steps=50)
     plan = BudgetPlan(100.0, 40, schedule, steps_per_epoch=50)
     plan._t0 = 0.0
-    plan.early([5.0, 1.0, 1.0, 1.0], steps=50)  # ~57 s an epoch: one fits 100 s
-    assert int(schedule.total_steps.numpy()) == 50 and int(schedule.warmup.numpy()) == 10
+    plan.early([5.0, 1.0, 1.0, 1.0], steps=50)  # ~57.5 s an epoch, then 95% of the 42.5 s left: 0.7 more
+    assert plan.epochs == 2 and plan.steps_of(0) == 0 and plan.steps_of(1) == 35
+    assert int(schedule.total_steps.numpy()) == 85 and int(schedule.warmup.numpy()) == 17
     plan.early([5.0, 0.01, 0.01, 0.01], steps=50)  # under a second an epoch: all 40 fit, the warmup as asked
+    assert plan.epochs == 40 and plan.steps_of(39) == 0
     assert int(schedule.total_steps.numpy()) == 40 * 50 and int(schedule.warmup.numpy()) == 50
-    assert plan.step_limit == 0
     short = BudgetPlan(30.0, 40, schedule, steps_per_epoch=50)
     short._t0 = 0.0
     short.early([5.0, 1.0, 1.0, 1.0], steps=50)  # not one epoch fits: the steps that do, decayed within them
-    assert short.step_limit == 24 and short.epochs == 1  # 95% of 30 s at 1.15 s a step
+    assert short.epochs == 1 and short.steps_of(0) == 24  # 95% of 30 s at 1.15 s a step
     assert int(schedule.total_steps.numpy()) == 24 and int(schedule.warmup.numpy()) == 5
 
 

@@ -352,10 +352,12 @@ def describe_plan(plan: dict) -> str:
     planned, most = plan["epochs"], plan["max_epochs"]
     traded = (f"the schedule shrunk from train.epochs={most} to fit" if planned < most
               else f"all train.epochs={most} fit")
-    if plan.get("steps"):  # not one whole epoch fitted (comp.training.callbacks.BudgetPlan.early)
-        return (f"{plan['epoch_seconds']:.2f}s for the {plan['steps']} steps of one epoch that fit its "
-                f"{plan['fold_seconds']:.0f}s: the schedule shrunk from train.epochs={most} to them, decaying to "
-                "their end")
+    part = plan.get("last_steps")  # the part of a last epoch that fitted (comp.training.callbacks.BudgetPlan)
+    if part and planned == 1:
+        return (f"{part} steps of one epoch fit the fold's {plan['fold_seconds']:.0f}s: the schedule shrunk from "
+                f"train.epochs={most} to them, decaying to their end")
+    if part:
+        traded += f", the last epoch {part} of its steps"
     return (f"{plan['epoch_seconds']:.2f}s per epoch, {plan['fold_seconds']:.0f}s for the fold: {planned} epochs "
             f"planned, {traded}, decaying to its end")
 

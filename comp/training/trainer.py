@@ -185,7 +185,7 @@ class Trainer:
         self._element_spec = distributed.element_spec
         return iter(distributed)
 
-    def _train_epoch(self, batches, steps: int, callbacks: list, stop_at: float = math.inf
+    def _train_epoch(self, batches, steps: int, callbacks: list, stop_at: float = math.inf, epoch: int = 0
                      ) -> tuple[float, float] | None:
         """``steps`` steps on the next batches of ``batches`` (from ``distribute``); None when
         the clock passed ``stop_at`` after the first step and before the last. A callback
@@ -219,7 +219,8 @@ class Trainer:
                     c.on_train_batch_end(i, logs)
                 if self.model.stop_training:
                     break
-            if self.plan.step_limit and i + 1 >= self.plan.step_limit:  # one whole epoch does not fit
+            part = self.plan.steps_of(epoch)  # read each step: BudgetPlan.early may cut this epoch
+            if part and i + 1 >= part:  # the planned part of a last epoch
                 break
         loss, metric, count = (float(t) for t in totals)
         self.trace_seconds += tracing(times)
@@ -365,7 +366,7 @@ class Trainer:
                 callback.on_epoch_begin(epoch)
             lr = float(self.schedule(self.optimizer.iterations))  # the LR this epoch starts with
             ran = stop_at == math.inf or clock.now() <= stop_at
-            sums = self._train_epoch(train_batches, steps, listed, stop_at) if ran else None
+            sums = self._train_epoch(train_batches, steps, listed, stop_at, epoch) if ran else None
             if sums is None:  # the hard deadline passed before or inside this epoch
                 if epoch == 0:
                     raise OutOfTime(f"the deadline passed {clock.now() - began:.0f}s into the fit, before its "
