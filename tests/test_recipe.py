@@ -42,7 +42,7 @@ def test_a_short_planned_schedule_warms_up_for_a_fifth_of_it_and_still_decays():
     assert int(s.warmup.numpy()) == 10 and float(s(4)) == pytest.approx(0.5)
 
 
-def test_a_budgeted_fit_plans_inside_its_first_epoch():
+def test_a_budgeted_fit_plans_inside_its_first_epoch(monkeypatch):
     """From its first steps (the traced first one left out), a fit plans its schedule before
     the first epoch is spent warming up: where 1.7 epochs fit, two, the second cut to the
     steps that fit (rounded down to one, a fold's time went unused); where not one fits, the
@@ -58,11 +58,23 @@ def test_a_budgeted_fit_plans_inside_its_first_epoch():
     plan.early([5.0, 0.01, 0.01, 0.01], steps=50)  # under a second an epoch: all 40 fit, the warmup as asked
     assert plan.epochs == 40 and plan.steps_of(39) == 0
     assert int(schedule.total_steps.numpy()) == 40 * 50 and int(schedule.warmup.numpy()) == 50
+    from comp import clock
+
+    monkeypatch.setattr(clock, "now", lambda: 8.0)  # the four steps took 8 s
     short = BudgetPlan(30.0, 40, schedule, steps_per_epoch=50)
     short._t0 = 0.0
     short.early([5.0, 1.0, 1.0, 1.0], steps=50)  # not one epoch fits: the steps that do, decayed within them
-    assert short.epochs == 1 and short.steps_of(0) == 24  # 95% of 30 s at 1.15 s a step
-    assert int(schedule.total_steps.numpy()) == 24 and int(schedule.warmup.numpy()) == 5
+    # 95% of the 22 s left, less the validation pass a whole epoch has (0.15 x 50 steps of 1 s): 13 more steps
+    assert short.epochs == 1 and short.steps_of(0) == 4 + 13
+    assert int(schedule.total_steps.numpy()) == 17 and int(schedule.warmup.numpy()) == 3
+    settled = BudgetPlan(1000.0, 40, schedule, steps_per_epoch=50)
+    settled.data.update(epochs=4, last_steps=30, epoch_seconds=10.0)
+    settled._fit(3, 10.0, 100.0, at_most=4)  # a whole fourth epoch would fit now: settled, it stays 30 steps
+    assert settled.epochs == 4 and settled.steps_of(3) == 30
+    settled.parts = False  # several workers: no part epochs
+    settled.data.update(epochs=40, last_steps=0)
+    settled._fit(1, 10.0, 17.0)
+    assert settled.epochs == 2 and settled.steps_of(1) == 0
 
 
 def test_onecycle_step_and_plateau_shapes():

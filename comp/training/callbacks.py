@@ -238,6 +238,7 @@ class BudgetPlan(Callback):
                      "epoch_seconds": None, "fold_seconds": None}
         self.timings: list[float] = []
         self._start = 0
+        self.parts = True  # epochs may stop part-way (one worker: several must agree on every step)
         self._t0 = 0.0
 
     @property
@@ -254,14 +255,21 @@ class BudgetPlan(Callback):
         epochs = plan_epochs(self.data["max_epochs"], done, epoch_seconds, seconds_left, at_most)
         part = max(seconds_left, 0.0) * PLAN_MARGIN / max(epoch_seconds, 1e-9) - (epochs - done)
         last = 0
-        if epochs < min(SHORT_PLAN, self.data["max_epochs"], at_most or SHORT_PLAN) and part >= PART_EPOCH:
+        # Parts only on one worker: workers cut by their own clocks would wait on each other's steps
+        if (self.parts and epochs < min(SHORT_PLAN, self.data["max_epochs"], at_most or SHORT_PLAN)
+                and part >= PART_EPOCH):
             epochs, last = epochs + 1, max(1, int(min(part, 1.0) * self.steps_per_epoch))
         if last == self.steps_per_epoch:
             last = 0
         before = (self.data["epochs"], self.data.get("last_steps", 0))
+        if at_most is not None and self._steps(epochs, last) > self._steps(*before):
+            epochs, last = before  # settled: only ever shorter, a part epoch included
         self.data.update(epochs=epochs, last_steps=last)
         if (epochs, last) != before or self.data["epoch_seconds"] is None:
-            self.schedule.plan((epochs - 1) * self.steps_per_epoch + (last or self.steps_per_epoch))
+            self.schedule.plan(self._steps(epochs, last))
+
+    def _steps(self, epochs: int, last: int) -> int:
+        return (epochs - 1) * self.steps_per_epoch + (last or self.steps_per_epoch)
 
     def on_train_begin(self, logs=None):
         self.data["budgeted"] = math.isfinite(self.deadline)  # this attempt's budget, resumed or not
@@ -279,17 +287,20 @@ class BudgetPlan(Callback):
         traces, left out), so that a budget of one or two epochs warms up and decays within
         them (``PlannedSchedule.plan``) instead of spending the first one warming up. The
         epoch's end plans again from its whole time."""
-        if not self.data["budgeted"] or self._start or len(step_seconds) < 3:
+        if not self.data["budgeted"] or self._start or len(step_seconds) < 3 or not self.parts:
             return
-        step = EARLY_EPOCH_FACTOR * float(np.median(step_seconds[1:]))
+        raw = max(float(np.median(step_seconds[1:])), 1e-9)
+        step = EARLY_EPOCH_FACTOR * raw
         left = self.deadline - self._t0  # from the epoch's start
         if step * steps > PLAN_MARGIN * left:
             # Not even one epoch fits (a fold's time on a slow or busy machine): the first epoch
             # stops after the steps that do, its schedule warmed up and decayed within them,
-            # rather than overrunning the budget by the rest of the epoch.
-            last = max(len(step_seconds) + 1, int(PLAN_MARGIN * left / step))
-            self.data.update(epochs=1, last_steps=last)
-            self.schedule.plan(last)
+            # rather than overrunning the budget by the rest of the epoch. The validation pass
+            # after it costs what it does for a whole epoch.
+            after = (PLAN_MARGIN * (self.deadline - clock.now()) - (EARLY_EPOCH_FACTOR - 1) * raw * steps) / raw
+            last = max(len(step_seconds) + 1, len(step_seconds) + int(max(after, 0.0)))
+            self.data.update(epochs=1, last_steps=min(last, steps))
+            self.schedule.plan(min(last, steps))
             return
         self._fit(1, step * steps, left - step * steps)
 

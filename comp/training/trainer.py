@@ -211,7 +211,7 @@ class Trainer:
             if self._timing:  # a host sync per step, in a fit's first epoch only
                 out[0].numpy()
                 times.append(clock.now() - t0)
-                if len(times) == max(EARLY_PLAN_STEPS, steps // 10):
+                if len(times) in (EARLY_PLAN_STEPS, steps // 10):  # a first plan, then a surer one
                     self.plan.early(times, steps)
             if per_step:  # the step's mean loss, divided in float32 as tf.reduce_mean divides
                 logs = {"loss": float(np.float32(out[0].numpy()) / np.float32(max(float(out[2]), 1.0)))}
@@ -330,7 +330,8 @@ class Trainer:
         self.began = began = clock.now()
         self._build_step(global_batch, seed)
         self.plan.deadline = deadline
-        self.plan.data.update(max_epochs=epochs, epochs=epochs)
+        self.plan.data.update(max_epochs=epochs, epochs=epochs, last_steps=0)
+        self.plan.parts = worker_role()[1] == 1
         stopping = Record("stopping", stopped=False, stopped_by_budget=False)
         listed = [*self.before, *callbacks, self.plan, *self.after]
         for callback in listed:
