@@ -264,9 +264,13 @@ class BudgetPlan(Callback):
         before = (self.data["epochs"], self.data.get("last_steps", 0))
         if at_most is not None and self._steps(epochs, last) > self._steps(*before):
             epochs, last = before  # settled: only ever shorter, a part epoch included
-        self.data.update(epochs=epochs, last_steps=last)
         if (epochs, last) != before or self.data["epoch_seconds"] is None:
-            self.schedule.plan(self._steps(epochs, last))
+            self._set(epochs, last)
+
+    def _set(self, epochs: int, last: int) -> None:
+        """The plan: ``epochs``, the last of them ``last`` steps (0: whole), and the schedule to match."""
+        self.data.update(epochs=epochs, last_steps=last)
+        self.schedule.plan(self._steps(epochs, last))
 
     def _steps(self, epochs: int, last: int) -> int:
         return (epochs - 1) * self.steps_per_epoch + (last or self.steps_per_epoch)
@@ -298,9 +302,7 @@ class BudgetPlan(Callback):
             # rather than overrunning the budget by the rest of the epoch. The validation pass
             # after it costs what it does for a whole epoch.
             after = (PLAN_MARGIN * (self.deadline - clock.now()) - (EARLY_EPOCH_FACTOR - 1) * raw * steps) / raw
-            last = max(len(step_seconds) + 1, len(step_seconds) + int(max(after, 0.0)))
-            self.data.update(epochs=1, last_steps=min(last, steps))
-            self.schedule.plan(min(last, steps))
+            self._set(1, min(len(step_seconds) + max(1, int(max(after, 0.0))), steps))
             return
         self._fit(1, step * steps, left - step * steps)
 
