@@ -278,16 +278,16 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
     n_folds = int(fold_of.max()) + 1
     check = ctx.rundir.record(ctx.upstream["check"]) if "check" in ctx.upstream else None
     # every row a fold trains on is embedded (-1: in no fold; history rows are trained on)
-    share = companion_share((check or {}).get("speed"), int((fold_of != -1).sum()), n_folds,
-                            box.remaining() if box.limited else 0.0)
-    main_box = box.share(main_share([name for name, _ in variants], companions,
-                                    COMPANION_SHARE if share is None else share))
+    forecast = companion_share((check or {}).get("speed"), int((fold_of != -1).sum()), n_folds,
+                               box.remaining() if box.limited else 0.0)
+    share = COMPANION_SHARE if forecast is None else forecast
+    main_box = box.share(main_share([name for name, _ in variants], companions, share))
     if box.limited:
         if only_companions:
-            how = "stage check measured no speed" if share is None else "as forecast from stage check's speed"
+            how = "stage check measured no speed" if forecast is None else "as forecast from stage check's speed"
             ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}: {main_box.seconds:.0f}s for "
                     f"{main}'s {n_folds} folds, the rest for {', '.join(n for n, _ in variants)} beside it "
-                    f"({COMPANION_SHARE if share is None else share:.0%} each, {how})")
+                    f"({share:.0%} each, {how})")
         else:
             shared = (f"the {len(models)} models and their {n_folds} folds" if len(models) > 1
                       else f"the {n_folds} folds")

@@ -110,6 +110,12 @@ def pooled(x):
     return x
 
 
+def frozen_companion(knobs: dict[str, Any], hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``frozen_features`` with ``knobs`` (its backbone and weights) at the fine-tuned model's
+    resolution where that is fixed: what a pretrained backbone declares beside it."""
+    return [("frozen_features", {**knobs, **({"resolution": hp["resolution"]} if "resolution" in hp else {})})]
+
+
 def _plugin(spec: Backbone) -> Callable:
     def check(hp: dict[str, Any]) -> None:
         _check_weights(spec, hp.get("weights", IMAGENET))
@@ -120,8 +126,7 @@ def _plugin(spec: Backbone) -> Callable:
         weights = str(hp.get("weights", IMAGENET))
         if weights.lower() == "none":
             return []
-        knobs = {"backbone": spec.name, "weights": weights}
-        return [("frozen_features", {**knobs, **({"resolution": hp["resolution"]} if "resolution" in hp else {})})]
+        return frozen_companion({"backbone": spec.name, "weights": weights}, hp)
 
     @modalities(IMAGE)
     @regularizers(dropout=0.4)

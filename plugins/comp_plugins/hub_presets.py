@@ -30,7 +30,7 @@ from keras import layers
 from comp.api import IMAGE, companions, modalities, preflight, regularizers
 from comp.errors import ConfigError
 from comp.weights import first_line
-from comp_plugins.backbones import HUB, MIN_SIDE, Backbone, _into_backbone, assemble, pooled
+from comp_plugins.backbones import HUB, MIN_SIDE, Backbone, _into_backbone, assemble, frozen_companion, pooled
 
 CONFIG, WEIGHTS, CONVERTER = "config.json", "model.weights.h5", "image_converter.json"
 PRESET_WEIGHTS, NONE = "preset", "none"
@@ -173,8 +173,7 @@ def _frozen(hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     (nothing beside it from scratch: random features are no model)."""
     if str(hp.get("weights", PRESET_WEIGHTS)).lower() == NONE or not hp.get("preset"):
         return []
-    knobs = {"backbone": HUB, "preset": str(hp["preset"]), "weights": PRESET_WEIGHTS}
-    return [("frozen_features", {**knobs, **({"resolution": hp["resolution"]} if "resolution" in hp else {})})]
+    return frozen_companion({"backbone": HUB, "preset": str(hp["preset"]), "weights": PRESET_WEIGHTS}, hp)
 
 
 @modalities(IMAGE)
