@@ -216,6 +216,7 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+@pytest.mark.slow  # ~42 s; damaged caches and resume state (below) stay in CI's 20 minutes
 def test_damaged_files_are_detected_and_rebuilt_or_named(comp, workdir):
     assert comp("run", "stage=predict", *SMOKE)[0] == 0
     # A truncated stage record: that stage runs again.

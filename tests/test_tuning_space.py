@@ -119,7 +119,8 @@ def test_every_oracle_drives_the_objective_and_resumes_without_redoing_trials(ki
     assert search(oracle(deadline=lambda: True), objective, tmp_path / "late", kind) == []  # no time: no trial
 
 
-@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+# bayesian (~24 s: a Gaussian process per proposal) runs in `pytest -m slow` (CI's 20 minutes)
+@pytest.mark.parametrize("kind", ["random", pytest.param("bayesian", marks=pytest.mark.slow), "hyperband"])
 def test_proposed_values_stay_inside_random_ranges_narrowed_or_not(kind, tmp_path):
     """Property: over random ranges (integer, log, linear, choices), narrowed around a best at
     the edge as the fine search does, every value an oracle proposes is inside its knob. The
