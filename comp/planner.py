@@ -85,6 +85,7 @@ class RunPlan:
     reserved: float = 0.0  # kept at the budget's end for prediction, the submission and the report
     reserve_forecast: float = 0.0  # what the plan forecast they need (0: no prediction in this command)
     why: str = ""  # why this size
+    whole_epochs: int = -1  # whole epochs of the main model that fit a fold's time (-1: not planned)
 
     @property
     def stretched(self) -> bool:
@@ -199,7 +200,7 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
     main = min(training_seconds, MAIN_MARGIN * work.folds * fold_seconds(speed, work, size, work.max_epochs))
     plan = RunPlan(round(total, 1), size, epochs, round(epoch, 3), round(main, 1), work.max_epochs,
                    work.max_epochs, why=why, kept=kept, reserved=round(reserved, 1),
-                   reserve_forecast=round(forecast, 1))
+                   reserve_forecast=round(forecast, 1), whole_epochs=fit)
     left = training_seconds - main
     for name, least in (searches or {}).items():
         need = least(fold_seconds(speed, work, size, epochs), epochs)

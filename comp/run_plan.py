@@ -4,8 +4,9 @@ the folds and the budget just before the main training stage runs; kept in
 
 The planned input size becomes ``data.image_size`` for the main stage and every stage after
 it (so their records, keys and ``config.yaml`` say what they trained at); the stages before
-it keep the config as given. A later command on the same run applies the stored plan first,
-so a main stage that is unchanged stays unchanged.
+it keep the config as given. So does the plan's main model, where it replaces a pretrained
+backbone whose fine-tuning fits no epoch by its frozen features. A later command on the same
+run applies the stored plan first, so a main stage that is unchanged stays unchanged.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from comp import artifacts, clock
 from comp.files import read_json, write_json
 
 PLAN = "plan.json"
+FROZEN_FEATURES = "frozen_features"  # the plugin a pretrained backbone's frozen features train with
 
 
 def stored(run_path) -> dict | None:
@@ -32,6 +34,13 @@ def planned_config(cfg, plan: dict | None):
         changes["data.image_size"] = list(size)
     if plan.get("stretched") and cfg.train.epochs == plan.get("train_epochs"):  # a train.epochs= given since wins
         changes["train.epochs"] = int(plan["max_epochs"])
+    instead = plan.get("main_model")
+    if instead and (cfg.model.name, dict(cfg.model.hp)) == (instead["from"], instead["from_hp"]):  # a model= since wins
+        changes["model.name"], changes["model.hp"] = instead["name"], dict(instead["hp"])
+        changes.pop("data.image_size", None)  # the size was chosen for fine-tuning: features see the data's own
+        variants = cfg.baseline.variants
+        if isinstance(variants, list) and instead["name"] in variants:  # listed beside it: now it is the main model
+            changes["baseline.variants"] = [v for v in variants if v != instead["name"]]
     return cfg.merged(changes, where="the run plan (plan.json)") if changes else cfg
 
 
@@ -78,7 +87,32 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),
             "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main),
             "model_after": model_after, "reserved_models_a_fold": reserved_models}
+    instead = frozen_alone(cfg, plan.whole_epochs)
+    if instead:
+        data["main_model"] = instead
+        at = f" at {plan.size[0]}x{plan.size[1]}" if plan.size else ""
+        data["lines"][0] = (f"run plan: {plan.training_seconds:.0f}s of training; fine-tuning {cfg.model.name} fits no "
+                            f"whole epoch a fold (~{plan.epoch_seconds:.0f}s an epoch{at}): its frozen features "
+                            f"train alone instead (model={instead['name']}, on the data's own size), {main} first")
     return data, ""
+
+
+def frozen_alone(cfg, whole_epochs: int) -> dict | None:
+    """The main model the plan trains instead of ``cfg``'s when fine-tuning it fits no whole
+    epoch a fold: the frozen features its plugin declares beside it (``comp.api.companions``),
+    a forward pass per image instead of a schedule (issue 24: on a CPU often the better model
+    per second, and a fine-tuning stopped inside its first epoch barely moves the pretrained
+    network). {"from", "from_hp", "name", "hp"}, or None."""
+    from comp.stages.training import companion_models
+
+    if whole_epochs != 0:
+        return None
+    frozen = [(name, hp) for name, hp in companion_models(cfg.model.name, dict(cfg.model.hp))
+              if name == FROZEN_FEATURES]
+    if not frozen:
+        return None
+    name, hp = frozen[0]
+    return {"from": cfg.model.name, "from_hp": dict(cfg.model.hp), "name": name, "hp": hp}
 
 
 def save(run_path, plan: dict) -> None:

@@ -372,3 +372,50 @@ def test_a_frozen_features_model_pickled_before_presets_could_embed_still_loads(
     del old.__dict__["preset"]  # the state an older comp pickled
     again = pickle.loads(pickle.dumps(old))
     assert again.get_params() == {"backbone": "mobilenet_v3_small", "weights": "none", "resolution": 32, "preset": ""}
+
+
+def test_a_backbone_whose_fine_tuning_fits_no_epoch_is_replaced_by_its_frozen_features(tmp_path):
+    """The run plan trains a pretrained backbone's frozen features alone when fine-tuning fits
+    no whole epoch a fold: model.name and model.hp become the companion's for the main stage
+    and the stages after it, unless the user named another model since; from scratch
+    (weights=none, no frozen features) or with an epoch that fits, nothing changes."""
+    from comp.config import load_config
+    from comp.run_plan import frozen_alone, planned_config
+
+    weights = _random_weights(tmp_path / "random.weights.h5")
+    cfg = load_config([MODEL, f"model.hp.weights={weights}", "model.hp.resolution=48"])
+    instead = frozen_alone(cfg, whole_epochs=0)
+    assert instead == {"from": "mobilenet_v3_small", "from_hp": {"weights": str(weights), "resolution": 48},
+                       "name": "frozen_features",
+                       "hp": {"backbone": "mobilenet_v3_small", "weights": str(weights), "resolution": 48}}
+    assert frozen_alone(cfg, whole_epochs=1) is None
+    assert frozen_alone(load_config([MODEL, "model.hp.weights=none"]), whole_epochs=0) is None
+    planned = planned_config(cfg, {"main_model": instead})
+    assert (planned.model.name, planned.model.hp) == ("frozen_features", instead["hp"])
+    other = load_config(["model=efficientnet_v2_b0", f"model.hp.weights={weights}"])
+    assert planned_config(other, {"main_model": instead}) is other  # a model named since wins
+    # The size chosen for fine-tuning is dropped (the features see the data's own), and a
+    # frozen_features listed beside the backbone is the main model now, not a variant too.
+    listed = load_config([MODEL, f"model.hp.weights={weights}", "model.hp.resolution=48",
+                          "baseline.variants=[frozen_features,hgb]"])
+    planned = planned_config(listed, {"main_model": instead, "size": [32, 32], "data_size": [64, 64]})
+    assert planned.data.image_size is None and planned.baseline.variants == ["hgb"]
+
+
+@pytest.mark.slow  # ~40 s: a budgeted run with the check's timed steps
+def test_a_budgeted_run_that_cannot_fine_tune_an_epoch_trains_the_frozen_features(comp, workdir, tmp_path,
+                                                                                   monkeypatch):
+    """End to end: an epoch forecast longer than a fold's time (the planner's epoch cost
+    inflated) makes the plan say so and the baseline train the frozen features alone."""
+    monkeypatch.setattr("comp.planner.EPOCH_FACTOR", 1e5)
+    weights = _random_weights(tmp_path / "random.weights.h5")
+    competition = small_digits(tmp_path / "digits120", rows=120)
+    code, out, err = comp("run", "stage=baseline", f"competition={competition}", "run=digits", *SMOKE, MODEL,
+                          f"model.hp.weights={weights}", "budget=2m")
+    assert code == 0, err
+    assert re.search(r"run plan: \d+s of training; fine-tuning mobilenet_v3_small fits no whole epoch a fold", out)
+    plan = json.loads((workdir / "runs/digits/plan.json").read_text())
+    assert plan["main_model"]["name"] == "frozen_features" and plan["whole_epochs"] == 0
+    record = json.loads((workdir / "runs/digits/baseline/stage.json").read_text())
+    assert record["model"]["name"] == "frozen_features" and record["model"]["hp"]["weights"] == str(weights)
+    assert "variants" not in record and record["score"] > 0.3  # ten classes: chance 0.1

@@ -242,3 +242,9 @@ def test_large_images_are_checked_small_and_trained_at_the_planned_size(comp, wo
     record = json.loads((workdir / "runs/big/baseline/stage.json").read_text())
     assert record["input_shape"][:2] == plan["size"]  # trained at the planned size
 
+
+
+def test_the_plan_counts_the_whole_epochs_a_fold_fits():
+    """What decides whether fine-tuning can train at all: whole epochs in a fold's time."""
+    assert plan_run(3600.0, SPEED, _work()).whole_epochs > ENOUGH_EPOCHS
+    assert plan_run(10.0, SPEED, _work(sizes=((256, 256),))).whole_epochs == 0  # under a fold's fixed costs: no 3.2-s epoch fits
