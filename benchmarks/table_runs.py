@@ -1,11 +1,14 @@
 """comp's default on real tables, with and without the table portfolio, against plain gradient boosting.
 
-`pip install -e ".[bench]" && python benchmarks/table_runs.py [TABLE ...] [budget=2m] [against=KEY=VALUE ...]`:
+`pip install -e ".[bench]" && python benchmarks/table_runs.py [TABLE ...] [budget=2m] [against=KEY=VALUE ...]
+[default=KEY=VALUE ...]`:
 each table (benchmarks/tables.py) becomes a competition with 20% of its rows held back; then,
 each in a fresh process from a scratch folder, `comp run stage=all budget=B` with the defaults
-(`baseline.variants=auto`: gradient boosting, extra trees, a linear model) and with
+(`baseline.variants=auto`: gradient boosting, extra trees, a linear model, from 1,000 rows an
+MLP, from 10,000 a second gradient boosting) and with
 `baseline.variants=[]` (gradient boosting alone, the default before), or with the settings
-named by `against=` (e.g. `against=ensemble.stack=false`), and a plain HistGradientBoosting
+named by `against=` (e.g. `against=ensemble.stack=false`; `default=KEY=VALUE` changes the
+default arm the same way, e.g. two settings of one model), and a plain HistGradientBoosting
 with scikit-learn's defaults fitted on the same training rows. Prints each one's wall time,
 published OOF and held-back score.
 """
@@ -71,8 +74,9 @@ def main(args: list[str]) -> None:
     budget = next((a.split("=", 1)[1] for a in args if a.startswith("budget=")), "2m")
     names = [a for a in args if "=" not in a] or list(SOURCES)
     against = [a.split("=", 1)[1] for a in args if a.startswith("against=")]
-    runs = (("against", against), ("default", [])) if against else (("hgb_only", ["baseline.variants=[]"]),
-                                                                     ("portfolio", []))
+    base = [a.split("=", 1)[1] for a in args if a.startswith("default=")]
+    runs = (("against", against), ("default", base)) if against else (("hgb_only", ["baseline.variants=[]"]),
+                                                                      ("portfolio", base))
     rows = []
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)

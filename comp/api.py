@@ -34,6 +34,8 @@ class Column:
     variance: float = 1.0
     missing: bool = False  # the fit rows have missing values: add an indicator
     vocabulary: tuple[str, ...] = ()
+    median: float = 0.0  # and spread (the middle half's width): robust scaling
+    spread: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,18 @@ def preflight(check: Callable[[dict[str, Any]], None]) -> Callable[[Callable], C
 
     def mark(fn: Callable) -> Callable:
         fn.preflight = check
+        return fn
+
+    return mark
+
+
+def min_rows(rows: int) -> Callable[[Callable], Callable]:
+    """Declare the training rows below which a task's default portfolio
+    (``baseline.variants=auto``) leaves a Keras model plugin out, as ``EstimatorModel.min_rows``
+    does for an estimator (named explicitly, it trains on any table): ``@min_rows(1000)``."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.min_rows = int(rows)
         return fn
 
     return mark

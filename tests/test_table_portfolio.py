@@ -37,7 +37,7 @@ def test_the_default_portfolio_beats_gradient_boosting_alone_on_breast_cancer(co
 
 # The plugins outside the default portfolio run in `pytest -m slow` (CI's 20 minutes).
 @pytest.mark.parametrize("model", [pytest.param("random_forest", marks=pytest.mark.slow), "extra_trees", "linear",
-                                   pytest.param("knn", marks=pytest.mark.slow), "catboost"])
+                                   pytest.param("knn", marks=pytest.mark.slow), "catboost", "mlp"])
 def test_each_table_model_learns_categories_and_missing_cells(model, comp, workdir):
     """Each plugin as the main model, on the wine table (13 numeric columns and a category,
     its colour) with one cell in ten of a number and of the category left empty and three
@@ -56,7 +56,8 @@ def test_each_table_model_learns_categories_and_missing_cells(model, comp, workd
         frame.loc[frame.index[:3], "magnesium"] = np.inf  # "inf" in the CSV: read as a number, learnt as missing
         frame.to_csv(folder / f"{split}.csv", index=False)
     (folder / "sample_submission.csv").write_bytes((source / "sample_submission.csv").read_bytes())
-    fewer = ["model.hp.iterations=200"] if model == "catboost" else []  # its 1,000 are for real tables
+    # CatBoost's 1,000 iterations and the MLP's 40 epochs are for real tables
+    fewer = {"catboost": ["model.hp.iterations=200"], "mlp": ["train.epochs=12"]}.get(model, [])
     code, out, err = comp("run", "stage=all", f"competition={folder}", f"model={model}", "baseline.variants=[]",
                           *NO_SEARCH, *fewer)
     assert code == 0, err
@@ -145,20 +146,23 @@ def test_catboost_stops_at_its_deadline_and_keeps_the_trees_it_fitted():
     assert rmse < 0.5 * float(np.std(y[12_000:])), rmse
 
 
-def test_a_second_boosting_configuration_joins_from_ten_thousand_rows(tmp_path):
-    """hgb_long (31 leaves, grown until its early stopping) is in the default portfolio of a
-    table of 10,000 rows or more, not of a smaller one; named, it trains on any table."""
+def test_the_mlp_joins_from_a_thousand_rows_and_a_second_boosting_configuration_from_ten_thousand(tmp_path):
+    """The MLP is in the default portfolio of a table of 1,000 rows or more, last (it trains in
+    the time the others leave); hgb_long (31 leaves, grown until its early stopping) from
+    10,000 rows. Named, each trains on any table."""
     from comp.config import load_config
     from comp.competition import open_competition
     from comp.stages.training import variant_names
 
-    for rows, expected in ((9_999, ["extra_trees", "linear"]), (10_000, ["hgb_long", "extra_trees", "linear"])):
+    for rows, expected in ((999, ["extra_trees", "linear"]), (1_000, ["extra_trees", "linear", "mlp"]),
+                           (9_999, ["extra_trees", "linear", "mlp"]),
+                           (10_000, ["hgb_long", "extra_trees", "linear", "mlp"])):
         cfg = load_config([f"competition={_table_of(tmp_path, rows)}"])
         competition, task, _ = open_competition(cfg)
         assert variant_names(cfg, competition, task) == expected
-    cfg = load_config(["competition=demo:wine", "baseline.variants=[hgb_long]"])
+    cfg = load_config(["competition=demo:wine", "baseline.variants=[hgb_long,mlp]"])
     competition, task, _ = open_competition(cfg)
-    assert variant_names(cfg, competition, task) == ["hgb_long"]
+    assert variant_names(cfg, competition, task) == ["hgb_long", "mlp"]
 
 
 def test_the_long_configuration_fits_past_where_three_hundred_iterations_underfit():
@@ -186,3 +190,39 @@ def test_the_long_configuration_fits_past_where_three_hundred_iterations_underfi
         if name == "hgb_long":
             assert 300 < model.n_iter_ < 3000  # past hgb's cap, and its own early stopping ended it
     assert rmse["hgb_long"] < 0.9 * rmse["hgb"], rmse
+
+
+def test_the_mlp_reads_numbers_robustly_scaled_clipped_and_embedded(tmp_path):
+    """RealMLP's preprocessing inside the model: a number is centred on its median, divided
+    by its middle half's width and smoothly clipped to +-3, so an outlier a million times
+    the spread keeps its order without taking over; periodic embeddings sit beside it; the
+    saved model reloads and gives the same predictions from the raw columns."""
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    from comp.data.inputs import TableInputs
+    from comp_plugins.models import mlp
+
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan, 1e6], "float32")
+    colour = np.array(["red", "blue", "red", "", "blue", "red", "red"], object)
+    spec = TableInputs({"size": values}, {"colour": colour}, {"size": "size", "colour": "colour"}, {"size"}).spec()
+    size = spec.columns[0]
+    assert (size.median, size.spread) == (3.5, 2.5)  # quartiles 2.25 and 4.75 of the six finite values
+
+    class Head:
+        def head(self, x):
+            return keras.layers.Dense(1)(x)
+
+    model = mlp(spec, Head(), kt.HyperParameters())
+    clipped = keras.Model(model.inputs, model.get_layer("size_fill").output)
+    inputs = {"size": tf.constant(values.reshape(-1, 1)), "colour": tf.constant(colour.astype(str).reshape(-1, 1))}
+    got = clipped(inputs).numpy().ravel()
+    x = (values - 3.5) / 2.5
+    expected = np.where(np.isnan(x), 0.0, x / np.sqrt(1 + (x / 3) ** 2))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert 2.99 < got[-1] <= 3.0 and got[4] < got[-1]
+    assert model.get_layer("table-numbers-periodic").output.shape == (None, 8)
+    model.save(tmp_path / "mlp.keras")
+    again = keras.saving.load_model(tmp_path / "mlp.keras")
+    np.testing.assert_allclose(again(inputs).numpy(), model(inputs).numpy(), rtol=1e-6)

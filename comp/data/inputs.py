@@ -74,6 +74,16 @@ class ImageInputs(Inputs):
         return self.take(rows)
 
 
+def _robust_scale(values: np.ndarray) -> tuple[float, float]:
+    """(median, spread) of a column's finite values: the spread is the middle half's width,
+    else half the range (a column mostly of one value), else 1 -- RealMLP's robust scaling."""
+    if not len(values):
+        return 0.0, 1.0
+    low, median, high = np.quantile(values, [0.25, 0.5, 0.75])
+    spread = high - low or (values.max() - values.min()) / 2 or 1.0
+    return float(median), float(spread)
+
+
 class TableInputs(Inputs):
     """Typed feature columns: numbers as float32 (NaN = missing), categories as strings
     ("" = missing). Built by ``comp.data.tabular.read_table``."""
@@ -107,7 +117,9 @@ class TableInputs(Inputs):
             finite = v[np.isfinite(v)]
             mean = float(finite.mean()) if len(finite) else 0.0
             variance = float(finite.var()) if len(finite) > 1 else 1.0
-            columns.append(Column(self.names[key], key, "numeric", mean, variance or 1.0, key in self.missing))
+            median, spread = _robust_scale(finite)
+            columns.append(Column(self.names[key], key, "numeric", mean, variance or 1.0, key in self.missing,
+                                  median=median, spread=spread))
         for key, values in self.categorical.items():
             counts = pd.Series(values[rows]).value_counts()
             vocabulary = tuple(str(v) for v in counts.index[:MAX_VOCABULARY])

@@ -245,7 +245,7 @@ def _learns(name: str, competition, task, hp: dict[str, Any] | None = None) -> b
     try:
         _probe(name, competition, task)
         plugin = MODELS.load(name)
-        if isinstance(plugin, EstimatorModel) and len(competition.train) < plugin.min_rows:
+        if len(competition.train) < getattr(plugin, "min_rows", 0):
             return False
         check = plugin.preflight if isinstance(plugin, EstimatorModel) else getattr(plugin, "preflight", None)
         if check:  # e.g. an optional library that is not installed, a weights file that is not there

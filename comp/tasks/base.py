@@ -93,8 +93,11 @@ class Task(ABC):
     # second boosting configuration grown to its early stopping joins from 10,000 rows (its
     # plugin's min_rows), where 300 iterations can underfit ("comp against AutoGluon"). CatBoost
     # (comp[boost]) is not in it: in the pipeline it moved no held-back score by more than
-    # 0.0001 on five tables ("CatBoost beside the portfolio").
-    default_variants: ClassVar[dict[str, tuple[str, ...]]] = {"tabular": ("hgb", "hgb_long", "extra_trees", "linear")}
+    # 0.0001 on five tables ("CatBoost beside the portfolio"). The MLP (periodic embeddings of
+    # the numbers) joins from 1,000 rows (its plugin's min_rows), last: it trains in the time the
+    # others leave ("An MLP in the table portfolio").
+    default_variants: ClassVar[dict[str, tuple[str, ...]]] = {
+        "tabular": ("hgb", "hgb_long", "extra_trees", "linear", "mlp")}
     losses: ClassVar[tuple[str, ...]] = ("auto",)  # train.loss values this kind accepts
     estimator_role: ClassVar[str | None] = "classifier"  # what a non-Keras model must be: classifier | regressor
     settings: ClassVar[dict[str, Setting]] = {}  # comp.yaml keys of this kind, read via TaskSource.settings

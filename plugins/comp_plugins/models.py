@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from comp.api import IMAGE, TABULAR, modalities, regularizers
+from comp.api import IMAGE, TABULAR, min_rows, modalities, regularizers
 from comp.layers import encode_table, table_inputs
 
 
@@ -87,12 +87,17 @@ def seq_cnn(input_spec, task, hp) -> keras.Model:
 
 @modalities(IMAGE, TABULAR)
 @regularizers(dropout=0.35)
+@min_rows(1000)
 def mlp(input_spec, task, hp) -> keras.Model:
     """A fully connected network: on flattened images, or on table columns encoded inside
-    the model (standardised numbers with missing-value indicators, embedded categories;
-    see ``comp.layers.encode_table``), so the saved model takes the raw columns.
+    the model (numbers robust-scaled, smoothly clipped and embedded periodically, with
+    missing-value indicators; embedded categories; see ``comp.layers.encode_table``), so the
+    saved model takes the raw columns. In the default table portfolio from 1,000 rows.
 
-    Knobs: ``units``, ``depth``, ``dropout``, ``batchnorm`` (after each dense layer).
+    Knobs: ``units``, ``depth``, ``dropout``, ``batchnorm`` (after each dense layer); on
+    tables ``numbers`` (``periodic``: robust-scaled, smooth-clipped numbers with periodic
+    embeddings; ``standard``: standardised) and ``frequency_scale`` (the embeddings' initial
+    frequencies' spread).
     """
     units = hp.Int("units", 32, 1024, sampling="log", default=256)
     depth = hp.Int("depth", 1, 4, default=2)
@@ -101,7 +106,9 @@ def mlp(input_spec, task, hp) -> keras.Model:
 
     if input_spec.modality == TABULAR:
         inputs = table_inputs(input_spec)
-        x = encode_table(inputs, input_spec)
+        numbers = hp.Choice("numbers", ["periodic", "standard"], default="periodic")
+        scale = hp.Float("frequency_scale", 0.01, 1.0, sampling="log", default=0.1) if numbers == "periodic" else 0.1
+        x = encode_table(inputs, input_spec, numbers=numbers, scale=scale)
     else:
         inputs = keras.Input(shape=input_spec.shape)
         x = layers.Flatten()(inputs)
