@@ -8,6 +8,8 @@ serialisation and load with ``safe_mode=True``.
 """
 from __future__ import annotations
 
+import math
+
 import keras
 
 from comp.api import InputSpec
@@ -71,7 +73,7 @@ class PeriodicEmbedding(keras.layers.Layer):
                                     initializer=keras.initializers.RandomUniform(-bound, bound))
 
     def call(self, x):
-        angle = 2.0 * 3.141592653589793 * keras.ops.expand_dims(x, -1) * self.frequency  # (batch, n, k)
+        angle = 2.0 * math.pi * keras.ops.expand_dims(x, -1) * self.frequency  # (batch, n, k)
         periodic = keras.ops.concatenate([keras.ops.cos(angle), keras.ops.sin(angle)], axis=-1)
         y = keras.ops.relu(keras.ops.einsum("bnf,nfd->bnd", periodic, self.kernel) + self.bias)
         return keras.ops.reshape(y, (-1, y.shape[1] * self.dims))

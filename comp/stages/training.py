@@ -239,7 +239,6 @@ def _learns(name: str, competition, task, hp: dict[str, Any] | None = None) -> b
     this many rows (the portfolio leaves out what cannot, e.g. for a third party's task kind,
     what its plugin says pays only on larger tables, and what its own check refuses, e.g.
     CatBoost where it is not installed)."""
-    from comp.api import EstimatorModel
     from comp.registry import MODELS
 
     try:
@@ -247,7 +246,7 @@ def _learns(name: str, competition, task, hp: dict[str, Any] | None = None) -> b
         plugin = MODELS.load(name)
         if len(competition.train) < getattr(plugin, "min_rows", 0):
             return False
-        check = plugin.preflight if isinstance(plugin, EstimatorModel) else getattr(plugin, "preflight", None)
+        check = getattr(plugin, "preflight", None)  # an estimator's field or a Keras plugin's declaration
         if check:  # e.g. an optional library that is not installed, a weights file that is not there
             check(dict(hp or {}))
     except CompError:
