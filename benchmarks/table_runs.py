@@ -9,8 +9,8 @@ MLP, from 10,000 a second gradient boosting) and with
 `baseline.variants=[]` (gradient boosting alone, the default before), or with the settings
 named by `against=` (e.g. `against=ensemble.stack=false`; `default=KEY=VALUE` changes the
 default arm the same way, e.g. two settings of one model), and a plain HistGradientBoosting
-with scikit-learn's defaults fitted on the same training rows. Prints each one's wall time,
-published OOF and held-back score.
+with scikit-learn's defaults fitted on the same training rows. `alone` runs the default arm
+only. Prints each one's wall time, published OOF and held-back score.
 """
 from __future__ import annotations
 
@@ -77,6 +77,9 @@ def main(args: list[str]) -> None:
     base = [a.split("=", 1)[1] for a in args if a.startswith("default=")]
     runs = (("against", against), ("default", base)) if against else (("hgb_only", ["baseline.variants=[]"]),
                                                                       ("portfolio", base))
+    if "alone" in names:  # the default arm only
+        names = [n for n in names if n != "alone"] or list(SOURCES)
+        runs = (("default", base),)
     rows = []
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)

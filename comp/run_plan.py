@@ -63,17 +63,23 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     own = speed.get("data_shape") or shape  # the data's own size: the largest candidate
     sizes = () if cfg.data.image_size else modality_of(competition).planned_sizes(own)
     epochs = int(cfg.train.epochs)
+    # Beside an estimator check measured the portfolio's network (comp.stages.check): the plan
+    # funds its schedule. The searches search the estimator, whose cost it does not forecast,
+    # so they take what is left and its schedule is not stretched for them.
+    beside = (check["beside"], check["model"]) if check.get("beside") else None
     work = Workload(n_folds, rows - rows // n_folds, rows // n_folds, epochs, tuple(sizes),
-                    max(epochs, round(epochs * cfg.baseline.stretch)), len(competition.test_ids))
+                    epochs if beside else max(epochs, round(epochs * cfg.baseline.stretch)), len(competition.test_ids))
     hooks = {name: (lambda f, e, m=module: m.least_seconds(cfg, f, e, n_folds))
              for name, module in later.items() if hasattr(module, "least_seconds")}
     predict = next(((lambda p, m=module: m.reserve_seconds(cfg, p, n_folds))
                     for module in later.values() if hasattr(module, "reserve_seconds")), None)
     searches = {name: hook for name, hook in hooks.items() if later[name].TIME and later[name].TIME.training}
     after = {name: hook for name, hook in hooks.items() if name not in searches}
+    if beside:  # a table's candidates are fold models without weight sets to score: the least tier
+        after = {name: (lambda f, e, h=hook: _least(h(f, e))) for name, hook in after.items()}
     training = budget.training_end() - clock.now()
-    plan = plan_run(training, Speed(speed["row_seconds"], speed["setup_seconds"], shape), work, searches, after,
-                    predict, budget.reserve_bounds())
+    plan = plan_run(training, Speed(speed["row_seconds"], speed["setup_seconds"], shape), work,
+                    {} if beside else searches, after, predict, budget.reserve_bounds(), beside)
     budget.reserve(plan.reserved)
     budget.fund(main, plan.main_seconds)
     budget.keep(sum(plan.kept.values()))
@@ -87,6 +93,9 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),
             "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main),
             "model_after": model_after, "reserved_models_a_fold": reserved_models}
+    if beside and searches:
+        data["lines"].append(f"run plan: {', '.join(searches)} search {beside[0]} in what {main} leaves "
+                             f"(~{max(plan.training_seconds - plan.main_seconds - sum(plan.kept.values()), 0):.0f}s)")
     instead = frozen_alone(cfg, plan.whole_epochs)
     if instead:
         data["main_model"] = instead
@@ -95,6 +104,10 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
                             f"whole epoch a fold (~{plan.epoch_seconds:.0f}s an epoch{at}): its frozen features "
                             f"train alone instead (model={instead['name']}, on the data's own size), {main} first")
     return data, ""
+
+
+def _least(tiers) -> float:
+    return min(tiers) if isinstance(tiers, (list, tuple)) else tiers
 
 
 def frozen_alone(cfg, whole_epochs: int) -> dict | None:

@@ -248,3 +248,25 @@ def test_the_plan_counts_the_whole_epochs_a_fold_fits():
     """What decides whether fine-tuning can train at all: whole epochs in a fold's time."""
     assert plan_run(3600.0, SPEED, _work()).whole_epochs > ENOUGH_EPOCHS
     assert plan_run(10.0, SPEED, _work(sizes=((256, 256),))).whole_epochs == 0  # under a fold's fixed costs: no 3.2-s epoch fits
+
+
+def test_beside_an_estimator_the_plan_funds_the_network_after_the_estimators_share():
+    """A table: gradient boosting is the main model, the MLP beside it is what the time buys.
+    The estimators get BESIDE_SHARE of the training time, the network's schedule is funded from
+    the rest (its epochs forecast on that rest), and nothing is stretched for the searches."""
+    from comp.planner import BESIDE_SHARE, fold_seconds
+
+    work = _work(sizes=(), stretch_epochs=40)
+    speed = Speed(row_seconds=5e-5, setup_seconds=1.5)  # the MLP on 3,200 rows: ~0.2 s an epoch
+    full = 5 * fold_seconds(speed, work, None, 40)
+    roomy = plan_run(1000.0, speed, work, beside=("hgb", "mlp"))
+    assert roomy.network == "mlp" and roomy.beside == "hgb" and roomy.epochs == 40
+    assert roomy.beside_seconds == pytest.approx(BESIDE_SHARE * 1000, abs=0.1)
+    assert roomy.main_seconds == pytest.approx(BESIDE_SHARE * 1000 + MAIN_MARGIN * full, abs=0.2)
+    assert not roomy.stretched
+    line = roomy.lines("baseline")[0]
+    assert line.startswith("run plan: 1000s of training; baseline first") and "then mlp ~40 epochs a fold" in line
+    tight = plan_run(60.0, speed, work, beside=("hgb", "mlp"))
+    assert tight.main_seconds == pytest.approx(60.0)  # all of it: the network's schedule is cut to fit
+    per_fold = (1 - BESIDE_SHARE) * 60 / 5 - 1.5 - 2
+    assert tight.epochs == int(per_fold // epoch_seconds(speed, work, None)) < 40

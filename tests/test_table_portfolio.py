@@ -147,8 +147,8 @@ def test_catboost_stops_at_its_deadline_and_keeps_the_trees_it_fitted():
 
 
 def test_the_mlp_joins_from_a_thousand_rows_and_a_second_boosting_configuration_from_ten_thousand(tmp_path):
-    """The MLP is in the default portfolio of a table of 1,000 rows or more, last (it trains in
-    the time the others leave); hgb_long (31 leaves, grown until its early stopping) from
+    """The MLP is in the default portfolio of a table of 1,000 rows or more, last (it trains after
+    the estimators); hgb_long (31 leaves, grown until its early stopping) from
     10,000 rows. Named, each trains on any table."""
     from comp.config import load_config
     from comp.competition import open_competition
@@ -226,3 +226,56 @@ def test_the_mlp_reads_numbers_robustly_scaled_clipped_and_embedded(tmp_path):
     model.save(tmp_path / "mlp.keras")
     again = keras.saving.load_model(tmp_path / "mlp.keras")
     np.testing.assert_allclose(again(inputs).numpy(), model(inputs).numpy(), rtol=1e-6)
+
+
+
+def _digit_table(workdir):
+    """Scikit-learn's 1,797 8x8 digits as a table of 64 numbers: 1,500 training rows."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data, columns=[f"p{i}" for i in range(64)])
+    frame.insert(0, "id", np.arange(len(frame)))
+    frame["digit"] = [f"d{v}" for v in digits.target]
+    folder = workdir / "digit-table"
+    folder.mkdir()
+    frame.iloc[:1500].to_csv(folder / "train.csv", index=False)
+    frame.iloc[1500:].drop(columns="digit").to_csv(folder / "test.csv", index=False)
+    frame.iloc[1500:][["id", "digit"]].to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def test_beside_gradient_boosting_stage_check_measures_the_network(comp, workdir):
+    """Gradient boosting needs no LR and costs seconds a fold; the MLP beside it in the
+    portfolio needs both an LR and a plan, so stage check runs its checks on the MLP (before,
+    it skipped them all and the MLP trained at the fallback LR 0.001)."""
+    folder = _digit_table(workdir)
+    code, out, err = comp("run", "stage=check", f"competition={folder}")
+    assert code == 0, err
+    check = json.loads((workdir / "runs/digit-table/check/stage.json").read_text())
+    assert check["model"] == "mlp" and check["beside"] == "hgb" and check["speed"]["row_seconds"] > 0
+    assert check["suggested_lr"] > 0 and not check["skipped"]
+    assert "[check] model hgb is not a Keras model: the checks are for mlp" in out
+    # Without a network beside it (fewer than 1,000 rows: no MLP in the portfolio) they are skipped.
+    code, out, err = comp("run", "stage=check", "competition=demo:wine")
+    assert code == 0 and "all checks skipped: model hgb is not a Keras model" in out
+
+
+@pytest.mark.slow
+def test_beside_gradient_boosting_the_network_is_planned_and_trains_after_the_estimators(comp, workdir):
+    """Under a budget the run plan funds the MLP's schedule after the estimators' share, and
+    the baseline trains the estimators first, the MLP last in the rest (a budget too short
+    for a score worth asserting: what is checked is who gets the time)."""
+    folder = _digit_table(workdir)
+    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s")
+    assert code == 0, err
+    run = workdir / "runs/digit-table"
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["network"] == "mlp" and plan["beside"] == "hgb" and 0 < plan["beside_seconds"] < plan["main_seconds"]
+    assert "hgb and the other estimators" in out and "then mlp ~" in out
+    assert "shared equally by the 3 estimators and their 5 folds, the rest for mlp" in out
+    record = json.loads((run / "baseline/stage.json").read_text())
+    assert record["model"]["name"] == "hgb" and list(record["variants"]) == ["extra_trees", "linear", "mlp"]
+    # The MLP trained last: its folds' models were written after every estimator's.
+    last_estimator = max(p.stat().st_mtime for p in run.glob("baseline/**/model.pkl"))
+    assert min(p.stat().st_mtime for p in (run / "baseline/variants/mlp").glob("fold_*/*.keras")) > last_estimator

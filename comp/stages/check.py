@@ -21,8 +21,9 @@ MIN_ZERO_INPUT_ROWS = 256  # fewer training rows tell real inputs from blank one
 INITIAL_LOSS_ROWS = 1024  # a sample's mean untrained loss is as good a check as every row's, and cheap
 MIN_LR_STEPS = 50  # 10 per decade of the default sweep (1e-5 to 1): fewer miss the loss's minimum
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
+# baseline.variants and ensemble.candidates: beside an estimator, the portfolio's network is the model checked
 CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "train.max_memory",
-          "train.lr_scaling", "check")
+          "train.lr_scaling", "check", "baseline.variants", "ensemble.candidates")
 TRAINS = False
 # A pre-flight: the training after it is the point. What does not fit is skipped.
 TIME = Share(of_budget=0.1)
@@ -49,7 +50,7 @@ def validate(cfg, competition, task) -> None:
 def run(ctx: StageContext) -> dict:
     import keras  # TensorFlow loads only when a stage needs it: `inspect` alone stays fast
 
-    from comp.stages.training import load_train, model_name, read_folds
+    from comp.stages.training import load_train, model_name, portfolio_network, read_folds
     from comp.training import sanity
     from comp.training.batchnorm import resolve_momentum, steps_per_epoch
     from comp.training.cv import fit_rows
@@ -59,8 +60,15 @@ def run(ctx: StageContext) -> dict:
 
     cfg, task, opts = ctx.cfg, ctx.task, ctx.cfg.check
     name = model_name(cfg, ctx.competition, task)
+    beside = None  # the estimator the checked network trains beside
     if is_estimator(name):
-        return _skip_all(ctx, f"model {name} is not a Keras model: the checks are for networks")
+        network = portfolio_network(cfg, ctx.competition, task)
+        if network is None:
+            return _skip_all(ctx, f"model {name} is not a Keras model: the checks are for networks")
+        beside, (name, hp) = name, network
+        cfg = cfg.merged({"model.name": name, "model.hp": dict(hp)}, where="the network in baseline.variants")
+        ctx.log(f"model {beside} is not a Keras model: the checks are for {name}, the network beside it in "
+                "baseline.variants (train.lr=auto and the run plan use what they measure)")
     inputs, y = load_train(ctx)
     modality = modality_of(ctx.competition)
     data_shape = modality.input_shape(inputs)
@@ -226,6 +234,8 @@ def run(ctx: StageContext) -> dict:
         ctx.log(f"LR range plot: {ctx.rundir.path / NAME / 'lr_range.png'}; "
                 f"train.lr=auto trains with the suggested LR {suggested:.3g}")
     record = _record(results, suggested, name)
+    if beside:
+        record["beside"] = beside
     if "row" in speed:  # what the run planner (comp.planner) sizes training with
         record["speed"] = {"row_seconds": speed["row"], "setup_seconds": speed["setup"],
                            "batch_size": cfg.train.batch_size, "input_shape": list(spec.shape),

@@ -215,6 +215,20 @@ def variant_models(cfg, competition, task) -> list[tuple[str, dict[str, Any]]]:
     return [(name, {}) for name in names]
 
 
+def portfolio_network(cfg, competition, task) -> tuple[str, dict[str, Any]] | None:
+    """When the main model is an estimator (a table's gradient boosting): the first Keras
+    model of ``baseline.variants``, with its knobs, else None. The estimators cost seconds a
+    fold; the network's schedule is what the time buys, so stage check measures it (its LR
+    and speed) and the run plan funds it (measured on diamonds: its MLP trained in what the
+    trees left, 6 epochs a fold at the fallback LR, scored RMSE 0.117 and got no weight in the
+    blend; its 40 epochs at check's LR scored 0.0925 and took 0.38 of it)."""
+    from comp.training.model import is_estimator
+
+    if not is_estimator(model_name(cfg, competition, task)):
+        return None
+    return next(((name, hp) for name, hp in variant_models(cfg, competition, task) if not is_estimator(name)), None)
+
+
 def companion_models(main: str, hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The (plugin, knobs) pairs model plugin ``main`` declares worth training beside it."""
     from comp.registry import MODELS
@@ -281,7 +295,18 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
                                box.remaining() if box.limited else 0.0)
     share = COMPANION_SHARE if forecast is None else forecast
     main_box = box.share(main_share([name for name, _ in variants], companions, share))
-    if box.limited:
+    # A run plan about the portfolio's network (comp.planner: beside an estimator): the
+    # estimators share their planned seconds first, the network trains last in the rest.
+    network = _planned_network(ctx, [name for name, _ in variants]) if box.limited else None
+    if network:
+        models.sort(key=lambda m: m[0] == network[0])
+        estimators = box.within(network[1])
+        main_box = estimators.split(len(models) - 1)
+    if network:
+        ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}: ~{estimators.seconds:.0f}s shared "
+                f"equally by the {len(models) - 1} estimators and their {n_folds} folds, the rest for {network[0]} "
+                "(the run plan)")
+    elif box.limited:
         if only_companions:
             how = "stage check measured no speed" if forecast is None else "as forecast from stage check's speed"
             ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}: {main_box.seconds:.0f}s for "
@@ -303,8 +328,12 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
                 record, fold_of = _train_main(ctx, inputs, y, fold_of, name, hp, lr, folder, main_box)
                 records.append(record)
                 continue
+            if network:  # the estimators share theirs, the network (last) takes what they leave
+                part = box if name == network[0] else estimators.split(len(models) - 1 - i)
+            else:
+                part = box.split(len(models) - i)
             records.append(_train_model(ctx, inputs, y, fold_of, name, hp, lr, folder,
-                                        box.split(len(models) - i) if i else main_box, label)[0])
+                                        part if i else main_box, label)[0])
         except Exception as exc:
             # A variant only adds a candidate for the ensemble: one that raises costs itself
             # (left out, its folder removed), not the baseline. The main model's failure stops the stage.
@@ -323,6 +352,17 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
         ctx.log("OOF " + task.metric_name + " by model: "
                 + ", ".join(f"{r['model']['name']} {r['score']:.5f}" for r in ranked))
     return record
+
+
+def _planned_network(ctx: StageContext, variants: list[str]) -> tuple[str, float] | None:
+    """(the network among ``variants`` the run plan funds, the estimators' seconds before it),
+    or None when the plan is about no network of these."""
+    from comp import run_plan
+
+    plan = run_plan.stored(ctx.rundir.path) or {}
+    if plan.get("stage") != ctx.name or plan.get("network") not in variants:
+        return None
+    return plan["network"], float(plan.get("beside_seconds") or 0.0)
 
 
 def _train_main(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr: tuple[float, str], out: Path,
