@@ -79,3 +79,23 @@ def test_each_model_bag_adds_is_charged_what_it_costs_the_ensemble_and_predictio
     assert cost(3) == (1.5, 2.5)
     unlimited = SimpleNamespace(rundir=SimpleNamespace(path=tmp_path), time=TimeBox())
     assert _after_cost(unlimited)(5) == (0.0, 0.0)  # without a budget nothing is charged
+
+
+def test_beside_a_seeded_estimator_the_network_is_bagged_instead(comp, workdir):
+    """A table's gradient boosting predicts the same from any seed; the MLP beside it does
+    not, so its seeds are what the stage trains: each fold's mean of the MLP's models is
+    published, and the ensemble can blend it."""
+    from tests.test_table_portfolio import _digit_table
+
+    folder = _digit_table(workdir)
+    table = (f"competition={folder}", "baseline.variants=[mlp]", "ensemble.candidates=[fold,variants]")
+    code, out, err = comp("run", "stage=bag", *SMOKE, *table, "bag.seeds=1")
+    assert code == 0, err
+    assert "[bag] model hgb predicts the same with another seed: nothing to bag; the network beside it instead" in out
+    record = json.loads((workdir / "runs/digit-table/bag/stage.json").read_text())
+    assert record["bagged"] == "baseline/mlp" and record["model"]["name"] == "mlp" and record["units"] == 2
+    assert record["fold_paths"] == [[f"baseline/variants/mlp/fold_{k}", f"bag/seed_2/fold_{k}"] for k in range(2)]
+    assert record["score"] > 0.8  # accuracy of two MLPs' mean a fold; chance 0.1
+    code, out, err = comp("run", "stage=ensemble", *SMOKE, *table, "bag.seeds=1")
+    assert code == 0, err
+    assert "[ensemble] bag: OOF accuracy" in out

@@ -15,7 +15,10 @@ when its forecast (its source's time per fold, then its own) fits; a fold the ti
 reach keeps its single model. ``bag.seeds=auto`` trains at most ``AUTO_SEEDS`` more a fold
 under a budget and none without one (the recipe's run takes the time it needs; a seed
 ensemble doubles it), ``bag.seeds=N`` N more a fold. A model whose predictions do not change
-with the seed (a seeded estimator) stops the stage after its first fold: nothing to bag.
+with the seed (a seeded estimator: a table's gradient boosting) has nothing to bag: the
+stage then bags the network the baseline trained beside it (``portfolio_network``), the
+model of a table's portfolio that does change with the seed (measured on the default table at
+budget=5m: the run ended 39% early with the MLP's schedule done and nothing left to train).
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from comp.budget import Share
 from comp.clock import TimeBox
 from comp.context import StageContext
 from comp.failures import is_part_failure
-from comp.files import write_csv
+from comp.files import read_json, write_csv
 
 NAME = "bag"
 HELP = "train the final configuration again with new seeds on each fold (the time left); each fold's mean is its model"
@@ -72,50 +75,121 @@ def seeds_allowed(cfg, limited: bool) -> int:
     return int(seeds)
 
 
-def source(ctx: StageContext) -> tuple[str, Any, dict[str, Any]]:
-    """(the stage whose configuration is bagged, its result, its config changes over the run's)."""
+@dataclasses.dataclass
+class Source:
+    """A configuration the stage may bag: its fold models in ``folder`` (run-relative), its
+    result there, and its config changes over the run's."""
+
+    name: str  # as the log and the record say it: a stage, or stage/variant
+    folder: str
+    result: Any
+    changes: dict[str, Any]
+
+
+def sources(ctx: StageContext) -> list[Source]:
+    """What the stage may bag, in order: the run's final configuration (tune's result when it
+    published fold models, else the baseline's), then the network the baseline trained beside
+    an estimator (``comp.stages.training.portfolio_network``)."""
+    from comp.records import Result
+    from comp.stages.training import portfolio_network
+
+    found = []
     for stage in SOURCES:
         if stage not in ctx.upstream:
             continue
         result = ctx.rundir.result(ctx.upstream[stage])
         if result.fold_models and not result.fold_paths:
             changes = (result.extra.get("chosen") or {}).get("changes", {}) if stage != "baseline" else {}
-            return ctx.upstream[stage], result, dict(changes)
-    raise AssertionError("the baseline always has fold models")
+            found.append(Source(ctx.upstream[stage], ctx.upstream[stage], result, dict(changes)))
+            break
+    assert found, "the baseline always has fold models"
+    network = portfolio_network(ctx.cfg, ctx.competition, ctx.task)
+    baseline = ctx.rundir.record(ctx.upstream["baseline"])
+    if network and network[0] in (baseline.get("variants") or {}):
+        name, hp = network
+        variant = baseline["variants"][name]
+        result = Result.from_dict({**variant, "metric": baseline["metric"],
+                                   "higher_is_better": baseline["higher_is_better"]})
+        found.append(Source(f"{ctx.upstream['baseline']}/{name}",
+                            f"{ctx.upstream['baseline']}/{artifacts.VARIANT_DIR.format(name=name)}", result,
+                            {"model.name": name, "model.hp": dict((variant.get("model") or {}).get("hp") or hp)}))
+    return found
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    from comp.data.loading import load_inputs
-    from comp.stages.training import load_targets, read_folds, resolve_lr
-    from comp.stages.trials import base_epochs, lr_setting
-    from comp.training.cv import mean_fold_seconds
-    from comp.training.model import is_estimator
+    from comp.stages.training import load_targets
 
-    stage, result, changes = source(ctx)
-    n_folds = result.folds
     limit = seeds_allowed(ctx.cfg, ctx.time.limited)
-    model = (result.model or {}).get("name", "")
-    lr = 0.0 if is_estimator(model) else resolve_lr(ctx)[0]
-    cfg = ctx.cfg.merged({**lr_setting(lr), **changes}, where=f"stage {stage}'s configuration")
-    epochs = base_epochs(ctx)
-    root = ctx.rundir.output(stage)
-    fold_of = read_folds(ctx)
-    source_oof = np.load(root / artifacts.OOF_PROBS)
-    paths = [[f"{stage}/{artifacts.FOLD_DIR.format(fold=k)}"] for k in range(n_folds)]
-    preds = [[source_oof[fold_of == k]] for k in range(n_folds)]
-    forecast = mean_fold_seconds(root)
-    forecast = forecast if math.isfinite(forecast) else math.inf  # unknown: no fold model is started under a budget
-    units: list[dict] = []
+    found = sources(ctx)
     if not limit:
         why = ("bag.seeds=auto trains more seeds only under budget= (bag.seeds=N: N more a fold)"
                if ctx.cfg.bag.seeds == "auto" else "bag.seeds=0")
         ctx.log(f"nothing trained: {why}")
-        return _record(ctx, stage, result, paths, preds, fold_of, units, why)
-    ctx.log(f"stage {stage}'s configuration ({model}{', ' + _shown(changes) if changes else ''}), {epochs} epochs: "
+        source = found[0]
+        return _record(ctx, source, _paths(source), _preds(ctx, source), read_folds(ctx), [], why)
+    y = load_targets(ctx)
+    for i, source in enumerate(found):
+        paths, preds, units, why, same = _bag(ctx, source, limit, y)
+        if not (same and i + 1 < len(found)):
+            ctx.log(f"stopped: {why}")
+            return _record(ctx, source, paths, preds, read_folds(ctx), units, why)
+        ctx.log(f"{why}; the network beside it instead")
+
+
+def read_folds(ctx: StageContext) -> np.ndarray:
+    from comp.stages.training import read_folds as read  # imports TensorFlow: only when the stage runs
+
+    return read(ctx)
+
+
+def _paths(source: Source) -> list[list[str]]:
+    return [[f"{source.folder}/{artifacts.FOLD_DIR.format(fold=k)}"] for k in range(source.result.folds)]
+
+
+def _preds(ctx: StageContext, source: Source) -> list[list[np.ndarray]]:
+    oof, fold_of = np.load(ctx.rundir.path / source.folder / artifacts.OOF_PROBS), read_folds(ctx)
+    return [[oof[fold_of == k]] for k in range(source.result.folds)]
+
+
+def _planned_epochs(ctx: StageContext, source: Source) -> int:
+    """The epochs ``source``'s folds were planned for (its cv.json); the baseline's for a stage."""
+    from comp.stages.trials import base_epochs
+    from comp.training.cv import SUMMARY_FILE
+
+    if "/" not in source.name:
+        return base_epochs(ctx)
+    summary = ctx.rundir.path / source.folder / SUMMARY_FILE
+    planned = [(f.get("plan") or {}).get("epochs") for f in (read_json(summary).get("folds", [])
+                                                            if summary.is_file() else [])]
+    planned = [int(p) for p in planned if p]
+    return max(planned) if planned else int(ctx.cfg.train.epochs)
+
+
+def _bag(ctx: StageContext, source: Source, limit: int, y: np.ndarray):
+    """Up to ``limit`` more seeds a fold of ``source`` in the time left: (per fold its model
+    folders, per fold its models' predictions, the units trained, why it stopped, whether the
+    model predicts the same with another seed)."""
+    from comp.data.loading import load_inputs
+    from comp.stages.training import resolve_lr
+    from comp.stages.trials import lr_setting
+    from comp.training.cv import mean_fold_seconds
+    from comp.training.model import is_estimator
+
+    result, changes, n_folds = source.result, source.changes, source.result.folds
+    model = (result.model or {}).get("name", "")
+    lr = 0.0 if is_estimator(model) else resolve_lr(ctx)[0]
+    cfg = ctx.cfg.merged({**lr_setting(lr), **changes}, where=f"{source.name}'s configuration")
+    epochs = _planned_epochs(ctx, source)
+    fold_of = read_folds(ctx)
+    paths, preds = _paths(source), _preds(ctx, source)
+    forecast = mean_fold_seconds(ctx.rundir.path / source.folder)
+    forecast = forecast if math.isfinite(forecast) else math.inf  # unknown: no fold model is started under a budget
+    units: list[dict] = []
+    shown = {k: v for k, v in changes.items() if not k.startswith("model.")}
+    ctx.log(f"{source.name}'s configuration ({model}{', ' + _shown(shown) if shown else ''}), {epochs} epochs: "
             f"up to {limit} more seed(s) a fold, ~{forecast:.0f}s a fold model"
             + (f"; {max(ctx.time.remaining(), 0):.0f}s left by the other training stages" if ctx.time.limited else ""))
     why = f"every fold has {limit} more seed(s)"
-    y = load_targets(ctx)
     data = load_inputs(ctx.competition, "train", cfg.reading())[0], y
     after = _after_cost(ctx)
     owed = 0.0  # what the models kept so far add to the ensemble and prediction, after this stage
@@ -143,9 +217,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
             break
         pred = np.load(folder / "val_pred.npy")
         if not units and np.allclose(pred, preds[k][0], rtol=0, atol=1e-6):
-            why = f"model {model} predicts the same with another seed: nothing to bag"
             _discard(folder)  # a copy of its source's model: not published
-            break
+            return paths, preds, units, f"model {model} predicts the same with another seed: nothing to bag", True
         units.append(unit)
         owed += sum(cost)
         if ctx.budget is not None and cost[1]:
@@ -156,8 +229,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.log(f"fold {k + 1}/{n_folds} seed {r + 1}: {ctx.task.metric_name}={unit['score']:.4f} alone, "
                 f"{ctx.task.score(y[fold_of == k], np.mean(preds[k], axis=0)):.4f} the mean of the fold's {len(preds[k])} models "
                 f"({unit['seconds']:.0f}s)")
-    ctx.log(f"stopped: {why}")
-    return _record(ctx, stage, result, paths, preds, fold_of, units, why)
+    return paths, preds, units, why, False
 
 
 def _after_cost(ctx: StageContext):
@@ -218,7 +290,7 @@ def _shown(changes: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items())
 
 
-def _record(ctx: StageContext, stage: str, result, paths, preds, fold_of, units, why: str) -> dict[str, Any]:
+def _record(ctx: StageContext, source: Source, paths, preds, fold_of, units, why: str) -> dict[str, Any]:
     """The stage's record: each fold's mean as its model, scored like any training stage's
     (on the folds its source's configuration was not chosen on), or, when nothing was
     trained, no fold models of its own."""
@@ -226,6 +298,7 @@ def _record(ctx: StageContext, stage: str, result, paths, preds, fold_of, units,
     from comp.stages.training import load_targets, write_oof
     from comp.stages.trials import honest_record
 
+    stage, result = source.name, source.result
     write_csv(ctx.work / UNITS, pd.DataFrame(units, columns=UNIT_COLUMNS))
     extra = {"bagged": stage, "seeds": [len(p) for p in paths], "units": len(units), "why": why}
     if not units:
@@ -244,7 +317,7 @@ def _record(ctx: StageContext, stage: str, result, paths, preds, fold_of, units,
     fold_scores = [task.score(y[fold_of == k], oof[fold_of == k]) for k in range(len(preds))]
     alone = result.extra.get("score_all_rows", result.score)
     ctx.log(f"OOF {task.metric_name} = {score:.5f} +- {standard_error(fold_scores):.5f} (folds: "
-            + ", ".join(f"{s:.4f}" for s in fold_scores) + f"); stage {stage}'s fold models alone {alone:.5f}")
+            + ", ".join(f"{s:.4f}" for s in fold_scores) + f"); {stage}'s fold models alone {alone:.5f}")
     record = {"score": score, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
               "scores": scores, "fold_scores": fold_scores, "score_se": standard_error(fold_scores),
               "task": task.kind, "model": result.model, "folds": result.folds, "decoding": decoding,
