@@ -117,8 +117,9 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
             continue
 
         def key_of(stage_cfg):
+            derived = module.key_values(stage_cfg, competition, task) if hasattr(module, "key_values") else None
             return _stage_key(name, stage_cfg, fingerprint, {role: rundir.record(dep)["output_id"]
-                                                             for role, dep in upstream.items()})
+                                                             for role, dep in upstream.items()}, derived)
 
         key = key_of(stage_cfg)
         previous = rundir.record(name)
@@ -282,14 +283,18 @@ def _plan(targets: list[str], cfg: Config, available: set[str]) -> list[str]:
     return [name for name in STAGES if name in needed]
 
 
-def _stage_key(name: str, cfg: Config, fingerprint: str, upstream_outputs: dict[str, str]) -> str:
-    """Changes whenever the stage's config, the competition data or an input stage's output do."""
+def _stage_key(name: str, cfg: Config, fingerprint: str, upstream_outputs: dict[str, str],
+               derived: dict | None = None) -> str:
+    """Changes whenever the stage's config, the competition data or an input stage's output do,
+    or what the stage resolves from them (``derived``: its module's ``key_values``)."""
     payload = {
         "stage": name,
         "config": cfg.digest(STAGES[name].CONFIG),
         "data": fingerprint,
         "upstream": upstream_outputs,
     }
+    if derived:  # only where the stage resolves something: every other key stays as it was
+        payload["derived"] = derived
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -17,7 +17,8 @@ decides, with plain inputs (no stage, run directory or config):
   length (``Workload.stretch_epochs``): time no search can use trains the main model longer
   rather than ending the run early (measured: on the street demo at ``budget=5m`` the 40-epoch
   schedule left 20% of the budget to two searches that could not start, its folds "still
-  improving when stopped").
+  improving when stopped"). Not beside an estimator (below): the searches there search the
+  estimator, whose cost the plan does not forecast.
 
 On a table whose main model is an estimator, the model the plan is about is the Keras network
 beside it in the portfolio (``network``): the estimators cost seconds a fold, so they are given
@@ -234,7 +235,8 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
             continue
         plan.searches[name] = {"seconds": round(max(left, 0.0), 1), "min_seconds": round(float(need), 1),
                                "funded": left > 0 and left >= need}
-    if work.stretch_epochs > work.max_epochs and left > 0 and not any(s["funded"] for s in plan.searches.values()):
+    stretchable = work.stretch_epochs > work.max_epochs and not beside  # beside: the searches' cost is not forecast
+    if stretchable and left > 0 and not any(s["funded"] for s in plan.searches.values()):
         # The folds still fit their schedule to their time (comp.training.callbacks.BudgetPlan):
         # the longer cap only lets them use what would otherwise be left unspent.
         plan.max_epochs = work.stretch_epochs

@@ -55,7 +55,7 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     speed = (check or {}).get("speed")
     if not speed:
         return None, ("stage check measured no speed (it did not run, skipped its timed checks, or the model is "
-                      "not a Keras one): the training stages share the time by weight")
+                      "an estimator with no network beside it): the training stages share the time by weight")
     folds = artifacts.read_folds(rundir.output("split") / artifacts.FOLDS, competition.train[competition.id_col])
     n_folds = int(folds.max()) + 1
     rows = int((folds >= 0).sum())
@@ -68,7 +68,7 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     # so they take what is left and its schedule is not stretched for them.
     beside = (check["beside"], check["model"]) if check.get("beside") else None
     work = Workload(n_folds, rows - rows // n_folds, rows // n_folds, epochs, tuple(sizes),
-                    epochs if beside else max(epochs, round(epochs * cfg.baseline.stretch)), len(competition.test_ids))
+                    max(epochs, round(epochs * cfg.baseline.stretch)), len(competition.test_ids))
     hooks = {name: (lambda f, e, m=module: m.least_seconds(cfg, f, e, n_folds))
              for name, module in later.items() if hasattr(module, "least_seconds")}
     predict = next(((lambda p, m=module: m.reserve_seconds(cfg, p, n_folds))

@@ -94,7 +94,8 @@ def test_beside_a_seeded_estimator_the_network_is_bagged_instead(comp, workdir):
     assert "[bag] model hgb predicts the same with another seed: nothing to bag; the network beside it instead" in out
     record = json.loads((workdir / "runs/digit-table/bag/stage.json").read_text())
     assert record["bagged"] == "baseline/mlp" and record["model"]["name"] == "mlp" and record["units"] == 2
-    assert record["fold_paths"] == [[f"baseline/variants/mlp/fold_{k}", f"bag/seed_2/fold_{k}"] for k in range(2)]
+    assert record["fold_paths"] == [[f"baseline/variants/mlp/fold_{k}", f"bag/mlp/seed_2/fold_{k}"] for k in range(2)]
+    assert not (workdir / "runs/digit-table/bag/seed_2").exists()  # the seed gradient boosting got is not kept
     assert record["score"] > 0.8  # accuracy of two MLPs' mean a fold; chance 0.1
     code, out, err = comp("run", "stage=ensemble", *SMOKE, *table, "bag.seeds=1")
     assert code == 0, err

@@ -256,14 +256,14 @@ def test_beside_an_estimator_the_plan_funds_the_network_after_the_estimators_sha
     the rest (its epochs forecast on that rest), and nothing is stretched for the searches."""
     from comp.planner import BESIDE_SHARE, fold_seconds
 
-    work = _work(sizes=(), stretch_epochs=40)
+    work = _work(sizes=(), stretch_epochs=80)
     speed = Speed(row_seconds=5e-5, setup_seconds=1.5)  # the MLP on 3,200 rows: ~0.2 s an epoch
     full = 5 * fold_seconds(speed, work, None, 40)
     roomy = plan_run(1000.0, speed, work, beside=("hgb", "mlp"))
     assert roomy.network == "mlp" and roomy.beside == "hgb" and roomy.epochs == 40
     assert roomy.beside_seconds == pytest.approx(BESIDE_SHARE * 1000, abs=0.1)
     assert roomy.main_seconds == pytest.approx(BESIDE_SHARE * 1000 + MAIN_MARGIN * full, abs=0.2)
-    assert not roomy.stretched
+    assert not roomy.stretched  # no search is planned beside an estimator, and none stretches it
     line = roomy.lines("baseline")[0]
     assert line.startswith("run plan: 1000s of training; baseline first") and "then mlp ~40 epochs a fold" in line
     tight = plan_run(60.0, speed, work, beside=("hgb", "mlp"))

@@ -256,6 +256,12 @@ def test_beside_gradient_boosting_stage_check_measures_the_network(comp, workdir
     assert check["model"] == "mlp" and check["beside"] == "hgb" and check["speed"]["row_seconds"] > 0
     assert check["suggested_lr"] > 0 and not check["skipped"]
     assert "[check] model hgb is not a Keras model: the checks are for mlp" in out
+    # Keyed on the network they check, not on the settings that pick it: an ensemble setting
+    # that leaves the MLP in the portfolio reruns nothing, one that takes it out reruns them.
+    code, out, err = comp("run", "stage=check", f"competition={folder}", "ensemble.candidates=[fold,variants]")
+    assert code == 0 and "[check] unchanged" in out
+    code, out, err = comp("run", "stage=check", f"competition={folder}", "baseline.variants=[linear]")
+    assert code == 0 and "all checks skipped: model hgb is not a Keras model" in out
     # Without a network beside it (fewer than 1,000 rows: no MLP in the portfolio) they are skipped.
     code, out, err = comp("run", "stage=check", "competition=demo:wine")
     assert code == 0 and "all checks skipped: model hgb is not a Keras model" in out

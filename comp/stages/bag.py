@@ -67,6 +67,15 @@ def validate(cfg, competition, task) -> None:
     validate_model(cfg, competition, task)
 
 
+def key_values(cfg, competition, task) -> dict:
+    """What the stage depends on beyond ``CONFIG``: the network it bags when the final
+    configuration is a seeded estimator (baseline.variants and ensemble.candidates decide it)."""
+    from comp.stages.training import portfolio_network
+
+    network = portfolio_network(cfg, competition, task)
+    return {"network": [network[0], network[1]]} if network else {}
+
+
 def seeds_allowed(cfg, limited: bool) -> int:
     """More models a fold that ``bag.seeds`` allows (``auto``: ``AUTO_SEEDS`` under a budget)."""
     seeds = cfg.bag.seeds
@@ -84,6 +93,9 @@ class Source:
     folder: str
     result: Any
     changes: dict[str, Any]
+    # Where its seeds go in the stage's folder: each source its own, so a resumed stage never
+    # takes one source's model for another's.
+    under: str = ""
 
 
 def sources(ctx: StageContext) -> list[Source]:
@@ -108,11 +120,12 @@ def sources(ctx: StageContext) -> list[Source]:
     if network and network[0] in (baseline.get("variants") or {}):
         name, hp = network
         variant = baseline["variants"][name]
-        result = Result.from_dict({**variant, "metric": baseline["metric"],
+        result = Result.from_dict({**variant, "metric": baseline["metric"], "input_shape": baseline.get("input_shape"),
                                    "higher_is_better": baseline["higher_is_better"]})
         found.append(Source(f"{ctx.upstream['baseline']}/{name}",
                             f"{ctx.upstream['baseline']}/{artifacts.VARIANT_DIR.format(name=name)}", result,
-                            {"model.name": name, "model.hp": dict((variant.get("model") or {}).get("hp") or hp)}))
+                            {"model.name": name, "model.hp": dict((variant.get("model") or {}).get("hp") or hp)},
+                            under=f"{name}/"))
     return found
 
 
@@ -128,12 +141,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
         source = found[0]
         return _record(ctx, source, _paths(source), _preds(ctx, source), read_folds(ctx), [], why)
     y = load_targets(ctx)
+    reasons = []
     for i, source in enumerate(found):
         paths, preds, units, why, same = _bag(ctx, source, limit, y)
-        if not (same and i + 1 < len(found)):
-            ctx.log(f"stopped: {why}")
-            return _record(ctx, source, paths, preds, read_folds(ctx), units, why)
-        ctx.log(f"{why}; the network beside it instead")
+        if same and i + 1 < len(found):
+            ctx.log(f"{why}; the network beside it instead")
+            reasons.append(why)
+            continue
+        if not units and i:  # the network got no seed either: the record stays the final configuration's
+            why = "; ".join([*reasons, f"{source.name}: {why}"])
+            source = found[0]
+            paths, preds = _paths(source), _preds(ctx, source)
+        ctx.log(f"stopped: {why}")
+        return _record(ctx, source, paths, preds, read_folds(ctx), units, why)
 
 
 def read_folds(ctx: StageContext) -> np.ndarray:
@@ -194,7 +214,7 @@ def _bag(ctx: StageContext, source: Source, limit: int, y: np.ndarray):
     after = _after_cost(ctx)
     owed = 0.0  # what the models kept so far add to the ensemble and prediction, after this stage
     for r, k in [(r, k) for r in range(1, limit + 1) for k in range(n_folds)]:  # every fold a seed before any gets two
-        folder = ctx.work / _unit_path(r, k)
+        folder = ctx.work / _unit_path(r, k, source.under)
         finished = (folder / "done.json").is_file()  # by an earlier attempt: resumed whatever the time
         cost = after(r + 1)
         end = ctx.time.end - owed - sum(cost)
@@ -203,21 +223,21 @@ def _bag(ctx: StageContext, source: Source, limit: int, y: np.ndarray):
                    f"(~{forecast:.0f}s, and ~{sum(cost):.1f}s more for the ensemble and prediction)")
             break
         try:
-            unit, cut = _train_unit(ctx, cfg, data, fold_of, k, r, epochs, end)
+            unit, cut = _train_unit(ctx, cfg, data, fold_of, k, r, epochs, end, source.under)
         except Exception as exc:
             if not is_part_failure(exc):
                 raise
             # What finished is published; the model that failed costs itself.
             why = f"fold {k + 1} seed {r + 1} failed: {ctx.failed(f'fold {k + 1} seed {r + 1}', exc)}"
-            _discard(folder)
+            _discard(folder, ctx.work)
             break
         if cut:  # its schedule was cut to the time left: a weaker model would lower the fold's mean
             why = f"the time left could not fit fold {k + 1} seed {r + 1}'s schedule of {epochs} epochs"
-            _discard(folder)
+            _discard(folder, ctx.work)
             break
         pred = np.load(folder / "val_pred.npy")
         if not units and np.allclose(pred, preds[k][0], rtol=0, atol=1e-6):
-            _discard(folder)  # a copy of its source's model: not published
+            _discard(folder, ctx.work)  # a copy of its source's model: not published
             return paths, preds, units, f"model {model} predicts the same with another seed: nothing to bag", True
         units.append(unit)
         owed += sum(cost)
@@ -245,21 +265,25 @@ def _after_cost(ctx: StageContext):
     return lambda models: (ensemble, predict if models > reserved else 0.0)
 
 
-def _discard(folder) -> None:
-    """A fold model left out of the bag, and its seed's folder once it holds no other."""
+def _discard(folder, work) -> None:
+    """A fold model left out of the bag, and the folders above it in ``work`` once they hold
+    no other."""
     shutil.rmtree(folder, ignore_errors=True)
-    if not any(folder.parent.glob("fold_*")):
-        shutil.rmtree(folder.parent, ignore_errors=True)
+    for parent in folder.parents:
+        if parent == work or any(parent.glob("*/fold_*")) or any(parent.glob("fold_*")):
+            break
+        shutil.rmtree(parent, ignore_errors=True)
 
 
-def _unit_path(r: int, k: int) -> str:
-    """Where fold ``k``'s model of seed ``seed + r`` is, in the stage's folder."""
-    return f"seed_{r + 1}/{artifacts.FOLD_DIR.format(fold=k)}"
+def _unit_path(r: int, k: int, under: str = "") -> str:
+    """Where fold ``k``'s model of seed ``seed + r`` is, in the stage's folder (``under`` its
+    source's own folder there)."""
+    return f"{under}seed_{r + 1}/{artifacts.FOLD_DIR.format(fold=k)}"
 
 
 def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: int,
-                epochs: int, end: float = math.inf) -> tuple[dict[str, Any], bool]:
-    """Fold ``k`` trained with seed ``cfg.seed + r`` into ``seed_<r + 1>/``: its row of
+                epochs: int, end: float = math.inf, under: str = "") -> tuple[dict[str, Any], bool]:
+    """Fold ``k`` trained with seed ``cfg.seed + r`` into ``<under>seed_<r + 1>/``: its row of
     units.csv, and whether the time cut its schedule short."""
     from comp.stages.training import augmentations, model_name, train_spec
     from comp.training.cv import cross_validate
@@ -272,7 +296,7 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
     model = ModelSpec(model_name(cfg, ctx.competition, ctx.task), dict(cfg.model.hp),
                       augmentations(cfg, ctx.competition, ctx.task))
     began = clock.now()
-    result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / f"seed_{r + 1}", seed=cfg.seed + r,
+    result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / f"{under}seed_{r + 1}", seed=cfg.seed + r,
                             time=TimeBox(min(ctx.time.end, end), ctx.time.start, ctx.time.hard),
                             log=lambda message: None, only=[k],
                             predict_batch_size=cfg.predict.batch_size)
@@ -280,7 +304,7 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
     # A fold resumed from an earlier attempt took its recorded seconds, not the moment it took now.
     seconds = max(clock.now() - began, float(fold.get("seconds") or 0.0))
     unit = {"seed": r + 1, "fold": k + 1, "score": float(fold["score"]), "seconds": round(seconds, 1),
-            "epochs": fold.get("epochs"), "path": _unit_path(r, k)}
+            "epochs": fold.get("epochs"), "path": _unit_path(r, k, under)}
     plan = fold.get("plan") or {}
     shrunk = bool(plan.get("budgeted")) and plan.get("epochs", epochs) < plan.get("max_epochs", epochs)
     return unit, bool(result.stopped_by_budget) or shrunk

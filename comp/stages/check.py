@@ -3,7 +3,10 @@
 Four PASS/WARN/FAIL lines on fold 0's training rows: initial loss vs the prior entropy,
 overfitting one small batch, an LR range test whose suggested LR later stages use with
 ``train.lr=auto``, and real vs zeroed inputs. A failed check is reported and recorded,
-not raised: the run goes on and the user decides.
+not raised: the run goes on and the user decides. They are for networks: beside an
+estimator main model (a table's gradient boosting) they check the Keras model of
+``baseline.variants`` (``comp.stages.training.portfolio_network``), whose speed the run plan
+then funds; with none there they are skipped.
 """
 from __future__ import annotations
 
@@ -21,9 +24,8 @@ MIN_ZERO_INPUT_ROWS = 256  # fewer training rows tell real inputs from blank one
 INITIAL_LOSS_ROWS = 1024  # a sample's mean untrained loss is as good a check as every row's, and cheap
 MIN_LR_STEPS = 50  # 10 per decade of the default sweep (1e-5 to 1): fewer miss the loss's minimum
 HELP = "sanity checks: initial loss, zero-input baseline, overfit a batch, LR range test"
-# baseline.variants and ensemble.candidates: beside an estimator, the portfolio's network is the model checked
 CONFIG = ("seed", "task", "metric", "data", "model", "train.batch_size", "train.bn_momentum", "train.max_memory",
-          "train.lr_scaling", "check", "baseline.variants", "ensemble.candidates")
+          "train.lr_scaling", "check")
 TRAINS = False
 # A pre-flight: the training after it is the point. What does not fit is skipped.
 TIME = Share(of_budget=0.1)
@@ -31,6 +33,16 @@ TIME = Share(of_budget=0.1)
 
 def inputs(cfg, available, training=()) -> dict[str, str]:
     return {"split": "split"}
+
+
+def key_values(cfg, competition, task) -> dict:
+    """What the checks depend on beyond ``CONFIG``: beside an estimator, the network they
+    check. Keyed on it rather than on baseline.variants and ensemble.candidates, which decide
+    it: a change of those alone would otherwise rerun the checks and retrain every stage after."""
+    from comp.stages.training import portfolio_network
+
+    network = portfolio_network(cfg, competition, task)
+    return {"network": [network[0], network[1]]} if network else {}
 
 
 def validate(cfg, competition, task) -> None:

@@ -217,7 +217,8 @@ def variant_models(cfg, competition, task) -> list[tuple[str, dict[str, Any]]]:
 
 def portfolio_network(cfg, competition, task) -> tuple[str, dict[str, Any]] | None:
     """When the main model is an estimator (a table's gradient boosting): the first Keras
-    model of ``baseline.variants``, with its knobs, else None. The estimators cost seconds a
+    model of ``baseline.variants``, with its knobs, else None (a second Keras variant shares
+    the estimators' time). The estimators cost seconds a
     fold; the network's schedule is what the time buys, so stage check measures it (its LR
     and speed) and the run plan funds it (measured on diamonds: its MLP trained in what the
     trees left, 6 epochs a fold at the fallback LR, scored RMSE 0.117 and got no weight in the
@@ -285,7 +286,8 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
         (name, hp, out / artifacts.VARIANT_DIR.format(name=name)) for name, hp in variants]
     box = ctx.time
     # Companions (a backbone's frozen features) cost a forward pass per row, not a schedule:
-    # the main model keeps most of the time; otherwise every model gets an equal share.
+    # the main model keeps most of the time; otherwise every model gets an equal share, unless
+    # the run plan funds a network beside an estimator (below).
     companions = {name for name, _ in companion_models(main, dict(cfg.model.hp))}
     only_companions = _only_companions([name for name, _ in variants], companions)
     n_folds = int(fold_of.max()) + 1
