@@ -70,10 +70,9 @@ def validate(cfg, competition, task) -> None:
 def key_values(cfg, competition, task) -> dict:
     """What the stage depends on beyond ``CONFIG``: the network it bags when the final
     configuration is a seeded estimator (baseline.variants and ensemble.candidates decide it)."""
-    from comp.stages.training import portfolio_network
+    from comp.stages.training import network_key
 
-    network = portfolio_network(cfg, competition, task)
-    return {"network": [network[0], network[1]]} if network else {}
+    return network_key(cfg, competition, task)
 
 
 def seeds_allowed(cfg, limited: bool) -> int:
@@ -176,7 +175,7 @@ def _planned_epochs(ctx: StageContext, source: Source) -> int:
     from comp.stages.trials import base_epochs
     from comp.training.cv import SUMMARY_FILE
 
-    if "/" not in source.name:
+    if not source.under:  # the final configuration: a stage's own fold models
         return base_epochs(ctx)
     summary = ctx.rundir.path / source.folder / SUMMARY_FILE
     planned = [(f.get("plan") or {}).get("epochs") for f in (read_json(summary).get("folds", [])

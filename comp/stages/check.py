@@ -39,10 +39,9 @@ def key_values(cfg, competition, task) -> dict:
     """What the checks depend on beyond ``CONFIG``: beside an estimator, the network they
     check. Keyed on it rather than on baseline.variants and ensemble.candidates, which decide
     it: a change of those alone would otherwise rerun the checks and retrain every stage after."""
-    from comp.stages.training import portfolio_network
+    from comp.stages.training import network_key
 
-    network = portfolio_network(cfg, competition, task)
-    return {"network": [network[0], network[1]]} if network else {}
+    return network_key(cfg, competition, task)
 
 
 def validate(cfg, competition, task) -> None:

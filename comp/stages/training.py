@@ -230,6 +230,12 @@ def portfolio_network(cfg, competition, task) -> tuple[str, dict[str, Any]] | No
     return next(((name, hp) for name, hp in variant_models(cfg, competition, task) if not is_estimator(name)), None)
 
 
+def network_key(cfg, competition, task) -> dict:
+    """``portfolio_network`` as a stage's ``key_values``: {} where there is none."""
+    network = portfolio_network(cfg, competition, task)
+    return {"network": [network[0], network[1]]} if network else {}
+
+
 def companion_models(main: str, hp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The (plugin, knobs) pairs model plugin ``main`` declares worth training beside it."""
     from comp.registry import MODELS
