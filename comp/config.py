@@ -83,8 +83,8 @@ class Baseline:
                                            "by side in baseline/variants/<name>/ (OOF predictions and fold models for "
                                            "the ensemble stage to blend), e.g. [mlp, hgb]; the baseline itself stays "
                                            "model.name; auto: the task kind's portfolio for the inputs (tables: "
-                                           "gradient boosting, extra trees and a linear model, from 1,000 rows also "
-                                           "the mlp, from 10,000 rows also hgb_long; images: a "
+                                           "gradient boosting, extra trees and a linear model, from 10,000 rows also "
+                                           "hgb_long and the mlp; images: a "
                                            "pretrained backbone's frozen_features beside it), none "
                                            "where ensemble.candidates leaves out variants",
                                    Items("a list of model plugin names such as [mlp, hgb], or auto", auto=True))

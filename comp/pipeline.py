@@ -131,7 +131,7 @@ def _run_stages(cfg, plan, targets, competition, task, rundir, budget, submissio
             continue
         made = None
         if name == main:
-            stage_cfg, made = _plan_run(cfg, competition, rundir, budget, name, plan)
+            stage_cfg, made = _plan_run(cfg, competition, task, rundir, budget, name, plan)
             key = key_of(stage_cfg)
         cfg_used = stage_cfg
         for dep in upstream.values():  # what this stage reads is what was published
@@ -204,7 +204,7 @@ def _containable(module, exc: Exception) -> bool:
     return getattr(module, "OPTIONAL", False) and is_part_failure(exc)
 
 
-def _plan_run(cfg: Config, competition, rundir: RunDir, budget: Budget, main: str,
+def _plan_run(cfg: Config, competition, task, rundir: RunDir, budget: Budget, main: str,
               plan: list[str]) -> tuple[Config, dict | None]:
     """The run plan for the main stage about to run (``comp.run_plan``), printed and stored;
     (the config the main stage and those after it run with, the plan)."""
@@ -213,7 +213,7 @@ def _plan_run(cfg: Config, competition, rundir: RunDir, budget: Budget, main: st
         return cfg, None
     later = {name: STAGES[name] for name in plan[plan.index(main) + 1:]
              if hasattr(STAGES[name], "least_seconds") or hasattr(STAGES[name], "reserve_seconds")}
-    made, why = run_plan.make(cfg, competition, rundir, budget, main, later)
+    made, why = run_plan.make(cfg, competition, task, rundir, budget, main, later)
     if made is None:
         print(f"run plan: none; {why}", flush=True)
         (rundir.path / run_plan.PLAN).unlink(missing_ok=True)

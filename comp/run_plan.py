@@ -25,8 +25,9 @@ def stored(run_path) -> dict | None:
 
 
 def planned_config(cfg, plan: dict | None):
-    """``cfg`` with the plan's input size (unless the user set ``data.image_size``) and its
-    main model's longest schedule (``train.epochs``, when the plan stretched it)."""
+    """``cfg`` with the plan's input size (unless the user set ``data.image_size``), its
+    main model's longest schedule (``train.epochs``, when the plan stretched it) and, where it
+    left a table's network out, the portfolio without it (``baseline.variants``)."""
     plan = plan or {}
     changes = {}
     size = plan.get("size")
@@ -34,6 +35,8 @@ def planned_config(cfg, plan: dict | None):
         changes["data.image_size"] = list(size)
     if plan.get("stretched") and cfg.train.epochs == plan.get("train_epochs"):  # a train.epochs= given since wins
         changes["train.epochs"] = int(plan["max_epochs"])
+    if plan.get("left_out") and cfg.baseline.variants == "auto":  # baseline.variants= given since wins
+        changes["baseline.variants"] = list(plan["variants"])
     instead = plan.get("main_model")
     if instead and (cfg.model.name, dict(cfg.model.hp)) == (instead["from"], instead["from_hp"]):  # a model= since wins
         changes["model.name"], changes["model.hp"] = instead["name"], dict(instead["hp"])
@@ -44,7 +47,7 @@ def planned_config(cfg, plan: dict | None):
     return cfg.merged(changes, where="the run plan (plan.json)") if changes else cfg
 
 
-def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> tuple[dict | None, str]:
+def make(cfg, competition, task, rundir, budget, main: str, later: dict[str, Any]) -> tuple[dict | None, str]:
     """(the plan for ``main``, as stored) or (None, why there is none). ``later``: the stages
     after it, by name, that tell the plan the least time they can use (``least_seconds``) or
     what they need at the budget's end (``reserve_seconds``: prediction)."""
@@ -79,9 +82,11 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
         after = {name: (lambda f, e, h=hook: _least(h(f, e))) for name, hook in after.items()}
     training = budget.training_end() - clock.now()
     plan = plan_run(training, Speed(speed["row_seconds"], speed["setup_seconds"], shape), work,
-                    {} if beside else searches, after, predict, budget.reserve_bounds(), beside)
+                    {} if beside else searches, after, predict, budget.reserve_bounds(), beside,
+                    optional=cfg.baseline.variants == "auto")
     budget.reserve(plan.reserved)
-    budget.fund(main, plan.main_seconds)
+    if not plan.left_out:  # left out: the main stage and the searches share the time by weight
+        budget.fund(main, plan.main_seconds)
     budget.keep(sum(plan.kept.values()))
     # What one more fold model costs the stages after training (stage bag's own accounting):
     # each stage's time for a model at the planned size, its passes over the rows it predicts.
@@ -93,7 +98,11 @@ def make(cfg, competition, rundir, budget, main: str, later: dict[str, Any]) -> 
     data = {"stage": main, "budget_s": budget.seconds, "at_s": round(budget.elapsed(), 1), **plan.to_dict(),
             "data_size": list(sizes[0]) if sizes else None, "speed": speed, "lines": plan.lines(main),
             "model_after": model_after, "reserved_models_a_fold": reserved_models}
-    if beside and searches:
+    if plan.left_out:  # the main stage and every stage after it train without the network
+        from comp.stages.training import variant_names
+
+        data["variants"] = [name for name in variant_names(cfg, competition, task) if name != plan.left_out]
+    elif beside and searches:
         data["lines"].append(f"run plan: {', '.join(searches)} search {beside[0]} in what {main} leaves "
                              f"(~{max(plan.training_seconds - plan.main_seconds - sum(plan.kept.values()), 0):.0f}s)")
     instead = frozen_alone(cfg, plan.whole_epochs)

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.conftest import SMOKE
 
@@ -81,6 +82,7 @@ def test_each_model_bag_adds_is_charged_what_it_costs_the_ensemble_and_predictio
     assert _after_cost(unlimited)(5) == (0.0, 0.0)  # without a budget nothing is charged
 
 
+@pytest.mark.slow  # ~50 s; bagging a Keras model's seeds stays in the default run (CI's 20 minutes)
 def test_beside_a_seeded_estimator_the_network_is_bagged_instead(comp, workdir):
     """A table's gradient boosting predicts the same from any seed; the MLP beside it does
     not, so its seeds are what the stage trains: each fold's mean of the MLP's models is

@@ -23,6 +23,7 @@ def _record(workdir, run, stage="baseline"):
     return json.loads((workdir / "runs" / run / stage / "stage.json").read_text())
 
 
+@pytest.mark.slow  # ~40 s; the LR scaled to the replicas stays in the default run (CI's 20 minutes)
 def test_mirrored_over_two_logical_cpus_matches_one_device(workdir):
     one = comp_subprocess("run", "stage=baseline", *FAST, "run=one", cwd=workdir)
     # Same global batch (2 x 32 = 64) and LR: the two runs compute the same training.

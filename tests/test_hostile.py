@@ -462,6 +462,7 @@ def test_a_search_stage_that_raises_costs_itself_and_strict_says_so(comp, workdi
     assert code == 1 and "ValueError: a bug in regularize" in err
 
 
+@pytest.mark.slow  # ~33 s; a model failing on one fold stays in the default run (CI's 20 minutes)
 def test_a_model_that_fails_on_one_of_three_folds_costs_that_fold_not_the_run(comp, workdir, demo, monkeypatch):
     """The main model raising on fold 2 of 3 (a plugin's bug on that fold's rows): the run goes
     on with folds 1 and 3, renumbered 1-2, the failed fold's rows learnt from and never

@@ -270,3 +270,32 @@ def test_beside_an_estimator_the_plan_funds_the_network_after_the_estimators_sha
     assert tight.main_seconds == pytest.approx(60.0)  # all of it: the network's schedule is cut to fit
     per_fold = (1 - BESIDE_SHARE) * 60 / 5 - 1.5 - 2
     assert tight.epochs == int(per_fold // epoch_seconds(speed, work, None)) < 40
+
+
+def test_beside_an_estimator_a_network_too_short_for_enough_epochs_is_left_out():
+    """Where the time after the estimators' share buys the portfolio's network fewer than
+    ENOUGH_EPOCHS a fold, the plan leaves it out and funds nothing: the estimators and their
+    searches share the time by weight. A network the user named is funded whatever it gets."""
+    work = _work(sizes=())
+    speed = Speed(row_seconds=5e-5, setup_seconds=1.5)  # ~0.26 s an epoch: 3 fit a fold in 30 s
+    short = plan_run(30.0, speed, work, beside=("hgb", "mlp"))
+    assert short.left_out == "mlp" and short.network == "" and short.main_seconds == 0.0
+    assert short.epochs == 3 < ENOUGH_EPOCHS and not short.searches
+    assert short.lines("baseline")[0] == ("run plan: 30s of training; mlp left out: ~3 epochs a fold at ~0.26s fit "
+                                          "beside hgb and the other estimators, under the 12 it needs; baseline and "
+                                          "the searches share the time by weight")
+    named = plan_run(30.0, speed, work, beside=("hgb", "mlp"), optional=False)
+    assert named.network == "mlp" and named.left_out == "" and named.main_seconds == pytest.approx(30.0)
+    assert plan_run(60.0, speed, work, beside=("hgb", "mlp")).network == "mlp"  # 20 epochs a fold fit
+
+
+def test_a_network_the_plan_left_out_leaves_the_portfolio_from_the_main_stage_on():
+    """planned_config: the stored plan's portfolio without the network, where the portfolio is
+    the default (``auto``); a list the user gives wins."""
+    from comp.config import load_config
+    from comp.run_plan import planned_config
+
+    plan = {"left_out": "mlp", "variants": ["hgb_long", "extra_trees", "linear"]}
+    assert planned_config(load_config([]), plan).baseline.variants == ["hgb_long", "extra_trees", "linear"]
+    named = load_config(["baseline.variants=[linear,mlp]"])
+    assert planned_config(named, plan).baseline.variants == ["linear", "mlp"]

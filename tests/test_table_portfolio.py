@@ -35,9 +35,11 @@ def test_the_default_portfolio_beats_gradient_boosting_alone_on_breast_cancer(co
         assert len(list((workdir / f"runs/breast-cancer/baseline/variants/{name}").glob("fold_*/model.pkl"))) == 5
 
 
-# The plugins outside the default portfolio run in `pytest -m slow` (CI's 20 minutes).
+# The plugins outside the default portfolio, and the MLP (~60 s; it trains on tables in
+# test_ensemble), run in `pytest -m slow` (CI's 20 minutes).
 @pytest.mark.parametrize("model", [pytest.param("random_forest", marks=pytest.mark.slow), "extra_trees", "linear",
-                                   pytest.param("knn", marks=pytest.mark.slow), "catboost", "mlp"])
+                                   pytest.param("knn", marks=pytest.mark.slow), "catboost",
+                                   pytest.param("mlp", marks=pytest.mark.slow)])
 def test_each_table_model_learns_categories_and_missing_cells(model, comp, workdir):
     """Each plugin as the main model, on the wine table (13 numeric columns and a category,
     its colour) with one cell in ten of a number and of the category left empty and three
@@ -146,16 +148,15 @@ def test_catboost_stops_at_its_deadline_and_keeps_the_trees_it_fitted():
     assert rmse < 0.5 * float(np.std(y[12_000:])), rmse
 
 
-def test_the_mlp_joins_from_a_thousand_rows_and_a_second_boosting_configuration_from_ten_thousand(tmp_path):
-    """The MLP is in the default portfolio of a table of 1,000 rows or more, last (it trains after
-    the estimators); hgb_long (31 leaves, grown until its early stopping) from
-    10,000 rows. Named, each trains on any table."""
+def test_the_mlp_and_a_second_boosting_configuration_join_from_ten_thousand_rows(tmp_path):
+    """The MLP (last: it trains after the estimators) and hgb_long (31 leaves, grown until its
+    early stopping) are in the default portfolio of a table of 10,000 rows or more. Named, each
+    trains on any table."""
     from comp.config import load_config
     from comp.competition import open_competition
     from comp.stages.training import variant_names
 
-    for rows, expected in ((999, ["extra_trees", "linear"]), (1_000, ["extra_trees", "linear", "mlp"]),
-                           (9_999, ["extra_trees", "linear", "mlp"]),
+    for rows, expected in ((1_000, ["extra_trees", "linear"]), (9_999, ["extra_trees", "linear"]),
                            (10_000, ["hgb_long", "extra_trees", "linear", "mlp"])):
         cfg = load_config([f"competition={_table_of(tmp_path, rows)}"])
         competition, task, _ = open_competition(cfg)
@@ -250,19 +251,19 @@ def test_beside_gradient_boosting_stage_check_measures_the_network(comp, workdir
     portfolio needs both an LR and a plan, so stage check runs its checks on the MLP (before,
     it skipped them all and the MLP trained at the fallback LR 0.001)."""
     folder = _digit_table(workdir)
-    code, out, err = comp("run", "stage=check", f"competition={folder}")
+    code, out, err = comp("run", "stage=check", f"competition={folder}", "baseline.variants=[linear,mlp]")
     assert code == 0, err
     check = json.loads((workdir / "runs/digit-table/check/stage.json").read_text())
     assert check["model"] == "mlp" and check["beside"] == "hgb" and check["speed"]["row_seconds"] > 0
     assert check["suggested_lr"] > 0 and not check["skipped"]
     assert "[check] model hgb is not a Keras model: the checks are for mlp" in out
-    # Keyed on the network they check, not on the settings that pick it: an ensemble setting
-    # that leaves the MLP in the portfolio reruns nothing, one that takes it out reruns them.
-    code, out, err = comp("run", "stage=check", f"competition={folder}", "ensemble.candidates=[fold,variants]")
+    # Keyed on the network they check, not on the settings that pick it: a portfolio that
+    # keeps the MLP reruns nothing, one without it reruns them.
+    code, out, err = comp("run", "stage=check", f"competition={folder}", "baseline.variants=[extra_trees,mlp]")
     assert code == 0 and "[check] unchanged" in out
     code, out, err = comp("run", "stage=check", f"competition={folder}", "baseline.variants=[linear]")
     assert code == 0 and "all checks skipped: model hgb is not a Keras model" in out
-    # Without a network beside it (fewer than 1,000 rows: no MLP in the portfolio) they are skipped.
+    # Without a network beside it (the default portfolio under 10,000 rows has no MLP) they are skipped.
     code, out, err = comp("run", "stage=check", "competition=demo:wine")
     assert code == 0 and "all checks skipped: model hgb is not a Keras model" in out
 
@@ -273,7 +274,8 @@ def test_beside_gradient_boosting_the_network_is_planned_and_trains_after_the_es
     the baseline trains the estimators first, the MLP last in the rest (a budget too short
     for a score worth asserting: what is checked is who gets the time)."""
     folder = _digit_table(workdir)
-    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s")
+    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s",
+                          "baseline.variants=[extra_trees,linear,mlp]")
     assert code == 0, err
     run = workdir / "runs/digit-table"
     plan = json.loads((run / "plan.json").read_text())
@@ -285,3 +287,26 @@ def test_beside_gradient_boosting_the_network_is_planned_and_trains_after_the_es
     # The MLP trained last: its folds' models were written after every estimator's.
     last_estimator = max(p.stat().st_mtime for p in run.glob("baseline/**/model.pkl"))
     assert min(p.stat().st_mtime for p in (run / "baseline/variants/mlp").glob("fold_*/*.keras")) > last_estimator
+
+
+@pytest.mark.slow
+def test_a_network_the_budget_buys_too_few_epochs_is_left_out_of_the_run(comp, workdir, monkeypatch):
+    """Under a budget that buys the portfolio's MLP fewer than 12 epochs a fold beside the
+    estimators, the plan leaves it out: the baseline trains the estimators alone, by weight,
+    and its configuration says so."""
+    from comp_plugins import models
+
+    monkeypatch.setattr(models.mlp, "min_rows", 1_000)  # the digit table's 1,500 rows get the MLP by default
+    folder = _digit_table(workdir)
+    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s")
+    assert code == 0, err
+    run = workdir / "runs/digit-table"
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["left_out"] == "mlp" and plan["network"] == "" and plan["variants"] == ["extra_trees", "linear"]
+    assert "mlp left out: ~" in out and "under the 12 it needs" in out
+    record = json.loads((run / "baseline/stage.json").read_text())
+    assert list(record["variants"]) == ["extra_trees", "linear"] and not (run / "baseline/variants/mlp").exists()
+    import yaml
+
+    stored = yaml.safe_load((run / "baseline/config.yaml").read_text())
+    assert stored["config"]["baseline"]["variants"] == ["extra_trees", "linear"]

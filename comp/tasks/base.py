@@ -94,8 +94,9 @@ class Task(ABC):
     # plugin's min_rows), where 300 iterations can underfit ("comp against AutoGluon"). CatBoost
     # (comp[boost]) is not in it: in the pipeline it moved no held-back score by more than
     # 0.0001 on five tables ("CatBoost beside the portfolio"). The MLP (periodic embeddings of
-    # the numbers) joins from 1,000 rows (its plugin's min_rows); under a budget the run plan funds
-    # its schedule after the estimators' share ("The MLP funded by the run plan").
+    # the numbers) joins from 10,000 rows (its plugin's min_rows); under a budget the run plan funds
+    # its schedule after the estimators' share, or leaves it out where that buys too few epochs
+    # ("The MLP funded by the run plan").
     default_variants: ClassVar[dict[str, tuple[str, ...]]] = {
         "tabular": ("hgb", "hgb_long", "extra_trees", "linear", "mlp")}
     losses: ClassVar[tuple[str, ...]] = ("auto",)  # train.loss values this kind accepts
