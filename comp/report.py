@@ -144,7 +144,7 @@ def _budget(run: RunView) -> str:
 
     plan = stored(run.path) or {}
     planned = {name: search["seconds"] for name, search in plan.get("searches", {}).items()}
-    if plan and not plan.get("left_out"):  # left out: the main stage was funded by weight, not planned
+    if plan:
         planned[plan["stage"]] = plan["main_seconds"]
     rows = []
     for stage in _stages_run(run):

@@ -85,8 +85,7 @@ def make(cfg, competition, task, rundir, budget, main: str, later: dict[str, Any
                     {} if beside else searches, after, predict, budget.reserve_bounds(), beside,
                     optional=cfg.baseline.variants == "auto")
     budget.reserve(plan.reserved)
-    if not plan.left_out:  # left out: the main stage and the searches share the time by weight
-        budget.fund(main, plan.main_seconds)
+    budget.fund(main, plan.main_seconds)
     budget.keep(sum(plan.kept.values()))
     # What one more fold model costs the stages after training (stage bag's own accounting):
     # each stage's time for a model at the planned size, its passes over the rows it predicts.
@@ -102,7 +101,7 @@ def make(cfg, competition, task, rundir, budget, main: str, later: dict[str, Any
         from comp.stages.training import variant_names
 
         data["variants"] = [name for name in variant_names(cfg, competition, task) if name != plan.left_out]
-    elif beside and searches:
+    if beside and searches:
         data["lines"].append(f"run plan: {', '.join(searches)} search {beside[0]} in what {main} leaves "
                              f"(~{max(plan.training_seconds - plan.main_seconds - sum(plan.kept.values()), 0):.0f}s)")
     instead = frozen_alone(cfg, plan.whole_epochs)

@@ -274,16 +274,17 @@ def test_beside_an_estimator_the_plan_funds_the_network_after_the_estimators_sha
 
 def test_beside_an_estimator_a_network_too_short_for_enough_epochs_is_left_out():
     """Where the time after the estimators' share buys the portfolio's network fewer than
-    ENOUGH_EPOCHS a fold, the plan leaves it out and funds nothing: the estimators and their
-    searches share the time by weight. A network the user named is funded whatever it gets."""
+    ENOUGH_EPOCHS a fold, the plan leaves it out and funds the estimators with all of the
+    training time (their searches take what they leave). A network the user named is funded
+    whatever it gets."""
     work = _work(sizes=())
     speed = Speed(row_seconds=5e-5, setup_seconds=1.5)  # ~0.26 s an epoch: 3 fit a fold in 30 s
     short = plan_run(30.0, speed, work, beside=("hgb", "mlp"))
-    assert short.left_out == "mlp" and short.network == "" and short.main_seconds == 0.0
+    assert short.left_out == "mlp" and short.network == "" and short.main_seconds == 30.0
     assert short.epochs == 3 < ENOUGH_EPOCHS and not short.searches
     assert short.lines("baseline")[0] == ("run plan: 30s of training; mlp left out: ~3 epochs a fold at ~0.26s fit "
-                                          "beside hgb and the other estimators, under the 12 it needs; baseline and "
-                                          "the searches share the time by weight")
+                                          "beside hgb and the other estimators, under the 12 it needs; baseline "
+                                          "first, up to 30s: hgb and the other estimators")
     named = plan_run(30.0, speed, work, beside=("hgb", "mlp"), optional=False)
     assert named.network == "mlp" and named.left_out == "" and named.main_seconds == pytest.approx(30.0)
     assert plan_run(60.0, speed, work, beside=("hgb", "mlp")).network == "mlp"  # 20 epochs a fold fit

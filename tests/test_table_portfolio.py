@@ -292,8 +292,8 @@ def test_beside_gradient_boosting_the_network_is_planned_and_trains_after_the_es
 @pytest.mark.slow
 def test_a_network_the_budget_buys_too_few_epochs_is_left_out_of_the_run(comp, workdir, monkeypatch):
     """Under a budget that buys the portfolio's MLP fewer than 12 epochs a fold beside the
-    estimators, the plan leaves it out: the baseline trains the estimators alone, by weight,
-    and its configuration says so."""
+    estimators, the plan leaves it out: the baseline trains the estimators alone, in all of
+    the training time, and its configuration says so."""
     from comp_plugins import models
 
     monkeypatch.setattr(models.mlp, "min_rows", 1_000)  # the digit table's 1,500 rows get the MLP by default
