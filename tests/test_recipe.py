@@ -111,6 +111,18 @@ def test_adamw_decays_kernels_not_biases():
     assert opt.use_ema and opt.global_clipnorm == 1.0
     sgd = build_optimizer("sgd", 0.1, weight_decay=1e-4)
     assert sgd.nesterov and sgd.momentum == 0.9
+    # The periodic embeddings' frequencies and per-column biases are not decayed; their kernel is.
+    from comp.layers import PeriodicEmbedding
+
+    periodic = PeriodicEmbedding(4, 2)
+    periodic.build((None, 3))
+    opt = build_optimizer("adamw", 0.1, weight_decay=0.5)
+    exclude_from_decay(opt, periodic.trainable_variables)
+    opt.build(periodic.trainable_variables)
+    before = {v.name: v.numpy().copy() for v in periodic.trainable_variables}
+    opt.apply_gradients([(np.zeros(v.shape, "float32"), v) for v in periodic.trainable_variables])
+    for v in periodic.trainable_variables:
+        np.testing.assert_allclose(v.numpy(), before[v.name] * (0.95 if v.name == "kernel" else 1.0), rtol=1e-5)
 
 
 def test_still_improving_when_stopped_is_named():

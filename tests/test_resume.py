@@ -151,3 +151,33 @@ def test_a_decayed_schedule_publishes_its_last_epoch_and_records_the_best(tmp_pa
     TrainingState([resumed]).restore(tmp_path)
     assert (resumed.score, resumed.epoch, resumed.last_epoch) == (0.9, 3, 4)
     np.testing.assert_array_equal(resumed.weights[0], np.full(2, 4.0))
+
+
+@pytest.mark.slow  # ~2 minutes: three runs of a table's MLP
+def test_a_killed_bag_of_the_network_beside_an_estimator_resumes_to_the_same_bag(tmp_path):
+    """Stage bag's fallback (gradient boosting is seeded: the MLP beside it is bagged instead)
+    killed while its second seed trains resumes to the same fold models and OOF predictions,
+    its seeds still under the network's own folder."""
+    from tests.test_table_portfolio import _digit_table
+
+    args = ("run", "stage=bag", "experiment=smoke", f"competition={_digit_table(tmp_path)}", "baseline.variants=[mlp]",
+            "ensemble.candidates=[fold,variants]", "bag.seeds=1", "train.epochs=6")
+    exe = str(Path(sys.executable).with_name("comp"))
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    for folder in (reference, interrupted):
+        folder.mkdir()
+    done = subprocess.run([exe, *args], cwd=reference, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    state = interrupted / "runs/digit-table/bag.partial/mlp/seed_2/fold_1/resume/state.json"
+    _kill_when(subprocess.Popen([exe, *args], cwd=interrupted, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True), lambda: _epoch(state) >= 2)
+    resumed = subprocess.run([exe, *args], cwd=interrupted, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "nothing to bag; the network beside it instead" in resumed.stdout
+    assert "[baseline] unchanged" in resumed.stdout and "finished earlier" in resumed.stdout
+    for run in (reference, interrupted):
+        record = json.loads((run / "runs/digit-table/bag/stage.json").read_text())
+        assert record["bagged"] == "baseline/mlp" and record["seeds"] == [2, 2]
+    np.testing.assert_array_equal(np.load(reference / "runs/digit-table/bag/oof.npy"),
+                                  np.load(interrupted / "runs/digit-table/bag/oof.npy"))
+    assert not list((interrupted / "runs/digit-table").glob("*.partial"))

@@ -85,6 +85,20 @@ def test_images_get_no_portfolio_and_tables_one_the_ensemble_blends():
     assert variant_names(cfg, competition, task) == []  # nothing would blend them
 
 
+def test_a_portfolio_auto_resolves_differently_retrains_the_baseline(comp, workdir):
+    """``baseline.variants=auto`` depends on ensemble.candidates: a baseline trained while the
+    ensemble left the variants out is not reused once it blends them (it was, without them)."""
+    code, out, err = comp("run", "stage=baseline", "competition=demo:wine", "ensemble.candidates=[fold]")
+    assert code == 0, err
+    assert "variants" not in json.loads((workdir / "runs/wine/baseline/stage.json").read_text())
+    code, out, err = comp("run", "stage=baseline", "competition=demo:wine")
+    assert code == 0 and "[baseline] unchanged" not in out, out
+    record = json.loads((workdir / "runs/wine/baseline/stage.json").read_text())
+    assert list(record["variants"]) == ["extra_trees", "linear"]
+    code, out, err = comp("run", "stage=baseline", "competition=demo:wine", "ensemble.candidates=[fold,variants]")
+    assert code == 0 and "[baseline] unchanged" in out  # the same portfolio: nothing retrains
+
+
 def _table_of(folder, rows: int):
     """A regression competition of ``rows`` random rows (only its size matters here)."""
     rng = np.random.default_rng(0)
@@ -246,6 +260,7 @@ def _digit_table(workdir):
     return folder
 
 
+@pytest.mark.slow  # ~38 s; the plan beside an estimator stays in the default run (tests/test_planner.py)
 def test_beside_gradient_boosting_stage_check_measures_the_network(comp, workdir):
     """Gradient boosting needs no LR and costs seconds a fold; the MLP beside it in the
     portfolio needs both an LR and a plan, so stage check runs its checks on the MLP (before,

@@ -37,6 +37,17 @@ def validate(cfg, competition, task) -> None:
     validate_model(cfg, competition, task, variants=True)
 
 
+def key_values(cfg, competition, task) -> dict:
+    """What ``baseline.variants=auto`` resolves to: it depends on more than the stage's
+    settings (``ensemble.candidates``, the table's rows, the plugins installed), and a change
+    to any of them must retrain the portfolio, not reuse one trained without its models."""
+    from comp.stages.training import variant_models
+
+    if cfg.baseline.variants != "auto":
+        return {}
+    return {"variants": [[name, hp] for name, hp in variant_models(cfg, competition, task)]}
+
+
 def run(ctx: StageContext) -> dict:
     from comp.stages.training import cross_validate_stage  # imports TensorFlow: only when training
 

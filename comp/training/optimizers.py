@@ -61,7 +61,7 @@ def _with_rates(kind: type) -> type:
     value times the variable's factor, 0 before its first step). Under Adam a smaller
     gradient would not do: its update does not depend on the gradient's scale. Decoupled
     weight decay, which Keras applies to every variable at the one LR, is applied here to
-    these variables (more than one dimension, as ``exclude_from_decay`` has it) at theirs."""
+    these variables (those ``exclude_from_decay`` leaves decayed) at theirs."""
 
     class WithRates(kind):
         def __init__(self, rates: list[tuple[Any, float, int]], **kwargs):
@@ -82,7 +82,7 @@ def _with_rates(kind: type) -> type:
                 factor, start = rate
                 on = keras.ops.cast(keras.ops.greater_equal(self.iterations, start), learning_rate.dtype)
                 learning_rate = learning_rate * factor * on
-                if self.weight_decay and super()._use_weight_decay(variable):  # 1-D ones excluded
+                if self.weight_decay and super()._use_weight_decay(variable):  # exclude_from_decay's excluded
                     decay = keras.ops.cast(self.weight_decay * learning_rate, variable.dtype)
                     variable.assign_sub(variable * decay)
             return super().update_step(gradient, variable, learning_rate)
@@ -91,11 +91,18 @@ def _with_rates(kind: type) -> type:
     return WithRates
 
 
+# Weights of more than one dimension that are not decayed either, by name: a per-column bias
+# (comp.layers.PeriodicEmbedding's) and the periodic embeddings' frequencies, which decay would
+# pull towards zero, that is towards constant features (rtdl's reference code decays neither).
+NOT_DECAYED = ("bias", "frequency")
+
+
 def exclude_from_decay(optimizer: keras.optimizers.Optimizer, variables) -> None:
-    """Biases, BatchNorm scales and shifts (every 1-D weight) are not decayed: shrinking
-    them does not regularise, it only shifts the activations."""
+    """Biases, BatchNorm scales and shifts (every 1-D weight) and the weights ``NOT_DECAYED``
+    names are not decayed: shrinking them does not regularise, it only shifts the activations."""
     if getattr(optimizer, "weight_decay", None):
-        optimizer.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) <= 1])
+        optimizer.exclude_from_weight_decay(var_list=[v for v in variables
+                                                      if len(v.shape) <= 1 or v.name in NOT_DECAYED])
 
 
 def base(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
