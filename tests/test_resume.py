@@ -174,7 +174,7 @@ def test_a_killed_bag_of_the_network_beside_an_estimator_resumes_to_the_same_bag
     resumed = subprocess.run([exe, *args], cwd=interrupted, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "nothing to bag; the network beside it instead" in resumed.stdout
-    assert "[baseline] unchanged" in resumed.stdout and "finished earlier" in resumed.stdout
+    assert "[baseline] unchanged" in resumed.stdout  # the kill cost the bag's unfinished fold model only
     for run in (reference, interrupted):
         record = json.loads((run / "runs/digit-table/bag/stage.json").read_text())
         assert record["bagged"] == "baseline/mlp" and record["seeds"] == [2, 2]
