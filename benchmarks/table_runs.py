@@ -4,8 +4,8 @@
 [default=KEY=VALUE ...]`:
 each table (benchmarks/tables.py) becomes a competition with 20% of its rows held back; then,
 each in a fresh process from a scratch folder, `comp run stage=all budget=B` with the defaults
-(`baseline.variants=auto`: gradient boosting, extra trees, a linear model, from 1,000 rows an
-MLP, from 10,000 a second gradient boosting) and with
+(`baseline.variants=auto`: gradient boosting, extra trees, a linear model, from 10,000 rows a
+second gradient boosting and an MLP) and with
 `baseline.variants=[]` (gradient boosting alone, the default before), or with the settings
 named by `against=` (e.g. `against=ensemble.stack=false`; `default=KEY=VALUE` changes the
 default arm the same way, e.g. two settings of one model), and a plain HistGradientBoosting

@@ -123,10 +123,11 @@ class RunPlan:
         """What the plan says, to print before training."""
         res = f" at {self.size[0]}x{self.size[1]} ({self.why})" if self.size else ""
         if self.left_out:
-            out = [f"run plan: {self.training_seconds:.0f}s of training; {self.left_out} left out: ~{self.epochs} "
+            need = min(ENOUGH_EPOCHS, self.train_epochs)
+            out = [f"run plan: {self.training_seconds:.0f}s of training; {self.left_out} left out: ~{self.whole_epochs} "
                    f"epochs a fold at ~{self.epoch_seconds:.2f}s fit beside {self.beside} and the other estimators, "
-                   f"under the {ENOUGH_EPOCHS} it needs; {stage} first, up to {self.main_seconds:.0f}s: "
-                   f"{self.beside} and the other estimators"]
+                   f"under the {need} it needs; {stage} first, up to {self.main_seconds:.0f}s: {self.beside} and the "
+                   "other estimators"]
         elif self.network:
             out = [f"run plan: {self.training_seconds:.0f}s of training; {stage} first, {self.main_seconds:.0f}s: "
                    f"{self.beside} and the other estimators ~{self.beside_seconds:.0f}s, then {self.network} "
@@ -242,7 +243,7 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
     plan = RunPlan(round(total, 1), size, epochs, round(epoch, 3), round(main, 1), work.max_epochs,
                    work.max_epochs, why=why, kept=kept, reserved=round(reserved, 1),
                    reserve_forecast=round(forecast, 1), whole_epochs=fit)
-    if beside and optional and fit < ENOUGH_EPOCHS:
+    if beside and optional and fit < min(ENOUGH_EPOCHS, work.max_epochs):  # a shorter train.epochs is enough
         plan.beside, plan.left_out, plan.main_seconds = beside[0], beside[1], round(training_seconds, 1)
         return plan
     if beside:

@@ -102,8 +102,9 @@ def make(cfg, competition, task, rundir, budget, main: str, later: dict[str, Any
 
         data["variants"] = [name for name in variant_names(cfg, competition, task) if name != plan.left_out]
     if beside and searches:
-        data["lines"].append(f"run plan: {', '.join(searches)} search {beside[0]} in what {main} leaves "
-                             f"(~{max(plan.training_seconds - plan.main_seconds - sum(plan.kept.values()), 0):.0f}s)")
+        left = ("" if plan.left_out else
+                f" (~{max(plan.training_seconds - plan.main_seconds - sum(plan.kept.values()), 0):.0f}s)")
+        data["lines"].append(f"run plan: {', '.join(searches)} search {beside[0]} in what {main} leaves{left}")
     instead = frozen_alone(cfg, plan.whole_epochs)
     if instead:
         data["main_model"] = instead

@@ -288,6 +288,8 @@ def test_beside_an_estimator_a_network_too_short_for_enough_epochs_is_left_out()
     named = plan_run(30.0, speed, work, beside=("hgb", "mlp"), optional=False)
     assert named.network == "mlp" and named.left_out == "" and named.main_seconds == pytest.approx(30.0)
     assert plan_run(60.0, speed, work, beside=("hgb", "mlp")).network == "mlp"  # 20 epochs a fold fit
+    # A shorter schedule than ENOUGH_EPOCHS that fits whole is enough: 9 epochs a fold fit 8.
+    assert plan_run(40.0, speed, _work(sizes=(), max_epochs=8), beside=("hgb", "mlp")).network == "mlp"
 
 
 def test_a_network_the_plan_left_out_leaves_the_portfolio_from_the_main_stage_on():

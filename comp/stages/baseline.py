@@ -43,9 +43,9 @@ def key_values(cfg, competition, task) -> dict:
     to any of them must retrain the portfolio, not reuse one trained without its models."""
     from comp.stages.training import variant_models
 
-    if cfg.baseline.variants != "auto":
-        return {}
-    return {"variants": [[name, hp] for name, hp in variant_models(cfg, competition, task)]}
+    picked = variant_models(cfg, competition, task) if cfg.baseline.variants == "auto" else []
+    # none (images, ensemble.candidates without variants): the key stays what it was before
+    return {"variants": [[name, hp] for name, hp in picked]} if picked else {}
 
 
 def run(ctx: StageContext) -> dict:

@@ -91,8 +91,9 @@ def _with_rates(kind: type) -> type:
     return WithRates
 
 
-# Weights of more than one dimension that are not decayed either, by name: a per-column bias
-# (comp.layers.PeriodicEmbedding's) and the periodic embeddings' frequencies, which decay would
+# Weights of more than one dimension that are not decayed either, by name: any bias (a
+# per-column one such as comp.layers.PeriodicEmbedding's, an attention layer's per-head one:
+# BERT-style recipes decay no bias) and the periodic embeddings' frequencies, which decay would
 # pull towards zero, that is towards constant features (rtdl's reference code decays neither).
 NOT_DECAYED = ("bias", "frequency")
 
