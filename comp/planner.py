@@ -109,6 +109,11 @@ class RunPlan:
     left_out: str = ""  # the network beside an estimator that ENOUGH_EPOCHS a fold did not fit (not trained)
 
     @property
+    def enough_epochs(self) -> int:
+        """Epochs a fold the main model needs: ENOUGH_EPOCHS, or its whole schedule if shorter."""
+        return min(ENOUGH_EPOCHS, self.train_epochs)
+
+    @property
     def stretched(self) -> bool:
         """No search could use the time left: the main model may run beyond train.epochs."""
         return self.max_epochs > self.train_epochs
@@ -123,11 +128,10 @@ class RunPlan:
         """What the plan says, to print before training."""
         res = f" at {self.size[0]}x{self.size[1]} ({self.why})" if self.size else ""
         if self.left_out:
-            need = min(ENOUGH_EPOCHS, self.train_epochs)
             out = [f"run plan: {self.training_seconds:.0f}s of training; {self.left_out} left out: ~{self.whole_epochs} "
                    f"epochs a fold at ~{self.epoch_seconds:.2f}s fit beside {self.beside} and the other estimators, "
-                   f"under the {need} it needs; {stage} first, up to {self.main_seconds:.0f}s: {self.beside} and the "
-                   "other estimators"]
+                   f"under the {self.enough_epochs} it needs; {stage} first, up to {self.main_seconds:.0f}s: "
+                   f"{self.beside} and the other estimators"]
         elif self.network:
             out = [f"run plan: {self.training_seconds:.0f}s of training; {stage} first, {self.main_seconds:.0f}s: "
                    f"{self.beside} and the other estimators ~{self.beside_seconds:.0f}s, then {self.network} "
@@ -243,11 +247,12 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
     plan = RunPlan(round(total, 1), size, epochs, round(epoch, 3), round(main, 1), work.max_epochs,
                    work.max_epochs, why=why, kept=kept, reserved=round(reserved, 1),
                    reserve_forecast=round(forecast, 1), whole_epochs=fit)
-    if beside and optional and fit < min(ENOUGH_EPOCHS, work.max_epochs):  # a shorter train.epochs is enough
-        plan.beside, plan.left_out, plan.main_seconds = beside[0], beside[1], round(training_seconds, 1)
-        return plan
     if beside:
-        plan.beside, plan.network, plan.beside_seconds = beside[0], beside[1], round(besides, 1)
+        plan.beside = beside[0]
+        if optional and fit < plan.enough_epochs:
+            plan.left_out, plan.main_seconds = beside[1], round(training_seconds, 1)
+            return plan
+        plan.network, plan.beside_seconds = beside[1], round(besides, 1)
     left = training_seconds - main
     for name, least in (searches or {}).items():
         need = least(fold_seconds(speed, work, size, epochs), epochs)
