@@ -475,8 +475,9 @@ def run(ctx: StageContext) -> dict:
     candidates = evaluated
     options = [Option(c.name, c.plain, c.tta, len(c.views), c.probes) for c in candidates]
     scoring = Scoring(fold_of, lambda idx, pred: task.score(y[idx], pred), task.objective, cfg.ensemble.rounds)
-    chosen = choose(options, rows, scoring)  # what the test set gets: chosen on every row
-    honest_oof, per_fold = nested(options, scoring)  # what it is worth: each fold chosen on the others
+    on = _choice_rows(ctx, options, rows, scoring)  # every row, or a sample sized to the stage's time
+    chosen = choose(options, on, scoring)  # what the test set gets: chosen on every row
+    honest_oof, per_fold = nested(options, scoring, on)  # what it is worth: each fold chosen on the others
 
     rows_out, chosen_oof = [], []
     for i, cand in enumerate(candidates):
@@ -503,8 +504,9 @@ def run(ctx: StageContext) -> dict:
                    if tta_score is not None else "") + f" ({cand.seconds:.0f}s)")
     best = chosen.single
     if chosen.blend_nested is not None:
-        ctx.log(f"blend by greedy selection ({cfg.ensemble.rounds} rounds): OOF {chosen.blend_score:.5f} with weights "
-                f"chosen on all OOF rows, {chosen.blend_nested:.5f} nested (each fold's weights from the other "
+        ctx.log(f"blend by greedy selection ({scoring.rounds} rounds): OOF {chosen.blend_score:.5f} with weights "
+                f"chosen on {'all OOF rows' if len(on) == len(rows) else f'the {len(on)} sampled rows'}, "
+                f"{chosen.blend_nested:.5f} nested (each fold's weights from the other "
                 f"folds); best single candidate {candidates[best].name} {chosen.singles[best]:.5f}"
                 + (" (the simplest within one standard error of the best)"
                    if best != task.objective.best_index(chosen.singles) else "")
@@ -585,6 +587,8 @@ def run(ctx: StageContext) -> dict:
         "decoding": decoding,
         "fold_models": True,
         "not_evaluated": dropped,  # candidates the budget left out
+        "choice_rows": int(len(on)),  # the rows its choices were made on (a sample of the OOF rows under a budget)
+        "choice_rounds": scoring.rounds,  # the greedy blend's rounds (fewer than ensemble.rounds where time was short)
         "task": task.kind,
         # what made the prediction: the submission's name says it (one stage's plain fold models: that stage)
         "source": first.stage if single_plain and "/" not in first.name else NAME,
@@ -604,6 +608,36 @@ def run(ctx: StageContext) -> dict:
     if first.input_shape:
         record["input_shape"] = list(first.input_shape)
     return record
+
+
+CHOICE_SHARE = 0.5  # of the ensemble's time left after evaluating its candidates: what its choices may spend
+
+
+def _choice_rows(ctx, options, rows: np.ndarray, scoring) -> np.ndarray:
+    """The rows the ensemble's choices are made on: every scored row, or under a budget, where
+    scoring the metric on every row for each of the choices' calls would not fit
+    ``CHOICE_SHARE`` of the stage's time, a seeded sample of them, each fold's share, and
+    where even the smallest sample does not fit, fewer greedy rounds (set on ``scoring``;
+    comp.selection)."""
+    from comp.selection import MIN_CHOICE_ROWS, choice_size, metric_calls, sample_rows
+
+    if not ctx.time.limited or len(rows) <= MIN_CHOICE_ROWS:
+        return rows
+    small = sample_rows(rows, scoring.fold_of, MIN_CHOICE_ROWS, ctx.cfg.seed)
+    timed = []
+    for part in (small, rows):
+        began = clock.now()
+        scoring.score(part, options[0].plain)
+        timed += [clock.now() - began, len(part)]
+    folds, rounds = int(scoring.fold_of[rows].max()) + 1, scoring.rounds
+    seconds = CHOICE_SHARE * max(ctx.time.remaining(), 0.0)
+    size, scoring.rounds = choice_size(len(rows), options, folds, rounds, seconds, tuple(timed))
+    if size < len(rows):
+        fewer = f" and {scoring.rounds} of ensemble.rounds={rounds} greedy rounds" if scoring.rounds < rounds else ""
+        ctx.log(f"choices made on {size} of the {len(rows)} OOF rows (a seeded sample, each fold's share){fewer}: "
+                f"~{metric_calls(options, folds, rounds)} metric calls at ~{timed[2] * 1000:.0f} ms on every row would "
+                f"not fit the {seconds:.0f}s they have; every score published is on every row")
+    return sample_rows(rows, scoring.fold_of, size, ctx.cfg.seed)
 
 
 def _fold_scores(task, y, pred, fold_of, n_folds: int) -> tuple[list[float], dict[int, dict]]:
