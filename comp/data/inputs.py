@@ -136,6 +136,8 @@ class TableInputs(Inputs):
                 data[column.key] = self.numeric[column.key][rows].astype(np.float64)
             else:
                 kept = [v for v in column.vocabulary if v != ""][:MAX_TREE_CATEGORIES]
-                values = self.categorical[column.key][rows]
-                data[column.key] = pd.Categorical(np.where(np.isin(values, kept), values, None), categories=kept)
+                # A hashed lookup (-1: not kept, so missing): np.isin on strings took 0.2 s a
+                # column of 200,000 rows, 30 s of a 262,000-row table's baseline.
+                codes = pd.Index(kept, dtype=object).get_indexer(self.categorical[column.key][rows])
+                data[column.key] = pd.Categorical.from_codes(codes, categories=kept)
         return pd.DataFrame(data)

@@ -6,7 +6,10 @@ images their size, brightness, contrast, colour and an 8x8 grey thumbnail. Its
 cross-validated ROC AUC says how different the two sets are: 0.5 means alike (a random
 split), 1.0 means every test row can be told apart. Each row's out-of-fold P(test) ranks
 the train rows by how much they look like test, and permutation importance on a held-out
-fold names the features that differ most.
+fold names the features that differ most. On more than ``SAMPLE_ROWS`` rows the classifier
+learns from a seeded sample of them (each set's share): its AUC is as clear, at a fraction of
+the time (327,000 rows took 20 s of a 2-minute budget), and the rows outside the sample, seen
+by no fit, get the first fold's model's P(test).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pandas as pd
 SHIFT_AUC = 0.6  # above this the sets differ more than a random split's noise allows
 FOLDS = 5
 THUMB = 8
+SAMPLE_ROWS = 50_000
 
 
 @dataclass
@@ -72,7 +76,7 @@ def _adversarial_validation(features: pd.DataFrame, is_test: np.ndarray, seed: i
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.inspection import permutation_importance
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold, train_test_split
 
     from comp.threads import native_threads
 
@@ -85,15 +89,23 @@ def _adversarial_validation(features: pd.DataFrame, is_test: np.ndarray, seed: i
                                               early_stopping=False, random_state=seed)
 
     p_test = np.empty(len(y))
-    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(features, y))
+    sample = np.arange(len(y))
+    if len(y) > SAMPLE_ROWS:
+        sample, _ = train_test_split(sample, train_size=SAMPLE_ROWS, stratify=y, random_state=seed)
+        sample = np.sort(sample)
+    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(sample, y[sample]))
     held_out = None
     with native_threads():  # on the cores free now: a shared core stalls an OpenMP team
         for fit_rows, val_rows in folds:
+            fit_rows, val_rows = sample[fit_rows], sample[val_rows]
             fitted = model().fit(features.iloc[fit_rows], y[fit_rows])
             p_test[val_rows] = fitted.predict_proba(features.iloc[val_rows])[:, 1]
             held_out = held_out or (fitted, val_rows)
-        auc = float(roc_auc_score(y, p_test))
+        auc = float(roc_auc_score(y[sample], p_test[sample]))
         fitted, rows = held_out
+        unseen = np.setdiff1d(np.arange(len(y)), sample)
+        if len(unseen):
+            p_test[unseen] = fitted.predict_proba(features.iloc[unseen])[:, 1]
         importance = permutation_importance(fitted, features.iloc[rows], y[rows], scoring="roc_auc",
                                             n_repeats=3, random_state=seed).importances_mean
     order = np.argsort(-importance)
