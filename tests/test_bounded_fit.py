@@ -46,7 +46,7 @@ def test_a_deadline_stops_the_fit_between_steps(data, now):
     # 200 iterations would take 200 s: it stops before the step that would pass 60 s
     assert now[0] <= 60.0
     assert 20 <= model.n_iter_ < 200 and model.max_iter == model.n_iter_ and not model.warm_start
-    assert fit.stopped == [(model.n_iter_, 200)]
+    assert fit.stopped == [(model.n_iter_, 200, "iterations")]
     assert (model.predict(xv) == yv).mean() > 0.9
 
 
@@ -99,6 +99,42 @@ def test_a_forest_inside_a_pipeline_grows_its_trees_within_the_deadline(data, no
     model = fit(Pipeline([("columns", StandardScaler()), ("model", SlowTrees.make(now))]), x, y)
     trees = len(model.named_steps["model"].estimators_)
     assert now[0] <= 100.0 and 30 <= trees < 300
-    assert fit.stopped == [(trees, 300)] and model.named_steps["model"].n_estimators == trees
+    assert fit.stopped == [(trees, 300, "iterations")] and model.named_steps["model"].n_estimators == trees
     assert not model.named_steps["model"].warm_start
     assert (model.predict(xv) == yv).mean() > 0.9
+
+
+class SleepyLogistic(LogisticRegression):
+    """A logistic regression whose fit takes 20 us a row of real time."""
+
+    def fit(self, x, y, sample_weight=None):
+        import time
+
+        time.sleep(len(y) * 20e-6)
+        return super().fit(x, y, sample_weight)
+
+
+def test_the_linear_model_fits_the_rows_its_time_holds():
+    """The linear model's solver cannot be stopped part-way: told its seconds, it times a
+    tenth of the rows and fits again on what the rest holds (a 262,000-row table's folds took
+    20 s each of a 2-minute budget before)."""
+    import pandas as pd
+    from sklearn.preprocessing import StandardScaler
+
+    from comp_plugins.table_models import SampledPipeline
+
+    x, y = load_breast_cancer(return_X_y=True)
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(y), 50_000)
+    big = pd.DataFrame(x[rows] + rng.normal(0, 0.01, (len(rows), x.shape[1])) * x.std(axis=0))
+    began = clock.now()
+    fit = BoundedFit(deadline=clock.now() + 0.6)
+    model = fit(SampledPipeline([("columns", StandardScaler()), ("model", SleepyLogistic(max_iter=2000))]),
+                big, y[rows])
+    assert clock.now() - began < 0.6 * 1.2
+    assert 10_000 <= model.rows_fitted_ < 50_000 and model.time_limit == float("inf")
+    assert fit.stopped == [(model.rows_fitted_, 50_000, "rows")]
+    assert (model.predict(pd.DataFrame(x)) == y).mean() > 0.95
+    whole = BoundedFit()(SampledPipeline([("columns", StandardScaler()), ("model", LogisticRegression(max_iter=2000))]),
+                         big, y[rows])
+    assert whole.rows_fitted_ == 50_000

@@ -156,7 +156,7 @@ def test_catboost_stops_at_its_deadline_and_keeps_the_trees_it_fitted():
     model = MODELS.load("catboost").build(None, Regression(), hp)
     bounded = BoundedFit(clock.now() + 1.5)
     bounded(model, x[:12_000], y[:12_000])
-    assert 0 < model.n_iter_ < 5000 and bounded.stopped == [(model.n_iter_, 5000)]
+    assert 0 < model.n_iter_ < 5000 and bounded.stopped == [(model.n_iter_, 5000, "iterations")]
     assert math.isinf(model.get_params()["time_limit"])
     rmse = float(np.sqrt(np.mean((model.predict(x[12_000:]) - y[12_000:]) ** 2)))
     assert rmse < 0.5 * float(np.std(y[12_000:])), rmse

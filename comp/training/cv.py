@@ -383,7 +383,7 @@ def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec,
             "stopped_by_budget": result.stopped_by_budget,
             "seconds": round(result.seconds, 2), "threads": result.threads, "hp": hp_values, "resumed_from_epoch": 0,
             "diagnosis": []}
-    cut = "".join(f", stopped by the budget at {done} of {asked} iterations" for done, asked in
+    cut = "".join(f", stopped by the budget at {done} of {asked} {unit}" for done, asked, unit in
                   (result.plan or {}).get("iterations", []))
     log(f"{label}: {task.metric_name}={info['score']:.4f} ({result.seconds:.1f}s{cut})")
     return info, pred

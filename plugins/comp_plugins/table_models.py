@@ -9,6 +9,8 @@ diverse families is what wins on tables: AutoGluon, arXiv 2003.06505; TabArena, 
 """
 from __future__ import annotations
 
+import math
+
 from comp.api import TABULAR, EstimatorModel
 
 ALL_TASKS = ("classification", "multilabel", "regression")
@@ -67,21 +69,58 @@ class SampledPipeline:
     """A pipeline fitted on at most ``MAX_LINEAR_ROWS`` rows (a seeded sample): a linear model
     on eight dense columns a number gains nothing from millions of rows that a sample does not
     give it, and would hold them all in memory at once. Written by hand: scikit-learn's
-    pipelines cannot drop rows."""
+    pipelines cannot drop rows.
 
-    def __init__(self, steps):
+    With ``time_limit`` (seconds; ``comp.training.bounded_fit`` sets it under a budget) it
+    fits a tenth of the rows first (at least ``FIRST_ROWS``), times that, and fits again on as
+    many rows as the rest of the time holds, or keeps the first fit when that is not many
+    more (a solver cannot be stopped part-way: a logistic regression on 209,500 rows of
+    flights took 15.6 s a fold, 20,000 rows 1.1 s). ``rows_fitted_`` and ``rows_offered_``
+    say what it did."""
+
+    FIRST_ROWS = 5_000
+    GROWTH = 1.5  # the solver needs more iterations on more rows: 55 us a row on 20,000, 74 on 209,500
+
+    def __init__(self, steps, time_limit: float = math.inf, max_rows: int = MAX_LINEAR_ROWS):
         from sklearn.pipeline import Pipeline
 
         self.pipeline = Pipeline(steps)
+        self.time_limit, self.max_rows = time_limit, max_rows
+
+    def get_params(self, deep: bool = False) -> dict:
+        return {"time_limit": self.time_limit, "max_rows": self.max_rows}
+
+    def set_params(self, **params):
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
 
     def fit(self, x, y):
+        import time
+
         import numpy as np
 
-        if len(x) > MAX_LINEAR_ROWS:
-            rows = np.sort(np.random.default_rng(0).choice(len(x), MAX_LINEAR_ROWS, replace=False))
-            x, y = x.iloc[rows], np.asarray(y)[rows]
-        self.pipeline.fit(x, y)
+        y = np.asarray(y)
+        order = np.random.default_rng(0).permutation(len(x))
+        rows = self.rows_offered_ = min(len(x), self.max_rows)
+        if math.isfinite(self.time_limit) and rows > 2 * self.FIRST_ROWS:
+            first, began = max(self.FIRST_ROWS, rows // 10), time.monotonic()
+            self._fit_rows(x, y, order[:first])
+            spent = time.monotonic() - began
+            fits = int((self.time_limit - spent) / (spent / first * self.GROWTH))
+            if fits < 2 * first:  # not worth a second fit: keep the first
+                self.rows_fitted_ = first
+                return self
+            rows = min(rows, fits)
+        self._fit_rows(x, y, order[:rows])
+        self.rows_fitted_ = rows
         return self
+
+    def _fit_rows(self, x, y, rows) -> None:
+        import numpy as np
+
+        rows = np.sort(rows)
+        self.pipeline.fit(x.iloc[rows] if len(rows) < len(x) else x, y[rows] if len(rows) < len(x) else y)
 
     def predict(self, x):
         return self.pipeline.predict(x)
