@@ -56,8 +56,10 @@ def _plain_hgb(table, folder: Path, truth: pd.DataFrame) -> float:
     x, xt = train.drop(columns=["id", target]), test.drop(columns=["id"])
     for col in x.columns:
         if not pd.api.types.is_numeric_dtype(x[col]):
-            cats = pd.CategoricalDtype(sorted(x[col].dropna().unique()))
-            x[col], xt[col] = x[col].astype(cats), xt[col].astype(cats)
+            # the 250 most frequent values (HistGradientBoosting takes at most 255), the rest missing
+            top = x[col].value_counts().index[:250]
+            cats = pd.CategoricalDtype(sorted(top))
+            x[col], xt[col] = x[col].where(x[col].isin(top)).astype(cats), xt[col].where(xt[col].isin(top)).astype(cats)
     classifier = table.task == "classification"
     model = (HistGradientBoostingClassifier if classifier else HistGradientBoostingRegressor)(
         categorical_features="from_dtype", random_state=0).fit(x, train[target])
