@@ -105,12 +105,13 @@ def test_a_forest_inside_a_pipeline_grows_its_trees_within_the_deadline(data, no
 
 
 class SleepyLogistic(LogisticRegression):
-    """A logistic regression whose fit takes 20 us a row of real time."""
+    """A logistic regression whose fit takes 100 us a row of real time: the sleep, not the
+    machine's load, sets what fits (a loaded CI machine made a 20-us version flaky)."""
 
     def fit(self, x, y, sample_weight=None):
         import time
 
-        time.sleep(len(y) * 20e-6)
+        time.sleep(len(y) * 100e-6)
         return super().fit(x, y, sample_weight)
 
 
@@ -128,10 +129,10 @@ def test_the_linear_model_fits_the_rows_its_time_holds():
     rows = rng.integers(0, len(y), 50_000)
     big = pd.DataFrame(x[rows] + rng.normal(0, 0.01, (len(rows), x.shape[1])) * x.std(axis=0))
     began = clock.now()
-    fit = BoundedFit(deadline=clock.now() + 0.6)
+    fit = BoundedFit(deadline=clock.now() + 4.0)
     model = fit(SampledPipeline([("columns", StandardScaler()), ("model", SleepyLogistic(max_iter=2000))]),
                 big, y[rows])
-    assert clock.now() - began < 0.6 * 1.2
+    assert clock.now() - began < 4.0 * 1.2
     assert 10_000 <= model.rows_fitted_ < 50_000 and model.time_limit == float("inf")
     assert fit.stopped == [(model.rows_fitted_, 50_000, "rows")]
     assert (model.predict(pd.DataFrame(x)) == y).mean() > 0.95

@@ -260,6 +260,38 @@ def _digit_table(workdir):
     return folder
 
 
+def test_under_a_budget_gradient_boosting_takes_the_time_it_needs_and_the_portfolio_what_it_leaves(comp, workdir):
+    """An estimator's schedule is fixed: given every model an equal share, a 262,000-row
+    table's portfolio had each of them cut short (hgb at 45-92 of 300 iterations). The main
+    estimator's folds now come first, with all of the time, and the others share the rest."""
+    folder = _digit_table(workdir)
+    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s", "model.hp.max_iter=50",
+                          "baseline.variants=[extra_trees,linear]")
+    assert code == 0, err
+    assert "hgb's folds first, the other 2 in what it leaves (5 folds each)" in out
+    assert "stopped by the budget" not in out.split("variant extra_trees")[0]  # hgb's 50 iterations fitted
+    record = json.loads((workdir / "runs/digit-table/baseline/stage.json").read_text())
+    assert list(record["variants"]) == ["extra_trees", "linear"]
+    assert record["score"] > 0.9 and all(v["score"] > 0.85 for v in record["variants"].values())
+
+
+def test_a_variant_the_time_left_cannot_train_usefully_is_left_out(comp, workdir, monkeypatch):
+    """After the main estimator, a variant whose fold share would be under VARIANT_FLOOR of
+    the main model's seconds a fold is left out and said so (patched here so that every
+    share is under it): the baseline is published with the main model alone."""
+    from comp.stages import training
+
+    monkeypatch.setattr(training, "VARIANT_FLOOR", 1e9)
+    folder = _digit_table(workdir)
+    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=40s",
+                          "baseline.variants=[extra_trees,linear]")
+    assert code == 0, err
+    assert "budget: extra_trees, linear left out: the " in out
+    record = json.loads((workdir / "runs/digit-table/baseline/stage.json").read_text())
+    assert record["variants_left_out"] == ["extra_trees", "linear"] and "variants" not in record
+    assert record["score"] > 0.9 and not (workdir / "runs/digit-table/baseline/variants").exists()
+
+
 @pytest.mark.slow  # ~38 s; the plan beside an estimator stays in the default run (tests/test_planner.py)
 def test_beside_gradient_boosting_stage_check_measures_the_network(comp, workdir):
     """Gradient boosting needs no LR and costs seconds a fold; the MLP beside it in the
@@ -296,7 +328,8 @@ def test_beside_gradient_boosting_the_network_is_planned_and_trains_after_the_es
     plan = json.loads((run / "plan.json").read_text())
     assert plan["network"] == "mlp" and plan["beside"] == "hgb" and 0 < plan["beside_seconds"] < plan["main_seconds"]
     assert "hgb and the other estimators" in out and "then mlp ~" in out
-    assert "shared equally by the 3 estimators and their 5 folds, the rest for mlp" in out
+    assert ("for the 3 estimators and their 5 folds (hgb's folds first, the other 2 in what it leaves), the rest "
+            "for mlp (the run plan)") in out
     record = json.loads((run / "baseline/stage.json").read_text())
     assert record["model"]["name"] == "hgb" and list(record["variants"]) == ["extra_trees", "linear", "mlp"]
     # The MLP trained last: its folds' models were written after every estimator's.
