@@ -321,7 +321,9 @@ def test_beside_gradient_boosting_the_network_is_planned_and_trains_after_the_es
     the baseline trains the estimators first, the MLP last in the rest (a budget too short
     for a score worth asserting: what is checked is who gets the time)."""
     folder = _digit_table(workdir)
-    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s",
+    # hgb at 50 iterations: the main estimator takes the time it needs first, and at 300 on
+    # ten classes the estimators' quarter of the budget would be all its own
+    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s", "model.hp.max_iter=50",
                           "baseline.variants=[extra_trees,linear,mlp]")
     assert code == 0, err
     run = workdir / "runs/digit-table"
@@ -331,7 +333,10 @@ def test_beside_gradient_boosting_the_network_is_planned_and_trains_after_the_es
     assert ("for the 3 estimators and their 5 folds (hgb's folds first, the other 2 in what it leaves), the rest "
             "for mlp (the run plan)") in out
     record = json.loads((run / "baseline/stage.json").read_text())
-    assert record["model"]["name"] == "hgb" and list(record["variants"]) == ["extra_trees", "linear", "mlp"]
+    # hgb first, then the other estimators while a useful share is left, the MLP last in the rest
+    trained = list(record["variants"])
+    assert record["model"]["name"] == "hgb" and trained[-1] == "mlp"
+    assert trained[:-1] + record.get("variants_left_out", []) == ["extra_trees", "linear"]
     # The MLP trained last: its folds' models were written after every estimator's.
     last_estimator = max(p.stat().st_mtime for p in run.glob("baseline/**/model.pkl"))
     assert min(p.stat().st_mtime for p in (run / "baseline/variants/mlp").glob("fold_*/*.keras")) > last_estimator
@@ -348,7 +353,8 @@ def test_a_network_the_budget_buys_too_few_epochs_is_left_out_of_the_run(comp, w
     # a schedule no machine fits in 50 s, so that the MLP is left out on a fast one too
     monkeypatch.setattr("comp.planner.ENOUGH_EPOCHS", 400)
     folder = _digit_table(workdir)
-    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s", "train.epochs=400")
+    code, out, err = comp("run", "stage=baseline", f"competition={folder}", "budget=50s", "train.epochs=400",
+                          "model.hp.max_iter=50")  # the estimators' time not all hgb's (above)
     assert code == 0, err
     run = workdir / "runs/digit-table"
     plan = json.loads((run / "plan.json").read_text())
