@@ -17,7 +17,8 @@ Every choice scores the metric again and again (a nested greedy blend of five ca
 over five folds: ~3,000 calls), so on a large table each call's pass over every row adds up
 (262,000 rows under ROC-AUC: 46 ms a call, 178 s in all). Under a budget the choices are
 made on a seeded sample of the rows, each fold's share of it (``sample_rows``), sized by
-``choice_size`` to the time they have; the published scores are still computed on every row.
+``choice_size`` to the time they have; the published OOF scores (the honest one, each
+candidate's) are still computed on every row, the choices' own comparisons on the sample.
 """
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ def nested(options: list[Option], s: Scoring, rows: np.ndarray | None = None) ->
     predicted by the choice ``choose`` makes on the other folds' rows among ``rows`` (default:
     every scored row)."""
     out = np.zeros(options[0].plain.shape, dtype=np.float32)
-    rows = np.flatnonzero(s.fold_of >= 0) if rows is None else rows
+    rows = np.flatnonzero(s.fold_of >= 0) if rows is None else rows[s.fold_of[rows] >= 0]
     choices = []
     for k in range(int(s.fold_of.max()) + 1):
         inside = np.flatnonzero(s.fold_of == k)

@@ -475,9 +475,10 @@ def run(ctx: StageContext) -> dict:
     candidates = evaluated
     options = [Option(c.name, c.plain, c.tta, len(c.views), c.probes) for c in candidates]
     scoring = Scoring(fold_of, lambda idx, pred: task.score(y[idx], pred), task.objective, cfg.ensemble.rounds)
-    on = _choice_rows(ctx, options, rows, scoring)  # every row, or a sample sized to the stage's time
-    chosen = choose(options, on, scoring)  # what the test set gets: chosen on every row
-    honest_oof, per_fold = nested(options, scoring, on)  # what it is worth: each fold chosen on the others
+    sample = _choice_rows(ctx, options, rows, scoring)  # every row, or a sample sized to the stage's time
+    sampled = len(sample) < len(rows)
+    chosen = choose(options, sample, scoring)  # what the test set gets: chosen on every row (or the sample)
+    honest_oof, per_fold = nested(options, scoring, sample)  # what it is worth: each fold chosen on the others
 
     rows_out, chosen_oof = [], []
     for i, cand in enumerate(candidates):
@@ -505,7 +506,7 @@ def run(ctx: StageContext) -> dict:
     best = chosen.single
     if chosen.blend_nested is not None:
         ctx.log(f"blend by greedy selection ({scoring.rounds} rounds): OOF {chosen.blend_score:.5f} with weights "
-                f"chosen on {'all OOF rows' if len(on) == len(rows) else f'the {len(on)} sampled rows'}, "
+                f"chosen on {f'the {len(sample)} sampled rows (this line scored on them)' if sampled else 'all OOF rows'}, "
                 f"{chosen.blend_nested:.5f} nested (each fold's weights from the other "
                 f"folds); best single candidate {candidates[best].name} {chosen.singles[best]:.5f}"
                 + (" (the simplest within one standard error of the best)"
@@ -541,11 +542,13 @@ def run(ctx: StageContext) -> dict:
     se = standard_error([fold_scores[k] for k in clean_folds])
     for r, w in zip(rows_out, weights):
         r["weight"] = round(float(w), 4)
-    extra_rows = [{"candidate": f"the {used} chosen on all OOF rows", "kind": "result", "oof": score_all_rows},
+    chosen_on = f"the {len(sample)} sampled OOF rows" if sampled else "all OOF rows"
+    extra_rows = [{"candidate": f"the {used} chosen on {chosen_on}", "kind": "result", "oof": score_all_rows},
                   {"candidate": "honest: every choice nested", "kind": "result", "oof": score,
                    "fold_std": float(np.std([fold_scores[k] for k in clean_folds]))}]
     if chosen.blend_nested is not None:
-        extra_rows = [{"candidate": "blend (weights on all OOF)", "kind": "blend", "oof": chosen.blend_score},
+        extra_rows = [{"candidate": "blend (weights on the sample, scored on it)" if sampled else
+                       "blend (weights on all OOF)", "kind": "blend", "oof": chosen.blend_score},
                       {"candidate": "blend (nested)", "kind": "blend", "oof": chosen.blend_nested}] + extra_rows
     if stack:
         extra_rows = [{"candidate": f"stack: {stack['model']} (nested)", "kind": "result", "oof": stack["score"],
@@ -564,14 +567,14 @@ def run(ctx: StageContext) -> dict:
     }))
     described = ", ".join(f"{c.name} {w:.2f}" + (f" (+{len(c.views)} views)" if c.keep_tta else "")
                           for c, w in members)
-    on = ("" if len(clean_folds) == n_folds else
-          f" on folds {', '.join(str(k + 1) for k in clean_folds)}; the others chose a configuration searched on "
-          "their own labels")
+    folds_note = ("" if len(clean_folds) == n_folds else
+                  f" on folds {', '.join(str(k + 1) for k in clean_folds)}; the others chose a configuration searched "
+                  "on their own labels")
     if used == "stack":
         described = f"a {stack['model']} on {len(members)} candidates' predictions ({described})"
     ctx.log(f"{'blend' if used == 'blend' else 'stack' if used == 'stack' else 'best single candidate'}: {described}; OOF {task.metric_name} "
-            f"{score:.5f} +- {se:.5f} honest (every choice made on the other folds{on}); {score_all_rows:.5f} "
-            "with the choices made on all rows")
+            f"{score:.5f} +- {se:.5f} honest (every choice made on the other folds{folds_note}); "
+            f"{score_all_rows:.5f} with the choices made on {'the sample' if sampled else 'all rows'}")
     single_plain = used == "single" and members[0][0].kind == "fold" and not members[0][0].keep_tta
     first = members[0][0]
     record = {
@@ -587,7 +590,7 @@ def run(ctx: StageContext) -> dict:
         "decoding": decoding,
         "fold_models": True,
         "not_evaluated": dropped,  # candidates the budget left out
-        "choice_rows": int(len(on)),  # the rows its choices were made on (a sample of the OOF rows under a budget)
+        "choice_rows": int(len(sample)),  # the rows its choices were made on (a sample of the OOF rows under a budget)
         "choice_rounds": scoring.rounds,  # the greedy blend's rounds (fewer than ensemble.rounds where time was short)
         "task": task.kind,
         # what made the prediction: the submission's name says it (one stage's plain fold models: that stage)
@@ -624,19 +627,23 @@ def _choice_rows(ctx, options, rows: np.ndarray, scoring) -> np.ndarray:
     if not ctx.time.limited or len(rows) <= MIN_CHOICE_ROWS:
         return rows
     small = sample_rows(rows, scoring.fold_of, MIN_CHOICE_ROWS, ctx.cfg.seed)
+    scoring.score(small, options[0].plain)  # a first call pays the metric's imports and caches
     timed = []
-    for part in (small, rows):
-        began = clock.now()
-        scoring.score(part, options[0].plain)
-        timed += [clock.now() - began, len(part)]
+    for part in (small, rows):  # each the faster of two calls: a single one can catch a pause
+        seconds = []
+        for _ in range(2):
+            began = clock.now()
+            scoring.score(part, options[0].plain)
+            seconds.append(clock.now() - began)
+        timed += [min(seconds), len(part)]
     folds, rounds = int(scoring.fold_of[rows].max()) + 1, scoring.rounds
     seconds = CHOICE_SHARE * max(ctx.time.remaining(), 0.0)
     size, scoring.rounds = choice_size(len(rows), options, folds, rounds, seconds, tuple(timed))
-    if size < len(rows):
+    if size < len(rows) or scoring.rounds < rounds:
         fewer = f" and {scoring.rounds} of ensemble.rounds={rounds} greedy rounds" if scoring.rounds < rounds else ""
         ctx.log(f"choices made on {size} of the {len(rows)} OOF rows (a seeded sample, each fold's share){fewer}: "
                 f"~{metric_calls(options, folds, rounds)} metric calls at ~{timed[2] * 1000:.0f} ms on every row would "
-                f"not fit the {seconds:.0f}s they have; every score published is on every row")
+                f"not fit the {seconds:.0f}s they have; the published OOF scores are on every row")
     return sample_rows(rows, scoring.fold_of, size, ctx.cfg.seed)
 
 

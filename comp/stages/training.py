@@ -292,8 +292,9 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
         (name, hp, out / artifacts.VARIANT_DIR.format(name=name)) for name, hp in variants]
     box = ctx.time
     # Companions (a backbone's frozen features) cost a forward pass per row, not a schedule:
-    # the main model keeps most of the time; otherwise every model gets an equal share, unless
-    # the run plan funds a network beside an estimator (below).
+    # the main model keeps most of the time; a main estimator comes first with all of it
+    # (below); otherwise every model gets an equal share. The run plan may fund a network
+    # beside an estimator: the estimators then share only their planned seconds (below).
     companions = {name for name, _ in companion_models(main, dict(cfg.model.hp))}
     only_companions = _only_companions([name for name, _ in variants], companions)
     n_folds = int(fold_of.max()) + 1
@@ -319,11 +320,13 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
         models.sort(key=lambda m: m[0] == network[0])
         estimators = box.within(network[1])
         main_box = estimators if main_first else estimators.split(len(models) - 1)
-    first = (f"{main}'s folds first, the other {{n}} in what it leaves" if main_first
-             else "shared equally by the {n}")
+    def first(others: int) -> str:
+        return (f"{main}'s folds first, the {'other' if others == 1 else f'other {others}'} in what it leaves"
+                if main_first else f"shared equally by the {others + 1}")
+
     if network:
         ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}: ~{estimators.seconds:.0f}s for the "
-                f"{len(models) - 1} estimators and their {n_folds} folds ({first.format(n=len(models) - 2)}), the "
+                f"{len(models) - 1} estimators and their {n_folds} folds ({first(len(models) - 2)}), the "
                 f"rest for {network[0]} (the run plan)")
     elif box.limited:
         if only_companions:
@@ -332,7 +335,7 @@ def cross_validate_stage(ctx: StageContext, out: Path | None = None, take_out_fa
                     f"{main}'s {n_folds} folds, the rest for {', '.join(n for n, _ in variants)} beside it "
                     f"({share:.0%} each, {how})")
         else:
-            shared = (first.format(n=len(models) - 1) + f" ({n_folds} folds each)" if main_first
+            shared = (first(len(models) - 1) + f" ({n_folds} folds each)" if main_first
                       else f"shared equally by the {len(models)} models and their {n_folds} folds" if len(models) > 1
                       else f"shared equally by the {n_folds} folds")
             ctx.log(f"budget: {max(box.remaining(), 0):.0f}s of budget={cfg.budget}, {shared}")
@@ -399,6 +402,12 @@ def _left_out_variants(ctx: StageContext, main: str, variants: list[str], box: T
     fit = len(variants)
     while fit and max(box.remaining(), 0.0) / fit / n_folds < VARIANT_FLOOR * main_fold:
         fit -= 1
+    # a variant whose folds all finished before a kill costs nothing: a resumed run keeps it
+    done = {v for v in variants[fit:]
+            if all((out / artifacts.VARIANT_DIR.format(name=v) / artifacts.FOLD_DIR.format(fold=k) / "done.json")
+                   .is_file() for k in range(n_folds))}
+    variants = [v for v in variants if v not in done]
+    fit = min(fit, len(variants))
     if fit < len(variants):
         ctx.log(f"budget: {', '.join(variants[fit:])} left out: the {max(box.remaining(), 0):.0f}s left would give "
                 f"{'each' if len(variants) - fit > 1 or fit else 'it'} under {VARIANT_FLOOR:.0%} of the ~{main_fold:.1f}s "

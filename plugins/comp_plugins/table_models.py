@@ -80,6 +80,7 @@ class SampledPipeline:
 
     FIRST_ROWS = 5_000
     GROWTH = 1.5  # the solver needs more iterations on more rows: 55 us a row on 20,000, 74 on 209,500
+    time_limit, max_rows = math.inf, MAX_LINEAR_ROWS  # also what a model pickled before these knobs has
 
     def __init__(self, steps, time_limit: float = math.inf, max_rows: int = MAX_LINEAR_ROWS):
         from sklearn.pipeline import Pipeline
@@ -107,7 +108,7 @@ class SampledPipeline:
             first, began = max(self.FIRST_ROWS, rows // 10), time.monotonic()
             self._fit_rows(x, y, order[:first])
             spent = time.monotonic() - began
-            fits = int((self.time_limit - spent) / (spent / first * self.GROWTH))
+            fits = int((self.time_limit - spent) / (max(spent, 1e-6) / first * self.GROWTH))
             if fits < 2 * first:  # not worth a second fit: keep the first
                 self.rows_fitted_ = first
                 return self
