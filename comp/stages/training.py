@@ -2,6 +2,7 @@
 call the training library (``comp.training.cv.cross_validate``) and publish its results."""
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -394,11 +395,10 @@ def _left_out_variants(ctx: StageContext, main: str, variants: list[str], box: T
     ``VARIANT_FLOOR`` of what the main model's folds took (its cv.json in ``out``); said once.
     A variant cut to a fraction of that is a fraction of its own schedule (flights at
     budget=2m: 3 of extra trees' 300 trees, ROC-AUC 0.87 against gradient boosting's 0.91)."""
-    from comp.training.cv import SUMMARY_FILE
+    from comp.training.cv import mean_fold_seconds
 
-    summary = out / SUMMARY_FILE
-    seconds = [float(f.get("seconds") or 0.0) for f in (read_json(summary).get("folds", []) if summary.is_file() else [])]
-    main_fold = sum(seconds) / max(len(seconds), 1)
+    main_fold = mean_fold_seconds(out)
+    main_fold = 0.0 if math.isnan(main_fold) else main_fold
     fit = len(variants)
     while fit and max(box.remaining(), 0.0) / fit / n_folds < VARIANT_FLOOR * main_fold:
         fit -= 1
