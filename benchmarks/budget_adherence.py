@@ -1,18 +1,20 @@
 """Does `comp run stage=all budget=B` end within its budget, alone and beside a busy process?
 
-`python benchmarks/budget_adherence.py [DEMO ...] [large] [budget=2m ...] [busy] [alone]`
+`python benchmarks/budget_adherence.py [DEMO ...] [large] [budget=2m ...] [busy] [alone] [code=DIR]`
 runs the default pipeline on each bundled demo (and `large`: mnist5k upscaled to 256x256,
 `pip install -e ".[bench]"`) at each budget, each in a fresh process from the shell's start
 (the budget counts from the process start), alone and/or beside one CPU-bound Python loop
 (`busy`). Prints wall / budget (the promise: <= 1.05, plus 10 s of start-up), the
 submission's OOF score and its score on the hidden test labels, and the run plan's
 resolution and epochs a fold, what made the submission and how many fold models stage bag
-added.
+added. `code=DIR` runs the comp package and plugins found in DIR (a `git worktree` of another
+commit), so that a long campaign is not changed by edits to this checkout while it runs.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
 import subprocess
 import sys
@@ -40,7 +42,7 @@ def _holdout_large(submission: Path, solution: Path) -> tuple[str, float]:
     return "accuracy", float((got == truth).mean())
 
 
-def run(name: str, budget: str, busy: bool, extra: tuple[str, ...] = ()) -> dict:
+def run(name: str, budget: str, busy: bool, extra: tuple[str, ...] = (), code: str | None = None) -> dict:
     """One `comp run stage=all` of ``name`` (a demo, ``large`` or ``mnist5k``) with ``extra``
     settings: its wall time, scores, plan and what made the submission."""
     if name in ("large", "mnist5k"):
@@ -55,9 +57,11 @@ def run(name: str, budget: str, busy: bool, extra: tuple[str, ...] = ()) -> dict
     try:
         with tempfile.TemporaryDirectory() as scratch:
             comp = Path(sys.executable).with_name("comp")
+            # the installed package is an editable finder placed after sys.path: PYTHONPATH wins
+            env = dict(os.environ, **({"PYTHONPATH": f"{code}{os.pathsep}{Path(code, 'plugins')}"} if code else {}))
             began = time.monotonic()
             done = subprocess.run([str(comp), "run", "stage=all", f"competition={competition}", "run=bench",
-                                   f"budget={budget}", *extra], cwd=scratch, capture_output=True, text=True)
+                                   f"budget={budget}", *extra], cwd=scratch, capture_output=True, text=True, env=env)
             wall = time.monotonic() - began
             if done.returncode != 0:
                 return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
@@ -81,13 +85,15 @@ def main(argv: list[str]) -> int:
     names = [a for a in argv if a in DEMOS or a in ("large", "mnist5k")] or [*DEMOS, "large"]
     budgets = [a.split("=", 1)[1] for a in argv if a.startswith("budget=")] or ["2m", "5m"]
     modes = [m for m in ("alone", "busy") if m in argv] or ["alone", "busy"]
+    code = next((a.split("=", 1)[1] for a in argv if a.startswith("code=")), None)
+    print(f"code: {code or 'this checkout'}")
     print("| competition | budget | beside | wall | wall / budget | OOF | holdout | plan | submitted | bag |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     worst = 0.0
     for name in names:
         for budget in budgets:
             for mode in modes:
-                r = run(name, budget, mode == "busy")
+                r = run(name, budget, mode == "busy", code=code)
                 if "error" in r:
                     print(f"| {name} | {budget} | {mode} | failed: {r['error']} |", flush=True)
                     worst = float("inf")

@@ -107,6 +107,7 @@ class RunPlan:
     beside: str = ""  # that estimator
     beside_seconds: float = 0.0  # of main_seconds, the estimators' (trained first)
     left_out: str = ""  # the network beside an estimator that ENOUGH_EPOCHS a fold did not fit (not trained)
+    reserve_note: str = ""  # what the reserve is, where it is not reserve_forecast
 
     @property
     def enough_epochs(self) -> int:
@@ -147,8 +148,8 @@ class RunPlan:
         for name, seconds in self.kept.items():
             out.append(f"run plan: {name} ~{seconds:.0f}s, kept before the main model's time")
         if self.reserved:
-            need = (f"prediction forecast ~{self.reserve_forecast:.0f}s" if self.reserve_forecast
-                    else "no prediction in this command")
+            need = self.reserve_note or (f"prediction forecast ~{self.reserve_forecast:.0f}s" if self.reserve_forecast
+                                         else "no prediction in this command")
             out.append(f"run plan: {self.reserved:.0f}s kept at the budget's end for prediction, the submission and "
                        f"the report ({need})")
         for name, s in self.searches.items():
@@ -250,7 +251,17 @@ def plan_run(training_seconds: float, speed: Speed, work: Workload,
     if beside:
         plan.beside = beside[0]
         if optional and fit < plan.enough_epochs:
-            plan.left_out, plan.main_seconds = beside[1], round(training_seconds, 1)
+            plan.left_out = beside[1]
+            if predict:
+                # The reserve was forecast from the network's passes, and the network will not
+                # predict: the estimators' prediction is not forecast (check timed no estimator),
+                # so the most is kept, as without a plan (flights at budget=5m printed a forecast
+                # of ~356s for a prediction of 7s).
+                plan.reserved, plan.reserve_forecast = round(max(most, fewest), 1), 0.0
+                plan.reserve_note = "the estimators' prediction, not forecast: the most kept"
+                training_seconds, total = training_seconds - gained, total - gained
+                plan.training_seconds = round(total, 1)
+            plan.main_seconds = round(training_seconds, 1)
             return plan
         plan.network, plan.beside_seconds = beside[1], round(besides, 1)
     left = training_seconds - main

@@ -290,6 +290,16 @@ def test_beside_an_estimator_a_network_too_short_for_enough_epochs_is_left_out()
     assert plan_run(60.0, speed, work, beside=("hgb", "mlp")).network == "mlp"  # 20 epochs a fold fit
     # A shorter schedule than ENOUGH_EPOCHS that fits whole is enough: 9 epochs a fold fit 8.
     assert plan_run(40.0, speed, _work(sizes=(), max_epochs=8), beside=("hgb", "mlp")).network == "mlp"
+    # The reserve was forecast from the network's passes: left out, it predicts nothing, so the
+    # most is kept (the estimators' prediction is not forecast) and the plan says so.
+    network_pass = plan_run(30.0, speed, work, beside=("hgb", "mlp"), predict=lambda s: 20.0, reserve=(2.0, 12.0),
+                            optional=False)
+    assert network_pass.reserved == 12.0 and network_pass.reserve_forecast == 20.0
+    kept = plan_run(30.0, speed, work, beside=("hgb", "mlp"), predict=lambda s: 4.0, reserve=(2.0, 12.0))
+    assert kept.left_out == "mlp" and kept.reserved == 12.0 and kept.reserve_forecast == 0.0
+    assert kept.training_seconds == kept.main_seconds == 30.0  # none of the most moved to training
+    assert ("run plan: 12s kept at the budget's end for prediction, the submission and the report (the "
+            "estimators' prediction, not forecast: the most kept)") in kept.lines("baseline")
 
 
 def test_a_network_the_plan_left_out_leaves_the_portfolio_from_the_main_stage_on():
