@@ -45,11 +45,14 @@ class InputSpec:
     Images: ``shape`` is (height, width, channels) of float images in [0, 1].
     Tables: ``columns`` lists the raw columns (``shape`` is ``(len(columns),)``); the model
     receives a dict ``{column.key: tensor of shape (1,)}`` and does its own preprocessing.
+    ``rows``: how many rows the columns' statistics were taken from, a fold's training rows
+    (0: not known), so that a plugin may start from settings that suit the table's size.
     """
 
     shape: tuple[int, ...]
     modality: str = IMAGE
     columns: tuple[Column, ...] = ()
+    rows: int = 0
 
 
 def modalities(*names: str) -> Callable[[Callable], Callable]:

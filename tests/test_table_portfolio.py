@@ -180,6 +180,34 @@ def test_the_mlp_and_a_second_boosting_configuration_join_from_ten_thousand_rows
     assert variant_names(cfg, competition, task) == ["hgb_long", "mlp"]
 
 
+def test_gradient_boosting_starts_from_31_leaves_on_a_fold_of_40000_rows_and_tune_searches_around_them(tmp_path):
+    """On large tables 31 leaves scored better (flights, films' ratings) or the same: hgb's trees
+    start there from 40,000 training rows a fold, and stage tune's knob starts where the
+    baseline's fold models were (a table of 50,000 rows: 40,000 a fold)."""
+    import keras_tuner as kt
+
+    from comp.api import TABULAR, InputSpec
+    from comp.competition import open_competition
+    from comp.config import load_config
+    from comp.registry import MODELS
+    from comp.stages.tune import space
+
+    class Regression:
+        estimator_role = "regressor"
+
+    def leaves(name, rows):
+        spec = InputSpec((1,), TABULAR, (), rows=rows)
+        return MODELS.load(name).build(spec, Regression(), kt.HyperParameters()).get_params()["max_leaf_nodes"]
+
+    assert (leaves("hgb", 39_999), leaves("hgb", 40_000)) == (15, 31)
+    assert (leaves("hgb_long", 39_999), leaves("hgb_long", 40_000)) == (31, 31)
+    for rows, start in ((1_000, 15), (50_000, 31)):  # 800 and 40,000 rows a fold
+        cfg = load_config([f"competition={_table_of(tmp_path, rows)}"])
+        competition, task, _ = open_competition(cfg)
+        knob = next(k for k in space(cfg, competition, task, 1e-3, None) if k.key == "model.hp.max_leaf_nodes")
+        assert knob.default == start, (rows, knob)
+
+
 def test_the_long_configuration_fits_past_where_three_hundred_iterations_underfit():
     """On 12,000 rows of scikit-learn's Friedman #1 function (little noise), gradient boosting's
     300 iterations underfit: hgb_long, fitted in steps under a deadline like every table model,

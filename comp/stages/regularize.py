@@ -220,10 +220,11 @@ def ordered(cfg) -> list[Change]:
 
 def plugin_defaults(cfg, competition, task) -> dict[str, Any]:
     """The model plugin's knobs and their defaults (a probe build: ask once per stage)."""
-    from comp.stages.training import model_name
+    from comp.stages.training import fold_training_rows, model_name
     from comp.training.model import plugin_space
 
-    return {p.name: p.default for p in plugin_space(model_name(cfg, competition, task), competition.modality, task)}
+    return {p.name: p.default for p in plugin_space(model_name(cfg, competition, task), competition.modality, task,
+                                                    fold_training_rows(cfg, competition))}
 
 
 def setting(cfg, competition, task, image_size, defaults: dict[str, Any] | None = None) -> Setting:

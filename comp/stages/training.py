@@ -63,6 +63,13 @@ def model_name(cfg, competition, task) -> str:
                           "set model=NAME (see `comp plugins`)") from None
 
 
+def fold_training_rows(cfg, competition) -> int:
+    """About how many rows a fold's model trains on (every other fold's): what a plugin's
+    size-dependent defaults are probed with before any fold is built."""
+    rows, folds = len(competition.train), max(int(cfg.split.folds), 1)
+    return rows - rows // folds
+
+
 FALLBACK_LR = 1e-3  # train.lr=auto when the LR range test suggests nothing: Adam's own default
 
 

@@ -92,7 +92,7 @@ def validate(cfg, competition, task) -> None:
 
 def space(cfg, competition, task, lr: float, image_size: tuple[int, int] | None):
     """The knobs searched around ``cfg`` (``tune.space`` applied); ValueError for a bad tune.space."""
-    from comp.stages.training import augmentations, model_name
+    from comp.stages.training import augmentations, fold_training_rows, model_name
     from comp.training.model import is_estimator, plugin_space
     from comp.tuning.space import Knob, apply_ranges, knobs_from_hp
 
@@ -113,8 +113,9 @@ def space(cfg, competition, task, lr: float, image_size: tuple[int, int] | None)
     # The plugin's knobs are searched around the configured values (model.hp, or a change kept
     # by regularize); tune.space={model.hp.NAME: []} keeps one as configured.
     configured = {f"model.hp.{k}": v for k, v in dict(cfg.model.hp).items()}
+    own = plugin_space(name, competition.modality, task, fold_training_rows(cfg, competition))
     knobs += [dataclasses.replace(k, default=configured[k.key]) if k.key in configured else k
-              for k in knobs_from_hp(plugin_space(name, competition.modality, task), "model.hp.")]
+              for k in knobs_from_hp(own, "model.hp.")]
     return apply_ranges(knobs, dict(cfg.tune.space))
 
 

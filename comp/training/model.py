@@ -7,6 +7,8 @@ an unfitted estimator built here instead.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import difflib
 from typing import Any
 
@@ -85,10 +87,11 @@ def _accepts(knob: Any, value: Any) -> str | None:
     return None
 
 
-def plugin_space(model_name: str, modality: str, task: Any) -> list[Any]:
+def plugin_space(model_name: str, modality: str, task: Any, rows: int = 0) -> list[Any]:
     """The plugin's own knobs (keras-tuner hyperparameters with their ranges and defaults),
-    from a probe build on a stand-in input (public keras-tuner API only)."""
-    spec = MODALITIES[modality].probe_spec()
+    from a probe build on a stand-in input of ``rows`` training rows (a plugin's defaults may
+    depend on them; public keras-tuner API only)."""
+    spec = dataclasses.replace(MODALITIES[modality].probe_spec(), rows=int(rows))
     plugin = load_plugin(model_name, spec, task)
     probe = kt.HyperParameters()
     try:
