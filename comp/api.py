@@ -45,8 +45,9 @@ class InputSpec:
     Images: ``shape`` is (height, width, channels) of float images in [0, 1].
     Tables: ``columns`` lists the raw columns (``shape`` is ``(len(columns),)``); the model
     receives a dict ``{column.key: tensor of shape (1,)}`` and does its own preprocessing.
-    ``rows``: how many rows the columns' statistics were taken from, a fold's training rows
-    (0: not known), so that a plugin may start from settings that suit the table's size.
+    ``rows``: about how many rows each fold's model trains on, one number for every fold of
+    a run (``comp.training.cv.rows_a_fold``; 0: not known), so that a plugin may start from
+    settings that suit the data's size.
     """
 
     shape: tuple[int, ...]

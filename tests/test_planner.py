@@ -292,9 +292,9 @@ def test_beside_an_estimator_a_network_too_short_for_enough_epochs_is_left_out()
     assert plan_run(40.0, speed, _work(sizes=(), max_epochs=8), beside=("hgb", "mlp")).network == "mlp"
     # The reserve was forecast from the network's passes: left out, it predicts nothing, so the
     # most is kept (the estimators' prediction is not forecast) and the plan says so.
-    network_pass = plan_run(30.0, speed, work, beside=("hgb", "mlp"), predict=lambda s: 20.0, reserve=(2.0, 12.0),
-                            optional=False)
-    assert network_pass.reserved == 12.0 and network_pass.reserve_forecast == 20.0
+    network_pass = plan_run(30.0, speed, work, beside=("hgb", "mlp"), predict=lambda s: 4.0, reserve=(2.0, 12.0),
+                            optional=False)  # funded, the network predicts: its forecast is kept
+    assert network_pass.network == "mlp" and network_pass.reserved == network_pass.reserve_forecast == 4.0
     kept = plan_run(30.0, speed, work, beside=("hgb", "mlp"), predict=lambda s: 4.0, reserve=(2.0, 12.0))
     assert kept.left_out == "mlp" and kept.reserved == 12.0 and kept.reserve_forecast == 0.0
     assert kept.training_seconds == kept.main_seconds == 30.0  # none of the most moved to training

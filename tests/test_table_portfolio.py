@@ -180,10 +180,10 @@ def test_the_mlp_and_a_second_boosting_configuration_join_from_ten_thousand_rows
     assert variant_names(cfg, competition, task) == ["hgb_long", "mlp"]
 
 
-def test_gradient_boosting_starts_from_31_leaves_on_a_fold_of_40000_rows_and_tune_searches_around_them(tmp_path):
+def test_gradient_boosting_starts_from_31_leaves_on_a_fold_of_30000_rows_and_tune_searches_around_them(tmp_path):
     """On large tables 31 leaves scored better (flights, films' ratings) or the same: hgb's trees
-    start there from 40,000 training rows a fold, and stage tune's knob starts where the
-    baseline's fold models were (a table of 50,000 rows: 40,000 a fold)."""
+    start there from 30,000 training rows a fold, and stage tune's knob starts where the
+    baseline's fold models were (a table of 40,000 rows: 32,000 a fold)."""
     import keras_tuner as kt
 
     from comp.api import TABULAR, InputSpec
@@ -199,13 +199,40 @@ def test_gradient_boosting_starts_from_31_leaves_on_a_fold_of_40000_rows_and_tun
         spec = InputSpec((1,), TABULAR, (), rows=rows)
         return MODELS.load(name).build(spec, Regression(), kt.HyperParameters()).get_params()["max_leaf_nodes"]
 
-    assert (leaves("hgb", 39_999), leaves("hgb", 40_000)) == (15, 31)
-    assert (leaves("hgb_long", 39_999), leaves("hgb_long", 40_000)) == (31, 31)
-    for rows, start in ((1_000, 15), (50_000, 31)):  # 800 and 40,000 rows a fold
+    assert (leaves("hgb", 29_999), leaves("hgb", 30_000)) == (15, 31)
+    assert (leaves("hgb_long", 29_999), leaves("hgb_long", 30_000)) == (31, 31)
+    for rows, start in ((1_000, 15), (40_000, 31)):  # 800 and 32,000 rows a fold
         cfg = load_config([f"competition={_table_of(tmp_path, rows)}"])
         competition, task, _ = open_competition(cfg)
         knob = next(k for k in space(cfg, competition, task, 1e-3, None) if k.key == "model.hp.max_leaf_nodes")
         assert knob.default == start, (rows, knob)
+
+
+def test_folds_of_unequal_size_build_gradient_boosting_from_the_run_s_row_count(tmp_path):
+    """Every fold of a run builds the same settings: a plugin reads the run's rows a fold
+    (37,501 rows in 5 folds: 30,001), not its own fold's, so a larger first fold (28,501 rows
+    left to learn from) does not train 15 leaves where the others train 31."""
+    import pickle
+
+    from comp.data.inputs import TableInputs
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+    from comp.training.cv import cross_validate
+    from comp.training.spec import ModelSpec, TrainSpec
+
+    rows = 37_501
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=rows).astype("float32")
+    target = pd.DataFrame({"y": x + rng.normal(scale=0.5, size=rows)})
+    task = make_task("regression", TaskSource(target, target.assign(id="r")[["id", "y"]], "id", ("y",)))
+    fold_of = np.concatenate([np.zeros(9_000, int), 1 + np.arange(rows - 9_000) % 4])
+    inputs = TableInputs({"x": x}, {}, {"x": "x"}, set())
+    cross_validate(inputs, task.encode(target), fold_of, task, ModelSpec("hgb", {"max_iter": 50}),
+                   TrainSpec(lr=0.0, epochs=1), tmp_path, seed=0, only=[0, 1], log=lambda line: None)
+    for k in (0, 1):
+        saved = pickle.loads((tmp_path / f"fold_{k}/model.pkl").read_bytes())
+        assert saved["spec"].rows == 30_001
+        assert saved["estimator"].get_params()["max_leaf_nodes"] == 31, k
 
 
 def test_the_long_configuration_fits_past_where_three_hundred_iterations_underfit():

@@ -125,7 +125,7 @@ class TableInputs(Inputs):
             vocabulary = tuple(str(v) for v in counts.index[:MAX_VOCABULARY])
             columns.append(Column(self.names[key], key, "categorical", missing=key in self.missing,
                                   vocabulary=vocabulary))
-        return InputSpec((len(columns),), TABULAR, tuple(columns), rows=len(rows))
+        return InputSpec((len(columns),), TABULAR, tuple(columns))
 
     def frame(self, rows, spec) -> pd.DataFrame:
         """Numbers as float, categories as pandas ``category`` over the fit rows' most

@@ -64,10 +64,11 @@ def model_name(cfg, competition, task) -> str:
 
 
 def fold_training_rows(cfg, competition) -> int:
-    """About how many rows a fold's model trains on (every other fold's): what a plugin's
-    size-dependent defaults are probed with before any fold is built."""
-    rows, folds = len(competition.train), max(int(cfg.split.folds), 1)
-    return rows - rows // folds
+    """About how many rows a fold's model trains on: what a plugin's size-dependent defaults
+    are probed with before any fold is built, the number its fold models were built with."""
+    from comp.training.cv import rows_a_fold
+
+    return rows_a_fold(len(competition.train), cfg.split.folds)
 
 
 FALLBACK_LR = 1e-3  # train.lr=auto when the LR range test suggests nothing: Adam's own default

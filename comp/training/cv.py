@@ -8,6 +8,8 @@ call (``fold_k/done.json``) are reused.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import gc
 import math
 from dataclasses import dataclass, field
@@ -74,6 +76,13 @@ HISTORY = -2  # a forward-chained split's rows before its first validation windo
 # The rows of a fold whose model failed (``without_folds``): trained on, never scored. In a
 # forward-chained split ``UNSCORED - i`` marks rows that only folds i and later may learn from.
 UNSCORED = -3
+
+
+def rows_a_fold(rows: int, folds: int) -> int:
+    """About how many rows a fold's model of ``rows`` in ``folds`` folds trains on (every other
+    fold's): one number for every fold of a run, which a plugin's size-dependent defaults read
+    (``InputSpec.rows``), so that uneven or forward-chained folds do not train two settings."""
+    return rows - rows // max(int(folds), 1)
 
 
 def fit_rows(fold_of: np.ndarray, k: int) -> np.ndarray:
@@ -144,6 +153,7 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             fold = _train_estimator_fold if estimator else _train_keras_fold
             try:
                 info, pred = fold(inputs, y, fit_rows(fold_of, k), val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
+                                  spec_rows=rows_a_fold(len(fold_of), n_folds),
                                   deadline=fold_time.end, hard_deadline=time.hard_end, log=log,
                                   label=f"fold {k + 1}/{n_folds}",
                                   hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
@@ -210,8 +220,6 @@ def _fold_failed(exc: Exception, model: str, k: int, n_folds: int, out_dir: Path
 def _fit_to_memory(inputs, fit_rows, task, model: ModelSpec, train: TrainSpec, log) -> TrainSpec:
     """``train`` with the batch (and LR) a step's activations need to stay within
     ``train.max_memory``, said once; unchanged where the batch fits."""
-    import dataclasses
-
     import keras
 
     from comp.training.memory import batch_for_memory, describe_cut
@@ -260,7 +268,7 @@ def _finished_fold(fold_dir: Path, log) -> tuple[dict, np.ndarray] | None:
 
 
 def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
-                      seed, deadline, hard_deadline, log, label, hook, title,
+                      seed, spec_rows, deadline, hard_deadline, log, label, hook, title,
                       predict_batch_size) -> tuple[dict, np.ndarray]:
     import keras
 
@@ -272,7 +280,7 @@ def _train_keras_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, tra
     from comp.training.fold_model import FoldModel, save_fold_model
     from comp.training.model import build_model
 
-    spec = inputs.spec(fit_rows)
+    spec = dataclasses.replace(inputs.spec(fit_rows), rows=spec_rows)
     fold_task = task.for_fold(y[fit_rows])  # the head starts at this fold's training priors, not all rows'
     hp_values: dict[str, Any] = {}
 
@@ -363,7 +371,7 @@ def describe_plan(plan: dict) -> str:
 
 
 def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec, train: TrainSpec, fold_dir: Path, *,
-                          seed, deadline, hard_deadline, log, label, hook, title,
+                          seed, spec_rows, deadline, hard_deadline, log, label, hook, title,
                           predict_batch_size) -> tuple[dict, np.ndarray]:
     # An estimator's fit cannot be stopped part-way: one that can grow in steps stops before the
     # step that would pass the fold's deadline (comp.training.bounded_fit); others run to their end.
@@ -372,7 +380,7 @@ def _train_estimator_fold(inputs, y, fit_rows, val_rows, task, model: ModelSpec,
     from comp.training.model import build_estimator
     from comp.threads import native_threads
 
-    spec = inputs.spec(fit_rows)
+    spec = dataclasses.replace(inputs.spec(fit_rows), rows=spec_rows)
     make, hp_values = build_estimator(spec, task, model.name, model.hp)
     result = fit_estimator(make, task, inputs.frame(fit_rows, spec), y[fit_rows], deadline=deadline)
     with native_threads(result.threads):
