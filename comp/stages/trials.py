@@ -267,12 +267,15 @@ class TrialRunner:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                              max_tasks_per_child=TRIALS_PER_PROCESS, initializer=_die_with_parent)
         # The child gets plain seconds (its clock may be another test's fake) and builds the
-        # task again (a task may hold a metric plugin's lambda, which does not pickle).
+        # task again (a task may hold a metric plugin's lambda, which does not pickle). It takes
+        # off the wall time since submission: a new child's start (TensorFlow's import) is
+        # part of the trial's time, not added after the search's end.
         ctx = replace(self.ctx, budget=None, task=None, time=UNLIMITED)
         from concurrent.futures.process import BrokenProcessPool
+        from time import time as wall_now
 
         future = self._pool.submit(_child_trial, ctx, self.lr, folds, changes, out, epochs, time.remaining(),
-                                   keep_weights, time.hard, floor)
+                                   keep_weights, time.hard, floor, wall_now())
         try:
             return future.result()
         except BrokenProcessPool:  # the child died (e.g. out of memory): this trial fails, the next gets a new one
@@ -537,9 +540,16 @@ def _die_with_parent() -> None:
 
 
 def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[str, Any], out: Path, epochs: int,
-                 seconds_left: float, keep_weights: bool, hard: bool, floor=None) -> Trial:
-    """One trial in a child process (see ``TRIALS_PER_PROCESS``)."""
+                 seconds_left: float, keep_weights: bool, hard: bool, floor=None, submitted: float | None = None,
+                 ) -> Trial:
+    """One trial in a child process (see ``TRIALS_PER_PROCESS``), within ``seconds_left`` of
+    ``submitted`` (the parent's wall time when it sent the trial)."""
+    from time import time as wall_now
+
     from comp.tasks import make_task
+
+    if submitted is not None:
+        seconds_left -= max(wall_now() - submitted, 0.0)
     from comp.training.strategy import configure_devices
 
     configure_devices(ctx.cfg.train.logical_cpus)
