@@ -1,6 +1,6 @@
 """Does `comp run stage=all budget=B` end within its budget, alone and beside a busy process?
 
-`python benchmarks/budget_adherence.py [DEMO ...] [large] [budget=2m ...] [busy] [alone] [code=DIR]`
+`python benchmarks/budget_adherence.py [DEMO ...] [large] [budget=2m ...] [busy] [alone] [code=DIR] [logs=DIR]`
 runs the default pipeline on each bundled demo (and `large`: mnist5k upscaled to 256x256,
 `pip install -e ".[bench]"`) at each budget, each in a fresh process from the shell's start
 (the budget counts from the process start), alone and/or beside one CPU-bound Python loop
@@ -8,7 +8,9 @@ runs the default pipeline on each bundled demo (and `large`: mnist5k upscaled to
 submission's OOF score and its score on the hidden test labels, and the run plan's
 resolution and epochs a fold, what made the submission and how many fold models stage bag
 added. `code=DIR` runs the comp package and plugins found in DIR (a `git worktree` of another
-commit), so that a long campaign is not changed by edits to this checkout while it runs.
+commit), so that a long campaign is not changed by edits to this checkout while it runs;
+`logs=DIR` keeps each run's output there (`<name>-<budget>-<alone|busy>.txt`), where an overrun
+can be read stage by stage.
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ def _holdout_large(submission: Path, solution: Path) -> tuple[str, float]:
     return "accuracy", float((got == truth).mean())
 
 
-def run(name: str, budget: str, busy: bool, extra: tuple[str, ...] = (), code: str | None = None) -> dict:
+def run(name: str, budget: str, busy: bool, extra: tuple[str, ...] = (), code: str | None = None,
+        logs: str | None = None) -> dict:
     """One `comp run stage=all` of ``name`` (a demo, ``large`` or ``mnist5k``) with ``extra``
     settings: its wall time, scores, plan and what made the submission."""
     if name in ("large", "mnist5k"):
@@ -63,6 +66,9 @@ def run(name: str, budget: str, busy: bool, extra: tuple[str, ...] = (), code: s
             done = subprocess.run([str(comp), "run", "stage=all", f"competition={competition}", "run=bench",
                                    f"budget={budget}", *extra], cwd=scratch, capture_output=True, text=True, env=env)
             wall = time.monotonic() - began
+            if logs:
+                Path(logs).mkdir(parents=True, exist_ok=True)
+                Path(logs, f"{name}-{budget}-{'busy' if busy else 'alone'}.txt").write_text(done.stdout + done.stderr)
             if done.returncode != 0:
                 return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
             (path,) = Path(scratch, "submissions").glob("*.csv")
@@ -86,6 +92,7 @@ def main(argv: list[str]) -> int:
     budgets = [a.split("=", 1)[1] for a in argv if a.startswith("budget=")] or ["2m", "5m"]
     modes = [m for m in ("alone", "busy") if m in argv] or ["alone", "busy"]
     code = next((a.split("=", 1)[1] for a in argv if a.startswith("code=")), None)
+    logs = next((a.split("=", 1)[1] for a in argv if a.startswith("logs=")), None)
     print(f"code: {code or 'this checkout'}")
     print("| competition | budget | beside | wall | wall / budget | OOF | holdout | plan | submitted | bag |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -93,7 +100,7 @@ def main(argv: list[str]) -> int:
     for name in names:
         for budget in budgets:
             for mode in modes:
-                r = run(name, budget, mode == "busy", code=code)
+                r = run(name, budget, mode == "busy", code=code, logs=logs)
                 if "error" in r:
                     print(f"| {name} | {budget} | {mode} | failed: {r['error']} |", flush=True)
                     worst = float("inf")
