@@ -245,6 +245,10 @@ def test_sequence_round_trip_with_leading_zeros(tmp_path):
     probs = np.stack([_one_hot(row, task.blank + 1) for row in y])
     assert task.decode(probs) == ["007", "12", "5", "0430"]
     assert task.score(y, probs) == 1.0
+    # A character predicted after a blank is not read: the first blank ends the string.
+    gap = np.stack([_one_hot(np.array(row), task.blank + 1) for row in ([2, task.blank, 1, 3], [1, 1, task.blank, 0])])
+    assert task.decode(gap) == ["2", "11"]
+    assert task.score(y[:2], gap) == 0.0
     frame = task.submission(sample, probs[[3, 0]], {})
     assert _written(frame, sample, task, tmp_path) == "id,number\nx,0430\ny,007\n"
 

@@ -149,15 +149,16 @@ class Sequence(Task):
         return truth, np.asarray(self.decode(predictions), dtype=object)
 
     def _strings(self, codes: np.ndarray) -> list[str]:
-        out = []
-        for row in codes:
-            chars = []
-            for code in row:
-                if code == self.blank:
-                    break  # left-aligned: the first blank ends the string
-                chars.append(self.alphabet[code])
-            out.append("".join(chars))
-        return out
+        # Column by column over every row at once: stage ensemble's greedy selection scores a
+        # blend thousands of times, each decoded to strings, and a loop over rows and positions
+        # took ~16 s of that stage's 34 on the street demo at budget=5m (~2.5 s now).
+        codes = np.asarray(codes)
+        chars = np.asarray([*self.alphabet, ""], dtype=object)[codes]
+        chars[np.cumsum(codes == self.blank, axis=1) > 0] = ""  # left-aligned: the first blank ends the string
+        out = np.full(len(codes), "", dtype=object)
+        for position in range(codes.shape[1]):
+            out = out + chars[:, position]
+        return out.tolist()
 
     def row_losses(self, y, predictions):
         p = np.clip(np.asarray(predictions, dtype=np.float64), 1e-7, 1 - 1e-7)
