@@ -191,6 +191,7 @@ def test_gradient_boosting_starts_from_31_leaves_on_a_fold_of_30000_rows_and_tun
     from comp.config import load_config
     from comp.registry import MODELS
     from comp.stages.tune import space
+    from comp.training.cv import rows_a_fold
 
     class Regression:
         estimator_role = "regressor"
@@ -204,7 +205,9 @@ def test_gradient_boosting_starts_from_31_leaves_on_a_fold_of_30000_rows_and_tun
     for rows, start in ((1_000, 15), (40_000, 31)):  # 800 and 32,000 rows a fold
         cfg = load_config([f"competition={_table_of(tmp_path, rows)}"])
         competition, task, _ = open_competition(cfg)
-        knob = next(k for k in space(cfg, competition, task, 1e-3, None) if k.key == "model.hp.max_leaf_nodes")
+        split = np.arange(rows) % 5  # what stage tune reads the run's rows a fold from (fold_training_rows)
+        knob = next(k for k in space(cfg, competition, task, 1e-3, None, rows_a_fold(split))
+                    if k.key == "model.hp.max_leaf_nodes")
         assert knob.default == start, (rows, knob)
 
 
@@ -233,6 +236,37 @@ def test_folds_of_unequal_size_build_gradient_boosting_from_the_run_s_row_count(
         saved = pickle.loads((tmp_path / f"fold_{k}/model.pkl").read_bytes())
         assert saved["spec"].rows == 30_001
         assert saved["estimator"].get_params()["max_leaf_nodes"] == 31, k
+
+
+def test_a_failed_fold_or_a_split_forward_in_time_keeps_the_row_count_the_folds_learn_from(tmp_path):
+    """The rows a fold is the mean of what the folds' models learn from: a forward-chained
+    split's folds learn from 1/6 to 5/6 of the rows (48,000: 24,000 on average, so 15 leaves,
+    not the 38,400 of a shuffled split), and a fold taken out after its model failed leaves
+    the others building what the baseline built (its rows are still learnt from)."""
+    import pickle
+
+    from comp.data.inputs import TableInputs
+    from comp.tasks import make_task
+    from comp.tasks.base import TaskSource
+    from comp.training.cv import HISTORY, cross_validate, rows_a_fold, without_folds
+    from comp.training.spec import ModelSpec, TrainSpec
+
+    forward = np.repeat([HISTORY, 0, 1, 2, 3, 4], 8_000)
+    assert rows_a_fold(forward) == 24_000
+    assert rows_a_fold(without_folds(forward, [4])) == 20_000  # fewer: why the stages pass the written split's
+    rows = 38_003
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=rows).astype("float32")
+    target = pd.DataFrame({"y": x + rng.normal(scale=0.5, size=rows)})
+    task = make_task("regression", TaskSource(target, target.assign(id="r")[["id", "y"]], "id", ("y",)))
+    written = np.arange(rows) % 5
+    assert rows_a_fold(written) == 30_402
+    inputs = TableInputs({"x": x}, {}, {"x": "x"}, set())
+    cross_validate(inputs, task.encode(target), without_folds(written, [2]), task, ModelSpec("hgb", {"max_iter": 50}),
+                   TrainSpec(lr=0.0, epochs=1), tmp_path, seed=0, only=[0], log=lambda line: None,
+                   spec_rows=rows_a_fold(written))
+    saved = pickle.loads((tmp_path / "fold_0/model.pkl").read_bytes())
+    assert saved["spec"].rows == 30_402 and saved["estimator"].get_params()["max_leaf_nodes"] == 31
 
 
 def test_the_long_configuration_fits_past_where_three_hundred_iterations_underfit():

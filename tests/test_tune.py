@@ -178,23 +178,24 @@ def test_a_fold_past_its_floor_ends_the_cross_validation_there(tmp_path):
 
 
 def test_a_trial_sent_to_a_new_child_process_counts_the_child_s_start_in_its_time(monkeypatch):
-    """A new trial process takes seconds to start (TensorFlow's import) before its trial runs.
-    They are the trial's: a trial sent with 30 s left that starts 20 s later gets 10 s, so the
-    search it belongs to does not end 20 s past its box."""
+    """A new trial process takes seconds to start (a process, its imports, the devices, the
+    folds) before its trial runs. They are the trial's: a trial sent with 30 s left that
+    starts 20 s later and takes 0.6 s to set up gets ~9.4 s, so the search it belongs to does
+    not end past its box."""
     import time
     from types import SimpleNamespace
 
     from comp.stages import trials
 
     boxes = []
-    monkeypatch.setattr(trials.TrialRunner, "__init__", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(trials.TrialRunner, "__init__", lambda self, *args, **kwargs: time.sleep(0.3))
     monkeypatch.setattr(trials.TrialRunner, "run", lambda self, changes, out, epochs, box, **kw: boxes.append(box))
     monkeypatch.setattr("comp.tasks.make_task", lambda *args: None)
-    monkeypatch.setattr("comp.training.strategy.configure_devices", lambda *args: None)
+    monkeypatch.setattr("comp.training.strategy.configure_devices", lambda *args: time.sleep(0.3))
     monkeypatch.setattr(trials, "replace", lambda ctx, **changes: ctx)  # a stand-in context
     competition = SimpleNamespace(task_kind="classification", task_source=lambda: None, metric="accuracy", root=".")
     ctx = SimpleNamespace(cfg=SimpleNamespace(train=SimpleNamespace(logical_cpus=1)), competition=competition)
     trials._child_trial(ctx, 1e-3, [0], {}, Path("."), 1, 30.0, False, True, None, time.time() - 20.0)
-    assert 9.0 <= boxes[0].remaining() <= 10.0 and boxes[0].hard
+    assert 8.5 <= boxes[0].remaining() <= 9.45 and boxes[0].hard
     trials._child_trial(ctx, 1e-3, [0], {}, Path("."), 1, math.inf, False, False, None, time.time() - 20.0)
     assert not boxes[1].limited  # no budget: nothing to take off

@@ -284,7 +284,7 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
                 epochs: int, end: float = math.inf, under: str = "") -> tuple[dict[str, Any], bool]:
     """Fold ``k`` trained with seed ``cfg.seed + r`` into ``<under>seed_<r + 1>/``: its row of
     units.csv, and whether the time cut its schedule short."""
-    from comp.stages.training import augmentations, model_name, train_spec
+    from comp.stages.training import augmentations, fold_training_rows, model_name, train_spec
     from comp.training.cv import cross_validate
     from comp.training.spec import ModelSpec
 
@@ -298,7 +298,7 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
     result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / f"{under}seed_{r + 1}", seed=cfg.seed + r,
                             time=TimeBox(min(ctx.time.end, end), ctx.time.start, ctx.time.hard),
                             log=lambda message: None, only=[k],
-                            predict_batch_size=cfg.predict.batch_size)
+                            predict_batch_size=cfg.predict.batch_size, spec_rows=fold_training_rows(ctx))
     fold = result.folds[0]
     # A fold resumed from an earlier attempt took its recorded seconds, not the moment it took now.
     seconds = max(clock.now() - began, float(fold.get("seconds") or 0.0))

@@ -218,13 +218,14 @@ def ordered(cfg) -> list[Change]:
     return sorted(CHANGES, key=lambda c: -c.gain / c.cost)
 
 
-def plugin_defaults(cfg, competition, task) -> dict[str, Any]:
-    """The model plugin's knobs and their defaults (a probe build: ask once per stage)."""
-    from comp.stages.training import fold_training_rows, model_name
+def plugin_defaults(cfg, competition, task, rows: int = 0) -> dict[str, Any]:
+    """The model plugin's knobs and their defaults (a probe build: ask once per stage) for a
+    fold of ``rows`` training rows (``fold_training_rows``; 0: not known)."""
+    from comp.stages.training import model_name
     from comp.training.model import plugin_space
 
     return {p.name: p.default for p in plugin_space(model_name(cfg, competition, task), competition.modality, task,
-                                                    fold_training_rows(cfg, competition))}
+                                                    rows)}
 
 
 def setting(cfg, competition, task, image_size, defaults: dict[str, Any] | None = None) -> Setting:
@@ -265,7 +266,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.log(f"{len(folds)} of {baseline.folds} folds per change, {epochs} epochs, LR {lr:.3g}; from the baseline "
             f"({task.metric_name} {start.score:.5f} on these folds); {max(box.remaining(), 0):.0f}s ({limit}), "
             f"about {unit:.0f}s per change")
-    defaults = plugin_defaults(cfg, ctx.competition, task)  # the changes never change the model plugin
+    from comp.stages.training import fold_training_rows
+
+    # the changes never change the model plugin
+    defaults = plugin_defaults(cfg, ctx.competition, task, fold_training_rows(ctx))
     changes = {c.name: c for c in ordered(cfg)}
 
     def propose(name: str, current: dict[str, Any]):

@@ -63,12 +63,16 @@ def model_name(cfg, competition, task) -> str:
                           "set model=NAME (see `comp plugins`)") from None
 
 
-def fold_training_rows(cfg, competition) -> int:
-    """About how many rows a fold's model trains on: what a plugin's size-dependent defaults
-    are probed with before any fold is built, the number its fold models were built with."""
+def fold_training_rows(ctx: StageContext) -> int:
+    """How many rows a fold's model learns from, on average over the folds stage split wrote
+    (before any failed fold is taken out): the one number every training stage builds its
+    fold models for (``InputSpec.rows``) and probes a plugin's size-dependent defaults with,
+    so that the baseline, the changes, the trials and the seeds build the same model."""
     from comp.training.cv import rows_a_fold
 
-    return rows_a_fold(len(competition.train), cfg.split.folds)
+    comp = ctx.competition
+    return rows_a_fold(artifacts.read_folds(ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS,
+                                            comp.train[comp.id_col]))
 
 
 FALLBACK_LR = 1e-3  # train.lr=auto when the LR range test suggests nothing: Adam's own default
@@ -545,7 +549,7 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
 
     result = cross_validate(inputs, y, fold_of, task, model, spec, out, seed=cfg.seed, time=box, log=log,
                             epoch_hooks=hooks, title=ctx.name, predict_batch_size=cfg.predict.batch_size,
-                            keep_going=keep_going)
+                            keep_going=keep_going, spec_rows=fold_training_rows(ctx))
     if result.failed:
         return None, result.failed
     write_oof(ctx, out, result.oof, result.decoding, fold_of)

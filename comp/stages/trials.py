@@ -203,12 +203,13 @@ class TrialRunner:
     searching process's memory stays flat however many trials run; call ``close()`` after."""
 
     def __init__(self, ctx: StageContext, lr: float, folds: list[int], isolate: bool = True):
-        from comp.stages.training import read_folds
+        from comp.stages.training import fold_training_rows, read_folds
 
         self.ctx = ctx
         self.lr = lr
         self.folds = folds
         self.fold_of = read_folds(ctx)
+        self.rows = fold_training_rows(ctx)  # what the baseline's fold models were built for
         self.isolate = isolate
         self._inputs: dict[Any, Any] = {}
         self._y = None
@@ -300,7 +301,7 @@ class TrialRunner:
         began = clock.now()
         result = cross_validate(inputs, y, self.fold_of, ctx.task, model, spec, out, seed=cfg.seed, time=time,
                                 log=lambda m: None, only=folds, predict_batch_size=cfg.predict.batch_size,
-                                floor=floor)
+                                floor=floor, spec_rows=self.rows)
         ran = sorted(folds)[:len(result.folds)]  # cross_validate trains them in order
         return Trial(dict(changes), float(result.score), [float(f["score"]) for f in result.folds], ran,
                      round(clock.now() - began, 1), epochs=spec.epochs,
@@ -547,15 +548,16 @@ def _child_trial(ctx: StageContext, lr: float, folds: list[int], changes: dict[s
     from time import time as wall_now
 
     from comp.tasks import make_task
-
-    if submitted is not None:
-        seconds_left -= max(wall_now() - submitted, 0.0)
     from comp.training.strategy import configure_devices
 
     configure_devices(ctx.cfg.train.logical_cpus)
     comp = ctx.competition
     ctx = replace(ctx, task=make_task(comp.task_kind, comp.task_source(), comp.metric, comp.root, []))
     runner = TrialRunner(ctx, lr, folds, isolate=False)
+    # The box counts from when the parent sent the trial: the child's start (a new process, its
+    # imports, the devices, the task and the folds) is the trial's time too.
+    if submitted is not None:
+        seconds_left -= max(wall_now() - submitted, 0.0)
     return runner.run(changes, out, epochs, TimeBox.of(seconds_left, hard), folds=folds, keep_weights=keep_weights,
                       floor=floor)
 

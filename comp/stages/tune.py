@@ -90,9 +90,10 @@ def validate(cfg, competition, task) -> None:
                 SCHEMA[knob.key].coerce(knob.key, value, f"tune.space={{{knob.key}: {cfg.tune.space[knob.key]}}}")
 
 
-def space(cfg, competition, task, lr: float, image_size: tuple[int, int] | None):
-    """The knobs searched around ``cfg`` (``tune.space`` applied); ValueError for a bad tune.space."""
-    from comp.stages.training import augmentations, fold_training_rows, model_name
+def space(cfg, competition, task, lr: float, image_size: tuple[int, int] | None, rows: int = 0):
+    """The knobs searched around ``cfg`` (``tune.space`` applied); ValueError for a bad tune.space.
+    ``rows``: the run's rows a fold (``fold_training_rows``; 0 before the split is known)."""
+    from comp.stages.training import augmentations, model_name
     from comp.training.model import is_estimator, plugin_space
     from comp.tuning.space import Knob, apply_ranges, knobs_from_hp
 
@@ -113,7 +114,7 @@ def space(cfg, competition, task, lr: float, image_size: tuple[int, int] | None)
     # The plugin's knobs are searched around the configured values (model.hp, or a change kept
     # by regularize); tune.space={model.hp.NAME: []} keeps one as configured.
     configured = {f"model.hp.{k}": v for k, v in dict(cfg.model.hp).items()}
-    own = plugin_space(name, competition.modality, task, fold_training_rows(cfg, competition))
+    own = plugin_space(name, competition.modality, task, rows)
     knobs += [dataclasses.replace(k, default=configured[k.key]) if k.key in configured else k
               for k in knobs_from_hp(own, "model.hp.")]
     return apply_ranges(knobs, dict(cfg.tune.space))
@@ -192,6 +193,7 @@ def _short(value: Any) -> str:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    from comp.stages.training import fold_training_rows
     from comp.stages.trials import (base_epochs, baseline_fold_seconds, forward_in_time, lr_setting, search_window,
                                     trial_folds)
 
@@ -205,7 +207,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     start_cfg = cfg.merged({**lr_setting(lr), **start_changes}, where="stage regularize's result")
     image_size = (tuple(start_cfg.data.image_size) if start_cfg.data.image_size
                   else tuple(baseline.input_shape[:2]) if baseline.input_shape else None)
-    knobs = space(start_cfg, comp, task, lr, image_size)
+    knobs = space(start_cfg, comp, task, lr, image_size, fold_training_rows(ctx))
 
     fold_seconds = baseline_fold_seconds(ctx)
     unit = fold_seconds * len(folds)

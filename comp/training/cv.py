@@ -78,11 +78,14 @@ HISTORY = -2  # a forward-chained split's rows before its first validation windo
 UNSCORED = -3
 
 
-def rows_a_fold(rows: int, folds: int) -> int:
-    """About how many rows a fold's model of ``rows`` in ``folds`` folds trains on (every other
-    fold's): one number for every fold of a run, which a plugin's size-dependent defaults read
-    (``InputSpec.rows``), so that uneven or forward-chained folds do not train two settings."""
-    return rows - rows // max(int(folds), 1)
+def rows_a_fold(fold_of: np.ndarray) -> int:
+    """How many rows a fold's model learns from (``fit_rows``), on average over the folds of
+    the split ``fold_of``: one number for every fold of a run, which a plugin's size-dependent
+    defaults read (``InputSpec.rows``), so that uneven or forward-chained folds do not train
+    two settings. Give it the split as stage split wrote it: after ``without_folds`` the mean
+    runs over fewer folds."""
+    folds = int(fold_of.max()) + 1 if len(fold_of) else 0
+    return int(round(np.mean([len(fit_rows(fold_of, k)) for k in range(folds)]))) if folds > 0 else 0
 
 
 def fit_rows(fold_of: np.ndarray, k: int) -> np.ndarray:
@@ -114,7 +117,8 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
                    train: TrainSpec, out_dir: Path, *, seed: int, time: TimeBox = UNLIMITED,
                    log: Callable[[str], None] = print, epoch_hooks: EpochHookFactory | None = None,
                    title: str = "", only: list[int] | None = None, predict_batch_size: int = 256,
-                   floor: FoldFloor | None = None, keep_going: bool = False) -> CVResult:
+                   floor: FoldFloor | None = None, keep_going: bool = False,
+                   spec_rows: int | None = None) -> CVResult:
     """Train ``model`` on every fold of ``fold_of`` (-1: a row in no fold) into ``out_dir``,
     or on the folds listed in ``only`` (each still trained on its ``fit_rows``),
     scoring the rows of the folds trained. A fold whose score falls below its ``floor``
@@ -127,12 +131,15 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
     Each fold gets an equal share of what is left of ``time`` (on ``comp.clock``) when it
     starts. A hard box's end stops a network inside its epoch; one that has not finished an
     epoch raises ``comp.training.trainer.OutOfTime`` (a search's trial that cannot be scored).
+    ``spec_rows``: the run's rows a fold (``rows_a_fold`` of the split as it was written, which
+    ``fold_of`` may no longer be), what every fold's model is built for; None: ``fold_of``'s.
     """
     from comp.training.model import is_estimator
     from comp.training.trainer import OutOfTime
 
     out_dir = Path(out_dir)
     n_folds = int(fold_of.max()) + 1
+    spec_rows = rows_a_fold(fold_of) if spec_rows is None else spec_rows
     trained = list(range(n_folds)) if only is None else sorted(only)
     oof: np.ndarray | None = None
     infos: list[dict] = []
@@ -153,7 +160,7 @@ def cross_validate(inputs: Inputs, y: np.ndarray, fold_of: np.ndarray, task: Any
             fold = _train_estimator_fold if estimator else _train_keras_fold
             try:
                 info, pred = fold(inputs, y, fit_rows(fold_of, k), val_rows, task, model, train, fold_dir, seed=seed * 100 + k,
-                                  spec_rows=rows_a_fold(len(fold_of), n_folds),
+                                  spec_rows=spec_rows,
                                   deadline=fold_time.end, hard_deadline=time.hard_end, log=log,
                                   label=f"fold {k + 1}/{n_folds}",
                                   hook=epoch_hooks(k, n_folds) if epoch_hooks else None,
