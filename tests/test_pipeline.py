@@ -106,8 +106,8 @@ def test_budget_plans_training_and_still_submits(comp, workdir):
 def test_a_search_that_cannot_fit_one_trial_does_not_start_and_says_so(comp, workdir):
     code, out, err = comp("run", "stage=tune", *SMOKE, "budget=1s", "tune.coarse_trials=3", "tune.fine_trials=2")
     assert code == 0, err
-    assert re.search(r"^\[tune\] not started: 0s for the search cannot fit one trial \(~\d+s at the baseline's "
-                     r"speed\)", out, re.MULTILINE)
+    assert re.search(r"^\[tune\] not started: 0s for the search cannot fit one coarse and one fine trial \(~\d+s "
+                     r"at the baseline's speed\)", out, re.MULTILINE)
     assert not re.search(r" -\d+s", out)  # no plan line shows a negative time
     trials = pd.read_csv(workdir / "runs/digits/tune/trials.csv")
     assert trials["phase"].tolist() == ["start"]

@@ -199,3 +199,22 @@ def test_a_trial_sent_to_a_new_child_process_counts_the_child_s_start_in_its_tim
     assert 8.5 <= boxes[0].remaining() <= 9.45 and boxes[0].hard
     trials._child_trial(ctx, 1e-3, [0], {}, Path("."), 1, math.inf, False, False, None, time.time() - 20.0)
     assert not boxes[1].limited  # no budget: nothing to take off
+
+
+def test_under_a_budget_a_search_starts_only_where_a_fine_trial_fits_after_a_coarse_one():
+    """Only a fine trial can replace the start: under a budget the coarse phase ends in time for
+    one full-length trial, a window that holds a coarse trial but not a fine one after it is
+    handed on untouched, and the run plan asks for both (and the retraining) before funding."""
+    from comp.config import load_config
+    from comp.stages.tune import least_seconds, phases
+
+    # unit 100 s (a full-length trial), coarse 25 s; costs: 8 coarse of 1/4 = 2 units, 4 fine
+    assert phases(0.0, 600.0, 100.0, 25.0, 2.0, 4.0, budgeted=True, limited=True) == (125.0, 200.0, 600.0)
+    assert phases(0.0, 140.0, 100.0, 25.0, 2.0, 4.0, budgeted=True, limited=True) == (125.0, 40.0, 140.0)  # not 46.7
+    assert phases(0.0, 120.0, 100.0, 25.0, 2.0, 4.0, budgeted=True, limited=True) == (125.0, 0.0, 0.0)
+    assert phases(0.0, 600.0, 100.0, 25.0, 2.0, 0.0, budgeted=True, limited=True)[1:] == (0.0, 0.0)
+    # without a budget, tune.time's window runs what was asked for, coarse trials alone included
+    assert phases(0.0, 120.0, 100.0, 25.0, 2.0, 0.0, budgeted=False, limited=True) == (25.0, 120.0, 120.0)
+    cfg = load_config(["tune.coarse_epochs=0.25", "tune.folds=3"])
+    assert least_seconds(cfg, 10.0, 40, 5) == 10.0 * (3 * 10 / 40 + 5)  # a coarse trial, a fine one, 2 folds more
+    assert least_seconds(load_config(["tune.fine_trials=0"]), 10.0, 40, 5) is None

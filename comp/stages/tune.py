@@ -56,14 +56,15 @@ FIXED = ("comp_phase", "comp_epochs", "comp_base", "comp_lr", "comp_folds")  # w
 
 def least_seconds(cfg, fold_seconds: float, epochs: int, folds: int) -> float | None:
     """The run plan's question: the least time worth starting this stage with (one coarse
-    trial, then training its result on the other folds); None when it has no trial to run."""
+    trial, one fine trial, then training the result on the other folds: only a fine trial
+    can replace the start); None when it has no fine trial to run."""
     from comp.stages.trials import trial_folds
 
-    if not cfg.tune.coarse_trials + cfg.tune.fine_trials:
+    if not cfg.tune.fine_trials:
         return None
     searched = len(trial_folds(cfg.tune.folds, folds))
-    coarse = max(1, round(epochs * cfg.tune.coarse_epochs)) / max(epochs, 1)
-    return fold_seconds * (searched * coarse + folds - searched)
+    coarse = max(1, round(epochs * cfg.tune.coarse_epochs)) / max(epochs, 1) if cfg.tune.coarse_trials else 0.0
+    return fold_seconds * (searched * coarse + folds)
 
 
 def inputs(cfg, available, training=()) -> dict[str, str]:
@@ -219,8 +220,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     coarse_epochs = max(1, round(epochs * cfg.tune.coarse_epochs))
     coarse_cost = cfg.tune.coarse_trials * coarse_epochs / epochs
     fine_cost = cfg.tune.fine_trials
-    coarse_end = began + (search_end - began) * coarse_cost / max(coarse_cost + fine_cost, 1e-9)
     one_trial = unit * coarse_epochs / epochs  # a coarse trial at the baseline's speed: the cheapest
+    least, coarse_end, search_end = phases(began, search_end, unit, one_trial, coarse_cost, fine_cost,
+                                           budgeted=ctx.time.limited, limited=box.limited)
+    startable = search_end > began or not box.limited
     fit_coarse = min(cfg.tune.coarse_trials, int(max(coarse_end - began, 0) / one_trial))
     fit_fine = min(cfg.tune.fine_trials, int(max(search_end - coarse_end, 0) / unit))
     ctx.log(f"{len(knobs)} knobs ({', '.join(k.key for k in knobs)}), {len(folds)} of {n_folds} folds per trial; "
@@ -228,11 +231,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
             f"{cfg.tune.coarse_trials} of {coarse_epochs} epochs ({cfg.tune.oracle}; ~{fit_coarse} fit at the "
             f"baseline's speed), fine {search_end - coarse_end:.0f}s for tune.fine_trials={cfg.tune.fine_trials} of "
             f"{epochs} epochs (~{fit_fine} fit), then ~{retrain:.0f}s to train the result on the other folds")
-    if box.limited and search_end - began < one_trial and cfg.tune.coarse_trials + cfg.tune.fine_trials:
+    if not startable and cfg.tune.coarse_trials + cfg.tune.fine_trials:
         # The oracles' deadline (below) then refuses every trial; they still run, empty, so that
         # workers of a distributed search are released phase by phase.
-        ctx.log(f"not started: {search_end - began:.0f}s for the search cannot fit one trial (~{one_trial:.0f}s at "
-                "the baseline's speed); the start stands and its time goes to the next stages")
+        what = ("one trial" if not ctx.time.limited else
+                "one coarse and one fine trial" if cfg.tune.coarse_trials else "one fine trial")
+        why = (f"{max(end - retrain - began, 0):.0f}s for the search cannot fit {what} (~{least:.0f}s at the "
+               "baseline's speed)" if fine_cost or not ctx.time.limited else
+               "tune.fine_trials=0, and under a budget only a fine trial can replace the start")
+        ctx.log(f"not started: {why}; the start stands and its time goes to the next stages")
     # Trials plan their schedules to end by search_end: the time kept for the final training stays kept.
     objective = _objective(ctx, search_end)
     try:
@@ -240,6 +247,25 @@ def run(ctx: StageContext) -> dict[str, Any]:
                        _Plan(folds, lr, epochs, unit, coarse_epochs, coarse_end, search_end, retrain))
     finally:
         objective.close()
+
+
+def phases(began: float, search_end: float, unit: float, one_trial: float, coarse_cost: float, fine_cost: float,
+           budgeted: bool, limited: bool) -> tuple[float, float, float]:
+    """(the least window worth starting, when the coarse phase ends, when the search ends) for
+    a search from ``began`` to ``search_end`` whose full-length trial takes ``unit`` seconds and
+    coarse trial ``one_trial``; the phases share the window by their costs in full-length
+    trials. Only a fine trial can replace the start, so under a budget a search that cannot
+    fit one after a coarse trial does not start (it ends at ``began``: its time goes to the
+    next stages), and the coarse phase ends in time for one (measured: the street demo at
+    budget=15m spent 127 s on coarse trials, then no fine trial fitted what they left).
+    Without a budget the trials asked for run in ``tune.time``, coarse ones alone included."""
+    least = ((one_trial if coarse_cost else 0.0) + unit) if budgeted else one_trial
+    if limited and (search_end - began < least or (budgeted and not fine_cost)):
+        return least, began, began  # the oracles' deadlines then refuse every trial
+    coarse_end = began + (search_end - began) * coarse_cost / max(coarse_cost + fine_cost, 1e-9)
+    if limited and fine_cost:
+        coarse_end = max(min(coarse_end, search_end - unit), began)
+    return least, coarse_end, search_end
 
 
 @dataclasses.dataclass(frozen=True)
