@@ -119,6 +119,34 @@ def test_every_oracle_drives_the_objective_and_resumes_without_redoing_trials(ki
     assert search(oracle(deadline=lambda: True), objective, tmp_path / "late", kind) == []  # no time: no trial
 
 
+@pytest.mark.parametrize("kind", ["random", "bayesian"])
+def test_a_coarse_search_scores_the_start_first_and_resumes_without_a_second_start(kind, tmp_path):
+    """The start (every knob at its default) is the first trial, so a search whose random trials
+    all do worse narrows around it; a start outside a searched range is not forced into it."""
+    from comp.tuning.search import make_oracle, search
+
+    calls = []
+
+    def objective(trial_id, values):
+        calls.append(dict(values))
+        return {"score": -(values["x"] - 0.3) ** 2, "fold_0": 0.0}
+
+    def oracle(default=0.62):
+        knobs = [Knob("x", 0.0, 1.0, default=default), Knob("n", 16, 64, integer=True, default=32),
+                 Knob("s", choices=("cosine", "onecycle"), default="onecycle")]
+        return make_oracle(kind, knobs, {}, objective=Objective(higher_is_better=True), max_trials=3, max_epochs=3,
+                           seed=1, deadline=lambda: False, start_first=True)
+
+    search(oracle(), objective, tmp_path / "a", "coarse")
+    assert calls[0] == {"x": 0.62, "n": 32, "s": "onecycle"} and len(calls) == 3
+    assert all(c["x"] != 0.62 for c in calls[1:])
+    search(oracle(), objective, tmp_path / "a", "coarse")  # reloaded: nothing run again
+    assert len(calls) == 3
+    calls.clear()
+    search(oracle(default=1.5), objective, tmp_path / "b", "coarse")  # outside [0, 1]: random from the start
+    assert calls[0]["x"] != 1.0 and calls[0]["x"] != 1.5
+
+
 # bayesian (~24 s: a Gaussian process per proposal) runs in `pytest -m slow` (CI's 20 minutes)
 @pytest.mark.parametrize("kind", ["random", pytest.param("bayesian", marks=pytest.mark.slow), "hyperband"])
 def test_proposed_values_stay_inside_random_ranges_narrowed_or_not(kind, tmp_path):

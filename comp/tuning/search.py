@@ -106,15 +106,20 @@ def is_worker() -> bool:
 
 
 def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, objective: Objective, max_trials: int,
-                max_epochs: int, seed: int, deadline: Callable[[], bool]):
+                max_epochs: int, seed: int, deadline: Callable[[], bool], start_first: bool = False):
     """A keras-tuner oracle over ``knobs`` (plus ``fixed`` values every trial carries) that stops
-    creating trials once ``deadline()`` is true, or after ``max_trials`` (0: none)."""
+    creating trials once ``deadline()`` is true, or after ``max_trials`` (0: none). With
+    ``start_first`` (not hyperband, whose brackets pick their own) its first trial is every knob
+    at its ``default`` where each lies in its range: the configuration searched around, scored
+    like the others, so a search whose random trials all do worse narrows around the start."""
     hp = kt.HyperParameters()
     by_key = {knob.key: knob for knob in knobs}
     for knob in knobs:
         knob.declare(hp)
     for key, value in fixed.items():
         hp.Fixed(key, value)
+    start = ({knob.key: knob.clip(knob.default) for knob in knobs}
+             if start_first and kind != "hyperband" and all(knob.holds(knob.default) for knob in knobs) else None)
     common = dict(objective=kt.Objective("score", objective.direction), hyperparameters=hp, seed=seed, tune_new_entries=False,
                   max_consecutive_failed_trials=max(3, max_trials))
     if kind == "hyperband":
@@ -139,6 +144,8 @@ def make_oracle(kind: str, knobs: list[Knob], fixed: dict[str, Any], *, objectiv
         def populate_space(self, trial_id):
             if (max_trials == 0 and kind != "hyperband") or deadline() or self.failed_out:
                 return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            if start is not None and not self.trials:  # a resumed search has its trials: no second start
+                return {"status": trial_module.TrialStatus.RUNNING, "values": {**self.hyperparameters.values, **start}}
             proposal = super().populate_space(trial_id)
             if proposal.get("values"):  # inside the declared ranges by construction, whatever the oracle sampled
                 proposal["values"] = {key: by_key[key].clip(value) if key in by_key else value

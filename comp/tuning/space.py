@@ -57,6 +57,12 @@ class Knob:
             return int(min(max(round(value), low), max(high, low)))
         return float(min(max(value, self.low), self.high))
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one this knob's range offers."""
+        if not self.numeric:
+            return value in self.choices
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+
     def narrowed(self, best: Any) -> "Knob":
         """A narrower knob around ``best`` for the fine search: a third of the log range on each side
         (at most 3x) or a quarter of the linear range; a choice is fixed at ``best``. A ``best``
