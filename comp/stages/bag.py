@@ -189,7 +189,7 @@ def _bag(ctx: StageContext, source: Source, limit: int, y: np.ndarray):
     folders, per fold its models' predictions, the units trained, why it stopped, whether the
     model predicts the same with another seed)."""
     from comp.data.loading import load_inputs
-    from comp.stages.training import resolve_lr
+    from comp.stages.training import fold_training_rows, resolve_lr
     from comp.stages.trials import lr_setting
     from comp.training.cv import mean_fold_seconds
     from comp.training.model import is_estimator
@@ -210,6 +210,7 @@ def _bag(ctx: StageContext, source: Source, limit: int, y: np.ndarray):
             + (f"; {max(ctx.time.remaining(), 0):.0f}s left by the other training stages" if ctx.time.limited else ""))
     why = f"every fold has {limit} more seed(s)"
     data = load_inputs(ctx.competition, "train", cfg.reading())[0], y
+    rows = fold_training_rows(ctx)  # what every fold model of the run is built for
     after = _after_cost(ctx)
     owed = 0.0  # what the models kept so far add to the ensemble and prediction, after this stage
     for r, k in [(r, k) for r in range(1, limit + 1) for k in range(n_folds)]:  # every fold a seed before any gets two
@@ -222,7 +223,7 @@ def _bag(ctx: StageContext, source: Source, limit: int, y: np.ndarray):
                    f"(~{forecast:.0f}s, and ~{sum(cost):.1f}s more for the ensemble and prediction)")
             break
         try:
-            unit, cut = _train_unit(ctx, cfg, data, fold_of, k, r, epochs, end, source.under)
+            unit, cut = _train_unit(ctx, cfg, data, fold_of, k, r, epochs, rows, end, source.under)
         except Exception as exc:
             if not is_part_failure(exc):
                 raise
@@ -281,10 +282,10 @@ def _unit_path(r: int, k: int, under: str = "") -> str:
 
 
 def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: int,
-                epochs: int, end: float = math.inf, under: str = "") -> tuple[dict[str, Any], bool]:
+                epochs: int, rows: int, end: float = math.inf, under: str = "") -> tuple[dict[str, Any], bool]:
     """Fold ``k`` trained with seed ``cfg.seed + r`` into ``<under>seed_<r + 1>/``: its row of
     units.csv, and whether the time cut its schedule short."""
-    from comp.stages.training import augmentations, fold_training_rows, model_name, train_spec
+    from comp.stages.training import augmentations, model_name, train_spec
     from comp.training.cv import cross_validate
     from comp.training.spec import ModelSpec
 
@@ -298,7 +299,7 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
     result = cross_validate(inputs, y, fold_of, ctx.task, model, spec, ctx.work / f"{under}seed_{r + 1}", seed=cfg.seed + r,
                             time=TimeBox(min(ctx.time.end, end), ctx.time.start, ctx.time.hard),
                             log=lambda message: None, only=[k],
-                            predict_batch_size=cfg.predict.batch_size, spec_rows=fold_training_rows(ctx))
+                            predict_batch_size=cfg.predict.batch_size, spec_rows=rows)
     fold = result.folds[0]
     # A fold resumed from an earlier attempt took its recorded seconds, not the moment it took now.
     seconds = max(clock.now() - began, float(fold.get("seconds") or 0.0))

@@ -20,14 +20,19 @@ from comp.modalities import modality_of
 from comp.significance import standard_error
 
 
+def written_folds(ctx: StageContext) -> np.ndarray:
+    """Fold number of every train row, in train.csv order (-1: in no fold), as stage split wrote it."""
+    comp = ctx.competition
+    return artifacts.read_folds(ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS, comp.train[comp.id_col])
+
+
 def read_folds(ctx: StageContext) -> np.ndarray:
     """Fold number of every train row, in train.csv order (-1: in no fold), without the folds
     the baseline's model failed on (``comp.training.cv.without_folds``), which every stage
     after it leaves out; ``ctx.failed_folds`` says which (its record keeps them)."""
     from comp.training.cv import without_folds
 
-    comp = ctx.competition
-    fold_of = artifacts.read_folds(ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS, comp.train[comp.id_col])
+    fold_of = written_folds(ctx)
     failed = sorted({k for dep in ctx.upstream.values() for k in (ctx.rundir.record(dep) or {}).get("failed_folds", [])})
     if failed:
         ctx.failed_folds = failed
@@ -70,9 +75,7 @@ def fold_training_rows(ctx: StageContext) -> int:
     so that the baseline, the changes, the trials and the seeds build the same model."""
     from comp.training.cv import rows_a_fold
 
-    comp = ctx.competition
-    return rows_a_fold(artifacts.read_folds(ctx.rundir.output(ctx.upstream["split"]) / artifacts.FOLDS,
-                                            comp.train[comp.id_col]))
+    return rows_a_fold(written_folds(ctx))
 
 
 FALLBACK_LR = 1e-3  # train.lr=auto when the LR range test suggests nothing: Adam's own default
