@@ -25,7 +25,7 @@ def test_auto_order_is_expected_gain_per_second_and_cutmix_last():
 
 def test_changes_are_tried_one_at_a_time_and_kept_only_beyond_noise(comp, workdir, demo):
     code, out, err = comp("run", "stage=regularize", *SMOKE, "regularize.changes=[label_smoothing,weight_decay,"
-                          "smaller_input]", "regularize.time=100")
+                          "smaller_input]", "regularize.time=100", "train.label_smoothing=0")
     assert code == 0, err
     table = pd.read_csv(workdir / "runs/digits/regularize/table.csv")
     assert table["change"].tolist() == ["baseline", "label_smoothing", "weight_decay", "smaller_input"]
@@ -55,16 +55,20 @@ def test_changes_are_tried_one_at_a_time_and_kept_only_beyond_noise(comp, workdi
     assert code == 0, err
     assert "[check] unchanged" in out or "[check]" not in out
     recipe = _record(workdir, "baseline")["recipe"]
-    smoothing = best["train"].get("label_smoothing", 0.0)
-    assert recipe["label_smoothing"] == smoothing
+    # what best.yaml does not set is the default (train.label_smoothing=auto: 0.1 on labels)
+    assert recipe["label_smoothing"] == best["train"].get("label_smoothing", 0.1)
+    assert recipe["weight_decay"] == best["train"].get("weight_decay", 0.01)
 
 
 def test_what_does_not_fit_the_time_is_listed_as_not_tried(comp, workdir, demo):
-    code, out, err = comp("run", "stage=regularize", *SMOKE, "regularize.changes=[label_smoothing,mixup]",
+    code, out, err = comp("run", "stage=regularize", *SMOKE, "regularize.changes=[label_smoothing,mixup,weight_decay]",
                           "regularize.time=0")
     assert code == 0, err
     table = pd.read_csv(workdir / "runs/digits/regularize/table.csv")
-    assert len(table) == 3 and all(v.startswith("not tried: needs ~") for v in table["verdict"][1:])
+    verdicts = dict(zip(table["change"], table["verdict"]))
+    # train.label_smoothing=auto already smooths single labels by 0.1: nothing to try
+    assert verdicts.pop("label_smoothing") == "not applicable: train.label_smoothing is already 0.1 (auto)"
+    assert len(verdicts) == 3 and all(v.startswith("not tried: needs ~") for v in list(verdicts.values())[1:])
     assert not (workdir / "runs/digits/regularize/trials").exists()
     assert _record(workdir, "regularize")["kept"] == []
 
@@ -97,7 +101,7 @@ def test_a_killed_search_resumes_from_its_oracle_without_redoing_finished_folds(
     from pathlib import Path
 
     args = [str(Path(sys.executable).with_name("comp")), "run", "stage=regularize", *SMOKE, "regularize.time=100",
-            "regularize.changes=[label_smoothing,weight_decay]"]
+            "regularize.changes=[label_smoothing,weight_decay]", "train.label_smoothing=0"]
     partial = workdir / "runs/digits/regularize.partial"
     second = partial / "trials/weight_decay/fold_0/done.json"
     proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

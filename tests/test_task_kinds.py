@@ -130,8 +130,10 @@ def test_street_numbers_train_and_submit_their_strings(comp, workdir):
     ("diabetes", "[model_regularizers]"),  # gradient boosting: its own stronger settings, no LR
 ])
 def test_regularize_and_tune_run_for_other_kinds(name, changes, comp, workdir):
+    # train.label_smoothing=0: smoothing is tried as a change (auto would start from 0.1)
     code, out, err = comp("run", "stage=tune", f"competition=demo:{name}", "split.folds=2", "train.diagnostics=false",
                           "train.lr=2e-3", "train.epochs=2", f"regularize.changes={changes}", "regularize.time=100",
+                          "train.label_smoothing=0",
                           "tune.coarse_trials=1", "tune.fine_trials=1", "tune.time=100",
                           "tune.space={model.hp.filters: [16, 24], model.hp.blocks: [1, 2]}"
                           if name != "diabetes" else "tune.space={model.hp.max_iter: [50, 100]}")

@@ -257,3 +257,22 @@ def test_a_submission_value_the_task_cannot_mean_is_refused():
     task, _, sample = _task("sequence", {"id": list("ab"), "n": ["12", "3"]}, {"id": ["x"], "n": ["1"]})
     with pytest.raises(DataError, match="row 2: n='19' is not a string of 1-2 characters seen in train.csv"):
         validate_submission(sample.assign(n=["19"]), sample, "id", task)
+
+
+def test_label_smoothing_auto_is_the_kinds_default_and_a_number_is_kept():
+    from comp.config import load_config
+    from comp.stages.training import train_spec
+
+    single, _, _ = _task("classification", {"id": list("abc"), "y": ["a", "b", "a"]}, {"id": ["x"], "y": ["a"]})
+    value, _, _ = _task("regression", {"id": list("abc"), "n": ["1", "2", "3"]}, {"id": ["x"], "n": ["0"]})
+    cfg = load_config()
+    assert cfg.train.label_smoothing == "auto"
+    # what the training library is given: a number, 0.1 where there are labels, 0 where there are none
+    assert train_spec(cfg, 1e-3, single).label_smoothing == 0.1
+    assert train_spec(cfg, 1e-3, value).label_smoothing == 0.0
+    assert train_spec(load_config(["train.label_smoothing=0"]), 1e-3, single).label_smoothing == 0.0
+    assert train_spec(load_config(["train.label_smoothing=0.25"]), 1e-3, single).label_smoothing == 0.25
+    from comp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.label_smoothing"):
+        load_config(["train.label_smoothing=0.7"])

@@ -292,7 +292,7 @@ def _train_unit(ctx: StageContext, cfg, data, fold_of: np.ndarray, k: int, r: in
     inputs, y = data
     lr = 0.0 if cfg.train.lr == "auto" else float(cfg.train.lr)  # "auto" only for a model without an LR
     # Only the fold models are bagged: no epoch weights kept for snapshots or averages.
-    spec = dataclasses.replace(train_spec(cfg, lr), epochs=epochs, snapshots=0, swa_epochs=0, keep_ema=0.0)
+    spec = dataclasses.replace(train_spec(cfg, lr, ctx.task), epochs=epochs, snapshots=0, swa_epochs=0, keep_ema=0.0)
     model = ModelSpec(model_name(cfg, ctx.competition, ctx.task), dict(cfg.model.hp),
                       augmentations(cfg, ctx.competition, ctx.task))
     began = clock.now()

@@ -87,8 +87,10 @@ def _label_smoothing(s: Setting):
         return "the model is not a Keras model"
     if not s.task.smoothable:
         return f"task {s.task.kind} has no labels to smooth"
-    if s.cfg.train.label_smoothing >= 0.1:
-        return f"train.label_smoothing is already {s.cfg.train.label_smoothing:g}"
+    smoothing = s.task.label_smoothing(s.cfg.train.label_smoothing)
+    if smoothing >= 0.1:
+        return f"train.label_smoothing is already {smoothing:g}" + (
+            " (auto)" if s.cfg.train.label_smoothing == "auto" else "")
     return {"train.label_smoothing": 0.1}
 
 

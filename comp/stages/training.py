@@ -122,7 +122,7 @@ def validate_model(cfg, competition, task, variants: bool = False) -> None:
     check_policy(augmentations(cfg, competition, task), competition.modality, task.kind)
     if cfg.train.loss not in task.losses:
         raise ConfigError(f"train.loss={cfg.train.loss}: task {task.kind} takes {', '.join(task.losses)}")
-    if cfg.train.label_smoothing and not task.smoothable:
+    if cfg.train.label_smoothing != "auto" and cfg.train.label_smoothing and not task.smoothable:
         raise ConfigError(f"train.label_smoothing={cfg.train.label_smoothing:g}: task {task.kind} has no labels "
                           "to smooth; set it to 0")
 
@@ -196,11 +196,12 @@ def _only_companions(variants: list[str], companions: set[str]) -> bool:
     return bool(variants) and all(name in companions for name in variants)
 
 
-def train_spec(cfg, lr: float):
-    """The ``train`` section with the LR resolved: what the training library is given."""
+def train_spec(cfg, lr: float, task):
+    """The ``train`` section with the LR and the label smoothing resolved: what the training
+    library is given."""
     from dataclasses import replace
 
-    return replace(cfg.train, lr=lr)
+    return replace(cfg.train, lr=lr, label_smoothing=task.label_smoothing(cfg.train.label_smoothing))
 
 
 def variant_names(cfg, competition, task) -> list[str]:
@@ -522,7 +523,7 @@ def _train_model(ctx: StageContext, inputs, y, fold_of, name: str, hp: dict, lr:
     model = ModelSpec(name, hp, augmentations(cfg, comp, task))
     keras_model = not is_estimator(name)
     lr, lr_source = lr if keras_model else (0.0, "none")
-    spec = train_spec(cfg, lr)
+    spec = train_spec(cfg, lr, task)
     n_folds = int(fold_of.max()) + 1
     modality = modality_of(comp)
     what = modality.describe(inputs)

@@ -295,7 +295,7 @@ class TrialRunner:
         model = ModelSpec(model_name(cfg, ctx.competition, ctx.task), dict(cfg.model.hp),
                           augmentations(cfg, ctx.competition, ctx.task))
         lr = 0.0 if cfg.train.lr == "auto" else float(cfg.train.lr)  # "auto" only for a model without an LR
-        spec = replace(train_spec(cfg, lr), epochs=max(int(epochs), 1))
+        spec = replace(train_spec(cfg, lr, ctx.task), epochs=max(int(epochs), 1))
         if not keep_weights:  # a short trial is only scored, never blended
             spec = replace(spec, snapshots=0, swa_epochs=0, keep_ema=0.0)
         began = clock.now()

@@ -189,6 +189,16 @@ class Task(ABC):
         return self
 
     smoothable: ClassVar[bool] = True  # takes train.label_smoothing
+    # train.label_smoothing=auto: measured at budget=5m, stage=all side by side with 0 on five
+    # image competitions (benchmarks/README.md, "Label smoothing by default").
+    auto_label_smoothing: ClassVar[float] = 0.1
+
+    def label_smoothing(self, setting: float | str) -> float:
+        """``train.label_smoothing`` as a number: ``auto`` is this kind's default (0 where it
+        has no labels to smooth)."""
+        if setting == "auto":
+            return self.auto_label_smoothing if self.smoothable else 0.0
+        return float(setting)
 
     @abstractmethod
     def loss(self, name: str = "auto", label_smoothing: float = 0.0):

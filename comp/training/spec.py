@@ -47,8 +47,10 @@ class TrainSpec:
                                       "step (10x down at 50% and 75%), plateau (halve after 3 epochs without "
                                       "improvement)", Str(), choices=("constant", "cosine", "onecycle", "step", "plateau"))
     warmup: float = setting(1.0, "epochs of linear LR warmup", Float(), low=0)
-    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy (classification kinds)", Float(),
-                                     low=0, high=0.5)
+    label_smoothing: float | str = setting("auto", "label smoothing of the cross-entropy; auto = the task kind's "
+                                                   "default (0.1 where there are labels to smooth, else 0)",
+                                           NumberOrAuto(lambda v: 0 <= v <= 0.5,
+                                                        "; use a number in [0, 0.5] such as 0.1, or auto"))
     clip: float = setting(0.0, "clip the global gradient norm to this; 0 = off", Float(), low=0)
     ema: float = setting(0.0, "momentum of an EMA of the weights, evaluated each epoch and kept when best; 0 = off",
                          Float(), low=0, high=0.9999)
