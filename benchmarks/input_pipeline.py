@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
 
         keras.utils.set_random_seed(0)
         steps = -(-n // batch)
-        trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-3, epochs=epochs, optimizer="adam", weight_decay=0.0,
+        trainer = Trainer(tf.distribute.get_strategy(), build, task, TrainSpec(lr=1e-3, epochs=epochs, optimizer="adam", weight_decay=0.0, label_smoothing=0.0,
                                                                         schedule="constant", warmup=0.0, snapshots=0,
                                                                         swa_epochs=0, keep_ema=0.0), 1e-3, steps)
         trainer._build_step(batch, seed=0)

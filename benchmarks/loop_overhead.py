@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     diagnostics = "diagnostics=off" not in argv
     keep = {} if "keep=off" not in argv else {"snapshots": 0, "swa_epochs": 0, "keep_ema": 0}
     spec = TrainSpec(lr=lr, epochs=epochs, batch_size=batch, patience=epochs, optimizer="adamw", weight_decay=0.01,
-                     schedule="cosine", warmup=1.0, **{"snapshots": 3, "swa_epochs": 5, "keep_ema": "auto", **keep},
+                     label_smoothing=0.0, schedule="cosine", warmup=1.0, **{"snapshots": 3, "swa_epochs": 5, "keep_ema": "auto", **keep},
                      diagnostics=diagnostics, xla="on" if "xla=on" in argv else "off")
 
     def run_comp() -> float:

@@ -20,9 +20,10 @@ SMOKE = ("experiment=smoke",)
 # tests about one mechanism whose numbers the default recipe's parts would blur.
 TEXTBOOK = ("experiment=textbook", "experiment=smoke")
 # TrainSpec fields for tests of the training library's mechanics: Adam at a constant LR,
-# nothing kept for the ensemble (TrainSpec's own defaults are the recipe's: AdamW, cosine, ...).
+# no label smoothing, nothing kept for the ensemble (TrainSpec's own defaults are the recipe's:
+# AdamW, cosine, ...).
 PLAIN_TRAINING = dict(optimizer="adam", weight_decay=0.0, schedule="constant", warmup=0.0, snapshots=0,
-                      swa_epochs=0, keep_ema=0.0)
+                      swa_epochs=0, keep_ema=0.0, label_smoothing=0.0)
 
 
 @pytest.fixture(scope="session")

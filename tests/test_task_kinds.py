@@ -352,3 +352,12 @@ def test_a_bad_variant_is_refused_before_any_work(variants, message, comp, workd
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1
     assert not (workdir / "runs").exists()
+
+
+def test_label_smoothing_on_a_regression_is_refused_before_any_work(comp, workdir):
+    # (auto, the default, is 0 there: every other regression test trains with it)
+    code, out, err = comp("run", "stage=all", "competition=demo:diabetes", "train.label_smoothing=0.1")
+    assert code == 2 and err.strip().endswith(
+        "train.label_smoothing=0.1: task regression has no labels to smooth; set it to 0"), err
+    assert len(err.strip().splitlines()) == 1
+    assert not (workdir / "runs").exists()

@@ -168,7 +168,7 @@ def test_a_fold_past_its_floor_ends_the_cross_validation_there(tmp_path):
     fold_of = np.arange(600) % 3
     said = []
     spec = TrainSpec(lr=3e-3, epochs=1, optimizer="adam", weight_decay=0.0, warmup=0.0, schedule="constant",
-                     diagnostics=False)
+                     label_smoothing=0.0, diagnostics=False)
     result = cross_validate(ImageInputs(x), task.encode(labels), fold_of, task, ModelSpec("small_cnn", {}), spec,
                             tmp_path, seed=0, log=said.append, floor=FoldFloor({0: 1.01, 1: 1.01}))
     assert result.gave_up and len(result.folds) == 1 and result.scored.tolist() == (fold_of == 0).tolist()

@@ -190,7 +190,8 @@ class Task(ABC):
 
     smoothable: ClassVar[bool] = True  # takes train.label_smoothing
     # train.label_smoothing=auto: measured at budget=5m, stage=all side by side with 0 on five
-    # image competitions (benchmarks/README.md, "Label smoothing by default").
+    # image competitions (benchmarks/README.md, "Label smoothing by default"); not yet on a
+    # table's MLP, which takes it too.
     auto_label_smoothing: ClassVar[float] = 0.1
 
     def label_smoothing(self, setting: float | str) -> float:

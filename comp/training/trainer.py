@@ -96,7 +96,7 @@ class Trainer:
             # Slot variables must exist before the replicated step is traced: created lazily
             # inside strategy.run they fail under MirroredStrategy.
             self.optimizer.build(self.model.trainable_variables)
-        self.loss = task.loss(spec.loss, spec.label_smoothing)
+        self.loss = task.loss(spec.loss, task.label_smoothing(spec.label_smoothing))  # auto: the kind's default
         objective = task.objective
         self.plan = BudgetPlan(math.inf, spec.epochs, self.schedule, steps_per_epoch)
         self.history = History()
