@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from budget_adherence import run  # noqa: E402
+import setting_ab  # noqa: E402
 
 from comp.demo import DEMOS  # noqa: E402
 
@@ -24,17 +24,7 @@ NO_SEARCH = ("regularize.changes=[]", "tune.coarse_trials=0", "tune.fine_trials=
 def main(argv: list[str]) -> int:
     names = [a for a in argv if a in DEMOS or a == "mnist5k"] or ["digits", "street", "mnist5k"]
     budget = next((a.split("=", 1)[1] for a in argv if a.startswith("budget=")), "5m")
-    print("| competition | budget | searches | wall | OOF | holdout | submitted | bag |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name in names:
-        for label, extra in (("on (default)", ()), ("off", NO_SEARCH)):
-            r = run(name, budget, busy=False, extra=extra)
-            if "error" in r:
-                print(f"| {name} | {budget} | {label} | failed: {r['error']} |", flush=True)
-                continue
-            print(f"| {name} | {budget} | {label} | {r['wall']:.0f} s | {r['oof']:.4f} | {r['holdout']:.4f} "
-                  f"({r['metric']}) | {r['source']} | {r['bagged']} fold models |", flush=True)
-    return 0
+    return setting_ab.main([*names, f"budget={budget}", *(f"against={a}" for a in NO_SEARCH)])
 
 
 if __name__ == "__main__":
